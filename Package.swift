@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import Foundation
+import PackageDescription
+
+// Opt-in CPU tuning: `MIMSERVE_TARGET_CPU=haswell make bench` builds kernels for AVX2 + FMA.
+// The default build runs on any x86-64 (see NOTES: a haswell binary dies on older CPUs).
+let targetCPU = ProcessInfo.processInfo.environment["MIMSERVE_TARGET_CPU"]
+let cpuFlags: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? []
+
+let package = Package(
+    name: "MIMServe",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mimserve-bench", targets: ["mimserve-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: cpuFlags),
+        .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: cpuFlags),
+        .target(name: "Optim", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
+        .executableTarget(
+            name: "mimserve-bench",
+            dependencies: [
+                "TensorCore", "NN", "Optim",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: cpuFlags),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
+        .testTarget(name: "NNTests", dependencies: ["NN"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim"], resources: [.copy("Fixtures")]),
+    ],
+    swiftLanguageModes: [.v6]
+)
