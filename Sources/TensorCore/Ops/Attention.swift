@@ -53,6 +53,7 @@ extension Tensor {
             }
         }
         return out.recording("attention", [qkv] + (bias.map { [$0] } ?? [])) { g in
+            _ = (probs, mask)  // P is read (and overwritten by dS) below
             let gp = g.pointer
             FLOPCounter.add(8 * B * H * L * L * dh)
             let dqkvT = qkv.grad
@@ -83,7 +84,7 @@ extension Tensor {
             if let dqkvT {
                 let n = qkv.count, dst = dqkvT.pointer
                 for i in 0..<n { dst[i] += dqp[i] }
-            } else {
+            } else if qkv.requiresGrad {
                 qkv.grad = dq
             }
             // dBias[mb, h] = Σ over b ≡ mb (mod Mb) of dS[b, h].

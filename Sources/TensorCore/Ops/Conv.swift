@@ -88,6 +88,7 @@ extension Tensor {
             }
         }
         return out.recording("depthwiseConv2d", [self, weight] + (bias.map { [$0] } ?? [])) { g in
+            _ = wt  // the transposed weight is read below
             let gp = g.pointer
             FLOPCounter.add(4 * B * Ho * Wo * C * k * k)
             if self.requiresGrad {

@@ -30,6 +30,7 @@ extension Tensor {
         }
         let params = [weight, bias].compactMap { $0 }
         return out.recording("layerNorm", [self] + params) { g in
+            _ = stats  // the cached (mean, rstd) must outlive the forward
             let gp = g.pointer
             let threads = ComputeThreads.count
             // Per-thread partial sums for dW, dB: rows are split across threads.

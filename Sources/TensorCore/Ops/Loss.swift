@@ -18,6 +18,7 @@ extension Tensor {
         precondition(maskSum > 0, "maskedMSE: the mask selects nothing")
         let out = Tensor(scalar: Float(total / maskSum))
         return out.recording("maskedMSE", [pred]) { g in
+            _ = (target, mask)
             let k = g.item * 2 / (Float(P) * Float(maskSum))
             pred.accumulateGrad { dx, beta in
                 for r in 0..<rows {
@@ -45,6 +46,7 @@ extension Tensor {
         let denominator = (maskSum / Double(channels) + 1e-5) * Double(channels)
         let out = Tensor(scalar: Float(total / denominator))
         return out.recording("maskedL1", [pred]) { g in
+            _ = (target, mask)
             let k = g.item / Float(denominator)
             pred.accumulateGrad { dx, beta in
                 for i in 0..<n {

@@ -1,0 +1,450 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import TensorCore
+
+/// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header
+/// mapping each tensor name to `{"dtype", "shape", "data_offsets"}` (plus an optional
+/// `"__metadata__"` string map), then the data buffer. Only F32 is supported.
+public enum SafeTensors {
+    /// Headers beyond this are corrupt or hostile; real ones are kilobytes.
+    static let maxHeaderLength: UInt64 = 100_000_000
+
+    /// Byte-exact with the reference writer: names in byte order, data in name order, header
+    /// padded with spaces so the data buffer starts 8-byte aligned.
+    public static func encode(_ tensors: [String: Tensor], metadata: [String: String] = [:]) -> [UInt8] {
+        let byteOrder: (String, String) -> Bool = { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        let names = tensors.keys.sorted(by: byteOrder)
+        var entries: [String] = []
+        if !metadata.isEmpty {
+            let pairs = metadata.keys.sorted(by: byteOrder).map { "\(quoted($0)):\(quoted(metadata[$0]!))" }
+            entries.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
+        }
+        var offset = 0
+        for name in names {
+            let t = tensors[name]!
+            let shape = t.shape.map(String.init).joined(separator: ",")
+            entries.append("\(quoted(name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + 4 * t.count)]}")
+            offset += 4 * t.count
+        }
+        var header = Array("{\(entries.joined(separator: ","))}".utf8)
+        header += repeatElement(UInt8(ascii: " "), count: (8 - header.count % 8) % 8)
+
+        var out: [UInt8] = []
+        out.reserveCapacity(8 + header.count + offset)
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
+        out += header
+        let dataStart = out.count
+        out += repeatElement(0, count: offset)
+        out.withUnsafeMutableBytes { raw in
+            var at = dataStart
+            for name in names {
+                for x in tensors[name]!.data {
+                    raw.storeBytes(of: x.bitPattern.littleEndian, toByteOffset: at, as: UInt32.self)
+                    at += 4
+                }
+            }
+        }
+        return out
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(SafeTensorsError) -> (tensors: [String: Tensor], metadata: [String: String]) {
+        guard bytes.count >= 8 else { throw .fileTooShort(byteCount: bytes.count) }
+        let length = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard length <= maxHeaderLength else { throw .headerTooLarge(length: length) }
+        guard 8 + Int(length) <= bytes.count else {
+            throw .headerPastEnd(headerLength: Int(length), fileSize: bytes.count)
+        }
+        let dataStart = 8 + Int(length)
+        let headerBytes = Array(bytes[8..<dataStart])
+        guard String(validating: headerBytes, as: UTF8.self) != nil else { throw .headerNotUTF8 }
+        guard case .object(let header) = try HeaderParser.parse(headerBytes) else { throw .headerNotObject }
+
+        var metadata: [String: String] = [:]
+        switch header["__metadata__"] {
+        case nil, .null?: break
+        case .object(let pairs)?:
+            for (key, value) in pairs {
+                guard case .string(let s) = value else { throw .metadataValueNotString(key: key) }
+                metadata[key] = s
+            }
+        default: throw .metadataNotObject
+        }
+
+        let bufferSize = bytes.count - dataStart
+        var layout: [(name: String, shape: [Int], begin: Int, end: Int)] = []
+        // Sorted so that a file with several faults always reports the same one.
+        for name in header.keys.sorted() where name != "__metadata__" {
+            guard case .object(let fields) = header[name]! else { throw .entryNotObject(tensor: name) }
+            func field(_ key: String) throws(SafeTensorsError) -> JSON {
+                guard let value = fields[key] else { throw .missingField(tensor: name, field: key) }
+                return value
+            }
+            guard case .string(let dtype) = try field("dtype") else {
+                throw .wrongFieldType(tensor: name, field: "dtype", expected: "a string")
+            }
+            guard dtype == "F32" else { throw .unsupportedDtype(tensor: name, dtype: dtype) }
+            guard case .array(let dims) = try field("shape") else {
+                throw .wrongFieldType(tensor: name, field: "shape", expected: "an array of integers")
+            }
+            var shape: [Int] = []
+            for d in dims {
+                guard case .number(let text) = d, let n = Int(text), n >= 0 else {
+                    throw .invalidDimension(tensor: name, value: d.summary)
+                }
+                shape.append(n)
+            }
+            let offsetsValue = try field("data_offsets")
+            guard case .array(let offsets) = offsetsValue, offsets.count == 2,
+                  case .number(let b) = offsets[0], let begin = Int(b),
+                  case .number(let e) = offsets[1], let end = Int(e),
+                  0 <= begin, begin <= end
+            else { throw .invalidDataOffsets(tensor: name, value: offsetsValue.summary) }
+            guard end <= bufferSize else { throw .dataPastEnd(tensor: name, end: end, bufferSize: bufferSize) }
+            // Left to right, as Tensor computes its count, so a shape accepted here cannot trap there.
+            var byteCount = 4
+            for n in shape {
+                let (p, overflow) = byteCount.multipliedReportingOverflow(by: n)
+                guard !overflow else { throw .shapeTooLarge(tensor: name, shape: shape) }
+                byteCount = p
+            }
+            guard byteCount == end - begin else {
+                throw .sizeMismatch(tensor: name, shape: shape, expectedBytes: byteCount, actualBytes: end - begin)
+            }
+            layout.append((name, shape, begin, end))
+        }
+
+        layout.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
+        var cursor = 0
+        var previous: (name: String, begin: Int, end: Int)?
+        for entry in layout {
+            if entry.begin < cursor, let p = previous {
+                throw .overlap(tensor: entry.name, begin: entry.begin, other: p.name, otherRange: p.begin..<p.end)
+            }
+            guard entry.begin == cursor else { throw .gap(tensor: entry.name, begin: entry.begin, expected: cursor) }
+            cursor = entry.end
+            previous = (entry.name, entry.begin, entry.end)
+        }
+        guard cursor == bufferSize else { throw .trailingBytes(count: bufferSize - cursor) }
+
+        var tensors: [String: Tensor] = [:]
+        bytes.withUnsafeBytes { raw in
+            for entry in layout {
+                let t = Tensor(uninitialized: entry.shape)
+                for i in 0..<t.count {
+                    let bits = raw.loadUnaligned(fromByteOffset: dataStart + entry.begin + 4 * i, as: UInt32.self)
+                    t.pointer[i] = Float(bitPattern: UInt32(littleEndian: bits))
+                }
+                tensors[entry.name] = t
+            }
+        }
+        return (tensors, metadata)
+    }
+
+    /// Atomic: readers see the old file or the new one, never a torn write, even across a crash.
+    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to path: String) throws(SafeTensorsError) {
+        let temporary = path + ".tmp"
+        do throws(SafeTensorsError) {
+            try writeAndSync(encode(tensors, metadata: metadata), to: temporary)
+            guard rename(temporary, path) == 0 else { throw .io(operation: "rename to", path: path, code: errno) }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        // The rename itself lives in the directory entry; without this a crash can lose it.
+        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let fd = open(directory, O_RDONLY)
+        guard fd >= 0 else { throw .io(operation: "open", path: directory, code: errno) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw .io(operation: "fsync", path: directory, code: errno) }
+    }
+
+    public static func read(path: String) throws(SafeTensorsError) -> (tensors: [String: Tensor], metadata: [String: String]) {
+        try decode(readAll(path))
+    }
+}
+
+/// One case per way a file can be rejected; messages name the tensor involved.
+public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
+    /// Fewer than the 8 bytes of the header-length prefix.
+    case fileTooShort(byteCount: Int)
+    /// The length prefix exceeds `SafeTensors.maxHeaderLength` (100 MB).
+    case headerTooLarge(length: UInt64)
+    /// The length prefix points past the end of the file.
+    case headerPastEnd(headerLength: Int, fileSize: Int)
+    case headerNotUTF8
+    /// Malformed JSON; `offset` counts bytes from the start of the header.
+    case invalidJSON(offset: Int, reason: String)
+    /// The header is valid JSON but not an object.
+    case headerNotObject
+    /// An object in the header repeats a key (at the top level: a tensor name).
+    case duplicateKey(String)
+    case metadataNotObject
+    case metadataValueNotString(key: String)
+    case entryNotObject(tensor: String)
+    case missingField(tensor: String, field: String)
+    case wrongFieldType(tensor: String, field: String, expected: String)
+    /// Any dtype but F32.
+    case unsupportedDtype(tensor: String, dtype: String)
+    /// A shape entry that is not a non-negative integer.
+    case invalidDimension(tensor: String, value: String)
+    /// The byte size of the shape does not fit in an Int.
+    case shapeTooLarge(tensor: String, shape: [Int])
+    /// `data_offsets` is not `[begin, end]` with integers 0 ≤ begin ≤ end.
+    case invalidDataOffsets(tensor: String, value: String)
+    case dataPastEnd(tensor: String, end: Int, bufferSize: Int)
+    /// The shape needs `expectedBytes` (4 per element) but the offsets span `actualBytes`.
+    case sizeMismatch(tensor: String, shape: [Int], expectedBytes: Int, actualBytes: Int)
+    /// A tensor starts inside the byte range of another.
+    case overlap(tensor: String, begin: Int, other: String, otherRange: Range<Int>)
+    /// Unused bytes before a tensor: tensors must tile the data buffer from 0.
+    case gap(tensor: String, begin: Int, expected: Int)
+    /// Unused bytes after the last tensor.
+    case trailingBytes(count: Int)
+    /// A system call failed while reading or writing `path`.
+    case io(operation: String, path: String, code: Int32)
+
+    public var description: String {
+        switch self {
+        case .fileTooShort(let n): "file is \(n) bytes, shorter than the 8-byte header length"
+        case .headerTooLarge(let n): "header length \(n) exceeds the \(SafeTensors.maxHeaderLength)-byte limit"
+        case .headerPastEnd(let n, let size): "header length \(n) runs past the end of the \(size)-byte file"
+        case .headerNotUTF8: "header is not valid UTF-8"
+        case .invalidJSON(let offset, let reason): "header is not valid JSON at byte \(offset): \(reason)"
+        case .headerNotObject: "header JSON is not an object"
+        case .duplicateKey(let key): "header repeats the key \"\(key)\""
+        case .metadataNotObject: "__metadata__ is not an object of strings"
+        case .metadataValueNotString(let key): "__metadata__ value for \"\(key)\" is not a string"
+        case .entryNotObject(let t): "tensor '\(t)': entry is not an object"
+        case .missingField(let t, let f): "tensor '\(t)': missing \"\(f)\""
+        case .wrongFieldType(let t, let f, let expected): "tensor '\(t)': \"\(f)\" must be \(expected)"
+        case .unsupportedDtype(let t, let d): "tensor '\(t)': unsupported dtype \(d) (only F32 is supported)"
+        case .invalidDimension(let t, let v): "tensor '\(t)': shape dimension \(v) is not a non-negative integer"
+        case .shapeTooLarge(let t, let s): "tensor '\(t)': shape \(s) is too large"
+        case .invalidDataOffsets(let t, let v): "tensor '\(t)': data_offsets \(v) is not [begin, end] with 0 ≤ begin ≤ end"
+        case .dataPastEnd(let t, let end, let size): "tensor '\(t)': data ends at byte \(end), past the \(size)-byte data buffer"
+        case .sizeMismatch(let t, let s, let expected, let actual):
+            "tensor '\(t)': shape \(s) needs \(expected) bytes but data_offsets span \(actual)"
+        case .overlap(let t, let begin, let other, let range):
+            "tensor '\(t)' starts at byte \(begin), inside '\(other)' (bytes \(range.lowerBound)..<\(range.upperBound))"
+        case .gap(let t, let begin, let expected): "tensor '\(t)' starts at byte \(begin); unused bytes from \(expected)"
+        case .trailingBytes(let n): "\(n) unused bytes after the last tensor"
+        case .io(let op, let path, let code): "\(op) \(path): \(String(cString: strerror(code)))"
+        }
+    }
+}
+
+/// Just enough JSON for the header. JSONSerialization would silently keep one of two duplicate
+/// keys and cannot tell 2 from 2.0 or true from 1, all of which the format must reject.
+enum JSON {
+    case object([String: JSON])
+    case array([JSON])
+    case string(String)
+    /// The literal text, so integers are read exactly and 2.0 is not mistaken for 2.
+    case number(String)
+    case bool(Bool)
+    case null
+
+    /// Short rendering for error messages.
+    var summary: String {
+        switch self {
+        case .object: "{…}"
+        case .array(let items): "[\(items.map(\.summary).joined(separator: ", "))]"
+        case .string(let s): "\"\(s)\""
+        case .number(let text): text
+        case .bool(let b): "\(b)"
+        case .null: "null"
+        }
+    }
+}
+
+struct HeaderParser {
+    /// Bounds recursion so a header of 100 MB of '[' cannot overflow the stack.
+    static let maxDepth = 64
+    private let bytes: [UInt8]
+    private var index = 0
+    private var depth = 0
+
+    static func parse(_ bytes: [UInt8]) throws(SafeTensorsError) -> JSON {
+        var parser = HeaderParser(bytes: bytes)
+        let value = try parser.value()
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else { throw parser.failure("unexpected text after the value") }
+        return value
+    }
+
+    private init(bytes: [UInt8]) { self.bytes = bytes }
+
+    private var peek: UInt8? { index < bytes.count ? bytes[index] : nil }
+
+    private func failure(_ reason: String) -> SafeTensorsError { .invalidJSON(offset: index, reason: reason) }
+
+    private mutating func skipWhitespace() {
+        while let b = peek, b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 { index += 1 }
+    }
+
+    private mutating func consume(_ literal: String) throws(SafeTensorsError) {
+        for b in literal.utf8 {
+            guard peek == b else { throw failure("expected \(literal)") }
+            index += 1
+        }
+    }
+
+    private mutating func value() throws(SafeTensorsError) -> JSON {
+        skipWhitespace()
+        switch peek {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            depth += 1
+            guard depth <= Self.maxDepth else { throw failure("nested deeper than \(Self.maxDepth)") }
+            defer { depth -= 1 }
+            return peek == UInt8(ascii: "{") ? try object() : try array()
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try consume("true"); return .bool(true)
+        case UInt8(ascii: "f"): try consume("false"); return .bool(false)
+        case UInt8(ascii: "n"): try consume("null"); return .null
+        case nil: throw failure("unexpected end")
+        default: return .number(try number())
+        }
+    }
+
+    private mutating func object() throws(SafeTensorsError) -> JSON {
+        index += 1
+        var members: [String: JSON] = [:]
+        skipWhitespace()
+        if peek == UInt8(ascii: "}") { index += 1; return .object(members) }
+        while true {
+            skipWhitespace()
+            guard peek == UInt8(ascii: "\"") else { throw failure("expected a string key") }
+            let key = try string()
+            skipWhitespace()
+            try consume(":")
+            guard members.updateValue(try value(), forKey: key) == nil else { throw .duplicateKey(key) }
+            skipWhitespace()
+            if peek == UInt8(ascii: ",") { index += 1; continue }
+            try consume("}")
+            return .object(members)
+        }
+    }
+
+    private mutating func array() throws(SafeTensorsError) -> JSON {
+        index += 1
+        var items: [JSON] = []
+        skipWhitespace()
+        if peek == UInt8(ascii: "]") { index += 1; return .array(items) }
+        while true {
+            items.append(try value())
+            skipWhitespace()
+            if peek == UInt8(ascii: ",") { index += 1; continue }
+            try consume("]")
+            return .array(items)
+        }
+    }
+
+    private mutating func string() throws(SafeTensorsError) -> String {
+        index += 1
+        var out: [UInt8] = []
+        while true {
+            guard let b = peek else { throw failure("unterminated string") }
+            index += 1
+            switch b {
+            case UInt8(ascii: "\""): return String(decoding: out, as: UTF8.self)
+            case 0..<0x20: throw failure("control character in string")
+            case UInt8(ascii: "\\"):
+                guard let e = peek else { throw failure("unterminated string") }
+                index += 1
+                let simple: [UInt8: UInt8] = [0x22: 0x22, 0x5C: 0x5C, 0x2F: 0x2F, 0x62: 0x08, 0x66: 0x0C, 0x6E: 0x0A, 0x72: 0x0D, 0x74: 0x09]
+                if let c = simple[e] { out.append(c); continue }
+                guard e == UInt8(ascii: "u") else { throw failure("invalid escape") }
+                var code = try hex4()
+                if (0xD800..<0xDC00).contains(code) {
+                    try consume("\\u")
+                    let low = try hex4()
+                    guard (0xDC00..<0xE000).contains(low) else { throw failure("unpaired surrogate") }
+                    code = 0x10000 + (code - 0xD800) << 10 + (low - 0xDC00)
+                }
+                guard let scalar = Unicode.Scalar(code) else { throw failure("unpaired surrogate") }
+                out += Array(String(Character(scalar)).utf8)
+            default: out.append(b)
+            }
+        }
+    }
+
+    private mutating func hex4() throws(SafeTensorsError) -> UInt32 {
+        guard index + 4 <= bytes.count,
+              let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16),
+              bytes[index..<index + 4].allSatisfy({ $0 != UInt8(ascii: "+") && $0 != UInt8(ascii: "-") })
+        else { throw failure("invalid \\u escape") }
+        index += 4
+        return v
+    }
+
+    private mutating func number() throws(SafeTensorsError) -> String {
+        let start = index
+        if peek == UInt8(ascii: "-") { index += 1 }
+        let intStart = index
+        guard digits() > 0 else { throw failure("invalid value") }
+        guard bytes[intStart] != UInt8(ascii: "0") || index == intStart + 1 else { throw failure("leading zero") }
+        if peek == UInt8(ascii: ".") {
+            index += 1
+            guard digits() > 0 else { throw failure("expected digits after '.'") }
+        }
+        if peek == UInt8(ascii: "e") || peek == UInt8(ascii: "E") {
+            index += 1
+            if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { index += 1 }
+            guard digits() > 0 else { throw failure("expected exponent digits") }
+        }
+        return String(decoding: bytes[start..<index], as: UTF8.self)
+    }
+
+    private mutating func digits() -> Int {
+        let start = index
+        while let b = peek, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) { index += 1 }
+        return index - start
+    }
+}
+
+private func quoted(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case _ where scalar.value < 0x20:
+            out += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
+
+private func writeAndSync(_ bytes: [UInt8], to path: String) throws(SafeTensorsError) {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw .io(operation: "open", path: path, code: errno) }
+    defer { close(fd) }
+    var written = 0
+    while written < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw .io(operation: "write", path: path, code: errno) }
+        written += n
+    }
+    guard fsync(fd) == 0 else { throw .io(operation: "fsync", path: path, code: errno) }
+}
+
+private func readAll(_ path: String) throws(SafeTensorsError) -> [UInt8] {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw .io(operation: "open", path: path, code: errno) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n >= 0 else { throw .io(operation: "read", path: path, code: errno) }
+        if n == 0 { return out }
+        out += chunk[0..<n]
+    }
+}

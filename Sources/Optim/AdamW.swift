@@ -1,0 +1,208 @@
+import NN
+import TensorCore
+
+/// AdamW with decoupled weight decay, step for step what `torch.optim.AdamW` (single-tensor
+/// path) computes:
+///
+///     p ← p · (1 − lr·wd)                      (wd = 0 for no-decay parameters)
+///     m ← m + (1 − β1)·(g − m)
+///     v ← β2·v + (1 − β2)·g²
+///     p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps)
+///
+/// Parameters fall into two groups fixed at init: decayed and not decayed (`noDecay`).
+/// `step(lr:)` leaves gradients in place; call `zeroGrad()` (or the module's) before the next
+/// backward pass.
+///
+/// Unlike torch, which counts steps per parameter, there is one step count: a parameter that
+/// has no gradient on some step is skipped but still sees the shared count in its bias
+/// correction later. Training loops here give every trainable parameter a gradient every step.
+///
+/// Like `Tensor`, an optimizer is used by one thread at a time; it may move between threads.
+public final class AdamW: @unchecked Sendable {
+    private struct Slot {
+        let name: String
+        let param: Tensor
+        let decays: Bool
+        let expAvg: Tensor
+        let expAvgSq: Tensor
+    }
+
+    public let weightDecay: Float
+    public let betas: (Float, Float)
+    public let eps: Float
+    /// Completed `step` calls (t in the bias corrections of the last step).
+    public private(set) var stepCount = 0
+
+    private let slots: [Slot]
+
+    /// The default no-decay rule of methods.md B11: 1-D (and scalar) parameters and biases.
+    /// Method-specific exclusions compose with it:
+    /// `noDecay: { AdamW.defaultNoDecay($0, $1) || $0 == "cls_token" }`.
+    public static func defaultNoDecay(_ name: String, _ tensor: Tensor) -> Bool {
+        tensor.rank <= 1 || name.hasSuffix(".bias") || name == "bias"
+    }
+
+    /// - Parameters:
+    ///   - parameters: trainable tensors under unique names (`Module.namedParameters()`).
+    ///   - noDecay: true for parameters that get no weight decay.
+    public init(
+        parameters: [(name: String, tensor: Tensor)],
+        weightDecay: Float = 0.05,
+        betas: (Float, Float) = (0.9, 0.999),
+        eps: Float = 1e-8,
+        noDecay: (String, Tensor) -> Bool = AdamW.defaultNoDecay
+    ) {
+        precondition(weightDecay >= 0, "weight decay must be ≥ 0, got \(weightDecay)")
+        precondition((0..<1).contains(betas.0) && (0..<1).contains(betas.1),
+                     "betas must lie in [0, 1), got \(betas)")
+        precondition(eps >= 0, "eps must be ≥ 0, got \(eps)")
+        var seen = Set<String>()
+        for (name, _) in parameters {
+            precondition(seen.insert(name).inserted, "duplicate parameter name '\(name)'")
+        }
+        self.weightDecay = weightDecay
+        self.betas = betas
+        self.eps = eps
+        self.slots = parameters.map { name, tensor in
+            Slot(name: name, param: tensor, decays: !noDecay(name, tensor),
+                 expAvg: Tensor(zeros: tensor.shape), expAvgSq: Tensor(zeros: tensor.shape))
+        }
+    }
+
+    /// Parameter names in the order given at init.
+    public var parameterNames: [String] { slots.map(\.name) }
+
+    /// Names of the parameters that receive weight decay.
+    public var decayedParameterNames: [String] { slots.filter(\.decays).map(\.name) }
+
+    /// Names of the parameters that receive no weight decay.
+    public var noDecayParameterNames: [String] { slots.filter { !$0.decays }.map(\.name) }
+
+    /// One update of every parameter that has a gradient; parameters without one are skipped.
+    public func step(lr: Float) {
+        stepCount += 1
+        // Scalars in Double as torch computes them in Python floats, then rounded once.
+        let t = Double(stepCount)
+        let (beta1, beta2) = (Double(betas.0), Double(betas.1))
+        let biasCorrection1 = 1 - _pow(beta1, t)
+        let biasCorrection2Sqrt = (1 - _pow(beta2, t)).squareRoot()
+        let c = Coefficients(
+            oneMinusBeta1: Float(1 - beta1), beta2: betas.1, oneMinusBeta2: Float(1 - beta2),
+            negStepSize: Float(-Double(lr) / biasCorrection1),
+            biasCorrection2Sqrt: Float(biasCorrection2Sqrt), eps: eps)
+        let decayFactor = Float(1 - Double(lr) * Double(weightDecay))
+
+        for slot in slots {
+            guard let grad = slot.param.grad else { continue }
+            precondition(grad.count == slot.param.count,
+                         "gradient of '\(slot.name)' has shape \(grad.shape), parameter \(slot.param.shape)")
+            let p = slot.param.pointer, g = grad.pointer
+            let m = slot.expAvg.pointer, v = slot.expAvgSq.pointer
+            let decay = slot.decays ? decayFactor : 1
+            parallelFor(slot.param.count, minPerThread: 1 << 15) { range in
+                adamWKernel(p + range.lowerBound, g + range.lowerBound, m + range.lowerBound,
+                            v + range.lowerBound, range.count, decay: decay, c)
+            }
+        }
+    }
+
+    /// Drops every parameter's gradient.
+    public func zeroGrad() {
+        for slot in slots { slot.param.grad = nil }
+    }
+
+    /// The moment buffers as `exp_avg.<name>` and `exp_avg_sq.<name>` (torch's state keys).
+    /// These are the optimizer's own tensors, not copies; save them before the next step.
+    public func state() -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for slot in slots {
+            out["exp_avg." + slot.name] = slot.expAvg
+            out["exp_avg_sq." + slot.name] = slot.expAvgSq
+        }
+        return out
+    }
+
+    /// Copies moment buffers from `state` (as written by `state()`) and sets the step count.
+    /// Every buffer must be present with the parameter's shape and no other key may appear;
+    /// nothing changes unless the whole state is valid.
+    public func loadState(_ state: [String: Tensor], stepCount: Int) throws(StateError) {
+        precondition(stepCount >= 0, "step count must be ≥ 0, got \(stepCount)")
+        var expected = Set<String>()
+        var copies: [(source: Tensor, destination: Tensor)] = []
+        for slot in slots {
+            for (key, buffer) in [("exp_avg." + slot.name, slot.expAvg),
+                                  ("exp_avg_sq." + slot.name, slot.expAvgSq)] {
+                expected.insert(key)
+                guard let source = state[key] else { throw .missing(key) }
+                guard source.shape == buffer.shape else {
+                    throw .shapeMismatch(key, expected: buffer.shape, found: source.shape)
+                }
+                copies.append((source, buffer))
+            }
+        }
+        if let extra = state.keys.sorted().first(where: { !expected.contains($0) }) {
+            throw .unexpected(extra)
+        }
+        for (source, destination) in copies {
+            destination.pointer.update(from: source.pointer, count: destination.count)
+        }
+        self.stepCount = stepCount
+    }
+}
+
+/// The per-step scalars of the update, already in Float.
+private struct Coefficients {
+    let oneMinusBeta1: Float
+    let beta2: Float
+    let oneMinusBeta2: Float
+    /// −lr / (1 − β1ᵗ)
+    let negStepSize: Float
+    /// √(1 − β2ᵗ)
+    let biasCorrection2Sqrt: Float
+    let eps: Float
+}
+
+/// `n` elements of the update, 8 lanes at a time. Operation order follows torch's kernels
+/// (lerp, mul + addcmul, sqrt / bc2 + eps, addcdiv) so results agree to rounding.
+@inline(__always)
+private func adamWKernel(
+    _ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
+    _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
+    _ n: Int, decay: Float, _ c: Coefficients
+) {
+    var i = 0
+    while i + 8 <= n {
+        let gi = load8(g + i)
+        let mi = load8(m + i) + c.oneMinusBeta1 * (gi - load8(m + i))
+        let vi = load8(v + i) * c.beta2 + c.oneMinusBeta2 * gi * gi
+        let denom = vi.squareRoot() / c.biasCorrection2Sqrt + c.eps
+        let pi = load8(p + i) * decay + c.negStepSize * mi / denom
+        store8(mi, m + i)
+        store8(vi, v + i)
+        store8(pi, p + i)
+        i += 8
+    }
+    while i < n {
+        let gi = g[i]
+        let mi = m[i] + c.oneMinusBeta1 * (gi - m[i])
+        let vi = v[i] * c.beta2 + c.oneMinusBeta2 * gi * gi
+        let denom = vi.squareRoot() / c.biasCorrection2Sqrt + c.eps
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] * decay + c.negStepSize * mi / denom
+        i += 1
+    }
+}
+
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> { load8(UnsafePointer(p)) }
+
+@inline(__always)
+private func store8(_ x: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD8<Float>.self)
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+@testable import TensorCore
+
+@Suite("Fused multi-head attention") struct AttentionTests {
+    /// Naive twin: explicit loops in Double over batch, head, query, key.
+    func naiveAttention(_ qkv: Tensor, heads H: Int, bias: Tensor?, mask: Tensor?) -> [Float] {
+        let B = qkv.shape[0], L = qkv.shape[1], D = qkv.shape[2] / 3, dh = D / H
+        let q = qkv.scalars, scale = 1 / Double(dh).squareRoot()
+        let mb = bias.map { $0.rank == 3 ? 1 : $0.shape[0] } ?? 1, mm = mask?.shape[0] ?? 1
+        var out = [Float](repeating: 0, count: B * L * D)
+        for b in 0..<B {
+            for h in 0..<H {
+                for i in 0..<L {
+                    var logits = [Double](repeating: 0, count: L)
+                    for j in 0..<L {
+                        var s = 0.0
+                        for c in 0..<dh {
+                            s += Double(q[(b * L + i) * 3 * D + h * dh + c]) * Double(q[(b * L + j) * 3 * D + D + h * dh + c])
+                        }
+                        s *= scale
+                        if let bias { s += Double(bias.pointer[(((b % mb) * H + h) * L + i) * L + j]) }
+                        if let mask { s += Double(mask.pointer[((b % mm) * L + i) * L + j]) }
+                        logits[j] = s
+                    }
+                    let m = logits.max()!
+                    let e = logits.map { Foundation.exp($0 - m) }, z = e.reduce(0, +)
+                    for c in 0..<dh {
+                        var s = 0.0
+                        for j in 0..<L { s += e[j] / z * Double(q[(b * L + j) * 3 * D + 2 * D + h * dh + c]) }
+                        out[(b * L + i) * D + h * dh + c] = Float(s)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    @Test(arguments: [(1, 1, 1, 4), (2, 5, 2, 16), (4, 7, 3, 24), (3, 13, 1, 8)])
+    func matchesNaiveTwinAndFiniteDifferences(B: Int, L: Int, H: Int, D: Int) {
+        let qkv = randomTensor([B, L, 3 * D], seed: 1)
+        let bias = randomTensor([H, L, L], seed: 2)
+        withThreadCounts { _ in
+            let y = Tensor.attention(qkv: qkv, heads: H, bias: bias)
+            #expect(maxAbsDiff(y.scalars, naiveAttention(qkv, heads: H, bias: bias, mask: nil)) < 1e-5)
+            let plain = Tensor.attention(qkv: qkv, heads: H)
+            #expect(maxAbsDiff(plain.scalars, naiveAttention(qkv, heads: H, bias: nil, mask: nil)) < 1e-5)
+        }
+        checkGradients([qkv, bias]) { Tensor.attention(qkv: qkv, heads: H, bias: bias) }
+    }
+
+    @Test func perBatchBiasAndMaskCycle() {
+        // 4 entries: bias cycles with period 2, mask with period 4 (as Swin's windows per image).
+        let (B, L, H, D) = (4, 6, 2, 8)
+        let qkv = randomTensor([B, L, 3 * D], seed: 3)
+        let bias = randomTensor([2, H, L, L], seed: 4)
+        var rng = RandomGenerator(seed: 5)
+        let mask = Tensor((0..<(4 * L * L)).map { _ in rng.uniform() < 0.3 ? -100 : 0 }, shape: [4, L, L])
+        for b in 0..<4 { for i in 0..<L { mask.pointer[(b * L + i) * L + i] = 0 } }  // never fully masked
+        let y = Tensor.attention(qkv: qkv, heads: H, bias: bias, mask: mask)
+        #expect(maxAbsDiff(y.scalars, naiveAttention(qkv, heads: H, bias: bias, mask: mask)) < 1e-5)
+        checkGradients([qkv, bias]) { Tensor.attention(qkv: qkv, heads: H, bias: bias, mask: mask) }
+    }
+
+    @Test func maskedKeysContributeNothing() {
+        // A −1e30 mask (MixMAE) must make attention ignore those keys exactly.
+        let (L, D) = (5, 4)
+        let qkv = randomTensor([1, L, 3 * D], seed: 6)
+        let mask = Tensor(zeros: [1, L, L])
+        for i in 0..<L { mask.pointer[i * L + 4] = -1e30 }
+        let y = Tensor.attention(qkv: qkv, heads: 1, mask: mask)
+        let changed = qkv.copy()
+        for c in 0..<(3 * D) where c >= D { changed.pointer[4 * 3 * D + c] += 10 }  // key and value of token 4
+        let y2 = Tensor.attention(qkv: changed, heads: 1, mask: mask)
+        #expect(maxAbsDiff(Array(y.scalars[0..<(4 * D)]), Array(y2.scalars[0..<(4 * D)])) == 0)
+    }
+}

@@ -1,0 +1,58 @@
+import Testing
+@testable import TensorCore
+
+@Suite("Tensor storage, autodiff tape and the generator") struct CoreTests {
+    @Test func bucketSizesAreQuarterPowersOfTwo() {
+        #expect(BufferPool.bucketSize(for: 1) == 64)
+        #expect(BufferPool.bucketSize(for: 64) == 64)
+        #expect(BufferPool.bucketSize(for: 65) == 80)
+        #expect(BufferPool.bucketSize(for: 128) == 128)
+        #expect(BufferPool.bucketSize(for: 129) == 160)
+        for n in [100, 1000, 12345, 1 << 20 | 7] {
+            let s = BufferPool.bucketSize(for: n)
+            #expect(s >= n && Double(s) <= Double(n) * 1.25 + 64)
+        }
+    }
+
+    @Test func releasedBuffersAreReused() {
+        let pool = BufferPool.shared
+        _ = Tensor(zeros: [1234567])  // released at once
+        let before = pool.statistics.freshAllocations
+        for _ in 0..<5 { _ = Tensor(zeros: [1234567]) }
+        // Other tests run concurrently, so allow their allocations but not one per iteration.
+        #expect(pool.statistics.freshAllocations - before < 5)
+    }
+
+    @Test func gradientsAccumulateAcrossUses() {
+        let x = Tensor([1, 2, 3], shape: [3])
+        x.requiresGrad = true
+        let y = (x * x + x).sum()  // dy/dx = 2x + 1
+        y.backward()
+        #expect(x.grad?.scalars == [3, 5, 7])
+        (x * 2).sum().backward()
+        #expect(x.grad?.scalars == [5, 7, 9])
+    }
+
+    @Test func noGradModeRecordsNothing() {
+        let x = Tensor([1, 2], shape: [2])
+        x.requiresGrad = true
+        let y = GradMode.withoutGrad { x * 3 }
+        #expect(!y.requiresGrad)
+        #expect((x * 3).requiresGrad)
+    }
+
+    @Test func generatorIsDeterministicAndRestorable() {
+        var a = RandomGenerator(seed: 42), b = RandomGenerator(seed: 42)
+        #expect((0..<10).map { _ in a.next() } == (0..<10).map { _ in b.next() })
+        let saved = a
+        let x = (0..<5).map { _ in a.uniform() }
+        var restored = RandomGenerator(state: saved.state)
+        #expect((0..<5).map { _ in restored.uniform() } == x)
+        var c = RandomGenerator(seed: 7)
+        let normals = (0..<20000).map { _ in Double(c.normal()) }
+        let mean = normals.reduce(0, +) / 20000
+        let variance = normals.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 20000
+        #expect(abs(mean) < 0.03 && abs(variance - 1) < 0.05)
+        #expect(c.permutation(10).sorted() == Array(0..<10))
+    }
+}

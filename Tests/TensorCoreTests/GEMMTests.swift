@@ -1,0 +1,76 @@
+import Testing
+@testable import TensorCore
+
+@Suite("GEMM and matrix products") struct GEMMTests {
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func gemmMatchesNaiveTwin(transA: Bool, transB: Bool) {
+        // Odd sizes; the large case exceeds the split threshold so both threads get work.
+        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 13), (131, 67, 129), (61, 263, 97)] {
+            let a = randomTensor(transA ? [k, m] : [m, k], seed: 1)
+            let b = randomTensor(transB ? [n, k] : [k, n], seed: 2)
+            let c0 = randomTensor([m, n], seed: 3)
+            let expected = c0.copy()
+            naiveGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: transA ? m : k,
+                      b: b.pointer, ldb: transB ? k : n, beta: 1, c: expected.pointer, ldc: n)
+            withThreadCounts { _ in
+                let c = c0.copy()
+                gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: transA ? m : k,
+                     b: b.pointer, ldb: transB ? k : n, beta: 1, c: c.pointer, ldc: n)
+                #expect(maxAbsDiff(c.scalars, expected.scalars) < 1e-4, "\(m)×\(n)×\(k)")
+            }
+        }
+    }
+
+    @Test func gemmCountsFLOPs() {
+        let a = randomTensor([4, 6], seed: 1), b = randomTensor([6, 5], seed: 2), c = Tensor(zeros: [4, 5])
+        let before = FLOPCounter.value
+        gemm(transA: false, transB: false, m: 4, n: 5, k: 6, a: a.pointer, lda: 6, b: b.pointer, ldb: 5, c: c.pointer, ldc: 5)
+        #expect(FLOPCounter.value - before >= 2 * 4 * 5 * 6)
+    }
+
+    @Test func linearForwardAndBackward() {
+        let x = randomTensor([2, 3, 5], seed: 4), w = randomTensor([7, 5], seed: 5), b = randomTensor([7], seed: 6)
+        let y = x.linear(weight: w, bias: b)
+        #expect(y.shape == [2, 3, 7])
+        for r in 0..<6 {
+            for o in 0..<7 {
+                var s = Double(b.pointer[o])
+                for i in 0..<5 { s += Double(x.pointer[r * 5 + i]) * Double(w.pointer[o * 5 + i]) }
+                #expect(abs(Float(s) - y.pointer[r * 7 + o]) < 1e-5)
+            }
+        }
+        checkGradients([x, w, b]) { x.linear(weight: w, bias: b) }
+        checkGradients([x, w]) { x.linear(weight: w) }
+    }
+
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func matmulAllTransposes(transA: Bool, transB: Bool) {
+        let (m, k, n) = (3, 4, 5)
+        let a = randomTensor(transA ? [k, m] : [m, k], seed: 7)
+        let b = randomTensor(transB ? [n, k] : [k, n], seed: 8)
+        let c = Tensor.matmul(a, b, transposeA: transA, transposeB: transB)
+        #expect(c.shape == [m, n])
+        let ref = Tensor(zeros: [m, n])
+        naiveGemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.pointer, lda: a.shape[1],
+                  b: b.pointer, ldb: b.shape[1], c: ref.pointer, ldc: n)
+        #expect(maxAbsDiff(c.scalars, ref.scalars) < 1e-5)
+        checkGradients([a, b]) { Tensor.matmul(a, b, transposeA: transA, transposeB: transB) }
+    }
+
+    @Test(arguments: [(false, false), (true, true)])
+    func batchedMatmul(transA: Bool, transB: Bool) {
+        let a = randomTensor(transA ? [2, 4, 3] : [2, 3, 4], seed: 9)
+        let b = randomTensor(transB ? [2, 5, 4] : [2, 4, 5], seed: 10)
+        let shared = randomTensor(transB ? [5, 4] : [4, 5], seed: 11)
+        let c = Tensor.matmul(a, b, transposeA: transA, transposeB: transB)
+        #expect(c.shape == [2, 3, 5])
+        for i in 0..<2 {
+            let ai = a.slice(axis: 0, start: i, length: 1).reshaped(Array(a.shape.dropFirst()))
+            let bi = b.slice(axis: 0, start: i, length: 1).reshaped(Array(b.shape.dropFirst()))
+            let ci = Tensor.matmul(ai, bi, transposeA: transA, transposeB: transB)
+            #expect(maxAbsDiff(ci.scalars, Array(c.scalars[(i * 15)..<((i + 1) * 15)])) < 1e-5)
+        }
+        checkGradients([a, b]) { Tensor.matmul(a, b, transposeA: transA, transposeB: transB) }
+        checkGradients([a, shared]) { Tensor.matmul(a, shared, transposeA: transA, transposeB: transB) }
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+@testable import TensorCore
+
+@Suite("LayerNorm, GELU, softmax and the fast math behind them") struct NormActivationTests {
+    @Test func fastExpMatchesLibm() {
+        var worst: Double = 0
+        for i in 0..<20000 {
+            let x = Float(-87 + Double(i) * 175 / 20000)
+            let ref = Foundation.exp(Double(x))
+            worst = max(worst, abs(Double(FastMath.exp(x)) - ref) / ref)
+        }
+        #expect(worst < 4e-7)
+        #expect(FastMath.exp(-1e30) >= 0 && FastMath.exp(-1e30) < 1e-37)
+    }
+
+    @Test func fastErfMatchesLibm() {
+        var worst: Double = 0
+        for i in 0..<20000 {
+            let x = -6 + Double(i) * 12 / 20000
+            worst = max(worst, abs(Double(FastMath.erf(Float(x))) - Foundation.erf(x)))
+        }
+        #expect(worst < 5e-7)
+    }
+
+    @Test(arguments: [1, 7, 8, 13, 64])
+    func layerNormMatchesNaiveTwin(d: Int) {
+        let x = randomTensor([3, d], seed: 5, scale: 2), w = randomTensor([d], seed: 6), b = randomTensor([d], seed: 7)
+        let y = x.layerNorm(weight: w, bias: b, eps: 1e-5)
+        for r in 0..<3 {
+            let row = (0..<d).map { Double(x.pointer[r * d + $0]) }
+            let mean = row.reduce(0, +) / Double(d)
+            let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(d)
+            for i in 0..<d {
+                let ref = (row[i] - mean) / (variance + 1e-5).squareRoot() * Double(w.pointer[i]) + Double(b.pointer[i])
+                #expect(abs(Double(y.pointer[r * d + i]) - ref) < 1e-4)
+            }
+        }
+        if d > 1 {
+            checkGradients([x, w, b], eps: 1e-2, atol: 3e-3, rtol: 3e-3) { x.layerNorm(weight: w, bias: b, eps: 1e-5) }
+            checkGradients([x], atol: 3e-3, rtol: 3e-3) { x.layerNorm(weight: nil, bias: nil, eps: 1e-6) }
+        }
+    }
+
+    @Test func geluMatchesErfForm() {
+        let x = randomTensor([5, 13], seed: 8, scale: 4)
+        let y = x.gelu()
+        for i in 0..<x.count {
+            let v = Double(x.pointer[i])
+            #expect(abs(Double(y.pointer[i]) - 0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot()))) < 2e-6)
+        }
+        withThreadCounts { _ in checkGradients([x]) { x.gelu() } }
+    }
+
+    @Test(arguments: [1, 5, 8, 17])
+    func softmaxMatchesNaiveTwin(d: Int) {
+        let x = randomTensor([4, d], seed: 9, scale: 5)
+        let y = x.softmax()
+        for r in 0..<4 {
+            let row = (0..<d).map { Double(x.pointer[r * d + $0]) }
+            let m = row.max()!, z = row.map { Foundation.exp($0 - m) }.reduce(0, +)
+            for i in 0..<d { #expect(abs(Double(y.pointer[r * d + i]) - Foundation.exp(row[i] - m) / z) < 1e-6) }
+        }
+        checkGradients([x]) { x.softmax() }
+    }
+}
