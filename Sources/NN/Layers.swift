@@ -1,0 +1,99 @@
+import TensorCore
+
+/// y = x·Wᵀ + b with weight (out, in): names `weight`, `bias`. Xavier-uniform, zero bias (B12).
+public final class Linear: Module, @unchecked Sendable {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RandomGenerator) {
+        weight = Init.xavierUniform([outFeatures, inFeatures], fanIn: inFeatures, fanOut: outFeatures, rng: &rng)
+        self.bias = bias ? Tensor(zeros: [outFeatures]) : nil
+        super.init()
+        parameter("weight", weight)
+        if let b = self.bias { parameter("bias", b) }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
+}
+
+/// LayerNorm over the last dimension: names `weight` (ones), `bias` (zeros).
+public final class LayerNorm: Module, @unchecked Sendable {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let eps: Float
+
+    public init(_ dim: Int, eps: Float) {
+        weight = Tensor(repeating: 1, shape: [dim])
+        bias = Tensor(zeros: [dim])
+        self.eps = eps
+        super.init()
+        parameter("weight", weight)
+        parameter("bias", bias)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.layerNorm(weight: weight, bias: bias, eps: eps) }
+}
+
+/// fc2(GELU(fc1(x))): names `fc1`, `fc2`.
+public final class MLP: Module, @unchecked Sendable {
+    public let fc1: Linear
+    public let fc2: Linear
+
+    public init(_ dim: Int, hidden: Int, rng: inout RandomGenerator) {
+        fc1 = Linear(dim, hidden, rng: &rng)
+        fc2 = Linear(hidden, dim, rng: &rng)
+        super.init()
+        child("fc1", fc1)
+        child("fc2", fc2)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(fc1(x).gelu()) }
+}
+
+/// Multi-head self-attention with a fused qkv projection (rows [q; k; v]): names `qkv`, `proj`.
+public final class SelfAttention: Module, @unchecked Sendable {
+    public let qkv: Linear
+    public let proj: Linear
+    public let heads: Int
+
+    public init(_ dim: Int, heads: Int, rng: inout RandomGenerator) {
+        precondition(dim % heads == 0, "width \(dim) is not divisible by heads \(heads)")
+        qkv = Linear(dim, 3 * dim, rng: &rng)
+        proj = Linear(dim, dim, rng: &rng)
+        self.heads = heads
+        super.init()
+        child("qkv", qkv)
+        child("proj", proj)
+    }
+
+    /// x (B, L, D) → (B, L, D); `bias` (Mb, H, L, L) and `mask` (Mm, L, L) as in `Tensor.attention`.
+    public func callAsFunction(_ x: Tensor, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
+        proj(Tensor.attention(qkv: qkv(x), heads: heads, bias: bias, mask: mask))
+    }
+}
+
+/// Pre-norm transformer block (B3): x + attn(norm1(x)), then x + mlp(norm2(x)).
+/// Names `norm1`, `attn`, `norm2`, `mlp` as in timm / MAE.
+public final class TransformerBlock: Module, @unchecked Sendable {
+    public let norm1: LayerNorm
+    public let attn: SelfAttention
+    public let norm2: LayerNorm
+    public let mlp: MLP
+
+    public init(_ dim: Int, heads: Int, mlpRatio: Int = 4, eps: Float, rng: inout RandomGenerator) {
+        norm1 = LayerNorm(dim, eps: eps)
+        attn = SelfAttention(dim, heads: heads, rng: &rng)
+        norm2 = LayerNorm(dim, eps: eps)
+        mlp = MLP(dim, hidden: dim * mlpRatio, rng: &rng)
+        super.init()
+        child("norm1", norm1)
+        child("attn", attn)
+        child("norm2", norm2)
+        child("mlp", mlp)
+    }
+
+    public func callAsFunction(_ x: Tensor, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
+        let h = x + attn(norm1(x), bias: bias, mask: mask)
+        return h + mlp(norm2(h))
+    }
+}

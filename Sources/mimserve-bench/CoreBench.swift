@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import NN
+import TensorCore
+
+/// `mimserve-bench core`: sgemm peak (1 and 2 threads) and a ViT-S block forward + backward.
+struct CoreBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "core", abstract: "sgemm GFLOP/s and a ViT-S transformer block, forward + backward.")
+
+    @Option(help: "Timed repetitions per case (median reported).") var steps = 10
+    @Option(help: "Warm-up repetitions per case.") var warmup = 3
+    @Option(help: "Batch of the ViT block case.") var batch = 16
+    @Option(help: "Thread count for the block case (default: all cores).") var threads: Int?
+
+    func run() throws {
+        var rows: [Record] = []
+        let maxThreads = threads ?? ComputeThreads.count
+        var peak = 0.0
+        let shapes: [(String, Int, Int, Int)] = [
+            ("sgemm_1024", 1024, 1024, 1024),
+            ("qkv_3152x384x1152", 3152, 1152, 384),
+            ("fc1_3152x384x1536", 3152, 1536, 384),
+            ("fc2_3152x1536x384", 3152, 384, 1536),
+        ]
+        for (name, m, n, k) in shapes {
+            for t in Set([1, maxThreads]).sorted() {
+                let r = gemmCase(name, m: m, n: n, k: k, threads: t)
+                if t == maxThreads { peak = max(peak, r["gflops"] as! Double) }
+                rows.append(r)
+                Report.emit(r)
+            }
+        }
+        let native = nativeCase(threads: maxThreads)
+        rows.append(native)
+        Report.emit(native)
+        for i in rows.indices { rows[i]["peak_ratio"] = (rows[i]["gflops"] as! Double) / peak }
+
+        // 1 vs all threads shows the scaling (and that nothing oversubscribes).
+        for t in Set([1, maxThreads]).sorted() {
+            ComputeThreads.set(t)
+            var block = blockCase(threads: t)
+            block["peak_gflops"] = peak
+            block["peak_ratio"] = (block["gflops"] as! Double) / peak
+            rows.append(block)
+            Report.emit(block)
+        }
+        Report.table(rows, columns: ["case", "threads", "ms_per_step", "gflops", "peak_ratio", "fresh_allocs_per_step", "peak_rss_mb"])
+    }
+
+    func gemmCase(_ name: String, m: Int, n: Int, k: Int, threads: Int) -> Record {
+        var rng = RandomGenerator(seed: 1)
+        let a = Init.normal([m, k], std: 1, rng: &rng), b = Init.normal([k, n], std: 1, rng: &rng)
+        let c = Tensor(zeros: [m, n])
+        let run = { gemm(transA: false, transB: false, m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: n,
+                         c: c.pointer, ldc: n, threads: threads) }
+        for _ in 0..<warmup { run() }
+        let ms = median((0..<steps).map { _ in timed(run) }) * 1000
+        var r = Record()
+        r["suite"] = "core"; r["case"] = name; r["threads"] = threads; r["steps"] = steps
+        r["ms_per_step"] = ms
+        r["gflops"] = 2 * Double(m * n * k) / (ms / 1000) / 1e9
+        return r
+    }
+
+    /// OpenBLAS's own threading on the same 1024³ product, for reference.
+    func nativeCase(threads: Int) -> Record {
+        let n = 1024
+        var rng = RandomGenerator(seed: 2)
+        let a = Init.normal([n, n], std: 1, rng: &rng), b = Init.normal([n, n], std: 1, rng: &rng)
+        let c = Tensor(zeros: [n, n])
+        let run = { nativeBLASGemm(m: n, n: n, k: n, a: a.pointer, b: b.pointer, c: c.pointer, threads: threads) }
+        for _ in 0..<warmup { run() }
+        let ms = median((0..<steps).map { _ in timed(run) }) * 1000
+        var r = Record()
+        r["suite"] = "core"; r["case"] = "sgemm_1024_openblas_threads"; r["threads"] = threads; r["steps"] = steps
+        r["ms_per_step"] = ms
+        r["gflops"] = 2 * Double(n * n * n) / (ms / 1000) / 1e9
+        return r
+    }
+
+    /// ViT-S block: width 384, 6 heads, MLP 1536, 197 tokens; forward + backward per step.
+    func blockCase(threads: Int) -> Record {
+        let (L, D, H) = (197, 384, 6)
+        var rng = RandomGenerator(seed: 3)
+        let block = TransformerBlock(D, heads: H, eps: 1e-6, rng: &rng)
+        let x = Init.normal([batch, L, D], std: 1, rng: &rng)
+        x.requiresGrad = true
+        func step() {
+            block.zeroGrad()
+            x.grad = nil
+            let y = block(x)
+            y.backward(seed: y.detached())  // any seed of y's shape: d(½‖y‖²)/dy = y
+        }
+        for _ in 0..<warmup { step() }
+        let allocsBefore = BufferPool.shared.statistics.freshAllocations
+        FLOPCounter.reset()
+        let times = (0..<steps).map { _ in timed(step) }
+        let flops = Double(FLOPCounter.value) / Double(steps)
+        let fresh = BufferPool.shared.statistics.freshAllocations - allocsBefore
+        let ms = median(times) * 1000
+        var r = Record()
+        r["suite"] = "core"; r["case"] = "vit_s_block_fwd_bwd"; r["batch"] = batch; r["threads"] = threads
+        r["steps"] = steps; r["ms_per_step"] = ms
+        r["images_per_s"] = Double(batch) / (ms / 1000)
+        r["gflops"] = flops / (ms / 1000) / 1e9
+        r["fresh_allocs_per_step"] = Double(fresh) / Double(steps)
+        r["peak_rss_mb"] = Report.peakRSSMB()
+        return r
+    }
+}
