@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NN
 import TensorCore
 
@@ -47,8 +52,8 @@ public final class AdamW: @unchecked Sendable {
     ///   - noDecay: true for parameters that get no weight decay.
     public init(
         parameters: [(name: String, tensor: Tensor)],
-        weightDecay: Float = 0.05,
-        betas: (Float, Float) = (0.9, 0.999),
+        weightDecay: Float,
+        betas: (Float, Float),
         eps: Float = 1e-8,
         noDecay: (String, Tensor) -> Bool = AdamW.defaultNoDecay
     ) {
@@ -84,8 +89,8 @@ public final class AdamW: @unchecked Sendable {
         // Scalars in Double as torch computes them in Python floats, then rounded once.
         let t = Double(stepCount)
         let (beta1, beta2) = (Double(betas.0), Double(betas.1))
-        let biasCorrection1 = 1 - _pow(beta1, t)
-        let biasCorrection2Sqrt = (1 - _pow(beta2, t)).squareRoot()
+        let biasCorrection1 = 1 - pow(beta1, t)
+        let biasCorrection2Sqrt = (1 - pow(beta2, t)).squareRoot()
         let c = Coefficients(
             oneMinusBeta1: Float(1 - beta1), beta2: betas.1, oneMinusBeta2: Float(1 - beta2),
             negStepSize: Float(-Double(lr) / biasCorrection1),
@@ -164,6 +169,8 @@ private struct Coefficients {
 
 /// `n` elements of the update, 8 lanes at a time. Operation order follows torch's kernels
 /// (lerp, mul + addcmul, sqrt / bc2 + eps, addcdiv) so results agree to rounding.
+/// `SIMD8.squareRoot()` currently lowers to eight scalar `sqrtss` on x86-64; the loop streams
+/// seven floats per element and is memory-bound, so that costs little.
 @inline(__always)
 private func adamWKernel(
     _ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
@@ -192,17 +199,4 @@ private func adamWKernel(
         p[i] = p[i] * decay + c.negStepSize * mi / denom
         i += 1
     }
-}
-
-@inline(__always)
-func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-@inline(__always)
-func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> { load8(UnsafePointer(p)) }
-
-@inline(__always)
-private func store8(_ x: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD8<Float>.self)
 }

@@ -1,0 +1,309 @@
+import Foundation
+import NN
+import Optim
+import Testing
+import TensorCore
+
+// MARK: - Helpers
+
+private func loadFixture() throws -> Fixture {
+    let url = try #require(Bundle.module.url(forResource: "adamw", withExtension: "bin", subdirectory: "Fixtures"))
+    return try Fixture(contentsOf: url)
+}
+
+private func tensor(_ f: FixtureTensor) -> Tensor { Tensor(f.values, shape: f.shape) }
+
+/// max |a − b| / max(1, |b|): absolute for values up to 1, relative above.
+private func maxScaledDifference(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count, "\(a.count) vs \(b.count) values")
+    return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1) / max(1, abs($1.1))) }
+}
+
+private func norm(_ values: [Float]) -> Float {
+    Float(values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot())
+}
+
+/// Deterministic pseudo-random values in [-scale, scale).
+private func pseudoRandom(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+    var state = seed &* 6364136223846793005 &+ 1442695040888963407
+    return (0..<n).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale
+    }
+}
+
+// MARK: - Golden replay against torch
+
+@Test func adamWMatchesTorchReference() throws {
+    let fixture = try loadFixture()
+    func config(_ key: String) throws -> Float { try fixture.tensor("config." + key).scalar }
+
+    let schedule = WarmupCosineSchedule(
+        baseLR: try config("base_lr"), minLR: try config("min_lr"),
+        warmupSteps: Int(try config("warmup_steps")), totalSteps: Int(try config("total_steps")),
+        warmupStartLR: try config("warmup_start_lr"))
+    let maxNorm = try config("max_norm")
+    let steps = Int(try config("steps"))
+
+    let named = fixture.tensors.filter { $0.name.hasPrefix("initial.") }.map {
+        (name: String($0.name.dropFirst("initial.".count)), tensor: tensor($0))
+    }
+    try #require(named.count == 3)
+    let params = named.map(\.tensor)
+    let optimizer = AdamW(parameters: named, weightDecay: try config("weight_decay"),
+                          betas: (try config("beta1"), try config("beta2")), eps: try config("eps"))
+    // The script's param groups: decay for the 2-D and 3-D tensors, none for the bias.
+    #expect(optimizer.noDecayParameterNames == ["proj.bias"])
+
+    let tolerance: Float = 1e-6
+    for k in 0..<steps {
+        let lr = schedule.lr(step: k)
+        let referenceLR = try fixture.tensor("step\(k).lr").scalar
+        #expect(abs(lr - referenceLR) <= 1e-6 * abs(referenceLR), "step \(k): lr \(lr), torch \(referenceLR)")
+
+        for (name, p) in named { p.grad = tensor(try fixture.tensor("step\(k).grad.\(name)")) }
+        let gradNorm = clipGradNorm(params, maxNorm: maxNorm)
+        let referenceNorm = try fixture.tensor("step\(k).grad_norm").scalar
+        #expect(abs(gradNorm - referenceNorm) <= 1e-6 * referenceNorm,
+                "step \(k): grad norm \(gradNorm), torch \(referenceNorm)")
+
+        optimizer.step(lr: lr)
+        for (name, p) in named {
+            let key = "step\(k).param.\(name)"
+            let diff = maxScaledDifference(p.scalars, try fixture.tensor(key).values)
+            #expect(diff < tolerance, "\(key): max difference \(diff)")
+        }
+        optimizer.zeroGrad()
+    }
+
+    #expect(optimizer.stepCount == steps)
+    let state = optimizer.state()
+    for (name, _) in named {
+        for moment in ["exp_avg", "exp_avg_sq"] {
+            let key = "\(moment).\(name)"
+            let ours = try #require(state[key], "state has no '\(key)'")
+            let diff = maxScaledDifference(ours.scalars, try fixture.tensor("final." + key).values)
+            #expect(diff < tolerance, "final.\(key): max difference \(diff)")
+        }
+    }
+}
+
+// MARK: - AdamW
+
+@Test func defaultNoDecayGroupsByRankAndName() {
+    let params: [(name: String, tensor: Tensor)] = [
+        ("blocks.0.attn.qkv.weight", Tensor(zeros: [6, 4])),
+        ("blocks.0.attn.qkv.bias", Tensor(zeros: [6])),
+        ("norm.weight", Tensor(zeros: [4])),
+        ("cls_token", Tensor(zeros: [1, 1, 4])),
+        ("logit_scale", Tensor(zeros: [])),
+        ("rel_pos.bias_table", Tensor(zeros: [5, 2])),  // "bias" inside a name is not a bias
+        ("odd.bias", Tensor(zeros: [2, 2])),  // a bias of any rank
+    ]
+    let optimizer = AdamW(parameters: params, weightDecay: 0.05, betas: (0.9, 0.95))
+    #expect(optimizer.decayedParameterNames == ["blocks.0.attn.qkv.weight", "cls_token", "rel_pos.bias_table"])
+    #expect(optimizer.noDecayParameterNames == ["blocks.0.attn.qkv.bias", "norm.weight", "logit_scale", "odd.bias"])
+
+    let custom = AdamW(parameters: params, weightDecay: 0.05, betas: (0.9, 0.95),
+                       noDecay: { AdamW.defaultNoDecay($0, $1) || $0 == "cls_token" })
+    #expect(custom.decayedParameterNames == ["blocks.0.attn.qkv.weight", "rel_pos.bias_table"])
+}
+
+@Test func weightDecayIsDecoupledAndGrouped() {
+    // A zero gradient leaves only the decay term: p ← p·(1 − lr·wd) for decayed tensors.
+    let weight = Tensor([1, -2, 3, 4], shape: [2, 2]), bias = Tensor([1, -2], shape: [2])
+    weight.grad = Tensor(zeros: [2, 2])
+    bias.grad = Tensor(zeros: [2])
+    let optimizer = AdamW(parameters: [("w", weight), ("b", bias)], weightDecay: 0.5, betas: (0.9, 0.999))
+    optimizer.step(lr: 0.1)
+    #expect(weight.scalars == [1, -2, 3, 4].map { $0 * Float(1 - 0.1 * 0.5) })
+    #expect(bias.scalars == [1, -2])
+}
+
+@Test func stepSkipsParametersWithoutGradientAndKeepsGradients() {
+    let a = Tensor([1, 2], shape: [2]), b = Tensor([3, 4], shape: [2])
+    a.grad = Tensor([0.5, -0.5], shape: [2])
+    let optimizer = AdamW(parameters: [("a", a), ("b", b)], weightDecay: 0, betas: (0.9, 0.999))
+    optimizer.step(lr: 0.1)
+    #expect(b.scalars == [3, 4])
+    // First step of Adam moves each element by lr·sign(g) (up to eps).
+    #expect(abs(a.scalars[0] - 0.9) < 1e-6 && abs(a.scalars[1] - 2.1) < 1e-6)
+    #expect(a.grad?.scalars == [0.5, -0.5])
+    optimizer.zeroGrad()
+    #expect(a.grad == nil)
+}
+
+/// The naive twin of the SIMD kernel: the update of one tensor over `steps`, in Double.
+private func naiveAdamW(_ p0: [Float], grads: [[Float]], lrs: [Float], wd: Double,
+                        betas: (Double, Double), eps: Double) -> [Float] {
+    var p = p0.map(Double.init), m = [Double](repeating: 0, count: p0.count), v = m
+    for (t, (g, lr)) in zip(grads, lrs).enumerated() {
+        let lr = Double(lr)
+        let bc1 = 1 - pow(betas.0, Double(t + 1)), bc2 = 1 - pow(betas.1, Double(t + 1))
+        for i in p.indices {
+            let gi = Double(g[i])
+            p[i] *= 1 - lr * wd
+            m[i] = betas.0 * m[i] + (1 - betas.0) * gi
+            v[i] = betas.1 * v[i] + (1 - betas.1) * gi * gi
+            p[i] -= lr / bc1 * m[i] / ((v[i] / bc2).squareRoot() + eps)
+        }
+    }
+    return p.map(Float.init)
+}
+
+@Test func largeTensorMatchesNaiveUpdate() {
+    // Large enough to be split across threads, with a ragged tail after the 8-lane loop.
+    let n = 10_001 * 7
+    let initial = pseudoRandom(n, seed: 1)
+    let grads = (0..<4).map { pseudoRandom(n, seed: 10 + UInt64($0), scale: 0.1) }
+    let lrs: [Float] = [1e-3, 2e-3, 3e-3, 1e-3]
+    let p = Tensor(initial, shape: [10_001, 7])
+    let optimizer = AdamW(parameters: [("w", p)], weightDecay: 0.05, betas: (0.9, 0.95), eps: 1e-8)
+    for (g, lr) in zip(grads, lrs) {
+        p.grad = Tensor(g, shape: p.shape)
+        optimizer.step(lr: lr)
+    }
+    let expected = naiveAdamW(initial, grads: grads, lrs: lrs, wd: 0.05, betas: (0.9, 0.95), eps: 1e-8)
+    let diff = maxScaledDifference(p.scalars, expected)
+    #expect(diff < 1e-6, "max difference to the naive update \(diff)")
+}
+
+@Test func stateRoundTripContinuesIdentically() throws {
+    func makeParams() -> [(name: String, tensor: Tensor)] {
+        [("w", Tensor(pseudoRandom(35, seed: 3), shape: [5, 7])),
+         ("b", Tensor(pseudoRandom(7, seed: 4), shape: [7]))]
+    }
+    func setGrads(_ params: [(name: String, tensor: Tensor)], step: Int) {
+        for (i, (_, t)) in params.enumerated() {
+            t.grad = Tensor(pseudoRandom(t.count, seed: UInt64(100 * step + i), scale: 0.3), shape: t.shape)
+        }
+    }
+    let original = makeParams()
+    let first = AdamW(parameters: original, weightDecay: 0.05, betas: (0.9, 0.95))
+    for step in 0..<3 {
+        setGrads(original, step: step)
+        first.step(lr: 1e-2)
+    }
+
+    // A fresh optimizer on copies of the parameters, resumed from the exported state.
+    let resumed = original.map { (name: $0.name, tensor: $0.tensor.copy()) }
+    let second = AdamW(parameters: resumed, weightDecay: 0.05, betas: (0.9, 0.95))
+    let exported = first.state()
+    #expect(Set(exported.keys) == ["exp_avg.w", "exp_avg_sq.w", "exp_avg.b", "exp_avg_sq.b"])
+    try second.loadState(exported, stepCount: first.stepCount)
+    #expect(second.stepCount == 3)
+
+    for step in 3..<5 {
+        setGrads(original, step: step)
+        setGrads(resumed, step: step)
+        first.step(lr: 5e-3)
+        second.step(lr: 5e-3)
+    }
+    for (a, b) in zip(original, resumed) {
+        #expect(a.tensor.scalars == b.tensor.scalars, "\(a.name) differs after resuming")
+    }
+}
+
+@Test func loadStateRejectsMissingMisshapedAndExtraEntries() throws {
+    let optimizer = AdamW(parameters: [("w", Tensor(zeros: [2, 3])), ("b", Tensor(zeros: [3]))],
+                          weightDecay: 0.05, betas: (0.9, 0.95))
+    let good = optimizer.state().mapValues { Tensor(repeating: 7, shape: $0.shape) }
+
+    var missing = good
+    missing["exp_avg_sq.w"] = nil
+    #expect(throws: StateError.missing("exp_avg_sq.w")) { try optimizer.loadState(missing, stepCount: 1) }
+
+    var misshaped = good
+    misshaped["exp_avg.b"] = Tensor(zeros: [4])
+    #expect(throws: StateError.shapeMismatch("exp_avg.b", expected: [3], found: [4])) {
+        try optimizer.loadState(misshaped, stepCount: 1)
+    }
+
+    var extra = good
+    extra["exp_avg.gone"] = Tensor(zeros: [1])
+    #expect(throws: StateError.unexpected("exp_avg.gone")) { try optimizer.loadState(extra, stepCount: 1) }
+
+    // Failed loads change nothing.
+    #expect(optimizer.stepCount == 0)
+    #expect(optimizer.state().values.allSatisfy { $0.scalars.allSatisfy { $0 == 0 } })
+
+    try optimizer.loadState(good, stepCount: 4)
+    #expect(optimizer.stepCount == 4)
+    #expect(optimizer.state().values.allSatisfy { $0.scalars.allSatisfy { $0 == 7 } })
+}
+
+// MARK: - Schedule
+
+@Test func scheduleEndpointsAndShape() {
+    let s = WarmupCosineSchedule(baseLR: 1e-2, minLR: 1e-4, warmupSteps: 10, totalSteps: 110, warmupStartLR: 1e-5)
+    #expect(s.lr(step: 0) == 1e-5)
+    #expect(s.lr(step: 10) == 1e-2)
+    #expect(abs(s.lr(step: 60) - (1e-2 + 1e-4) / 2) < 1e-9)  // halfway down the cosine
+    #expect(s.lr(step: 110) == 1e-4)
+    #expect(s.lr(step: 500) == 1e-4)
+    #expect(s.lr(step: -3) == 1e-5)
+    let warmup = (0...10).map { s.lr(step: $0) }
+    #expect(zip(warmup, warmup.dropFirst()).allSatisfy { $0 < $1 }, "warmup not increasing: \(warmup)")
+    let decay = (10...110).map { s.lr(step: $0) }
+    #expect(zip(decay, decay.dropFirst()).allSatisfy { $0 > $1 }, "cosine not decreasing: \(decay)")
+}
+
+@Test func scheduleWithoutWarmupStartsAtBase() {
+    let s = WarmupCosineSchedule(baseLR: 3e-3, warmupSteps: 0, totalSteps: 4)
+    #expect(s.lr(step: 0) == 3e-3)
+    #expect(s.lr(step: 4) == 0)
+    let s2 = WarmupCosineSchedule(baseLR: 3e-3, warmupSteps: 2, totalSteps: 2)
+    #expect(s2.lr(step: 0) == 0 && s2.lr(step: 1) == 1.5e-3 && s2.lr(step: 2) == 0)
+}
+
+@Test func scheduleCodableRoundTrip() throws {
+    let s = WarmupCosineSchedule(baseLR: 2.4e-3, minLR: 1e-6, warmupSteps: 40, totalSteps: 800)
+    let decoded = try JSONDecoder().decode(WarmupCosineSchedule.self, from: JSONEncoder().encode(s))
+    #expect(decoded == s)
+}
+
+@Test func linearScalingRule() {
+    // methods.md MAE defaults: blr 1.5e-4 at batch 4096 gives lr 2.4e-3.
+    #expect(abs(WarmupCosineSchedule.scaledLR(blr: 1.5e-4, batch: 4096) - 2.4e-3) < 1e-9)
+    #expect(WarmupCosineSchedule.scaledLR(blr: 1e-3, batch: 64, divisor: 512) == 1.25e-4)
+}
+
+// MARK: - Clipping
+
+@Test func clippingLeavesSmallGradientsUnchanged() {
+    let a = Tensor(zeros: [2]), b = Tensor(zeros: [1]), noGrad = Tensor(zeros: [3])
+    a.grad = Tensor([0.3, 0], shape: [2])
+    b.grad = Tensor([0.4], shape: [1])
+    let norm = clipGradNorm([a, b, noGrad], maxNorm: 1)
+    #expect(abs(norm - 0.5) < 1e-7)
+    #expect(a.grad?.scalars == [0.3, 0] && b.grad?.scalars == [0.4])
+    #expect(noGrad.grad == nil)
+}
+
+@Test func clippingScalesLargeGradientsToMaxNorm() {
+    // Norm 13 over two tensors, one past the 8-lane loop.
+    let a = Tensor(zeros: [9]), b = Tensor(zeros: [1])
+    a.grad = Tensor([3, 0, 0, 0, 0, 0, 0, 0, 4], shape: [9])
+    b.grad = Tensor([12], shape: [1])
+    let preClipNorm = clipGradNorm([a, b], maxNorm: 2)
+    #expect(abs(preClipNorm - 13) < 1e-5)
+    let clipped = a.grad!.scalars + b.grad!.scalars
+    #expect(abs(norm(clipped) - 2) < 1e-5, "norm after clipping \(norm(clipped))")
+    let scale = Float(2 / (13 + 1e-6))
+    #expect(zip(clipped, [3, 0, 0, 0, 0, 0, 0, 0, 4, 12]).allSatisfy { abs($0 - $1 * scale) < 1e-6 })
+}
+
+@Test func finiteCheckFindsNaNAndInfinity() {
+    for bad: Float in [.nan, .infinity, -.infinity] {
+        for position in [0, 8, 10] {  // in the 8-lane loop and in the tail
+            let t = Tensor(zeros: [11])
+            var g = [Float](repeating: 1, count: 11)
+            g[position] = bad
+            t.grad = Tensor(g, shape: [11])
+            #expect(!gradientsAreFinite([Tensor(zeros: [1]), t]), "missed \(bad) at \(position)")
+        }
+    }
+    let fine = Tensor(zeros: [3])
+    fine.grad = Tensor([1, -1e30, 3e38], shape: [3])
+    #expect(gradientsAreFinite([fine, Tensor(zeros: [2])]))
+}
