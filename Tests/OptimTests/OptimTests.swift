@@ -2,6 +2,7 @@ import Foundation
 import NN
 import Optim
 import Testing
+import TestSupport
 import TensorCore
 
 // MARK: - Helpers

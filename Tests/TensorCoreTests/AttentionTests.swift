@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import TensorCore
 
 @Suite("Fused multi-head attention") struct AttentionTests {

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import TensorCore
 
 @Suite("Tensor storage, autodiff tape and the generator") struct CoreTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import TensorCore
 
 @Suite("Elementwise, broadcasting and reductions") struct ElementwiseTests {

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import TensorCore
 
 @Suite("Row gather and scatter, concat and split, masked losses") struct GatherConcatLossTests {
@@ -70,5 +71,23 @@ import Testing
         let expected = num / (3 + 1e-5) / 3
         #expect(abs(Double(Tensor.maskedL1(pred, target: target, mask: mask, channels: 3).item) - expected) < 1e-6)
         checkGradients([pred], eps: 1e-3) { Tensor.maskedL1(pred, target: target, mask: mask, channels: 3) }
+    }
+}
+
+@Suite("Batched row maps") struct BatchedGatherTests {
+    @Test func oneMapServesEveryBatchEntry() {
+        let index = RowIndex([2, 0, -1, 2] as [Int], sourceRows: 3)
+        let x = randomTensor([4, 3, 5], seed: 12)
+        let y = x.gatherRows(index, batch: 4, shape: [4, 4, 5])
+        for b in 0..<4 {
+            let xb = x.slice(axis: 0, start: b, length: 1).reshaped([3, 5])
+            let yb = xb.gatherRows(index, shape: [4, 5])
+            #expect(y.slice(axis: 0, start: b, length: 1).scalars == yb.scalars)
+        }
+        withThreadCounts { _ in
+            checkGradients([x]) { x.gatherRows(index, batch: 4, shape: [4, 4, 5]) }
+            let z = randomTensor([4, 4, 5], seed: 13)
+            checkGradients([z]) { z.scatterRows(index, batch: 4, shape: [4, 3, 5]) }
+        }
     }
 }

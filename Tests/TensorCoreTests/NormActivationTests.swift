@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import TensorCore
 
 @Suite("LayerNorm, GELU, softmax and the fast math behind them") struct NormActivationTests {

@@ -33,71 +33,89 @@ public final class RowIndex: Sendable {
 
 extension Tensor {
     /// out row o = source row `index[o]` (zeros for −1), with rows of `rowLength` floats
-    /// (default: the last dimension). The result has `shape`, whose element count must be
-    /// `index.count · rowLength`.
-    public func gatherRows(_ index: RowIndex, rowLength: Int? = nil, shape outShape: [Int]) -> Tensor {
+    /// (default: the last dimension). With `batch` > 1 the source is `batch` blocks of
+    /// `index.sourceRows` rows and the same per-sample index applies to every block, so one
+    /// map serves any batch size. The result has `shape` (`batch · index.count · rowLength`
+    /// elements).
+    public func gatherRows(_ index: RowIndex, rowLength: Int? = nil, batch: Int = 1, shape outShape: [Int]) -> Tensor {
         let r = rowLength ?? dim(-1)
-        precondition(count == index.sourceRows * r, "gatherRows: \(shape) is not \(index.sourceRows) rows of \(r)")
-        precondition(outShape.reduce(1, *) == index.count * r, "gatherRows: output \(outShape) is not \(index.count) rows of \(r)")
+        precondition(count == batch * index.sourceRows * r,
+                     "gatherRows: \(shape) is not \(batch) × \(index.sourceRows) rows of \(r)")
+        precondition(outShape.reduce(1, *) == batch * index.count * r,
+                     "gatherRows: output \(outShape) is not \(batch) × \(index.count) rows of \(r)")
         let out = Tensor(uninitialized: outShape)
-        copyRows(from: pointer, to: out.pointer, index.indices, r)
+        copyRows(from: pointer, to: out.pointer, index.indices, r, batch: batch, sourceRows: index.sourceRows)
         return out.recording("gatherRows", [self]) { g in
             self.accumulateGrad { dx, beta in
                 if beta == 0 { dx.update(repeating: 0, count: self.count) }
-                addRowsBack(g.pointer, into: dx, index, r)
+                addRowsBack(g.pointer, into: dx, index, r, batch: batch)
             }
         }
     }
 
     /// The adjoint of `gatherRows`: out row `index[i]` += row i (rows with −1 are dropped);
-    /// rows no index reaches are zero. The result has `shape` with `index.sourceRows` rows.
-    public func scatterRows(_ index: RowIndex, rowLength: Int? = nil, shape outShape: [Int]) -> Tensor {
+    /// rows no index reaches are zero. Batched like `gatherRows`.
+    public func scatterRows(_ index: RowIndex, rowLength: Int? = nil, batch: Int = 1, shape outShape: [Int]) -> Tensor {
         let r = rowLength ?? dim(-1)
-        precondition(count == index.count * r, "scatterRows: \(shape) is not \(index.count) rows of \(r)")
-        precondition(outShape.reduce(1, *) == index.sourceRows * r, "scatterRows: output \(outShape) is not \(index.sourceRows) rows of \(r)")
+        precondition(count == batch * index.count * r, "scatterRows: \(shape) is not \(batch) × \(index.count) rows of \(r)")
+        precondition(outShape.reduce(1, *) == batch * index.sourceRows * r,
+                     "scatterRows: output \(outShape) is not \(batch) × \(index.sourceRows) rows of \(r)")
         let out = Tensor(zeros: outShape)
-        addRowsBack(pointer, into: out.pointer, index, r)
+        addRowsBack(pointer, into: out.pointer, index, r, batch: batch)
         return out.recording("scatterRows", [self]) { g in
             self.accumulateGrad { dx, beta in
-                if beta == 0 {
-                    copyRows(from: g.pointer, to: dx, index.indices, r)
-                } else {
-                    let tmp = Tensor(uninitialized: self.shape)
-                    copyRows(from: g.pointer, to: tmp.pointer, index.indices, r)
-                    for i in 0..<self.count { dx[i] += tmp.pointer[i] }
-                }
+                let tmp = beta == 0 ? nil : Tensor(uninitialized: self.shape)
+                copyRows(from: g.pointer, to: tmp?.pointer ?? dx, index.indices, r, batch: batch, sourceRows: index.sourceRows)
+                if let tmp { for i in 0..<self.count { dx[i] += tmp.pointer[i] } }
             }
         }
     }
 }
 
-/// dst row o = src row idx[o] (zeros for −1).
-func copyRows(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, _ idx: [Int32], _ r: Int) {
+/// dst row o = src row idx[o] (zeros for −1) for every block of the batch, in parallel over
+/// samples (or over rows when there is one sample).
+func copyRows(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, _ idx: [Int32], _ r: Int,
+              batch: Int = 1, sourceRows: Int = 0) {
+    let n = idx.count
     idx.withUnsafeBufferPointer { ip in
-        parallelFor(ip.count, minPerThread: max(1, 8192 / max(r, 1))) { range in
-            for o in range {
+        let body = { (b: Int, rows: Range<Int>) in
+            let s0 = src + b * sourceRows * r, d0 = dst + b * n * r
+            for o in rows {
                 let s = Int(ip[o])
-                if s < 0 { (dst + o * r).update(repeating: 0, count: r) } else { (dst + o * r).update(from: src + s * r, count: r) }
+                if s < 0 { (d0 + o * r).update(repeating: 0, count: r) } else { (d0 + o * r).update(from: s0 + s * r, count: r) }
             }
+        }
+        if batch == 1 {
+            parallelFor(n, minPerThread: max(1, 16384 / max(r, 1))) { body(0, $0) }
+        } else {
+            parallelFor(batch) { bs in for b in bs { body(b, 0..<n) } }
         }
     }
 }
 
-/// dst row idx[o] += src row o, parallel when no two rows collide.
-func addRowsBack(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ index: RowIndex, _ r: Int) {
+/// dst row idx[o] += src row o for every block; rows of one sample run in parallel only when
+/// no two of them land on the same destination.
+func addRowsBack(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ index: RowIndex, _ r: Int,
+                 batch: Int = 1) {
+    let n = index.count, sourceRows = index.sourceRows
     index.indices.withUnsafeBufferPointer { ip in
-        let body: (Range<Int>) -> Void = { range in
-            for o in range {
+        let body = { (b: Int, rows: Range<Int>) in
+            let g0 = src + b * n * r, d0 = dst + b * sourceRows * r
+            for o in rows {
                 let s = Int(ip[o])
                 if s < 0 { continue }
-                let d = dst + s * r, g = src + o * r
+                let d = d0 + s * r, g = g0 + o * r
                 for j in 0..<r { d[j] += g[j] }
             }
         }
-        if index.isInjective {
-            parallelFor(ip.count, minPerThread: max(1, 8192 / max(r, 1)), body)
+        if batch == 1 {
+            if index.isInjective {
+                parallelFor(n, minPerThread: max(1, 16384 / max(r, 1))) { body(0, $0) }
+            } else {
+                body(0, 0..<n)
+            }
         } else {
-            body(0..<ip.count)
+            parallelFor(batch) { bs in for b in bs { body(b, 0..<n) } }
         }
     }
 }

@@ -1,11 +1,11 @@
 import Testing
-@testable import TensorCore
+import TensorCore
 
 /// Central finite differences, accumulated in Double, against the tape's gradients.
 ///
 /// The scalar checked is Σ f(inputs) ⊙ R for a fixed random R, so every output element's
 /// gradient path is exercised. Each input element is perturbed by ±eps.
-func checkGradients(
+public func checkGradients(
     _ inputs: [Tensor], eps: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 2e-3,
     sourceLocation: SourceLocation = #_sourceLocation, _ f: () -> Tensor
 ) {
@@ -41,19 +41,19 @@ func checkGradients(
     }
 }
 
-func randomTensor(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
+public func randomTensor(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
     var rng = RandomGenerator(seed: seed)
     let n = shape.reduce(1, *)
     return Tensor((0..<n).map { _ in (rng.uniform() * 2 - 1) * scale }, shape: shape)
 }
 
-func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
+public func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
     return zip(a, b).map { abs($0 - $1) }.max() ?? 0
 }
 
 /// Runs `body` with the compute thread count set to each of 1 and 2.
-func withThreadCounts(_ body: (Int) -> Void) {
+public func withThreadCounts(_ body: (Int) -> Void) {
     let saved = ComputeThreads.count
     for t in [1, 2] {
         ComputeThreads.set(t)

@@ -1,26 +1,26 @@
 import Foundation
 
 // Reader for the "MIMF" golden fixtures written by the scripts under Tools/reference.
-// Self-contained (Foundation only), so other test targets can copy it unchanged.
+// Shared by every test target through the TestSupport library.
 //
 // Layout, all integers little-endian UInt32, all values little-endian float32:
 //   "MIMF", version (1), tensor count, then per tensor:
 //   name length, UTF-8 name, rank, rank × dim, product(dims) × float32.
 
 /// One named tensor from a fixture; rank 0 holds a single value.
-struct FixtureTensor: Sendable {
-    let name: String
-    let shape: [Int]
-    let values: [Float]
+public struct FixtureTensor: Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let values: [Float]
 
     /// The value of a rank-0 (or one-element) tensor.
-    var scalar: Float {
+    public var scalar: Float {
         precondition(values.count == 1, "'\(name)' has shape \(shape), not a scalar")
         return values[0]
     }
 }
 
-enum FixtureError: Error, CustomStringConvertible {
+public enum FixtureError: Error, CustomStringConvertible {
     case badMagic
     case unsupportedVersion(UInt32)
     case truncated(offset: Int, needed: Int, available: Int)
@@ -29,7 +29,7 @@ enum FixtureError: Error, CustomStringConvertible {
     case trailingBytes(Int)
     case missing(String)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .badMagic: "not a MIMF fixture (bad magic bytes)"
         case .unsupportedVersion(let v): "unsupported MIMF version \(v) (this reader knows 1)"
@@ -44,17 +44,17 @@ enum FixtureError: Error, CustomStringConvertible {
 }
 
 /// The tensors of a MIMF file, in file order and by name.
-struct Fixture: Sendable {
+public struct Fixture: Sendable {
     static let supportedVersion: UInt32 = 1
 
-    let tensors: [FixtureTensor]
+    public let tensors: [FixtureTensor]
     private let index: [String: Int]
 
-    init(contentsOf url: URL) throws {
+    public init(contentsOf url: URL) throws {
         try self.init(bytes: [UInt8](Data(contentsOf: url)))
     }
 
-    init(bytes: [UInt8]) throws {
+    public init(bytes: [UInt8]) throws {
         var reader = ByteReader(bytes: bytes)
         guard try reader.take(4).elementsEqual("MIMF".utf8) else { throw FixtureError.badMagic }
         let version = try reader.uint32()
@@ -82,10 +82,10 @@ struct Fixture: Sendable {
         self.index = index
     }
 
-    subscript(name: String) -> FixtureTensor? { index[name].map { tensors[$0] } }
+    public subscript(name: String) -> FixtureTensor? { index[name].map { tensors[$0] } }
 
     /// The tensor called `name`, or an error naming it.
-    func tensor(_ name: String) throws -> FixtureTensor {
+    public func tensor(_ name: String) throws -> FixtureTensor {
         guard let t = self[name] else { throw FixtureError.missing(name) }
         return t
     }
@@ -118,4 +118,11 @@ private struct ByteReader {
             }
         }
     }
+}
+
+import TensorCore
+
+extension FixtureTensor {
+    /// The values as an engine tensor of the same shape.
+    public var tensor: Tensor { Tensor(values, shape: shape) }
 }
