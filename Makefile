@@ -24,7 +24,7 @@ release: deps
 	$(SWIFT) build -c release
 
 test: deps
-	$(SWIFT) test
+	$(SWIFT) test -c release -Xswiftc -enable-testing
 
 bench: deps
 	$(SWIFT) run -c release mimserve-bench core $(BENCH_ARGS)

@@ -22,10 +22,11 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: cpuFlags),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: cpuFlags),
         .target(name: "Optim", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
+        .target(name: "Models", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
         .executableTarget(
             name: "mimserve-bench",
             dependencies: [
-                "TensorCore", "NN", "Optim",
+                "TensorCore", "NN", "Optim", "Models",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),
@@ -33,6 +34,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,12 +1,24 @@
 import TensorCore
 
-/// y = x·Wᵀ + b with weight (out, in): names `weight`, `bias`. Xavier-uniform, zero bias (B12).
+/// How a Linear's weight starts: Xavier-uniform (B12, MAE) or truncated normal (Swin's 0.02).
+public enum LinearInit: Sendable {
+    case xavier
+    case truncatedNormal(std: Float)
+}
+
+/// y = x·Wᵀ + b with weight (out, in): names `weight`, `bias`. Zero bias.
 public final class Linear: Module, @unchecked Sendable {
     public let weight: Tensor
     public let bias: Tensor?
 
-    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RandomGenerator) {
-        weight = Init.xavierUniform([outFeatures, inFeatures], fanIn: inFeatures, fanOut: outFeatures, rng: &rng)
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, initializer: LinearInit = .xavier,
+                rng: inout RandomGenerator) {
+        switch initializer {
+        case .xavier:
+            weight = Init.xavierUniform([outFeatures, inFeatures], fanIn: inFeatures, fanOut: outFeatures, rng: &rng)
+        case .truncatedNormal(let std):
+            weight = Init.truncatedNormal([outFeatures, inFeatures], std: std, rng: &rng)
+        }
         self.bias = bias ? Tensor(zeros: [outFeatures]) : nil
         super.init()
         parameter("weight", weight)
@@ -39,9 +51,9 @@ public final class MLP: Module, @unchecked Sendable {
     public let fc1: Linear
     public let fc2: Linear
 
-    public init(_ dim: Int, hidden: Int, rng: inout RandomGenerator) {
-        fc1 = Linear(dim, hidden, rng: &rng)
-        fc2 = Linear(hidden, dim, rng: &rng)
+    public init(_ dim: Int, hidden: Int, initializer: LinearInit = .xavier, rng: inout RandomGenerator) {
+        fc1 = Linear(dim, hidden, initializer: initializer, rng: &rng)
+        fc2 = Linear(hidden, dim, initializer: initializer, rng: &rng)
         super.init()
         child("fc1", fc1)
         child("fc2", fc2)

@@ -9,7 +9,8 @@ Regenerate from the repository root:
     pip install -r Tools/reference/requirements.txt
     python3 Tools/reference/optim_reference.py
 
-File format "MIMF" (every integer is a little-endian UInt32, every value a little-endian float32):
+File format "MIMF" (written by fixture_io.py; every integer is a little-endian UInt32, every value a
+little-endian float32):
     magic "MIMF", version 1, tensor count, then per tensor:
     name length, UTF-8 name, rank, rank x dim, prod(dims) x float32.
 
@@ -25,11 +26,12 @@ Tensors written (rank-0 tensors hold one value):
 """
 
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from fixture_io import FixtureWriter
 
 BASE_LR = 1e-2
 MIN_LR = 1e-4
@@ -77,13 +79,8 @@ def main() -> None:
         lr=BASE_LR, betas=BETAS, eps=EPS, foreach=False,
     )
 
-    records: list[tuple[str, np.ndarray]] = []
-
-    def record(name: str, value) -> None:
-        if isinstance(value, torch.Tensor):
-            value = value.detach().numpy()
-        # A copy: .numpy() shares memory with tensors that clipping and the optimizer update in place.
-        records.append((name, np.array(value, dtype=np.float32, copy=True)))
+    writer = FixtureWriter()
+    record = writer.add
 
     for key, value in [
         ("base_lr", BASE_LR), ("min_lr", MIN_LR), ("warmup_steps", WARMUP_STEPS),
@@ -118,16 +115,8 @@ def main() -> None:
         record(f"final.exp_avg.{n}", state["exp_avg"])
         record(f"final.exp_avg_sq.{n}", state["exp_avg_sq"])
 
-    blob = bytearray(b"MIMF")
-    blob += struct.pack("<II", 1, len(records))
-    for name, arr in records:
-        encoded = name.encode("utf-8")
-        blob += struct.pack("<I", len(encoded)) + encoded
-        blob += struct.pack("<I", arr.ndim) + struct.pack(f"<{arr.ndim}I", *arr.shape)
-        blob += arr.astype("<f4").tobytes()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_bytes(bytes(blob))
-    print(f"wrote {len(records)} tensors, {len(blob)} bytes to {OUT}")
+    size = writer.write(OUT)
+    print(f"wrote {len(writer.records)} tensors, {size} bytes to {OUT}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+import NN
+import TensorCore
+
+/// What every pretraining method offers the trainer and the server.
+public protocol MIMModel: Module {
+    var config: ModelConfig { get }
+
+    /// A fresh mask for a batch (`ratio` overrides the config's, e.g. for reconstructions).
+    func sampleMask(batch: Int, ratio: Float?, rng: inout RandomGenerator) -> MaskSpec
+
+    /// One pretraining forward pass on normalised images (B, 3, H, W): loss on the tape.
+    func forward(_ images: Tensor, mask: MaskSpec) -> MIMOutput
+
+    /// The prediction in normalised pixel space (B, 3, H, W) and the pixel mask (B, 1, H, W).
+    func reconstruct(_ images: Tensor, mask: MaskSpec) -> Reconstruction
+
+    /// Encoder features without masking: (B, D) pooled or (B, L, D) with `.none`.
+    func features(_ images: Tensor, pool: Pooling) -> Tensor
+
+    /// True for parameters that get no weight decay (the method's rule, B11).
+    func excludedFromWeightDecay(_ name: String, _ tensor: Tensor) -> Bool
+}
+
+public struct MIMOutput {
+    /// Scalar loss on the tape.
+    public let loss: Tensor
+    /// The decoder's output: MAE-style (B, L, q²·3) patches, or SimMIM's (B, 3, H, W) image.
+    public let prediction: Tensor
+    /// The encoder's output after its final norm.
+    public let latent: Tensor
+    /// Token mask (B, L) or unit mask (B, U, U); 1 = masked.
+    public let mask: Tensor
+}
+
+public struct Reconstruction {
+    public let image: Tensor
+    public let pixelMask: Tensor
+    /// How norm-pixel predictions were mapped back to pixels, when they were.
+    public let note: String?
+}
+
+public enum Pooling: String, Sendable, CaseIterable, Codable {
+    case mean, cls, none
+}
+
+extension MIMModel {
+    /// Biases and 1-D tensors get no decay (B11); methods add their own exclusions.
+    public static func isBiasOrVector(_ name: String, _ tensor: Tensor) -> Bool {
+        tensor.rank <= 1 || name.hasSuffix(".bias") || name == "bias"
+    }
+
+    /// Per-pixel mask (B, 1, H, W) from a unit mask (B, U, U).
+    func pixelMask(units: Tensor) -> Tensor {
+        let up = Masking.upsample(units, factor: config.maskUnit)
+        return up.reshaped([units.shape[0], 1, config.imageSize, config.imageSize])
+    }
+}

@@ -1,0 +1,119 @@
+/// Named configurations, by the hyperparameters they encode, and each method's recipe.
+
+/// Optimiser and schedule defaults that go with a preset (methods.md B11 and each method).
+public struct Recipe: Codable, Sendable, Equatable {
+    /// Base learning rate per `lrBatchDivisor` images (the scaling rule), unless `absoluteLR`.
+    public var blr: Float
+    public var lrBatchDivisor: Int
+    /// A fixed peak learning rate that ignores the batch (the tiny presets: 1e-3).
+    public var absoluteLR: Float?
+    public var minLR: Float
+    /// Warm-up as a share of the total steps (MAE: 40 of 1600 epochs).
+    public var warmupFraction: Float
+    public var weightDecay: Float
+    public var beta1: Float
+    public var beta2: Float
+    /// Global gradient-norm clip (SimMIM: 5), or nil.
+    public var clipGrad: Float?
+    public var batchSize: Int
+
+    public func peakLR(batch: Int) -> Float { absoluteLR ?? blr * Float(batch) / Float(lrBatchDivisor) }
+
+    enum CodingKeys: String, CodingKey {
+        case blr, beta1, beta2
+        case lrBatchDivisor = "lr_batch_divisor", absoluteLR = "absolute_lr", minLR = "min_lr"
+        case warmupFraction = "warmup_fraction", weightDecay = "weight_decay", clipGrad = "clip_grad"
+        case batchSize = "batch_size"
+    }
+}
+
+public struct Preset: Sendable, Equatable {
+    public let name: String
+    public let summary: String
+    public let model: ModelConfig
+    public let recipe: Recipe
+    /// The method's small test preset (alias `tiny`).
+    public let isTiny: Bool
+    /// The method's paper-scale preset (alias `default`).
+    public let isDefault: Bool
+}
+
+public enum Presets {
+    static let maeRecipe = Recipe(blr: 1.5e-4, lrBatchDivisor: 256, absoluteLR: nil, minLR: 0, warmupFraction: 0.025,
+                                  weightDecay: 0.05, beta1: 0.9, beta2: 0.95, clipGrad: nil, batchSize: 4096)
+    static let simmimRecipe = Recipe(blr: 2e-4, lrBatchDivisor: 512, absoluteLR: nil, minLR: 1e-5, warmupFraction: 0.1,
+                                     weightDecay: 0.05, beta1: 0.9, beta2: 0.999, clipGrad: 5, batchSize: 2048)
+
+    static func tinyRecipe(_ r: Recipe) -> Recipe {
+        var t = r
+        t.absoluteLR = 1e-3
+        t.minLR = 0
+        t.warmupFraction = 0.05
+        t.batchSize = 16
+        return t
+    }
+
+    static func mae(_ name: String, _ summary: String, image: Int, patch: Int, dim: Int, depth: Int, heads: Int,
+                    decoder: (Int, Int, Int), tiny: Bool = false, isDefault: Bool = false) -> Preset {
+        let config = ModelConfig(method: .mae, imageSize: image, patchSize: patch, embedDim: dim, depths: [depth],
+                                 heads: [heads], layerNormEps: 1e-6, maskRatio: 0.75, maskUnit: patch,
+                                 decoderDim: decoder.0, decoderDepth: decoder.1, decoderHeads: decoder.2, normPixLoss: true)
+        return Preset(name: name, summary: summary, model: config,
+                      recipe: tiny ? tinyRecipe(maeRecipe) : maeRecipe, isTiny: tiny, isDefault: isDefault)
+    }
+
+    static func simmim(_ name: String, _ summary: String, image: Int, patch: Int, dim: Int, depths: [Int], heads: [Int],
+                       window: Int, unit: Int, tiny: Bool = false, isDefault: Bool = false) -> Preset {
+        let config = ModelConfig(method: .simmim, imageSize: image, patchSize: patch, embedDim: dim, depths: depths,
+                                 heads: heads, windowSize: window, layerNormEps: 1e-5, maskRatio: 0.6, maskUnit: unit,
+                                 normPixLoss: false)
+        return Preset(name: name, summary: summary, model: config,
+                      recipe: tiny ? tinyRecipe(simmimRecipe) : simmimRecipe, isTiny: tiny, isDefault: isDefault)
+    }
+
+    public static let all: [Preset] = [
+        mae("mae_vit_tiny_patch4_dec32d1b_32", "CPU test size: 32 px, ViT D64 depth 2, 4 heads, decoder 32×1",
+            image: 32, patch: 4, dim: 64, depth: 2, heads: 4, decoder: (32, 1, 4), tiny: true),
+        mae("mae_vit_small_patch16_dec512d8b_224", "ViT-S/16 at 224 px, decoder 512×8",
+            image: 224, patch: 16, dim: 384, depth: 12, heads: 6, decoder: (512, 8, 16)),
+        mae("mae_vit_base_patch16_dec512d8b_224", "ViT-B/16 at 224 px, decoder 512×8 (the paper's)",
+            image: 224, patch: 16, dim: 768, depth: 12, heads: 12, decoder: (512, 8, 16), isDefault: true),
+        simmim("simmim_swin_tiny_patch2_window4_32", "CPU test size: 32 px, T-Swin C32 (2,2,2), window 4, 8 px units",
+               image: 32, patch: 2, dim: 32, depths: [2, 2, 2], heads: [2, 4, 8], window: 4, unit: 8, tiny: true),
+        simmim("simmim_swin_tiny_patch4_window7_224", "Swin-T at 224 px, window 7, 32 px units",
+               image: 224, patch: 4, dim: 96, depths: [2, 2, 6, 2], heads: [3, 6, 12, 24], window: 7, unit: 32),
+        simmim("simmim_swin_base_patch4_window6_192", "Swin-B at 192 px, window 6, 32 px units (the paper's)",
+               image: 192, patch: 4, dim: 128, depths: [2, 2, 18, 2], heads: [4, 8, 16, 32], window: 6, unit: 32,
+               isDefault: true),
+    ]
+
+    public static func named(_ name: String) -> Preset? { all.first { $0.name == name } }
+
+    public static func forMethod(_ method: Method) -> [Preset] { all.filter { $0.model.method == method } }
+
+    /// A full preset name, or the aliases `tiny` and `default`, for a method.
+    public static func resolve(method: Method, preset: String) throws(ConfigError) -> Preset {
+        let candidates = forMethod(method)
+        let found: Preset? = switch preset {
+        case "tiny": candidates.first(where: \.isTiny)
+        case "default": candidates.first(where: \.isDefault)
+        default: candidates.first { $0.name == preset }
+        }
+        guard let found else {
+            let names = (["tiny", "default"] + candidates.map(\.name)).joined(separator: ", ")
+            throw ConfigError(errors: [FieldError("preset", "unknown preset '\(preset)' for \(method.rawValue); choose one of \(names)")])
+        }
+        return found
+    }
+}
+
+/// Builds the model of a (validated) configuration.
+public enum ModelRegistry {
+    public static func make(_ config: ModelConfig, seed: UInt64) throws(ConfigError) -> any MIMModel {
+        try config.validate()
+        switch config.method {
+        case .mae: return MAE(config: config, seed: seed)
+        case .simmim: return SimMIM(config: config, seed: seed)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import NN
+import TensorCore
+
+/// The Swin encoder of SimMIM (names under `encoder.`): `patch_embed`, `mask_token`,
+/// `layers.s`, `norm`. Masked tokens are replaced by the learned token after the
+/// patch-embed LN and go through every stage (methods.md §3).
+public final class SwinForSimMIM: Module, @unchecked Sendable {
+    public let patchEmbed: NormedPatchEmbed
+    public let maskToken: Tensor
+    public let layers: ModuleList<SwinStage>
+    public let norm: LayerNorm
+
+    public init(config c: ModelConfig, rng: inout RandomGenerator) {
+        patchEmbed = NormedPatchEmbed(patch: c.patchSize, dim: c.embedDim, eps: c.layerNormEps, rng: &rng)
+        maskToken = Init.truncatedNormal([1, 1, c.embedDim], std: 0.02, rng: &rng)
+        var stages: [SwinStage] = []
+        for s in c.depths.indices {
+            stages.append(SwinStage(dim: c.stageDims[s], depth: c.depths[s], heads: c.heads[s], grid: c.stageGrids[s],
+                                    window: c.windowSize, shifted: true, mlpRatio: c.mlpRatio, eps: c.layerNormEps,
+                                    downsample: s < c.depths.count - 1, rng: &rng))
+        }
+        layers = ModuleList(stages)
+        norm = LayerNorm(c.encoderDim, eps: c.layerNormEps)
+        super.init()
+        child("patch_embed", patchEmbed)
+        parameter("mask_token", maskToken)
+        child("layers", layers)
+        child("norm", norm)
+    }
+
+    /// images (B, 3, H, W), token mask (B, L, 1) or nil → (B, L_last, C_last).
+    public func callAsFunction(_ images: Tensor, tokenMask: Tensor?) -> Tensor {
+        var x = patchEmbed(images)
+        if let m = tokenMask {
+            x = x * (Tensor(repeating: 1, shape: m.shape) - m) + maskToken * m  // e·(1−m) + t·m
+        }
+        for stage in layers.items { x = stage(x) }
+        return norm(x)
+    }
+}
+
+/// SimMIM (methods.md §3): Swin over all tokens with mask tokens, a 1×1 conv head with pixel
+/// shuffle to the image, L1 on masked pixels against the normalised input.
+public final class SimMIM: Module, MIMModel, @unchecked Sendable {
+    public let config: ModelConfig
+    public let encoder: SwinForSimMIM
+    let headWeight: Tensor  // decoder.0.weight (stride²·3, C_last, 1, 1)
+    let headBias: Tensor
+    let shuffle: RowIndex   // pixel shuffle as an element map, per sample
+
+    public init(config: ModelConfig, seed: UInt64) {
+        precondition(config.method == .simmim, "SimMIM built from a \(config.method) config")
+        self.config = config
+        var rng = RandomGenerator(seed: seed)
+        encoder = SwinForSimMIM(config: config, rng: &rng)
+        let r = config.encoderStride, cLast = config.encoderDim
+        headWeight = Init.pytorchDefault([r * r * 3, cLast, 1, 1], rng: &rng)
+        let bound = 1 / Float(cLast).squareRoot()
+        headBias = Init.uniform([r * r * 3], low: -bound, high: bound, rng: &rng)
+        shuffle = Self.pixelShuffleIndex(imageSize: config.imageSize, factor: r)
+        super.init()
+        child("encoder", encoder)
+        let head = Module(), conv = Module()
+        conv.parameter("weight", headWeight)
+        conv.parameter("bias", headBias)
+        head.child("0", conv)
+        child("decoder", head)
+    }
+
+    /// out[c, r·i + a, r·j + b] = in[(i, j), c·r² + a·r + b]: channel outermost, unlike patchify.
+    static func pixelShuffleIndex(imageSize: Int, factor r: Int) -> RowIndex {
+        let g = imageSize / r
+        var idx = [Int32](repeating: 0, count: 3 * imageSize * imageSize)
+        for c in 0..<3 { for y in 0..<imageSize { for x in 0..<imageSize {
+            let (i, a, j, b) = (y / r, y % r, x / r, x % r)
+            idx[(c * imageSize + y) * imageSize + x] = Int32((i * g + j) * 3 * r * r + c * r * r + a * r + b)
+        } } }
+        return RowIndex(idx, sourceRows: idx.count)
+    }
+
+    public func sampleMask(batch: Int, ratio: Float?, rng: inout RandomGenerator) -> MaskSpec {
+        Masking.randomUnits(batch: batch, unitGrid: config.unitGrid, ratio: ratio ?? config.maskRatio, rng: &rng)
+    }
+
+    /// Latent (B, L_last, C_last) → image (B, 3, H, W).
+    func head(_ latent: Tensor) -> Tensor {
+        let (B, r, cLast) = (latent.shape[0], config.encoderStride, config.encoderDim)
+        let y = latent.linear(weight: headWeight.reshaped([r * r * 3, cLast]), bias: headBias)
+        return y.gatherRows(shuffle, rowLength: 1, batch: B, shape: [B, 3, config.imageSize, config.imageSize])
+    }
+
+    public func forward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput {
+        guard case let .units(units) = spec else { preconditionFailure("SimMIM masks by units") }
+        let B = images.shape[0], G = config.grid
+        let tokenMask = Masking.upsample(units, factor: config.maskUnit / config.patchSize).reshaped([B, G * G, 1])
+        let latent = encoder(images, tokenMask: tokenMask)
+        let pred = head(latent)
+        let pixels = pixelMask(units: units)  // (B, 1, H, W)
+        let full = Tensor(zeros: images.shape) + pixels  // repeated over channels
+        let loss = Tensor.maskedL1(pred, target: images, mask: full.detached(), channels: 3)
+        return MIMOutput(loss: loss, prediction: pred, latent: latent, mask: units)
+    }
+
+    public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction {
+        GradMode.withoutGrad {
+            guard case let .units(units) = spec else { preconditionFailure("SimMIM masks by units") }
+            let out = forward(images, mask: spec)
+            return Reconstruction(image: out.prediction, pixelMask: pixelMask(units: units), note: nil)
+        }
+    }
+
+    public func features(_ images: Tensor, pool: Pooling) -> Tensor {
+        GradMode.withoutGrad {
+            let z = encoder(images, tokenMask: nil)
+            return pool == .none ? z : z.mean(axes: [1])  // no class token: .cls pools like .mean
+        }
+    }
+
+    /// SimMIM also exempts the mask token and relative-position tables (methods.md §3).
+    public func excludedFromWeightDecay(_ name: String, _ tensor: Tensor) -> Bool {
+        Self.isBiasOrVector(name, tensor) || name.contains("mask_token")
+            || name.contains("relative_position_bias_table") || name.contains("absolute_pos_embed")
+    }
+}
