@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import Models
+import NN
+import Optim
+import TensorCore
+
+/// `mimserve-bench train`: full pretraining steps (forward, backward, clip, AdamW) of one
+/// method and preset on random normalised images, timed after warm-up.
+struct TrainBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Training-step throughput of one method and preset.")
+
+    @Option(help: "Method: \(Method.allCases.map(\.rawValue).joined(separator: ", ")).") var method: String
+    @Option(help: "Preset name, or tiny / default (paper scale).") var preset = "default"
+    @Option(help: "Batch size (default: 16 for tiny presets, 8 otherwise).") var batch: Int?
+    @Option(help: "Timed steps (median reported).") var steps = 5
+    @Option(help: "Warm-up steps.") var warmup = 2
+    @Option(help: "Thread count (default: all cores).") var threads: Int?
+    @Flag(help: "Skip the same-run sgemm peak measurement.") var noPeak = false
+
+    func run() throws {
+        guard let m = Method(rawValue: method) else {
+            throw ValidationError("unknown method '\(method)'; choose one of \(Method.allCases.map(\.rawValue))")
+        }
+        let p = try Presets.resolve(method: m, preset: preset)
+        if let threads { ComputeThreads.set(threads) }
+        let peak = noPeak ? Double.nan : SGEMMPeak.measure()
+        var r = try TrainStepTimer(preset: p, batch: batch ?? (p.isTiny ? 16 : 8), warmup: warmup, steps: steps).run()
+        r["peak_gflops"] = peak
+        r["peak_ratio"] = (r["gflops"] as! Double) / peak
+        Report.emit(r)
+        Report.table([r], columns: ["method", "preset", "batch", "threads", "ms_per_step", "images_per_s", "gflops",
+                                    "peak_ratio", "peak_rss_mb", "fresh_allocs_per_step"])
+    }
+}
+
+/// The best of a few 1024³ sgemm timings on all threads: the GEMM peak of this run.
+enum SGEMMPeak {
+    static func measure() -> Double {
+        let n = 1024
+        var rng = RandomGenerator(seed: 1)
+        let a = Init.normal([n, n], std: 1, rng: &rng), b = Init.normal([n, n], std: 1, rng: &rng)
+        let c = Tensor(zeros: [n, n])
+        let run = { gemm(transA: false, transB: false, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n,
+                         c: c.pointer, ldc: n) }
+        run()
+        let best = (0..<8).map { _ in timed(run) }.min()!
+        return 2 * Double(n * n * n) / best / 1e9
+    }
+}
+
+/// Times `steps` training steps of a preset after `warmup`.
+struct TrainStepTimer {
+    let preset: Preset
+    let batch: Int
+    let warmup: Int
+    let steps: Int
+
+    func run() throws -> Record {
+        let model = try ModelRegistry.make(preset.model, seed: 0)
+        let r = preset.recipe
+        let opt = AdamW(parameters: model.namedParameters(), weightDecay: r.weightDecay, betas: (r.beta1, r.beta2),
+                        noDecay: model.excludedFromWeightDecay)
+        var rng = RandomGenerator(seed: 1)
+        let size = preset.model.imageSize
+        let images = Init.normal([batch, 3, size, size], std: 1, rng: &rng)
+        func step() {
+            let out = model.forward(images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng))
+            opt.zeroGrad()
+            out.loss.backward()
+            if let clip = r.clipGrad { _ = clipGradNorm(model.parameters, maxNorm: clip) }
+            opt.step(lr: 1e-4)
+        }
+        for _ in 0..<warmup { step() }
+        let allocs = BufferPool.shared.statistics.freshAllocations
+        FLOPCounter.reset()
+        let times = (0..<steps).map { _ in timed(step) }
+        let flops = Double(FLOPCounter.value) / Double(steps)
+        let ms = median(times) * 1000
+        var rec = Record()
+        rec["suite"] = "train"; rec["case"] = "\(preset.model.method.rawValue)/\(preset.name)"
+        rec["method"] = preset.model.method.rawValue; rec["preset"] = preset.name
+        rec["batch"] = batch; rec["threads"] = ComputeThreads.count; rec["steps"] = steps
+        rec["ms_per_step"] = ms
+        rec["images_per_s"] = Double(batch) / (ms / 1000)
+        rec["gflops"] = flops / (ms / 1000) / 1e9
+        rec["gflop_per_image"] = flops / Double(batch) / 1e9
+        rec["peak_rss_mb"] = Report.peakRSSMB()
+        rec["fresh_allocs_per_step"] = Double(BufferPool.shared.statistics.freshAllocations - allocs) / Double(steps)
+        return rec
+    }
+}
