@@ -2,9 +2,10 @@
 import Foundation
 import PackageDescription
 
-// Opt-in CPU tuning: `MIMSERVE_TARGET_CPU=haswell make bench` builds kernels for AVX2 + FMA.
-// The default build runs on any x86-64 (see NOTES: a haswell binary dies on older CPUs).
-let targetCPU = ProcessInfo.processInfo.environment["MIMSERVE_TARGET_CPU"]
+// CPU tuning: MIMSERVE_TARGET_CPU=haswell builds our kernels for AVX2 + FMA (the Makefile sets
+// it when the build machine has both). Without it the build runs on any x86-64; a haswell
+// binary dies on CPUs without AVX2, so images built for other machines leave it empty.
+let targetCPU = ProcessInfo.processInfo.environment["MIMSERVE_TARGET_CPU"].flatMap { $0.isEmpty ? nil : $0 }
 let cpuFlags: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? []
 
 let package = Package(
@@ -12,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "mimserve-bench", targets: ["mimserve-bench"]),
+        .executable(name: "mimserve", targets: ["mimserve"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,6 +29,13 @@ let package = Package(
             name: "mimserve-bench",
             dependencies: [
                 "TensorCore", "NN", "Optim", "Models",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: cpuFlags),
+        .executableTarget(
+            name: "mimserve",
+            dependencies: [
+                "Models", "NN", "TensorCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),

@@ -45,7 +45,12 @@ struct CoreBench: ParsableCommand {
             rows.append(block)
             Report.emit(block)
         }
-        Report.table(rows, columns: ["case", "threads", "ms_per_step", "gflops", "peak_ratio", "fresh_allocs_per_step", "peak_rss_mb"])
+        for r in kernelCases(threads: maxThreads) {
+            rows.append(r)
+            Report.emit(r)
+        }
+        Report.table(rows, columns: ["case", "threads", "ms_per_step", "gflops", "peak_ratio", "ns_per_element", "forward_ns_per_element",
+                                     "fresh_allocs_per_step", "peak_rss_mb"])
     }
 
     func gemmCase(_ name: String, m: Int, n: Int, k: Int, threads: Int) -> Record {
@@ -77,6 +82,39 @@ struct CoreBench: ParsableCommand {
         r["ms_per_step"] = ms
         r["gflops"] = 2 * Double(n * n * n) / (ms / 1000) / 1e9
         return r
+    }
+
+    /// The fused non-GEMM kernels on a ViT-S MLP-sized activation (3152 × 1536), forward and
+    /// backward, in ns per element: what every step pays around its GEMMs.
+    func kernelCases(threads: Int) -> [Record] {
+        var rng = RandomGenerator(seed: 4)
+        let (rows, cols) = (3152, 1536)
+        let x = Init.normal([rows, cols], std: 1, rng: &rng)
+        x.requiresGrad = true
+        let w = Tensor(repeating: 1, shape: [cols]), b = Tensor(zeros: [cols])
+        w.requiresGrad = true
+        b.requiresGrad = true
+        let cases: [(String, () -> Tensor)] = [
+            ("gelu", { x.gelu() }),
+            ("layer_norm", { x.layerNorm(weight: w, bias: b, eps: 1e-6) }),
+            ("softmax", { x.softmax() }),
+        ]
+        return cases.map { name, op in
+            func step() {
+                x.grad = nil; w.grad = nil; b.grad = nil
+                let y = op()
+                y.backward(seed: y.detached())
+            }
+            for _ in 0..<warmup { step() }
+            let ms = median((0..<steps).map { _ in timed(step) }) * 1000
+            let forwardMS = median((0..<steps).map { _ in timed { _ = GradMode.withoutGrad { op() } } }) * 1000
+            var r = Record()
+            r["forward_ns_per_element"] = forwardMS * 1e6 / Double(rows * cols)
+            r["suite"] = "core"; r["case"] = "\(name)_fwd_bwd_3152x1536"; r["threads"] = threads; r["steps"] = steps
+            r["ms_per_step"] = ms
+            r["ns_per_element"] = ms * 1e6 / Double(rows * cols)
+            return r
+        }
     }
 
     /// ViT-S block: width 384, 6 heads, MLP 1536, 197 tokens; forward + backward per step.

@@ -20,11 +20,11 @@ extension Tensor {
                 let rstd = 1 / (sq / Float(d) + eps).squareRoot()
                 st[2 * r] = mean
                 st[2 * r + 1] = rstd
-                switch (w, b) {
-                case let (w?, b?): for i in 0..<d { yr[i] = (xr[i] - mean) * rstd * w[i] + b[i] }
-                case let (w?, nil): for i in 0..<d { yr[i] = (xr[i] - mean) * rstd * w[i] }
-                case let (nil, b?): for i in 0..<d { yr[i] = (xr[i] - mean) * rstd + b[i] }
-                case (nil, nil): for i in 0..<d { yr[i] = (xr[i] - mean) * rstd }
+                mapSIMD8(d) { i, lanes in
+                    var v = (SIMD8.load(xr + i, lanes) - mean) * rstd
+                    if let w { v *= SIMD8.load(w + i, lanes) }
+                    if let b { v += SIMD8.load(b + i, lanes) }
+                    v.store(yr + i, lanes)
                 }
             }
         }
@@ -38,6 +38,8 @@ extension Tensor {
             let pp = partial.pointer
             let dxT: Tensor? = self.requiresGrad ? (self.grad ?? Tensor(uninitialized: self.shape)) : nil
             let dxBeta: Float = self.grad == nil ? 0 : 1
+            let ones = w == nil ? Tensor(repeating: 1, shape: [d]) : nil
+            let wp = w ?? ones!.pointer
             DispatchApply.run(threads) { t in
                 let lo = rows * t / threads, hi = rows * (t + 1) / threads
                 let dwp = pp + t * 2 * d, dbp = dwp + d
@@ -45,22 +47,24 @@ extension Tensor {
                     let xr = x + r * d, gr = gp + r * d
                     let mean = st[2 * r], rstd = st[2 * r + 1]
                     // dxhat = g·w; dx = rstd·(dxhat − mean(dxhat) − xhat·mean(dxhat·xhat))
-                    var sumD: Float = 0, sumDX: Float = 0
-                    for i in 0..<d {
-                        let xh = (xr[i] - mean) * rstd
-                        let dxh = gr[i] * (w?[i] ?? 1)
+                    var sumD = SIMD8<Float>(repeating: 0), sumDX = SIMD8<Float>(repeating: 0)
+                    mapSIMD8(d) { i, lanes in
+                        let g = SIMD8.load(gr + i, lanes)
+                        let xh = (SIMD8.load(xr + i, lanes) - mean) * rstd
+                        let dxh = g * SIMD8.load(wp + i, lanes)
                         sumD += dxh
                         sumDX += dxh * xh
-                        dwp[i] += gr[i] * xh
-                        dbp[i] += gr[i]
+                        (SIMD8.load(dwp + i, lanes) + g * xh).store(dwp + i, lanes)
+                        (SIMD8.load(dbp + i, lanes) + g).store(dbp + i, lanes)
                     }
                     guard let dxT else { continue }
-                    let md = sumD / Float(d), mdx = sumDX / Float(d)
+                    let md = sumD.sum() / Float(d), mdx = sumDX.sum() / Float(d)
                     let dx = dxT.pointer + r * d
-                    for i in 0..<d {
-                        let xh = (xr[i] - mean) * rstd
-                        let v = rstd * (gr[i] * (w?[i] ?? 1) - md - xh * mdx)
-                        dx[i] = dxBeta == 0 ? v : dx[i] + v
+                    mapSIMD8(d) { i, lanes in
+                        let xh = (SIMD8.load(xr + i, lanes) - mean) * rstd
+                        var v = rstd * (SIMD8.load(gr + i, lanes) * SIMD8.load(wp + i, lanes) - md - xh * mdx)
+                        if dxBeta != 0 { v += SIMD8.load(dx + i, lanes) }
+                        v.store(dx + i, lanes)
                     }
                 }
             }
