@@ -1,0 +1,22 @@
+import ArgumentParser
+import Models
+
+/// `mimserve import-hf DIR --output FILE.safetensors`: a Hugging Face ViTMAEForPreTraining
+/// directory to a MIMServe weights file.
+struct ImportHF: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import-hf",
+        abstract: "Convert a Hugging Face ViTMAEForPreTraining directory into MIMServe weights.")
+
+    @Argument(help: "Directory with config.json and model.safetensors (float32).")
+    var directory: String
+
+    @Option(name: .shortAndLong, help: "The MIMServe weights file to write (.safetensors).")
+    var output: String
+
+    func run() throws {
+        let model = try HFViTMAE.load(directory: directory)
+        try WeightsFile.write(model, to: output)
+        print("wrote \(output): MAE, \(model.parameterCount) parameters")
+    }
+}
