@@ -20,11 +20,11 @@ extension Tensor {
                 let rstd = 1 / (sq / Float(d) + eps).squareRoot()
                 st[2 * r] = mean
                 st[2 * r + 1] = rstd
-                mapSIMD8(d) { i, lanes in
-                    var v = (SIMD8.load(xr + i, lanes) - mean) * rstd
-                    if let w { v *= SIMD8.load(w + i, lanes) }
-                    if let b { v += SIMD8.load(b + i, lanes) }
-                    v.store(yr + i, lanes)
+                switch (w, b) {
+                case let (w?, b?): for i in 0..<d { yr[i] = (xr[i] - mean) * rstd * w[i] + b[i] }
+                case let (w?, nil): for i in 0..<d { yr[i] = (xr[i] - mean) * rstd * w[i] }
+                case let (nil, b?): for i in 0..<d { yr[i] = (xr[i] - mean) * rstd + b[i] }
+                case (nil, nil): for i in 0..<d { yr[i] = (xr[i] - mean) * rstd }
                 }
             }
         }
@@ -47,24 +47,30 @@ extension Tensor {
                     let xr = x + r * d, gr = gp + r * d
                     let mean = st[2 * r], rstd = st[2 * r + 1]
                     // dxhat = g·w; dx = rstd·(dxhat − mean(dxhat) − xhat·mean(dxhat·xhat))
-                    var sumD = SIMD8<Float>(repeating: 0), sumDX = SIMD8<Float>(repeating: 0)
-                    mapSIMD8(d) { i, lanes in
-                        let g = SIMD8.load(gr + i, lanes)
-                        let xh = (SIMD8.load(xr + i, lanes) - mean) * rstd
-                        let dxh = g * SIMD8.load(wp + i, lanes)
-                        sumD += dxh
-                        sumDX += dxh * xh
-                        (SIMD8.load(dwp + i, lanes) + g * xh).store(dwp + i, lanes)
-                        (SIMD8.load(dbp + i, lanes) + g).store(dbp + i, lanes)
+                    // Parameter gradients: plain loops (vectorised); the two row sums need
+                    // explicit SIMD accumulators.
+                    for i in 0..<d {
+                        let xh = (xr[i] - mean) * rstd
+                        dwp[i] += gr[i] * xh
+                        dbp[i] += gr[i]
                     }
+                    var sumD = SIMD8<Float>(repeating: 0), sumDX = SIMD8<Float>(repeating: 0)
+                    var i = 0
+                    while i + 8 <= d {
+                        let dxh = SIMD8.load(gr + i, 8) * SIMD8.load(wp + i, 8)
+                        sumD += dxh
+                        sumDX += dxh * (SIMD8.load(xr + i, 8) - mean) * rstd
+                        i += 8
+                    }
+                    var sd = sumD.sum(), sdx = sumDX.sum()
+                    while i < d { let dxh = gr[i] * wp[i]; sd += dxh; sdx += dxh * (xr[i] - mean) * rstd; i += 1 }
                     guard let dxT else { continue }
-                    let md = sumD.sum() / Float(d), mdx = sumDX.sum() / Float(d)
+                    let md = sd / Float(d), mdx = sdx / Float(d)
                     let dx = dxT.pointer + r * d
-                    mapSIMD8(d) { i, lanes in
-                        let xh = (SIMD8.load(xr + i, lanes) - mean) * rstd
-                        var v = rstd * (SIMD8.load(gr + i, lanes) * SIMD8.load(wp + i, lanes) - md - xh * mdx)
-                        if dxBeta != 0 { v += SIMD8.load(dx + i, lanes) }
-                        v.store(dx + i, lanes)
+                    if dxBeta == 0 {
+                        for i in 0..<d { dx[i] = rstd * (gr[i] * wp[i] - md - (xr[i] - mean) * rstd * mdx) }
+                    } else {
+                        for i in 0..<d { dx[i] += rstd * (gr[i] * wp[i] - md - (xr[i] - mean) * rstd * mdx) }
                     }
                 }
             }
