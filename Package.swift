@@ -29,6 +29,10 @@ let package = Package(
         .target(name: "Models", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
         // Jobs, metrics, checkpoints and datasets in one SQLite file; no ML imports.
         .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        // Trainer pool, training loop, checkpoints, event bus, evaluation.
+        .target(name: "Trainer",
+                dependencies: ["Store", "Models", "NN", "Optim", "TensorCore", .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: cpuFlags),
         .executableTarget(
             name: "mimserve-bench",
             dependencies: [
@@ -49,6 +53,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Store", "Models", "NN", "TensorCore", "TestSupport"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]

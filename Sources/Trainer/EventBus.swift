@@ -1,0 +1,81 @@
+import Foundation
+import Store
+import Synchronization
+
+/// What a running job tells the world, in the order it happens.
+public enum JobEvent: Sendable, Equatable {
+    /// After every step: where the job is and how fast it goes.
+    case progress(jobID: String, JobProgress, totalSteps: Int)
+    /// One logged step (the same row the metrics table gets).
+    case metric(MetricRecord)
+    /// A state change, with the database event id it was stored under.
+    case state(jobID: String, JobState, error: String?, eventID: Int64?)
+    /// A checkpoint that is on disk and in the database.
+    case checkpoint(CheckpointRecord, eventID: Int64?)
+
+    public var jobID: String {
+        switch self {
+        case .progress(let id, _, _): id
+        case .metric(let m): m.jobID
+        case .state(let id, _, _, _): id
+        case .checkpoint(let c, _): c.jobID
+        }
+    }
+}
+
+/// In-process fan-out of job events to live subscribers (SSE streams).
+///
+/// Publishing never blocks and never waits for a reader: each subscriber has a bounded buffer,
+/// and one that falls behind is dropped (its stream finishes early); the reader then replays
+/// what it missed from the database and subscribes again. Training speed never depends on
+/// how fast a client reads.
+public final class EventBus: Sendable {
+    public struct Subscription: Sendable {
+        public let events: AsyncStream<JobEvent>
+        let id: UInt64
+        let jobID: String?
+    }
+
+    private struct Subscriber {
+        let jobID: String?
+        let continuation: AsyncStream<JobEvent>.Continuation
+    }
+
+    private let subscribers = Mutex<(next: UInt64, all: [UInt64: Subscriber])>((0, [:]))
+    public let bufferSize: Int
+
+    public init(bufferSize: Int = 1024) {
+        self.bufferSize = bufferSize
+    }
+
+    /// Events of one job (or of every job with `nil`), from now on.
+    public func subscribe(jobID: String?) -> Subscription {
+        let (stream, continuation) = AsyncStream<JobEvent>.makeStream(bufferingPolicy: .bufferingOldest(bufferSize))
+        let id = subscribers.withLock { s in
+            s.next += 1
+            s.all[s.next] = Subscriber(jobID: jobID, continuation: continuation)
+            return s.next
+        }
+        continuation.onTermination = { [weak self] _ in self?.remove(id) }
+        return Subscription(events: stream, id: id, jobID: jobID)
+    }
+
+    public func unsubscribe(_ s: Subscription) { remove(s.id)?.continuation.finish() }
+
+    public func publish(_ event: JobEvent) {
+        let targets = subscribers.withLock { s in s.all.filter { $0.value.jobID == nil || $0.value.jobID == event.jobID } }
+        for (id, sub) in targets {
+            if case .dropped = sub.continuation.yield(event) {
+                // Too slow: end its stream so it catches up from the database.
+                remove(id)?.continuation.finish()
+            }
+        }
+    }
+
+    public var subscriberCount: Int { subscribers.withLock { $0.all.count } }
+
+    @discardableResult
+    private func remove(_ id: UInt64) -> Subscriber? {
+        subscribers.withLock { $0.all.removeValue(forKey: id) }
+    }
+}
