@@ -27,16 +27,22 @@ let package = Package(
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: cpuFlags),
         .target(name: "Optim", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
         .target(name: "Models", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
+        // Image data: libpng's simplified API and zlib through module maps; libjpeg inside a C
+        // target of its own, because its errors longjmp and Swift must never be jumped over.
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
+        .target(name: "ImageData", dependencies: ["TensorCore", "CPNG", "CJPEG", "CZlib"], swiftSettings: cpuFlags),
         // Jobs, metrics, checkpoints and datasets in one SQLite file; no ML imports.
         .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
         // Trainer pool, training loop, checkpoints, event bus, evaluation.
         .target(name: "Trainer",
-                dependencies: ["Store", "Models", "NN", "Optim", "TensorCore", .product(name: "Crypto", package: "swift-crypto")],
+                dependencies: ["Store", "Models", "NN", "Optim", "TensorCore", "ImageData", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: cpuFlags),
         .executableTarget(
             name: "mimserve-bench",
             dependencies: [
-                "TensorCore", "NN", "Optim", "Models",
+                "TensorCore", "NN", "Optim", "Models", "ImageData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),
@@ -52,6 +58,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImageDataTests", dependencies: ["ImageData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Store", "Models", "NN", "TensorCore", "TestSupport"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
