@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageDataTests", dependencies: ["ImageData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
-        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Store", "Models", "NN", "TensorCore", "TestSupport"]),
+        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Store", "Models", "NN", "TensorCore", "ImageData", "TestSupport"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]

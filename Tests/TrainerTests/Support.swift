@@ -1,4 +1,5 @@
 import Foundation
+import ImageData
 import Models
 import NN
 import Store
@@ -37,12 +38,18 @@ struct Harness {
     let bus: EventBus
     let pool: TrainerPool
 
-    init(slots: Int = 1, poisonedSteps: Set<Int> = [], observer: (@Sendable (String, Int, Double, Double) -> Void)? = nil) throws {
+    /// `realData`: batches from ImageData's loader over a small synthetic dataset instead of the seeded test double.
+    init(slots: Int = 1, poisonedSteps: Set<Int> = [], realData: Bool = false,
+         observer: (@Sendable (String, Int, Double, Double) -> Void)? = nil) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-trainer-\(UUID().uuidString)")
         store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
         bus = EventBus()
+        var registryConfig = DatasetRegistry.Configuration()
+        registryConfig.syntheticCount = 200
+        registryConfig.syntheticImageSize = 40
+        let real = ImageDataSource.make(registry: DatasetRegistry(configuration: registryConfig))
         var options = TrainerOptions(slots: slots, dataRoot: dir, dataSource: { config, start in
-            SeededBatches(config: config, startStep: start, poisonedSteps: poisonedSteps)
+            realData ? try real(config, start) : SeededBatches(config: config, startStep: start, poisonedSteps: poisonedSteps)
         }, log: { _ in })
         options.stepObserver = observer
         options.metricsBatchSteps = 8

@@ -76,10 +76,11 @@ import Store
         #expect(states == [.running, .succeeded] && metricSteps == Array(1...23))
     }
 
-    /// The acceptance test of resume: 40 steps straight equal 20, pause, resume, 20 more.
-    @Test func resumedCurveEqualsTheUninterruptedOne() throws {
+    /// The acceptance test of resume: 40 steps straight equal 20, pause, resume, 20 more, for
+    /// both methods, with images from the real loader (shuffles and augmentations included).
+    @Test(arguments: ["mae", "simmim"]) func resumedCurveEqualsTheUninterruptedOne(method: String) throws {
         let pauseAt = Mutex<(id: String?, pool: TrainerPool?)>((nil, nil))
-        let h = try Harness(observer: { id, step, _, _ in
+        let h = try Harness(realData: true, observer: { id, step, _, _ in
             let (target, pool) = pauseAt.withLock { ($0.id, $0.pool) }
             if id == target && step == 20 { _ = try? pool?.pause(id) }
         })
@@ -87,9 +88,9 @@ import Store
         try h.pool.start()
         defer { h.pool.shutdown() }
         let overrides: [String: JSONValue] = ["checkpoint_every": .number(7)]
-        let straight = try h.submit(steps: 40, overrides: overrides)
+        let straight = try h.submit(method, steps: 40, overrides: overrides)
         try h.wait(straight, for: [.succeeded])
-        let interrupted = try h.submit(steps: 40, overrides: overrides)
+        let interrupted = try h.submit(method, steps: 40, overrides: overrides)
         pauseAt.withLock { $0.id = interrupted }
         let paused = try h.wait(interrupted, for: [.paused, .succeeded])
         #expect(paused.state == .paused && paused.step == 20)
