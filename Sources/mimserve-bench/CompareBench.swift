@@ -144,7 +144,7 @@ struct CompareBench: ParsableCommand {
         FLOPCounter.reset()
         let times = (0..<steps).map { _ in timed(step) }
         let flops = Double(FLOPCounter.value) / Double(steps)
-        let peakTensor = Double(BufferPool.shared.statistics.peakLiveFloats) * 4 / 1e6
+        let peakTensor = Double(BufferPool.shared.statistics.peakLiveFloats) * 4 / 1_048_576  // MB as in peak_rss_mb
         FLOPCounter.reset()
         _ = model.features(images, pool: .mean)
         let encoderFlops = Double(FLOPCounter.value)
