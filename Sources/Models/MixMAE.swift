@@ -74,7 +74,6 @@ final class MixStage: Module, @unchecked Sendable {
 
 /// Everything one batch's mask decides, built once per forward pass.
 struct MixPlan {
-    let batch: Int
     /// (U²) true = masked, shared by every sample.
     let units: [Bool]
     /// Per stage (nW, N, N): −1e30 between tokens from different source images; nil if none differ.
@@ -218,7 +217,7 @@ public final class MixMAE: Module, MIMModel, @unchecked Sendable {
             branches[(B + i) * n + l] = units[l] ? own : maskRow  // B: the partner's units of x̃_i
             unmix[i * n + l] = units[l] ? own : Int32((B + MixPlan.partner(i, batch: B)) * n + l)
         } }
-        return MixPlan(batch: B, units: units, sourceMasks: sourceMasks,
+        return MixPlan(units: units, sourceMasks: sourceMasks,
                        mix: RowIndex(mix, sourceRows: B * L1),
                        branches: RowIndex(branches, sourceRows: B * n + 1),
                        unmix: RowIndex(unmix, sourceRows: 2 * B * n))

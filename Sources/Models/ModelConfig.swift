@@ -8,7 +8,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var method: Method
     public var imageSize: Int
     public var patchSize: Int
-    /// ViT width D, or the first Swin stage's C.
+    /// ViT width D, or the first stage's width (Swin's C, ConvMAE's stage 1).
     public var embedDim: Int
     /// ViT: one entry (the depth). Swin: blocks per stage.
     public var depths: [Int]
