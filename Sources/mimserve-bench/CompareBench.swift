@@ -72,7 +72,7 @@ struct CompareBench: ParsableCommand {
     /// Runs this executable with `--only name` and parses its JSON line.
     func childRecord(_ name: String, batch: Int) throws -> Record {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        process.executableURL = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
         process.arguments = ["compare", "--only", name, "--scale", scale, "--batch", String(batch), "--steps", String(steps),
                              "--warmup", String(warmup), "--threads", String(threads ?? ComputeThreads.count)]
         let pipe = Pipe()
