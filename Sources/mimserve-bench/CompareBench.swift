@@ -27,6 +27,7 @@ struct CompareBench: ParsableCommand {
     @Option(help: "Timed steps (median reported).") var steps = 5
     @Option(help: "Warm-up steps.") var warmup = 2
     @Option(help: "Thread count (default: all cores).") var threads: Int?
+    @Option(help: "Rounds of all cases, interleaved; each case reports its median round (load noise).") var rounds = 1
     @Option(help: .hidden) var only: String?
 
     static let cases = ["simmim_same_swin", "mixmae", "mae_matched_width", "convmae"]
@@ -44,9 +45,15 @@ struct CompareBench: ParsableCommand {
             return
         }
         let peak = SGEMMPeak.measure()
+        var runs: [String: [Record]] = [:]
+        for _ in 0..<max(rounds, 1) {
+            for name in Self.cases { runs[name, default: []].append(try childRecord(name, batch: batch)) }
+        }
         var rows: [String: Record] = [:]
-        for name in Self.cases {
-            var r = try childRecord(name, batch: batch)
+        for (name, list) in runs {
+            let sorted = list.sorted { ($0["ms_per_step"] as? Double ?? .nan) < ($1["ms_per_step"] as? Double ?? .nan) }
+            var r = sorted[sorted.count / 2]
+            r["rounds"] = list.count
             r["peak_gflops"] = peak
             if let g = r["gflops"] as? Double { r["peak_ratio"] = g / peak }
             rows[name] = r
