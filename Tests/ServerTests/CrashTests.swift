@@ -1,0 +1,107 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+import Store
+
+/// The real executable, killed with SIGKILL mid-job and started again on the same data.
+@Suite("Crash and resume", .serialized) struct CrashTests {
+    /// `mimserve` beside the test bundle (swift test builds it into the same folder).
+    static var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mimserve")
+    }
+
+    final class Running {
+        let process = Process()
+        let base: URL
+
+        init(dataDir: URL, workingDirectory: URL) throws {
+            process.executableURL = CrashTests.executable
+            process.arguments = ["serve", "--port", "0", "--data-dir", dataDir.path, "--log-level", "error"]
+            process.currentDirectoryURL = workingDirectory
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // The first line says where it listens.
+            var line = Data()
+            while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line += byte }
+            let text = String(decoding: line, as: UTF8.self)
+            guard let url = text.split(separator: " ").last.flatMap({ URL(string: String($0)) }) else {
+                throw Failure("unexpected first line: \(text)")
+            }
+            base = url
+        }
+
+        func get(_ path: String) async throws -> [String: Any] {
+            let (data, _) = try await URLSession.shared.data(from: URL(string: path, relativeTo: base)!)
+            return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        }
+
+        func post(_ path: String, _ json: [String: Any]) async throws -> [String: Any] {
+            var r = URLRequest(url: URL(string: path, relativeTo: base)!)
+            r.httpMethod = "POST"
+            r.httpBody = try JSONSerialization.data(withJSONObject: json)
+            r.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            let (data, _) = try await URLSession.shared.data(for: r)
+            return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        }
+
+        func losses(_ id: String) async throws -> [Int: Double] {
+            let rows = try await get("/v1/jobs/\(id)/metrics")["metrics"] as? [[String: Any]] ?? []
+            var out: [Int: Double] = [:]
+            for r in rows { out[r["step"] as! Int] = r["loss"] as? Double }
+            return out
+        }
+    }
+
+    @Test func aKilledServerResumesItsJobFromTheLastCheckpoint() async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.executable.path), "build mimserve first: \(Self.executable.path)")
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-crash-\(UUID().uuidString)")
+        let dataDir = work.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        // Started from an unrelated working directory: Migrations/ and Public/ are found anyway.
+        let first = try Running(dataDir: dataDir, workingDirectory: work)
+        let job = try await first.post("/v1/jobs", ["method": "mae", "preset": "tiny", "total_steps": 1500, "batch_size": 8,
+                                                    "overrides": ["checkpoint_every": 100]])
+        let id = try #require(job["id"] as? String)
+        var checkpointStep = 0
+        for _ in 0..<3000 where checkpointStep == 0 {
+            let cks = try await first.get("/v1/jobs/\(id)/checkpoints")["checkpoints"] as? [[String: Any]] ?? []
+            checkpointStep = cks.compactMap { $0["step"] as? Int }.max() ?? 0
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(checkpointStep >= 100)
+        let before = try await first.losses(id)
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        let killedAt = before.keys.max() ?? 0
+        #expect(killedAt < 1500, "the job finished before the kill; nothing was tested")
+
+        let second = try Running(dataDir: dataDir, workingDirectory: work)
+        var state = ""
+        for _ in 0..<6000 where state != "succeeded" && state != "failed" {
+            state = try await second.get("/v1/jobs/\(id)")["state"] as? String ?? ""
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(state == "succeeded")
+        let after = try await second.losses(id)
+        // Every step once, none lost; up to the checkpoint the rows are those written before the kill,
+        // and the replayed steps after it reproduce the lost run exactly (same seed, same batches).
+        #expect(after.keys.sorted() == Array(1...1500))
+        for step in 1...checkpointStep { #expect(after[step] == before[step], "step \(step)") }
+        let replayed = before.keys.filter { $0 > checkpointStep }
+        let worst = replayed.map { abs(after[$0]! - before[$0]!) }.max() ?? 0
+        #expect(worst <= 1e-5, "replayed steps differ by \(worst)")
+        second.process.terminate()
+        second.process.waitUntilExit()
+
+        let store = try Store(path: dataDir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
+        #expect(try store.integrityCheck() == "ok")
+        #expect(try store.metricCount(jobID: id) == 1500)
+        let reasons = try store.events(jobID: id).map(\.dataJSON)
+        #expect(reasons.contains { $0.contains("interrupted") })
+        try? FileManager.default.removeItem(at: work)
+    }
+}

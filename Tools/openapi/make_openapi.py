@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Writes Public/openapi.json, the OpenAPI 3.1 description of MIMServe's HTTP API.
+
+The document is kept as Python data because it is easier to edit than raw JSON.
+Regenerate after changing a route:  python3 Tools/openapi/make_openapi.py
+ServerTests checks that the routes the server registers and the paths here are the same.
+"""
+import json
+import pathlib
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+def nullable(t):
+    return {"type": [t, "null"]}
+
+PROBLEM = {"application/problem+json": {"schema": ref("Problem")}}
+
+def problems(*codes):
+    text = {400: "Malformed request", 401: "Missing or wrong bearer token", 404: "No such resource",
+            409: "Illegal in the resource's current state", 410: "The file is gone", 413: "Body too large",
+            415: "Unsupported content type", 422: "Invalid field (see errors)", 503: "Busy; retry after Retry-After seconds"}
+    return {str(c): {"description": text[c], "content": PROBLEM} for c in codes}
+
+def ok(schema, description="OK", status="200", content_type="application/json"):
+    return {status: {"description": description, "content": {content_type: {"schema": schema}}}}
+
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Job id"}
+STEP_Q = {"name": "step", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+          "description": "Checkpoint step (default: the latest)"}
+IMAGE_BODY = {"required": True, "content": {
+    "image/png": {"schema": {"type": "string", "format": "binary"}},
+    "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}
+
+job_schema = {
+    "type": "object",
+    "required": ["id", "state", "method", "preset", "dataset", "config", "step", "total_steps", "loss", "lr",
+                 "images_per_s", "eta_s", "peak_rss_mb", "error", "created_at", "started_at", "finished_at", "updated_at"],
+    "properties": {
+        "id": {"type": "string"}, "state": ref("JobState"), "method": {"type": "string"}, "preset": {"type": "string"},
+        "dataset": {"type": "string"}, "config": {"type": ["object", "null"], "description": "The fully resolved configuration"},
+        "step": {"type": "integer"}, "total_steps": {"type": "integer"}, "loss": nullable("number"), "lr": nullable("number"),
+        "images_per_s": nullable("number"), "eta_s": nullable("number"), "peak_rss_mb": nullable("number"),
+        "error": nullable("string"), "created_at": {"type": "string", "format": "date-time"},
+        "started_at": {"type": ["string", "null"], "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+schemas = {
+    "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["field", "reason"], "properties": {
+            "field": {"type": "string"}, "reason": {"type": "string"}}}}}},
+    "JobState": {"type": "string", "enum": ["queued", "running", "paused", "succeeded", "failed", "cancelled"]},
+    "JobRequest": {"type": "object", "required": ["method"], "properties": {
+        "method": {"type": "string", "description": "mae, simmim, ummae, greenmim, mixmae or convmae"},
+        "preset": {"type": "string", "description": "A preset name, or tiny / default", "default": "default"},
+        "dataset": {"type": "string", "default": "synthetic"},
+        "total_steps": {"type": "integer", "minimum": 1, "maximum": 10000000, "default": 1000},
+        "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096},
+        "seed": {"type": "integer", "minimum": 0},
+        "overrides": {"type": "object", "description": "Any model or training field of GET /v1/methods"}}},
+    "Job": job_schema,
+    "JobList": {"type": "object", "required": ["jobs", "next_page_token"], "properties": {
+        "jobs": {"type": "array", "items": ref("Job")}, "next_page_token": nullable("string")}},
+    "Metric": {"type": "object", "required": ["step", "loss", "lr", "images_per_s", "wall_time_s"], "properties": {
+        "step": {"type": "integer"}, "loss": {"type": "number"}, "lr": {"type": "number"},
+        "images_per_s": nullable("number"), "wall_time_s": {"type": "number"}}},
+    "MetricList": {"type": "object", "required": ["job_id", "metrics"], "properties": {
+        "job_id": {"type": "string"}, "metrics": {"type": "array", "items": ref("Metric")}}},
+    "Checkpoint": {"type": "object", "required": ["step", "bytes", "sha256", "final", "created_at", "url"], "properties": {
+        "step": {"type": "integer"}, "bytes": {"type": "integer"}, "sha256": {"type": "string"}, "final": {"type": "boolean"},
+        "created_at": {"type": "string", "format": "date-time"}, "url": {"type": "string"}}},
+    "CheckpointList": {"type": "object", "required": ["checkpoints"], "properties": {
+        "checkpoints": {"type": "array", "items": ref("Checkpoint")}}},
+    "Dataset": {"type": "object", "required": ["id", "kind", "name", "count"], "properties": {
+        "id": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}, "count": {"type": "integer"},
+        "classes": {"type": "array", "items": {"type": "string"}}, "licence": {"type": "string"}}},
+    "DatasetList": {"type": "object", "required": ["datasets"], "properties": {"datasets": {"type": "array", "items": ref("Dataset")}}},
+    "Methods": {"type": "object", "required": ["methods", "fields"], "properties": {
+        "methods": {"type": "array", "items": {"type": "object", "required": ["name", "summary", "presets"], "properties": {
+            "name": {"type": "string"}, "summary": {"type": "string"},
+            "presets": {"type": "array", "items": {"type": "object", "required": ["name", "summary", "tiny", "default", "model", "training"]}}}}},
+        "fields": {"type": "array", "items": {"type": "object", "required": ["name", "group", "type", "help"]}}}},
+    "Accuracies": {"type": "object", "required": ["encoder", "raw_pixels", "random_encoder"], "properties": {
+        "encoder": {"type": "number"}, "raw_pixels": {"type": "number"}, "random_encoder": {"type": "number"}}},
+    "Evaluation": {"type": "object", "required": ["id", "dataset", "step", "created_at", "result"], "properties": {
+        "id": {"type": "integer"}, "dataset": {"type": "string"}, "step": {"type": "integer"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "result": {"type": "object", "properties": {"knn": ref("Accuracies"), "linear_probe": ref("Accuracies")}}}},
+    "EvaluationList": {"type": "object", "required": ["evaluations"], "properties": {
+        "evaluations": {"type": "array", "items": ref("Evaluation")}}},
+    "Features": {"type": "object", "required": ["job_id", "step", "pool", "dim", "tokens", "count", "features"], "properties": {
+        "job_id": {"type": "string"}, "step": {"type": "integer"}, "pool": {"type": "string"}, "dim": {"type": "integer"},
+        "tokens": nullable("integer"), "count": {"type": "integer"},
+        "features": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}},
+    "ReconstructionInfo": {"type": "object", "required": ["job_id", "step", "mask_ratio", "seed", "image_size",
+                                                           "masked_fraction", "masked_mse", "png_base64"], "properties": {
+        "job_id": {"type": "string"}, "step": {"type": "integer"}, "mask_ratio": {"type": "number"}, "seed": {"type": "integer"},
+        "image_size": {"type": "integer"}, "masked_fraction": {"type": "number"}, "masked_mse": {"type": "number"},
+        "note": nullable("string"), "png_base64": {"type": "string"}}},
+}
+
+lifecycle = lambda verb, what: {"post": {"summary": f"{verb} a job", "description": what, "parameters": [ID],
+                                         "responses": {**ok(ref("Job")), **problems(401, 404, 409)}}}
+
+paths = {
+    "/healthz": {"get": {"summary": "Liveness", "responses": ok({"type": "object", "required": ["status"]})}},
+    "/readyz": {"get": {"summary": "Readiness: database writable, migrations applied, trainer pool running", "responses": {
+        **ok({"type": "object", "required": ["status", "checks"]}),
+        "503": {"description": "Not ready", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics", "responses": ok({"type": "string"}, content_type="text/plain")}},
+    "/openapi.json": {"get": {"summary": "This document", "responses": ok({"type": "object"})}},
+    "/v1/methods": {"get": {"summary": "Methods, presets and overridable fields", "responses": ok(ref("Methods"))}},
+    "/v1/datasets": {
+        "get": {"summary": "Datasets", "responses": ok(ref("DatasetList"))},
+        "post": {"summary": "Register (or rescan) an image folder under <data-dir>/datasets/<id>", "requestBody": {
+            "required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "string"}}}}}},
+            "responses": {**ok(ref("Dataset"), "Registered", "201"), **problems(400, 401, 413, 422)}}},
+    "/v1/datasets/{id}": {"get": {"summary": "One dataset", "parameters": [{**ID, "description": "Dataset id"}],
+                                  "responses": {**ok(ref("Dataset")), **problems(404, 422)}}},
+    "/v1/jobs": {
+        "post": {"summary": "Submit a job", "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": ref("JobRequest")}}},
+                 "responses": {**ok(ref("Job"), "Created", "201"), **ok(ref("Job"), "The job of an earlier identical request"),
+                               **problems(400, 401, 413, 422)}},
+        "get": {"summary": "List jobs, newest first", "parameters": [
+            {"name": "state", "in": "query", "schema": {"type": "string"}, "description": "Comma-separated states"},
+            {"name": "method", "in": "query", "schema": {"type": "string"}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+            {"name": "page_token", "in": "query", "schema": {"type": "string"}}],
+            "responses": {**ok(ref("JobList")), **problems(422)}}},
+    "/v1/jobs/{id}": {
+        "get": {"summary": "One job", "parameters": [ID], "responses": {**ok(ref("Job")), **problems(404)}},
+        "delete": {"summary": "Delete a job that is not running, with its files", "parameters": [ID],
+                   "responses": {"204": {"description": "Deleted"}, **problems(401, 404, 409)}}},
+    "/v1/jobs/{id}/cancel": lifecycle("Cancel", "Queued and paused jobs stop at once; a running job at its next step."),
+    "/v1/jobs/{id}/pause": lifecycle("Pause", "A running job checkpoints at its next step and waits, paused."),
+    "/v1/jobs/{id}/resume": lifecycle("Resume", "A paused job goes back to the queue and continues from its checkpoint."),
+    "/v1/jobs/{id}/metrics": {"get": {"summary": "Loss history", "parameters": [ID,
+        {"name": "after_step", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2147483647}},
+        {"name": "max_points", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000000}},
+        {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}}],
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref("MetricList")},
+                                                               "text/csv": {"schema": {"type": "string"}}}},
+                      **problems(404, 422)}}},
+    "/v1/jobs/{id}/events": {"get": {"summary": "Live events (SSE): progress, metric, state, checkpoint",
+        "description": "Ends after a terminal state. Last-Event-ID (or ?last_event_id=, ?after_step=) replays what was missed.",
+        "parameters": [ID, {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+                       {"name": "last_event_id", "in": "query", "schema": {"type": "string"}},
+                       {"name": "after_step", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2147483647}}],
+        "responses": {**ok({"type": "string"}, content_type="text/event-stream"), **problems(404, 422)}}},
+    "/v1/jobs/{id}/checkpoints": {"get": {"summary": "Checkpoints", "parameters": [ID],
+                                          "responses": {**ok(ref("CheckpointList")), **problems(404)}}},
+    "/v1/jobs/{id}/checkpoints/{step}": {"get": {"summary": "Download a checkpoint (safetensors)", "parameters": [
+        ID, {"name": "step", "in": "path", "required": True, "schema": {"type": "integer"}}],
+        "responses": {**ok({"type": "string", "format": "binary"}, content_type="application/octet-stream"),
+                      **problems(404, 410, 422)}}},
+    "/v1/jobs/{id}/reconstruct": {"post": {"summary": "Reconstruction strip: original · masked · reconstruction · reconstruction + visible",
+        "parameters": [ID, {"name": "mask_ratio", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}},
+                       {"name": "seed", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2147483647}},
+                       STEP_Q, {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["png", "json"]}}],
+        "requestBody": IMAGE_BODY,
+        "responses": {"200": {"description": "OK", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
+                                                               "application/json": {"schema": ref("ReconstructionInfo")}}},
+                      **problems(401, 404, 409, 413, 415, 422, 503)}}},
+    "/v1/jobs/{id}/features": {"post": {"summary": "Encoder features of one image (raw body) or several ({\"images\": [base64…]})",
+        "parameters": [ID, {"name": "pool", "in": "query", "schema": {"type": "string", "enum": ["mean", "cls", "none"]}}, STEP_Q],
+        "requestBody": {"required": True, "content": {**IMAGE_BODY["content"], "application/json": {"schema": {
+            "type": "object", "required": ["images"], "properties": {"images": {"type": "array", "items": {"type": "string"}}}}}}},
+        "responses": {**ok(ref("Features")), **problems(400, 401, 404, 409, 413, 415, 422, 503)}}},
+    "/v1/jobs/{id}/evaluate": {"post": {"summary": "k-NN and linear-probe accuracy vs raw pixels and a random encoder",
+        "parameters": [ID], "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
+            "dataset": {"type": "string"}, "step": {"type": "integer"}, "options": {"type": "object"}}}}}},
+        "responses": {**ok(ref("Evaluation"), "Evaluated", "201"), **problems(400, 401, 404, 409, 413, 422, 503)}}},
+    "/v1/jobs/{id}/evaluations": {"get": {"summary": "Stored evaluations", "parameters": [ID],
+                                          "responses": {**ok(ref("EvaluationList")), **problems(404)}}},
+}
+
+document = {
+    "openapi": "3.1.0",
+    "info": {"title": "MIMServe", "version": "1.0.0",
+             "description": "Masked-image-modeling pretraining server: jobs, live losses, reconstructions and features."},
+    "servers": [{"url": "http://127.0.0.1:8080"}],
+    "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    "paths": paths,
+}
+
+out = pathlib.Path(__file__).resolve().parents[2] / "Public" / "openapi.json"
+out.parent.mkdir(exist_ok=True)
+out.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
+print(f"wrote {out}")
