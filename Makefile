@@ -1,7 +1,9 @@
 # MIMServe — the two commands: `make run` and `make test`.
 # Both install missing system packages first (apt-get, idempotent, silent when nothing is missing).
 
-SYSTEM_PACKAGES := libopenblas-dev libsqlite3-dev libssl-dev libpng-dev libjpeg-dev pkg-config
+SYSTEM_PACKAGES := libopenblas-dev libsqlite3-dev libssl-dev libpng-dev libjpeg-dev zlib1g-dev pkg-config
+# Only `make run` needs these (tests use a generated miniature; the real-data test runs when present).
+RUN_PACKAGES := dataset-fashion-mnist
 SWIFT ?= swift
 # Our kernels are built for AVX2 + FMA when this CPU has them (about 2× faster element-wise
 # code); a plain `swift build` stays portable. Override with MIMSERVE_TARGET_CPU= (empty).
@@ -11,10 +13,13 @@ BENCH_ARGS ?=
 PEER_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test run bench bench-peer build release clean
+.PHONY: deps deps-run test run bench bench-peer build release clean
 
-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+PACKAGES = $(SYSTEM_PACKAGES)
+deps-run: PACKAGES = $(SYSTEM_PACKAGES) $(RUN_PACKAGES)
+
+deps deps-run:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -40,7 +45,7 @@ bench-peer: deps
 	$(SWIFT) build -c release --product mimserve-bench
 	python3 Tools/reference/peer_bench.py $(PEER_ARGS)
 
-run: deps
+run: deps-run
 	@echo "The HTTP server arrives with issue 6; for now try 'make bench' (compute-core benchmark)." >&2
 	@exit 1
 
