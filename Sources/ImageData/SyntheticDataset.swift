@@ -51,7 +51,7 @@ public struct SyntheticDataset: ImageDataset {
             for x in 0..<n {
                 let u = (Float(x) + 0.5) / Float(n)
                 let t = shape.coverage(u, v)  // 0 = background, 1 = foreground
-                let h = Self.hash(key &+ UInt64(y * n + x))
+                let h = scramble(key &+ UInt64(y * n + x))
                 for c in 0..<3 {
                     let jitter = Float((h >> (16 * UInt64(c))) & 0xFFFF) * scale - noise / 2
                     pixels[(y * n + x) * 3 + c] = min(1, max(0, bg[c] + (fg[c] - bg[c]) * t + jitter))
@@ -59,14 +59,6 @@ public struct SyntheticDataset: ImageDataset {
             }
         }
         return RGBImage(width: n, height: n, channels: 3, pixels: pixels)
-    }
-
-    /// SplitMix64's finaliser.
-    private static func hash(_ x: UInt64) -> UInt64 {
-        var z = x &* 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 
     private static func colour(_ rng: inout RandomGenerator) -> [Float] { (0..<3).map { _ in rng.uniform() } }
