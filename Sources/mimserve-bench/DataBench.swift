@@ -74,6 +74,9 @@ struct DataBench: ParsableCommand {
         r["images_per_s"] = Double(batch * steps) / totals.reduce(0, +)
         r["data_wait_ms"] = waits.reduce(0, +) / Double(steps) * 1000
         r["data_wait_ratio"] = waits.reduce(0, +) / totals.reduce(0, +)
+        // Steps that found their batch not ready (a wait over 0.1 ms), and the longest wait.
+        r["stalled_steps"] = waits.filter { $0 > 1e-4 }.count
+        r["max_wait_ms"] = (waits.max() ?? 0) * 1000
         r["peak_rss_mb"] = Report.peakRSSMB()
         return r
     }
