@@ -27,24 +27,31 @@ struct BatchMaker: Sendable {
     }
 
     /// Dataset indices of batch `step`, before any substitution.
-    func indices(step: Int) -> [Int] {
-        let n = dataset.count
-        return (0..<batchSize).map { j in
-            let p = step * batchSize + j
-            return orders.permutation(epoch: p / n, count: n, seed: seed)[p % n]
-        }
+    func indices(step: Int) -> [Int] { (0..<batchSize).map { indices(step: step, slot: $0) } }
+
+    func indices(step: Int, slot j: Int) -> Int {
+        let n = dataset.count, p = step * batchSize + j
+        return orders.permutation(epoch: p / n, count: n, seed: seed)[p % n]
     }
 
     func make(step: Int) throws -> ImageBatch {
+        let images = Tensor(uninitialized: [batchSize, 3, transform.size, transform.size])
+        let used = try (0..<batchSize).map { j in try makeSample(step: step, slot: j, into: images) }
+        return finish(step: step, images: images, indices: used)
+    }
+
+    /// Sample `slot` of batch `step`, written into its place in `images` (B, 3, S, S); returns
+    /// the dataset index used. Slots are independent, so any thread may make any of them.
+    func makeSample(step: Int, slot j: Int, into images: Tensor) throws -> Int {
         let size = transform.size
-        let images = Tensor(uninitialized: [batchSize, 3, size, size])
-        var used = indices(step: step)
-        for j in 0..<batchSize {
-            var rng = SeedStream.augmentation.generator(seed: seed, index: step * batchSize + j)
-            let (image, index) = try loadImage(near: used[j])
-            used[j] = index
-            transform.apply(image, rng: &rng, into: images.pointer + j * 3 * size * size)
-        }
+        var rng = SeedStream.augmentation.generator(seed: seed, index: step * batchSize + j)
+        let (image, index) = try loadImage(near: indices(step: step, slot: j))
+        transform.apply(image, rng: &rng, into: images.pointer + j * 3 * size * size)
+        return index
+    }
+
+    /// The batch around samples already made.
+    func finish(step: Int, images: Tensor, indices used: [Int]) -> ImageBatch {
         let labels = labelled ? used.map { dataset.label(at: $0) ?? -1 } : nil
         return ImageBatch(step: step, images: images, labels: labels, indices: used, dataWaitSeconds: 0)
     }

@@ -9,14 +9,14 @@ enum SeedStream: UInt64 {
     case synthetic = 0x7379_6E74
 
     func generator(seed: UInt64, index: Int) -> RandomGenerator {
-        RandomGenerator(seed: mix(mix(seed ^ rawValue) ^ UInt64(bitPattern: Int64(index))))
+        RandomGenerator(seed: scramble(scramble(seed ^ rawValue) ^ UInt64(bitPattern: Int64(index))))
     }
+}
 
-    /// SplitMix64's finaliser: a bijective scramble, so nearby inputs give unrelated outputs.
-    private func mix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// SplitMix64's step and finaliser: a bijective scramble, so nearby inputs give unrelated outputs.
+func scramble(_ x: UInt64) -> UInt64 {
+    var z = x &+ 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
 }

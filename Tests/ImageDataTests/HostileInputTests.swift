@@ -95,6 +95,17 @@ struct HostileInputTests {
         #expect(error(scan) != nil)
     }
 
+    @Test func repeatedProgressiveScansAreRefused() throws {
+        // The last scan of a progressive file, repeated 600 times: an inconsistent progression
+        // (a fatal warning here) and past the 500-scan limit that stops scan-count CPU bombs.
+        let jpeg = try Fixtures.bytes("progressive.jpg")
+        let starts = (0..<(jpeg.count - 1)).filter { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xDA }
+        let last = try #require(starts.last)
+        let scan = Array(jpeg[last..<(jpeg.count - 2)])
+        let bomb = Array(jpeg[..<(jpeg.count - 2)]) + Array(repeating: scan, count: 600).flatMap { $0 } + [0xFF, 0xD9]
+        guard case .corrupt(.jpeg, _)? = error(bomb) else { Issue.record("expected .corrupt, got \(String(describing: error(bomb)))"); return }
+    }
+
     @Test("random damage gives a result or an ImageError, never a crash", arguments: ["rgb8.png", "rgb8_interlaced.png",
           "baseline.jpg", "progressive.jpg", "gray16.png", "cmyk.jpg"])
     func fuzz(_ name: String) throws {

@@ -44,7 +44,10 @@ struct LoaderTests {
     @Test func workerCountDoesNotChangeTheBatches() throws {
         let one = try batches(try Loader(dataset: data, batchSize: 3, imageSize: 12, seed: 5, workers: 1), 9)
         let three = try batches(try Loader(dataset: data, batchSize: 3, imageSize: 12, seed: 5, workers: 3, prefetch: 2), 9)
+        // One batch in flight: two workers and the consumer share its samples.
+        let shared = try batches(try Loader(dataset: data, batchSize: 3, imageSize: 12, seed: 5, workers: 2, prefetch: 1), 9)
         for (a, b) in zip(one, three) { #expect(a.indices == b.indices && a.images.scalars == b.images.scalars) }
+        for (a, b) in zip(one, shared) { #expect(a.indices == b.indices && a.images.scalars == b.images.scalars) }
         let direct = try Loader(dataset: data, batchSize: 3, imageSize: 12, seed: 5)
         defer { direct.close() }
         #expect(try direct.makeBatch(step: 7).images.scalars == one[7].images.scalars)
