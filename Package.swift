@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(
             name: "mimserve-bench",
             dependencies: [
-                "TensorCore", "NN", "Optim", "Models", "ImageData",
+                "TensorCore", "NN", "Optim", "Models", "ImageData", "Store", "Trainer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),

@@ -13,6 +13,9 @@ public struct TrainerOptions: Sendable {
     public var metricsBatchSteps = 50
     /// …or this many seconds have passed, whichever comes first.
     public var metricsBatchSeconds = 1.0
+    /// False only to measure what bookkeeping costs (`mimserve-bench jobs`): no metric rows and
+    /// no checkpoints are written; the job's start and end still are.
+    public var bookkeeping = true
     /// Called after every step with (job, step, data wait s, step s): benchmarks and tests.
     public var stepObserver: (@Sendable (String, Int, Double, Double) -> Void)?
     public var log: @Sendable (String) -> Void
@@ -62,14 +65,15 @@ public final class TrainerPool: Sendable {
         for slot in 0..<max(1, options.slots) {
             stopped.enter()
             state.withLock { $0.aliveSlots += 1 }
-            let thread = Thread { [self] in
+            // A serial queue of its own per slot (an overcommit thread that Dispatch manages):
+            // never an event loop nor the cooperative pool. Not a bare Thread: on Linux,
+            // libdispatch's `concurrentPerform` (our GEMM split) corrupted its continuation
+            // cache when a foreign thread that had used it exited (found by ASan).
+            DispatchQueue(label: "mimserve.trainer.\(slot)", qos: .userInitiated).async { [self] in
                 slotLoop(slot)
                 state.withLock { $0.aliveSlots -= 1 }
                 stopped.leave()
             }
-            thread.name = "trainer-\(slot)"
-            thread.stackSize = 16 << 20
-            thread.start()
         }
     }
 

@@ -105,8 +105,10 @@ final class TrainingRun {
             bus.publish(.metric(metric))
             bus.publish(.progress(jobID: job.id, progress, totalSteps: t.totalSteps))
             options.stepObserver?(job.id, step, batch.waitSeconds, seconds)
-            let checkpointDue = step % t.checkpointEvery == 0 || step == t.totalSteps
-            if checkpointDue || pending.count >= options.metricsBatchSteps || Date().timeIntervalSince(lastFlush) >= options.metricsBatchSeconds {
+            let checkpointDue = options.bookkeeping && (step % t.checkpointEvery == 0 || step == t.totalSteps)
+            if !options.bookkeeping {
+                pending.removeAll(keepingCapacity: true)
+            } else if checkpointDue || pending.count >= options.metricsBatchSteps || Date().timeIntervalSince(lastFlush) >= options.metricsBatchSeconds {
                 try flush()
             }
             if checkpointDue {
