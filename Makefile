@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 PEER_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test run bench bench-peer build release clean
+.PHONY: deps test test-dashboard run bench bench-peer build release clean
 
 deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -30,6 +30,17 @@ release: deps
 
 test: deps
 	$(SWIFT) test -c release -Xswiftc -enable-testing
+	$(MAKE) --no-print-directory test-dashboard
+
+# The dashboard (Public/) in Debian's headless Chromium driven by Playwright (Tests/Dashboard/).
+# Same build flags as `test`, so after it the server binary is already built.
+test-dashboard: deps
+	@dpkg-query -W -f='$${Status}' chromium 2>/dev/null | grep -q "ok installed" || { \
+	  echo "installing chromium"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@python3 -c "import playwright, pytest" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check playwright pytest
+	$(SWIFT) build -c release -Xswiftc -enable-testing --product mimserve
+	python3 -m pytest -q -p no:cacheprovider Tests/Dashboard
 
 bench: deps
 	$(SWIFT) run -c release mimserve-bench core $(BENCH_ARGS)
