@@ -61,7 +61,10 @@ export function mount(main, { query }) {
   const label = (job) => `${shortId(job.id)} ${job.method}`;
 
   function renderPicker() {
-    const shown = candidates.filter((j) => !methodFilter.value || j.method === methodFilter.value);
+    // Selected jobs older than the listed pages still get a row.
+    const listed = new Set(candidates.map((j) => j.id));
+    const extra = selected.filter((id) => !listed.has(id) && data.has(id)).map((id) => data.get(id).job);
+    const shown = extra.concat(candidates).filter((j) => !methodFilter.value || j.method === methodFilter.value);
     fill(picker, shown.length ? shown.map((j) => {
       const box = h('input', { type: 'checkbox', id: `pick-${j.id}`, checked: selected.includes(j.id), dataset: { id: j.id } });
       box.addEventListener('change', () => toggle(j.id, box.checked));
@@ -123,6 +126,7 @@ export function mount(main, { query }) {
     if (!alive) return;
     fill(status, errors.length ? statusLine('error', `Could not load ${errors.join('; ')}`) : null);
     render();
+    renderPicker();
     if (selected.some((id) => !data.get(id)?.complete)) timer = setTimeout(load, REFRESH_MS);
   }
 

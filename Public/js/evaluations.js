@@ -9,7 +9,8 @@ const pct = (v) => (typeof v === 'number' ? `${(v * 100).toFixed(1)} %` : '—')
 
 function bar(value, kind) {
   const width = typeof value === 'number' ? Math.max(0, Math.min(1, value)) * 100 : 0;
-  return h('span', { class: 'acc' }, h('span', { class: `acc-bar acc-${kind}`, style: `width:${width}%` }), h('span', { class: 'acc-text' }, pct(value)));
+  return h('span', { class: 'acc' }, h('span', { class: 'acc-track' }, h('span', { class: `acc-bar acc-${kind}`, style: `width:${width}%` })),
+    h('span', { class: 'acc-text' }, pct(value)));
 }
 
 function evaluationTable(evaluation) {
@@ -52,7 +53,7 @@ export function evaluationsPanel(jobId) {
   async function refresh() {
     try {
       const doc = await api.evaluations(jobId);
-      const evaluations = [...(doc.evaluations || [])].reverse();
+      const evaluations = [...(doc.evaluations || [])].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
       fill(list, evaluations.length ? evaluations.map(evaluationTable) : h('p', { class: 'muted' }, 'No evaluation yet.'));
     } catch (err) {
       fill(list, statusLine('error', `Could not load evaluations: ${errorText(err)}`));

@@ -34,6 +34,7 @@ export function mount(main, { id }) {
   let job = null;
   let events = null;
   let pollTimer = null;
+  let summaryQueued = false;
   const series = new MetricSeries();
 
   const head = h('div', { class: 'page-head' });
@@ -135,7 +136,11 @@ export function mount(main, { id }) {
     const stateChanged = !job || job.state !== next.state;
     job = next;
     if (stateChanged) renderHead(); else actions.update(job);
-    renderSummary();
+    // Progress events can come every few milliseconds: one summary render per frame.
+    if (!summaryQueued) {
+      summaryQueued = true;
+      requestAnimationFrame(() => { summaryQueued = false; if (alive) renderSummary(); });
+    }
     lossChart.setXDomain([0, Math.max(job.total_steps || 1, series.lastStep)]);
     lrChart.setXDomain([0, Math.max(job.total_steps || 1, series.lastStep)]);
     rateChart.setXDomain([0, Math.max(job.total_steps || 1, series.lastStep)]);

@@ -271,6 +271,21 @@ def test_reconstruction_from_an_upload_and_a_sample(tab, server):
     assert tab.unexpected_errors() == [], tab.errors
 
 
+def test_evaluation_against_the_raw_pixel_baseline(tab, server):
+    page = tab.page
+    job = latest_job(server)
+    tab.goto(f"jobs/{job['id']}")
+    expect(page.locator("#eval-dataset option[value=synthetic]")).to_have_count(1)
+    page.select_option("#eval-dataset", "synthetic")
+    page.click("#eval-run")
+    table = page.locator("#evaluations table.evaluation").first
+    expect(table).to_be_visible(timeout=90000)
+    expect(table).to_contain_text("Raw pixels")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    page.locator("#evaluations").screenshot(path=str(SHOTS / "06c-evaluation.png"))
+    assert tab.unexpected_errors() == [], tab.errors
+
+
 def test_compare_overlays_two_methods(tab, server):
     page = tab.page
     first = latest_job(server)
