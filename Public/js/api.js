@@ -129,7 +129,7 @@ export const api = {
 };
 
 /** The SSE URL of a job; EventSource cannot send headers, so the token rides in the query. */
-export function eventsURL(id) {
+export function eventsURL(id, query = {}) {
   const token = getToken();
-  return url(`${job(id)}/events`, token ? { access_token: token } : {});
+  return url(`${job(id)}/events`, token ? { ...query, access_token: token } : query);
 }

@@ -172,10 +172,13 @@ export function mount(main, { id }) {
     redrawCharts();
   }
 
-  /** Opens the event stream; the server replays what a reconnect missed (Last-Event-ID). */
+  /**
+   * Opens the event stream after the history: `after_step` makes the server replay every
+   * metric past what the page holds; a reconnect resumes by Last-Event-ID.
+   */
   function connect() {
     if (events || !alive) return;
-    events = new EventSource(eventsURL(id));
+    events = new EventSource(eventsURL(id, { after_step: Math.max(0, series.lastStep) }));
     const data = (e) => { try { return JSON.parse(e.data); } catch { return {}; } };
     events.addEventListener('metric', (e) => { series.add(data(e)); redrawCharts(); });
     events.addEventListener('progress', (e) => {
@@ -188,6 +191,7 @@ export function mount(main, { id }) {
       if (isTerminal(s.state)) { disconnect(); finish(); }
     });
     events.addEventListener('checkpoint', () => loadCheckpoints());
+    events.addEventListener('evaluation', () => evaluations.refresh());
     events.addEventListener('error', () => {
       // CLOSED means the browser gave up (e.g. 404 or 401); polling keeps the page current.
       if (events && events.readyState === EventSource.CLOSED) disconnect();
@@ -217,7 +221,7 @@ export function mount(main, { id }) {
       if (!isTerminal(next.state)) connect();
       else if (!wasTerminal) { disconnect(); finish(); }
       if (!events && !isTerminal(next.state)) {
-        const doc = await api.metrics(id, { after_step: Math.max(-1, series.lastStep) });
+        const doc = await api.metrics(id, { after_step: Math.max(0, series.lastStep) });
         for (const m of doc.metrics || []) series.add(m);
         redrawCharts();
       }
@@ -245,10 +249,9 @@ export function mount(main, { id }) {
       input.value = String(ratio);
       input.dispatchEvent(new Event('input'));
     }
-    // Subscribe before reading history so nothing falls between the two; duplicates are dropped.
-    if (!isTerminal(job.state)) connect();
     try { await loadHistory(); } catch (err) { fill(errorBox, statusLine('error', `Could not load metrics: ${errorText(err)}`)); }
     redrawCharts();
+    if (!isTerminal(job.state)) connect();
     loadCheckpoints();
     evaluations.refresh();
     pollTimer = setTimeout(poll, POLL_MS);

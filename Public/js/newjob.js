@@ -27,7 +27,10 @@ function show(value) {
   return Array.isArray(value) ? value.join(', ') : String(value);
 }
 
-/** Reads an input as the field's JSON type; throws a sentence for the user. */
+/**
+ * Reads an input as the field's JSON type; throws a sentence for the user. Integers are read
+ * as numbers: the server checks integrality and says which field is wrong.
+ */
 function parse(field, input) {
   if (field.type === 'boolean') return input.checked;
   const text = input.value.trim();
@@ -35,7 +38,6 @@ function parse(field, input) {
   const number = (s) => {
     const v = Number(s);
     if (s === '' || !Number.isFinite(v)) throw new Error(`expected a number, got “${s}”`);
-    if (field.type === 'integer' && !Number.isInteger(v)) throw new Error(`expected an integer, got “${s}”`);
     return v;
   };
   if (field.type === 'array') return text.split(/[\s,]+/).filter(Boolean).map(number);
