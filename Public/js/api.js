@@ -123,7 +123,7 @@ export const api = {
   checkpoints: (id) => request('GET', `${job(id)}/checkpoints`),
   evaluations: (id) => request('GET', `${job(id)}/evaluations`),
   evaluate: (id, dataset) => request('POST', `${job(id)}/evaluate`, { json: { dataset } }),
-  /** Returns the PNG strip as a Blob. */
+  /** The strip as a PNG Blob, or with format=json {step, mask_ratio, seed, masked_mse, note, png_base64}. */
   reconstruct: (id, image, query) =>
     request('POST', `${job(id)}/reconstruct`, { query, body: image, headers: { 'Content-Type': image.type } }),
 };

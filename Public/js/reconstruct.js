@@ -2,11 +2,18 @@
 // checkpoint, and show the server's strip: original · masked · reconstruction · + visible.
 
 import { api } from './api.js';
-import { h, fill, statusLine, errorText, bytes } from './dom.js';
+import { h, fill, statusLine, errorText, bytes, num } from './dom.js';
 
 // The photos shipped in Public/samples/ (see Public/samples/LICENSE.md).
 const SAMPLES = ['astronaut.jpg', 'brick.jpg', 'camera.png', 'cat.jpg', 'coffee.jpg', 'hubble.jpg', 'retina.jpg', 'rocket.jpg'];
 const PARTS = ['original', 'masked', 'reconstruction', 'reconstruction + visible'];
+
+function pngBlob(base64) {
+  const text = atob(base64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return new Blob([bytes], { type: 'image/png' });
+}
 
 /** PNG and JPEG go as they are; anything else the browser can decode is re-encoded as PNG. */
 async function asPNGorJPEG(blob) {
@@ -101,16 +108,18 @@ export function reconstructionPanel(jobId, defaultMaskRatio = 0.75) {
     go.disabled = true;
     fill(status, statusLine('info', 'Reconstructing…'));
     try {
-      const query = { mask_ratio: ratio.value, seed: seed.value || 0, step: ckpt.value };
-      const png = await api.reconstruct(jobId, image.blob, query);
-      const src = setObjectURL('strip', png);
+      // JSON carries the strip with the checkpoint step and the masked-patch error.
+      const query = { mask_ratio: ratio.value, seed: seed.value || 0, step: ckpt.value, format: 'json' };
+      const r = await api.reconstruct(jobId, image.blob, query);
+      const src = setObjectURL('strip', pngBlob(r.png_base64));
       strip.src = src;
       download.href = src;
       strip.hidden = false;
       captions.hidden = false;
       download.hidden = false;
-      const which = ckpt.value ? `checkpoint at step ${ckpt.value}` : 'the latest checkpoint';
-      fill(status, statusLine('ok', `${image.name}, mask ratio ${Number(ratio.value).toFixed(2)}, seed ${seed.value || 0}, ${which}.`));
+      const facts = [image.name, `checkpoint at step ${r.step ?? ckpt.value ?? '?'}`, `mask ratio ${num(r.mask_ratio ?? Number(ratio.value), 3)}`,
+        `seed ${r.seed ?? (seed.value || 0)}`, r.masked_mse != null ? `MSE on masked pixels ${num(r.masked_mse)}` : null];
+      fill(status, statusLine('ok', `${facts.filter(Boolean).join(' · ')}${r.note ? ` — ${r.note}` : ''}`));
     } catch (err) {
       const hint = !checkpoints.length ? ' The job has no checkpoint yet; one is written every checkpoint_every steps and at the end.' : '';
       fill(status, statusLine('error', `Reconstruction failed: ${errorText(err)}${hint}`));
