@@ -19,6 +19,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
@@ -39,6 +43,13 @@ let package = Package(
         .target(name: "Trainer",
                 dependencies: ["Store", "Models", "NN", "Optim", "TensorCore", "ImageData", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: cpuFlags),
+        // HTTP: routes, SSE, auth, limits, problem+json, OpenAPI, static Public/. Never touches tensors.
+        .target(name: "Server",
+                dependencies: ["Store", "Trainer", "ImageData", "Models",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "Prometheus", package: "swift-prometheus"),
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .executableTarget(
             name: "mimserve-bench",
             dependencies: [
@@ -49,7 +60,7 @@ let package = Package(
         .executableTarget(
             name: "mimserve",
             dependencies: [
-                "Models", "NN", "TensorCore",
+                "Models", "NN", "TensorCore", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),
@@ -60,6 +71,8 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageDataTests", dependencies: ["ImageData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Store", "Trainer", "ImageData",
+                                                        .product(name: "Hummingbird", package: "hummingbird")]),
         .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Store", "Models", "NN", "TensorCore", "ImageData", "TestSupport"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
     ],

@@ -28,6 +28,7 @@ CREATE TABLE jobs (
     lr              REAL,
     images_per_s    REAL,
     eta_s           REAL,
+    peak_rss_mb     REAL,                     -- the process's resident memory at its highest while this job trained
     error           TEXT,
     idempotency_key TEXT UNIQUE,
     request_hash    TEXT,                     -- of the submission body, to tell retries from reuse

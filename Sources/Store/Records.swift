@@ -36,6 +36,7 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var lr: Double?
     public var imagesPerS: Double?
     public var etaS: Double?
+    public var peakRSSMB: Double?
     public var error: String?
     public var idempotencyKey: String?
     public var requestHash: String?
@@ -47,7 +48,7 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     enum CodingKeys: String, CodingKey, ColumnExpression {
         case id, seq, method, preset, state, step, loss, lr, error
         case configJSON = "config_json", datasetID = "dataset_id", totalSteps = "total_steps"
-        case imagesPerS = "images_per_s", etaS = "eta_s", idempotencyKey = "idempotency_key"
+        case imagesPerS = "images_per_s", etaS = "eta_s", peakRSSMB = "peak_rss_mb", idempotencyKey = "idempotency_key"
         case requestHash = "request_hash", createdAt = "created_at", startedAt = "started_at"
         case finishedAt = "finished_at", updatedAt = "updated_at"
     }

@@ -51,13 +51,16 @@ public struct JobProgress: Sendable, Equatable {
     public var lr: Double?
     public var imagesPerS: Double?
     public var etaS: Double?
+    /// Resident memory of the process, MB (the row keeps the highest seen).
+    public var rssMB: Double?
 
-    public init(step: Int, loss: Double?, lr: Double?, imagesPerS: Double?, etaS: Double?) {
+    public init(step: Int, loss: Double?, lr: Double?, imagesPerS: Double?, etaS: Double?, rssMB: Double? = nil) {
         self.step = step
         self.loss = loss
         self.lr = lr
         self.imagesPerS = imagesPerS
         self.etaS = etaS
+        self.rssMB = rssMB
     }
 }
 
@@ -77,7 +80,7 @@ extension Store {
             let now = Date()
             let job = JobRecord(id: Self.newJobID(), seq: seq, method: new.method, preset: new.preset,
                                 configJSON: new.configJSON, datasetID: new.datasetID, state: .queued, step: 0,
-                                totalSteps: new.totalSteps, loss: nil, lr: nil, imagesPerS: nil, etaS: nil, error: nil,
+                                totalSteps: new.totalSteps, loss: nil, lr: nil, imagesPerS: nil, etaS: nil, peakRSSMB: nil, error: nil,
                                 idempotencyKey: new.idempotencyKey, requestHash: new.requestHash,
                                 createdAt: now, startedAt: nil, finishedAt: nil, updatedAt: now)
             try job.insert(db)
@@ -148,8 +151,9 @@ extension Store {
                 try insert.execute(arguments: [m.jobID, m.step, m.loss, m.lr, m.imagesPerS, m.wallTimeS])
             }
             try db.execute(sql: """
-                UPDATE jobs SET step = ?, loss = ?, lr = ?, images_per_s = ?, eta_s = ?, updated_at = ? WHERE id = ?
-                """, arguments: [progress.step, progress.loss, progress.lr, progress.imagesPerS, progress.etaS, Date(), id])
+                UPDATE jobs SET step = ?, loss = ?, lr = ?, images_per_s = ?, eta_s = ?,
+                    peak_rss_mb = MAX(COALESCE(peak_rss_mb, 0), COALESCE(?, 0)), updated_at = ? WHERE id = ?
+                """, arguments: [progress.step, progress.loss, progress.lr, progress.imagesPerS, progress.etaS, progress.rssMB, Date(), id])
             if db.changesCount == 0 { throw StoreError.notFound("job \(id)") }
         }
     }

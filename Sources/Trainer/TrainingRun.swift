@@ -121,6 +121,7 @@ final class TrainingRun {
     // MARK: - Bookkeeping
 
     private func flush() throws {
+        progress.rssMB = ResidentMemory.currentMB()
         try store.record(progress: progress, metrics: pending, for: job.id)
         pending.removeAll(keepingCapacity: true)
         lastFlush = Date()
@@ -191,5 +192,20 @@ public enum TrainingFailure: Error, CustomStringConvertible {
         case .nonFiniteLoss(let step, let v): "the loss became \(v) at step \(step); lower base_lr or enable clip_grad"
         case .nonFiniteGradient(let step): "a gradient became non-finite at step \(step); lower base_lr or enable clip_grad"
         }
+    }
+}
+
+/// The process's resident set size from /proc (Linux); nil elsewhere.
+public enum ResidentMemory {
+    public static func currentMB() -> Double? { field("VmRSS:") }
+    public static func peakMB() -> Double? { field("VmHWM:") }
+
+    private static func field(_ name: String) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name) {
+            let kb = line.split(separator: " ").dropFirst().first.flatMap { Double($0) }
+            return kb.map { $0 / 1024 }
+        }
+        return nil
     }
 }

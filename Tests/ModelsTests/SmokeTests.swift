@@ -25,7 +25,7 @@ func syntheticImages(count: Int, size: Int, seed: UInt64) -> Tensor {
 }
 
 @Suite("Tiny presets: shapes, gradients and learning") struct SmokeTests {
-    @Test(arguments: ["mae", "simmim"])
+    @Test(arguments: ["mae", "simmim", "mixmae", "convmae"])
     func forwardShapesAndEveryParameterGetsAGradient(method: String) throws {
         let preset = try Presets.resolve(method: Method(rawValue: method)!, preset: "tiny")
         let model = try ModelRegistry.make(preset.model, seed: 1)
@@ -38,6 +38,10 @@ func syntheticImages(count: Int, size: Int, seed: UInt64) -> Tensor {
             #expect(out.prediction.shape == [2, 64, 48] && out.latent.shape == [2, 17, 64] && out.mask.shape == [2, 64])
         case .simmim:
             #expect(out.prediction.shape == [2, 3, 32, 32] && out.latent.shape == [2, 16, 128] && out.mask.shape == [2, 4, 4])
+        case .mixmae:
+            #expect(out.prediction.shape == [2, 16, 192] && out.latent.shape == [2, 16, 128] && out.mask.shape == [2, 4, 4])
+        case .convmae:
+            #expect(out.prediction.shape == [2, 16, 192] && out.latent.shape == [2, 4, 64] && out.mask.shape == [2, 16])
         }
         out.loss.backward()
         for (name, p) in model.namedParameters() {
@@ -52,7 +56,7 @@ func syntheticImages(count: Int, size: Int, seed: UInt64) -> Tensor {
         #expect(model.features(images, pool: .mean).scalars == f.scalars)  // deterministic
     }
 
-    @Test(arguments: ["mae", "simmim"])
+    @Test(arguments: ["mae", "simmim", "mixmae", "convmae"])
     func threeHundredStepsLowerTheLoss(method: String) throws {
         let preset = try Presets.resolve(method: Method(rawValue: method)!, preset: "tiny")
         let model = try ModelRegistry.make(preset.model, seed: 4)
