@@ -2,17 +2,11 @@
 // throughput, peak memory and final loss side by side.
 
 import { api } from './api.js';
-import { h, fill, stateBadge, num, rate, duration, shortId, statusLine, errorText, isTerminal, replaceQuery } from './dom.js';
+import { h, fill, stateBadge, num, rate, duration, shortId, statusLine, errorText, isTerminal, replaceQuery, median } from './dom.js';
 import { LineChart, PALETTE } from './chart.js';
 
 const POINTS = 2000;
 const REFRESH_MS = 3000;
-
-function median(values) {
-  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
-  if (!v.length) return null;
-  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-}
 
 export function mount(main, { query }) {
   let alive = true;

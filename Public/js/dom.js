@@ -45,6 +45,13 @@ export function progressCell(job) {
   return h('div', { class: 'progress' }, bar, h('span', { class: 'progress-text' }, `${job.step ?? 0} / ${job.total_steps ?? '?'}`), eta);
 }
 
+/** The median of the finite values, or null. */
+export function median(values) {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!v.length) return null;
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+
 export function num(value, digits = 4) {
   if (value === null || value === undefined || Number.isNaN(value)) return '—';
   if (!Number.isFinite(value)) return String(value);

@@ -15,7 +15,7 @@ function bar(value, kind) {
 
 function evaluationTable(evaluation) {
   const rows = Object.entries(evaluation.result || {})
-    .filter(([, v]) => v && typeof v === 'object')
+    .filter(([, v]) => v && typeof v === 'object' && 'encoder' in v)
     .map(([probe, r]) => {
       const delta = typeof r.encoder === 'number' && typeof r.raw_pixels === 'number' ? r.encoder - r.raw_pixels : null;
       return h('tr', {},
@@ -26,8 +26,14 @@ function evaluationTable(evaluation) {
         h('td', { class: `num ${delta === null ? '' : delta >= 0 ? 'better' : 'worse'}` },
           delta === null ? '—' : `${delta >= 0 ? '+' : '−'}${(Math.abs(delta) * 100).toFixed(1)} pt`));
     });
+  const r = evaluation.result || {};
+  const o = r.options || {};
+  const facts = [r.train_count != null ? `${r.train_count} train / ${r.test_count} test images` : null,
+    r.classes != null ? `${r.classes} classes` : null, r.feature_dim != null ? `${r.feature_dim}-d features` : null,
+    o.k != null ? `k = ${o.k}` : null, o.probe_epochs != null ? `probe ${o.probe_epochs} epochs` : null].filter(Boolean);
   return h('table', { class: 'evaluation' },
-    h('caption', {}, `${evaluation.dataset} at step ${evaluation.step ?? '?'} · `, timeAgo(evaluation.created_at)),
+    h('caption', {}, `${evaluation.dataset} at step ${evaluation.step ?? '?'} · `, timeAgo(evaluation.created_at),
+      facts.length ? h('span', { class: 'hint caption-facts' }, facts.join(' · ')) : null),
     h('thead', {}, h('tr', {}, ['Probe', 'Encoder', 'Raw pixels', 'Random encoder', 'Encoder vs raw pixels'].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, rows));
 }

@@ -2,7 +2,7 @@
 // failure text, reconstruction, checkpoints, evaluations and the resolved config.
 
 import { api, eventsURL } from './api.js';
-import { h, fill, stateBadge, progressCell, num, rate, bytes, duration, timeAgo, shortId, statusLine, errorText, isTerminal, kvTable } from './dom.js';
+import { h, fill, stateBadge, progressCell, num, rate, bytes, duration, timeAgo, shortId, statusLine, errorText, isTerminal, kvTable, median } from './dom.js';
 import { LineChart, PALETTE } from './chart.js';
 import { actionButtons } from './ui.js';
 import { reconstructionPanel } from './reconstruct.js';
@@ -113,7 +113,9 @@ export function mount(main, { id }) {
         stat('Step', `${job.step ?? 0} / ${job.total_steps ?? '?'}`, 'step'),
         stat('Loss', num(job.loss), 'loss'),
         stat('Learning rate', num(job.lr, 3), 'lr'),
-        stat('Images/s', rate(job.images_per_s), 'images_per_s'),
+        // A finished job's row no longer carries a rate: show the median of its metrics.
+        stat(job.images_per_s == null && series.rate.length ? 'Images/s (median)' : 'Images/s',
+          rate(job.images_per_s ?? median(series.rate.map((p) => p.y))), 'images_per_s'),
         stat('ETA', isTerminal(job.state) ? '—' : duration(job.eta_s), 'eta'),
         stat('Peak memory', job.peak_rss_mb != null ? `${Math.round(job.peak_rss_mb)} MB` : '—', 'peak_rss'),
         stat('Wall time', duration(wall), 'wall'),

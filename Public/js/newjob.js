@@ -141,8 +141,11 @@ function render(main, methodsDoc, datasets, from) {
 
   function describeDataset() {
     const d = datasets.find((x) => x.id === datasetSelect.value);
-    datasetHelp.textContent = d ? [d.kind, d.count != null ? `${d.count} images` : null, d.image_size ? `${d.image_size} px` : null,
-      d.classes ? `${d.classes.length} classes` : 'unlabelled', d.licence].filter(Boolean).join(' · ') : '';
+    if (!d) { datasetHelp.textContent = ''; return; }
+    const side = d.image_size || (d.image_width && d.image_height ? `${d.image_width}×${d.image_height}` : null);
+    const labelled = Array.isArray(d.classes) && d.classes.length > 0;
+    datasetHelp.textContent = [d.kind, d.count != null ? `${d.count} images` : null, side ? `${side} px` : 'mixed sizes',
+      labelled ? `${d.classes.length} classes` : 'unlabelled', d.licence].filter(Boolean).join(' · ');
   }
 
   function clearError(name) {
