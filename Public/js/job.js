@@ -172,6 +172,7 @@ export function mount(main, { id }) {
     const doc = await api.metrics(id, { max_points: HISTORY_POINTS });
     for (const m of doc.metrics || []) series.add(m);
     redrawCharts();
+    if (job) setJob(job);
   }
 
   /**

@@ -80,7 +80,7 @@ function render(main, methodsDoc, datasets, from) {
     h('details', { class: 'fieldset', id: 'model-fields' }, h('summary', {}, 'Model overrides'),
       h('p', { class: 'hint' }, 'Defaults come from the preset; only changed values are sent.'), modelFields),
     h('details', { class: 'fieldset', id: 'training-fields' }, h('summary', {}, 'Training overrides'),
-      h('p', { class: 'hint' }, 'Learning rates default to the preset recipe scaled by batch size.'), trainingFields),
+      h('p', { class: 'hint' }, 'Learning rates and warm-up follow the preset recipe, scaled by batch size and total steps, unless changed here.'), trainingFields),
     h('div', { class: 'form-actions' }, submit, h('span', { class: 'hint' }, 'Submitting again after a network error reuses the same Idempotency-Key.')));
 
   fill(main, h('div', { class: 'page-head' }, h('h1', {}, 'New job'), from ? h('span', { class: 'muted' }, `cloned from ${from.id}`) : null), form);
@@ -106,7 +106,9 @@ function render(main, methodsDoc, datasets, from) {
     const id = `f-${name}`;
     const input = inputFor(doc, id);
     const errorEl = h('p', { class: 'field-error', id: `err-${name}`, hidden: true });
-    const help = h('p', { class: 'hint', id: `help-${name}` }, doc.help || '', value !== undefined ? ` Default: ${show(value) || 'none'}.` : '');
+    const said = (doc.help || '').trim();
+    const sentence = !said || /[.!?)]$/.test(said) ? said : `${said}.`;
+    const help = h('p', { class: 'hint', id: `help-${name}` }, sentence, value !== undefined ? ` Default: ${show(value) || 'none'}.` : '');
     input.setAttribute('aria-describedby', `help-${name} err-${name}`);
     if (doc.type === 'boolean') input.checked = !!value; else { input.value = show(value); input.placeholder = value === null ? 'none' : ''; }
     const wrap = h('div', { class: `field${doc.type === 'boolean' ? ' check' : ''}` },
