@@ -20,6 +20,17 @@ public struct EvaluationOptions: Codable, Sendable, Equatable {
         case trainLimit = "train_limit", testLimit = "test_limit", probeEpochs = "probe_epochs", probeLR = "probe_lr"
     }
 
+    /// Every field is optional in JSON; a missing one keeps its default.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? trainLimit
+        testLimit = try c.decodeIfPresent(Int.self, forKey: .testLimit) ?? testLimit
+        k = try c.decodeIfPresent(Int.self, forKey: .k) ?? k
+        temperature = try c.decodeIfPresent(Float.self, forKey: .temperature) ?? temperature
+        probeEpochs = try c.decodeIfPresent(Int.self, forKey: .probeEpochs) ?? probeEpochs
+        probeLR = try c.decodeIfPresent(Float.self, forKey: .probeLR) ?? probeLR
+    }
+
     public func problems() -> [(field: String, reason: String)] {
         var e: [(String, String)] = []
         if !(10...50_000).contains(trainLimit) { e.append(("train_limit", "must be in 10…50000, got \(trainLimit)")) }
