@@ -40,7 +40,8 @@ test-dashboard: deps
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 	@python3 -c "import playwright, pytest" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check playwright pytest
 	$(SWIFT) build -c release -Xswiftc -enable-testing --product mimserve
-	python3 -m pytest -q -p no:cacheprovider Tests/Dashboard
+	MIMSERVE_BIN="$$($(SWIFT) build -c release -Xswiftc -enable-testing --show-bin-path)/mimserve" \
+	  python3 -m pytest -q -p no:cacheprovider Tests/Dashboard
 
 bench: deps
 	$(SWIFT) run -c release mimserve-bench core $(BENCH_ARGS)

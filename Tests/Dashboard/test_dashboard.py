@@ -9,6 +9,7 @@ the PATH). Run: python3 -m pytest -q Tests/Dashboard
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -319,7 +320,7 @@ def test_jobs_table_filters_and_actions_with_confirmation(tab, server):
     expect(row.locator(".badge")).to_have_text("paused", timeout=15000)
     row.locator("button[data-action=resume]").click()
     page.click("#confirm-ok")
-    expect(row.locator(".badge")).to_have_text(__import__("re").compile("queued|running"), timeout=15000)
+    expect(row.locator(".badge")).to_have_text(re.compile("queued|running"), timeout=15000)
     row.locator("button[data-action=cancel]").click()
     page.click("#confirm-ok")
     expect(row.locator(".badge")).to_have_text("cancelled", timeout=15000)
