@@ -19,7 +19,7 @@ BENCH_ARGS ?=
 PEER_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test-deps run-deps test run bench bench-peer build release clean
+.PHONY: deps test-deps run-deps test test-dashboard run bench bench-peer build release clean
 
 # apt-get install of whichever of $(1) is missing; silent when all are present.
 define apt_install
@@ -54,6 +54,18 @@ test: test-deps
 	$(SWIFT) test -c release -Xswiftc -enable-testing
 	bash Tests/Contract/schemathesis.sh "$$($(SWIFT) build -c release --show-bin-path)/mimserve"
 	bash Tests/Container/validate.sh
+	$(MAKE) --no-print-directory test-dashboard
+
+# The dashboard (Public/) in Debian's headless Chromium driven by Playwright (Tests/Dashboard/).
+# Same build flags as `test`, so after it the server binary is already built.
+test-dashboard: deps
+	@dpkg-query -W -f='$${Status}' chromium 2>/dev/null | grep -q "ok installed" || { \
+	  echo "installing chromium"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@python3 -c "import playwright, pytest" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check playwright pytest
+	$(SWIFT) build -c release -Xswiftc -enable-testing --product mimserve
+	MIMSERVE_BIN="$$($(SWIFT) build -c release -Xswiftc -enable-testing --show-bin-path)/mimserve" \
+	  python3 -m pytest -q -p no:cacheprovider Tests/Dashboard
 
 bench: deps
 	$(SWIFT) run -c release mimserve-bench core $(BENCH_ARGS)

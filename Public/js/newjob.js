@@ -1,0 +1,261 @@
+// New job: a form built from GET /v1/methods (method → preset → overridable fields) and the
+// dataset list; the server validates and its field errors are shown next to their inputs.
+
+import { api, newIdempotencyKey } from './api.js';
+import { h, fill, statusLine, errorText } from './dom.js';
+
+// Top-level request fields; everything else the preset defines goes into `overrides`.
+const TOP_LEVEL = ['total_steps', 'batch_size', 'seed'];
+
+export function mount(main, { query }) {
+  let alive = true;
+  fill(main, h('h1', {}, 'New job'), statusLine('info', 'Loading methods and datasets…'));
+  Promise.all([api.methods(), api.datasets(), query.get('from') ? api.job(query.get('from')) : null])
+    .then(([methods, datasets, from]) => { if (alive) render(main, methods, datasets.datasets, from); })
+    .catch((err) => { if (alive) fill(main, h('h1', {}, 'New job'), statusLine('error', `Could not load the form: ${errorText(err)}`)); });
+  return () => { alive = false; };
+}
+
+function inputFor(field, id) {
+  if (field.type === 'boolean') return h('input', { type: 'checkbox', id, name: field.name });
+  const mode = field.type === 'integer' ? 'numeric' : field.type === 'number' ? 'decimal' : 'text';
+  return h('input', { type: 'text', id, name: field.name, inputmode: mode, autocomplete: 'off', spellcheck: 'false' });
+}
+
+function show(value) {
+  if (value === null || value === undefined) return '';
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+/**
+ * Reads an input as the field's JSON type; throws a sentence for the user. Integers are read
+ * as numbers: the server checks integrality and says which field is wrong.
+ */
+function parse(field, input) {
+  if (field.type === 'boolean') return input.checked;
+  const text = input.value.trim();
+  if (text === '' || text.toLowerCase() === 'none' || text.toLowerCase() === 'null') return null;
+  const number = (s) => {
+    const v = Number(s);
+    if (s === '' || !Number.isFinite(v)) throw new Error(`expected a number, got “${s}”`);
+    return v;
+  };
+  if (field.type === 'array') return text.split(/[\s,]+/).filter(Boolean).map(number);
+  if (field.type === 'number' || field.type === 'integer') return number(text);
+  return text;
+}
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+function render(main, methodsDoc, datasets, from) {
+  const fieldDocs = new Map((methodsDoc.fields || []).map((f) => [f.name, f]));
+  const methods = methodsDoc.methods;
+  let idempotencyKey = newIdempotencyKey();
+  let controls = new Map(); // field name → {field, input, defaultValue, errorEl}
+
+  const methodSelect = h('select', { id: 'f-method', name: 'method' }, methods.map((m) => h('option', { value: m.name }, m.name)));
+  const methodHelp = h('p', { class: 'hint', id: 'f-method-help' });
+  const presetSelect = h('select', { id: 'f-preset', name: 'preset', 'aria-describedby': 'f-preset-help' });
+  const presetHelp = h('p', { class: 'hint', id: 'f-preset-help' });
+  const datasetSelect = h('select', { id: 'f-dataset', name: 'dataset', 'aria-describedby': 'f-dataset-help' },
+    datasets.map((d) => h('option', { value: d.id }, `${d.name || d.id} (${d.id})`)));
+  const datasetHelp = h('p', { class: 'hint', id: 'f-dataset-help' });
+  const basics = h('div', { class: 'form-grid' });
+  const modelFields = h('div', { class: 'form-grid' });
+  const trainingFields = h('div', { class: 'form-grid' });
+  const summary = h('div', { id: 'form-errors' });
+  const submit = h('button', { type: 'submit', class: 'primary', id: 'f-submit' }, 'Start training');
+  const errors = new Map([['method', h('p', { class: 'field-error', id: 'err-method', hidden: true })],
+    ['preset', h('p', { class: 'field-error', id: 'err-preset', hidden: true })],
+    ['dataset', h('p', { class: 'field-error', id: 'err-dataset', hidden: true })]]);
+
+  const form = h('form', { id: 'new-job-form', novalidate: true },
+    summary,
+    h('fieldset', {}, h('legend', {}, 'What to train'),
+      h('div', { class: 'form-grid' },
+        h('div', { class: 'field' }, h('label', { for: 'f-method' }, 'Method'), methodSelect, methodHelp, errors.get('method')),
+        h('div', { class: 'field wide' }, h('label', { for: 'f-preset' }, 'Preset'), presetSelect, presetHelp, errors.get('preset')),
+        h('div', { class: 'field' }, h('label', { for: 'f-dataset' }, 'Dataset'), datasetSelect, datasetHelp, errors.get('dataset'))),
+      basics),
+    h('details', { class: 'fieldset', id: 'model-fields' }, h('summary', {}, 'Model overrides'),
+      h('p', { class: 'hint' }, 'Defaults come from the preset; only changed values are sent.'), modelFields),
+    h('details', { class: 'fieldset', id: 'training-fields' }, h('summary', {}, 'Training overrides'),
+      h('p', { class: 'hint' }, 'Learning rates and warm-up follow the preset recipe, scaled by batch size and total steps, unless changed here.'), trainingFields),
+    h('div', { class: 'form-actions' }, submit, h('span', { class: 'hint' }, 'Submitting again after a network error reuses the same Idempotency-Key.')));
+
+  fill(main, h('div', { class: 'page-head' }, h('h1', {}, 'New job'), from ? h('span', { class: 'muted' }, `cloned from ${from.id}`) : null), form);
+
+  const method = () => methods.find((m) => m.name === methodSelect.value);
+  const preset = () => method().presets.find((p) => p.name === presetSelect.value);
+
+  function fillPresets() {
+    const m = method();
+    methodHelp.textContent = m.summary || '';
+    presetSelect.replaceChildren(...m.presets.map((p) =>
+      h('option', { value: p.name }, `${p.name}${p.tiny ? ' — tiny' : ''}${p.default ? ' — paper default' : ''}`)));
+    // The tiny preset first: this is a CPU server and it trains in seconds.
+    const pick = m.presets.find((p) => p.tiny) || m.presets.find((p) => p.default) || m.presets[0];
+    if (pick) presetSelect.value = pick.name;
+  }
+
+  function fieldControl(name, value, group) {
+    const doc = fieldDocs.get(name) || {
+      name, group, help: '',
+      type: Array.isArray(value) ? 'array' : typeof value === 'boolean' ? 'boolean' : Number.isInteger(value) ? 'integer' : 'number',
+    };
+    const id = `f-${name}`;
+    const input = inputFor(doc, id);
+    const errorEl = h('p', { class: 'field-error', id: `err-${name}`, hidden: true });
+    const said = (doc.help || '').trim();
+    const sentence = !said || /[.!?)]$/.test(said) ? said : `${said}.`;
+    const help = h('p', { class: 'hint', id: `help-${name}` }, sentence, value !== undefined ? ` Default: ${show(value) || 'none'}.` : '');
+    input.setAttribute('aria-describedby', `help-${name} err-${name}`);
+    if (doc.type === 'boolean') input.checked = !!value; else { input.value = show(value); input.placeholder = value === null ? 'none' : ''; }
+    const wrap = h('div', { class: `field${doc.type === 'boolean' ? ' check' : ''}` },
+      doc.type === 'boolean' ? h('label', { for: id }, input, ` ${name}`) : [h('label', { for: id }, name), input],
+      help, errorEl);
+    input.addEventListener('input', () => {
+      wrap.classList.toggle('changed', !matchesDefault(name));
+      clearError(name);
+      idempotencyKey = newIdempotencyKey();
+    });
+    controls.set(name, { field: doc, input, defaultValue: value, errorEl, wrap });
+    return wrap;
+  }
+
+  function matchesDefault(name) {
+    const c = controls.get(name);
+    try { return same(parse(c.field, c.input), c.defaultValue ?? null); } catch { return false; }
+  }
+
+  function fillFields() {
+    const p = preset();
+    controls = new Map();
+    const training = p.training || {};
+    basics.replaceChildren(...TOP_LEVEL.map((name) => fieldControl(name, training[name] ?? (name === 'seed' ? 0 : undefined), 'training')));
+    modelFields.replaceChildren(...Object.entries(p.model || {}).filter(([k]) => k !== 'method' && !TOP_LEVEL.includes(k))
+      .map(([k, v]) => fieldControl(k, v, 'model')));
+    trainingFields.replaceChildren(...Object.entries(training).filter(([k]) => !TOP_LEVEL.includes(k))
+      .map(([k, v]) => fieldControl(k, v, 'training')));
+    presetHelp.textContent = p.summary || '';
+    clearAllErrors();
+  }
+
+  function describeDataset() {
+    const d = datasets.find((x) => x.id === datasetSelect.value);
+    if (!d) { datasetHelp.textContent = ''; return; }
+    const side = d.image_size || (d.image_width && d.image_height ? `${d.image_width}×${d.image_height}` : null);
+    const labelled = Array.isArray(d.classes) && d.classes.length > 0;
+    datasetHelp.textContent = [d.kind, d.count != null ? `${d.count} images` : null, side ? `${side} px` : 'mixed sizes',
+      labelled ? `${d.classes.length} classes` : 'unlabelled', d.licence].filter(Boolean).join(' · ');
+  }
+
+  function clearError(name) {
+    const c = controls.get(name);
+    const el = c ? c.errorEl : errors.get(name);
+    if (!el) return;
+    el.hidden = true;
+    el.textContent = '';
+    const input = c ? c.input : form.querySelector(`#f-${name}`);
+    if (input) input.removeAttribute('aria-invalid');
+  }
+
+  function clearAllErrors() {
+    for (const name of [...controls.keys(), ...errors.keys()]) clearError(name);
+    summary.replaceChildren();
+  }
+
+  /** Puts each {field, reason} next to its input; returns those that match no input. */
+  function showErrors(list) {
+    const unmatched = [];
+    let first = null;
+    for (const { field, reason } of list) {
+      const name = String(field || '').replace(/^overrides\./, '');
+      const c = controls.get(name);
+      const el = c ? c.errorEl : errors.get(name);
+      if (!el) { unmatched.push(`${field || 'request'}: ${reason}`); continue; }
+      el.textContent = el.textContent ? `${el.textContent} ${reason}` : reason;
+      el.hidden = false;
+      const input = c ? c.input : form.querySelector(`#f-${name}`);
+      input.setAttribute('aria-invalid', 'true');
+      const details = input.closest('details');
+      if (details) details.open = true;
+      first ??= input;
+    }
+    return { unmatched, first };
+  }
+
+  function buildRequest() {
+    const body = { method: methodSelect.value, preset: presetSelect.value, dataset: datasetSelect.value };
+    const overrides = {};
+    const problems = [];
+    for (const [name, c] of controls) {
+      let value;
+      try { value = parse(c.field, c.input); } catch (err) { problems.push({ field: name, reason: err.message }); continue; }
+      if (TOP_LEVEL.includes(name)) { if (value !== null) body[name] = value; continue; }
+      // A cleared field means "the preset's value"; only real changes are sent.
+      if (value === null && c.defaultValue !== null) continue;
+      if (!same(value, c.defaultValue ?? null)) overrides[name] = value;
+    }
+    if (Object.keys(overrides).length) body.overrides = overrides;
+    return { body, problems };
+  }
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearAllErrors();
+    const { body, problems } = buildRequest();
+    if (problems.length) {
+      const { first } = showErrors(problems);
+      fill(summary, statusLine('error', 'Some values are not numbers; see the marked fields.'));
+      first?.focus();
+      return;
+    }
+    submit.disabled = true;
+    submit.textContent = 'Submitting…';
+    try {
+      const job = await api.createJob(body, idempotencyKey);
+      location.hash = `#/jobs/${encodeURIComponent(job.id)}`;
+    } catch (err) {
+      if (err.status === 422 && err.fieldErrors.length) {
+        const { unmatched, first } = showErrors(err.fieldErrors);
+        const n = err.fieldErrors.length;
+        fill(summary, h('div', { class: 'status status-error', role: 'alert' },
+          h('strong', {}, `The server rejected ${n === 1 ? 'one field' : `${n} fields`}.`),
+          unmatched.length ? h('ul', {}, unmatched.map((u) => h('li', {}, u))) : ' See the marked fields below.'));
+        (first || summary).focus?.();
+        idempotencyKey = newIdempotencyKey();
+      } else {
+        fill(summary, statusLine('error', `Could not submit: ${errorText(err)}`));
+      }
+    } finally {
+      submit.disabled = false;
+      submit.textContent = 'Start training';
+    }
+  });
+
+  methodSelect.addEventListener('change', () => { fillPresets(); fillFields(); clearError('method'); });
+  presetSelect.addEventListener('change', () => { fillFields(); clearError('preset'); });
+  datasetSelect.addEventListener('change', () => { describeDataset(); clearError('dataset'); idempotencyKey = newIdempotencyKey(); });
+
+  fillPresets();
+  if (from && methods.some((m) => m.name === from.method)) {
+    methodSelect.value = from.method;
+    fillPresets();
+    if (method().presets.some((p) => p.name === from.preset)) presetSelect.value = from.preset;
+    if (datasets.some((d) => d.id === from.dataset)) datasetSelect.value = from.dataset;
+  }
+  fillFields();
+  describeDataset();
+  if (from && from.config) prefill(from.config);
+
+  /** Copies a job's resolved config into the fields (a clone), marking the changed ones. */
+  function prefill(config) {
+    const values = { ...(config.training || {}), ...(config.model || {}) };
+    for (const [name, c] of controls) {
+      if (!(name in values)) continue;
+      if (c.field.type === 'boolean') c.input.checked = !!values[name]; else c.input.value = show(values[name]);
+      c.wrap.classList.toggle('changed', !matchesDefault(name));
+    }
+  }
+}

@@ -1,0 +1,413 @@
+"""The dashboard in Public/, driven in headless Chromium against a real mimserve.
+
+Starts `mimserve serve` on an ephemeral port with a temporary data directory (and a second one
+with a token), then walks every page. Screenshots go to .build/dashboard-screenshots/.
+
+Environment: MIMSERVE_BIN (default .build/release/mimserve), CHROMIUM (default `chromium` on
+the PATH). Run: python3 -m pytest -q Tests/Dashboard
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright, expect
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / ".build" / "dashboard-screenshots"
+SAMPLES = ROOT / "Public" / "samples"
+TOKEN = "dashboard-test-token"
+
+# Chromium reports every 4xx/5xx response as a console error; the tests that provoke one on
+# purpose (422, 401, a stopped server) allow exactly those.
+RESOURCE_ERROR = "Failed to load resource"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, token=None):
+        binary = os.environ.get("MIMSERVE_BIN") or str(ROOT / ".build" / "release" / "mimserve")
+        if not os.path.exists(binary):
+            pytest.fail(f"no server binary at {binary}; build it with `swift build -c release` or set MIMSERVE_BIN")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data = tempfile.mkdtemp(prefix="mimserve-dash-")
+        self.log = open(os.path.join(self.data, "server.log"), "w")
+        args = [binary, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data]
+        if token:
+            args += ["--token", token]
+        self.token = token
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"mimserve exited with {self.proc.returncode}: {self.read_log()}")
+            try:
+                if json.load(urllib.request.urlopen(self.url + "/healthz", timeout=1)).get("status") == "ok":
+                    return
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"mimserve did not become healthy in 30 s: {self.read_log()}")
+
+    def read_log(self):
+        self.log.flush()
+        return Path(self.log.name).read_text()[-3000:]
+
+    def call(self, method, path, body=None):
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=30) as res:
+            raw = res.read()
+            return json.loads(raw) if raw else None
+
+    def wait_for_state(self, job_id, states, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = self.call("GET", f"/v1/jobs/{job_id}")
+            if job["state"] in states:
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} not in {states} after {timeout} s: {job}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        pytest.fail("no chromium on the PATH; `apt-get install chromium` (make test-dashboard does)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+class Page:
+    """A browser tab that records console errors and uncaught exceptions."""
+
+    def __init__(self, browser, base, width=1280, height=800):
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        # Count metric events that reach any EventSource, to tell SSE points from history.
+        self.context.add_init_script("""
+            window.__sseMetrics = 0;
+            const Native = window.EventSource;
+            window.EventSource = class extends Native {
+              constructor(...args) { super(...args); this.addEventListener('metric', () => { window.__sseMetrics += 1; }); }
+            };
+        """)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(15000)
+        self.base = base
+        self.errors = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+
+    def goto(self, route):
+        self.page.goto(f"{self.base}/#/{route}")
+
+    def shot(self, name, full_page=True):
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+    def unexpected_errors(self, allow_resource_errors=False):
+        return [e for e in self.errors if not (allow_resource_errors and RESOURCE_ERROR in e)]
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def tab(browser, server):
+    t = Page(browser, server.url)
+    yield t
+    t.close()
+
+
+def chart_points(page, selector):
+    return int(page.get_attribute(selector, "data-points") or 0)
+
+
+def submit_tiny_job(tab, method="mae", steps=300):
+    page = tab.page
+    tab.goto("new")
+    page.select_option("#f-method", method)
+    preset = page.eval_on_selector("#f-preset", "s => s.value")
+    assert "tiny" in preset, f"the form should preselect the tiny preset, got {preset}"
+    page.fill("#f-total_steps", str(steps))
+    page.click("#f-submit")
+    page.wait_for_url("**/#/jobs/*")
+    return page.url.rsplit("/", 1)[-1]
+
+
+# ---- the tests, in the order a user meets the pages ---------------------------------------
+
+
+def test_every_page_loads_without_console_errors(tab, server):
+    page = tab.page
+    tab.goto("jobs")
+    expect(page.locator("h1")).to_have_text("Jobs")
+    expect(page.locator("#filter-method option[value=mae]")).to_have_count(1)
+    expect(page.get_by_text("No jobs yet")).to_be_visible()
+    tab.shot("01-jobs-empty")
+    tab.goto("new")
+    expect(page.locator("#f-preset")).to_be_visible()
+    methods = server.call("GET", "/v1/methods")["methods"]
+    assert page.eval_on_selector_all("#f-method option", "os => os.map(o => o.value)") == [m["name"] for m in methods]
+    page.click("#model-fields > summary")
+    expect(page.locator("#f-mask_ratio")).to_be_visible()
+    tab.shot("02-new-job")
+    tab.goto("compare")
+    expect(page.locator("h1")).to_have_text("Compare jobs")
+    tab.shot("03-compare-empty")
+    tab.goto("jobs/no-such-job")
+    expect(page.get_by_text("No such job")).to_be_visible()
+    assert tab.unexpected_errors(allow_resource_errors=True) == [], tab.errors
+    # The only error is the 404 of the job that does not exist.
+    assert sum(RESOURCE_ERROR in e for e in tab.errors) <= 1, tab.errors
+
+
+def test_invalid_form_shows_field_errors_from_the_server(tab):
+    page = tab.page
+    tab.goto("new")
+    page.select_option("#f-method", "mae")
+    page.fill("#f-total_steps", "0")
+    page.click("#model-fields > summary")
+    page.fill("#f-mask_ratio", "1.5")
+    page.click("#f-submit")
+    expect(page.locator("#err-total_steps")).to_be_visible()
+    expect(page.locator("#err-mask_ratio")).to_be_visible()
+    expect(page.locator("#f-mask_ratio")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#form-errors")).to_contain_text("The server rejected")
+    assert "#/new" in page.url, "an invalid form must not leave the page"
+    tab.shot("04-new-job-errors")
+    # Fixing a field clears its error.
+    page.fill("#f-total_steps", "10")
+    expect(page.locator("#err-total_steps")).to_be_hidden()
+    assert tab.unexpected_errors(allow_resource_errors=True) == [], tab.errors
+
+
+def test_tiny_job_from_the_form_streams_its_loss_and_succeeds(tab, server):
+    page = tab.page
+    job_id = submit_tiny_job(tab, "mae", steps=300)
+    # The chart gains points while the job runs, and they arrive over SSE.
+    page.wait_for_function("() => window.__sseMetrics > 0", timeout=30000)
+    first = chart_points(page, "#loss-chart")
+    page.wait_for_function(f"() => +document.querySelector('#loss-chart').dataset.points > {first}", timeout=30000)
+    expect(page.locator(".page-head .badge")).to_have_text("succeeded", timeout=60000)
+    assert chart_points(page, "#loss-chart") >= 10
+    # Hovering the loss chart shows step, loss and lr.
+    box = page.locator("#loss-chart canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
+    tip = page.locator("#loss-chart .chart-tip")
+    expect(tip).to_be_visible()
+    expect(tip).to_contain_text("step")
+    expect(tip).to_contain_text("lr")
+    page.check("#loss-log")
+    expect(page.locator("#checkpoints-list a[href]").first).to_be_visible()
+    expect(page.locator("#config")).to_contain_text("mask_ratio")
+    tab.shot("05-job-succeeded")
+    assert server.call("GET", f"/v1/jobs/{job_id}")["state"] == "succeeded"
+    assert tab.unexpected_errors() == [], tab.errors
+
+
+def latest_job(server, state="succeeded"):
+    jobs = server.call("GET", f"/v1/jobs?state={state}&limit=1")["jobs"]
+    assert jobs, f"no {state} job"
+    return jobs[0]
+
+
+def test_reconstruction_from_an_upload_and_a_sample(tab, server):
+    page = tab.page
+    job = latest_job(server)
+    tab.goto(f"jobs/{job['id']}")
+    expect(page.locator(".page-head .badge")).to_have_text("succeeded")
+    expect(page.locator("#recon-checkpoint option")).not_to_have_count(1)
+    page.set_input_files("#recon-file", str(SAMPLES / "cat.jpg"))
+    strip = page.locator("#recon-strip")
+    expect(strip).to_be_visible(timeout=30000)
+    page.wait_for_function("() => document.querySelector('#recon-strip').complete && document.querySelector('#recon-strip').naturalWidth > 0")
+    width = page.eval_on_selector("#recon-strip", "img => img.naturalWidth")
+    height = page.eval_on_selector("#recon-strip", "img => img.naturalHeight")
+    assert width >= 3 * height, f"the strip holds four images side by side, got {width}×{height}"
+    first_src = strip.get_attribute("src")
+    # A sample photo (grayscale PNG) at another mask ratio.
+    page.click("button[data-sample='camera.png']")
+    page.wait_for_function(f"() => document.querySelector('#recon-strip').src !== {json.dumps(first_src)} && document.querySelector('#recon-strip').naturalWidth > 0", timeout=30000)
+    page.locator("#reconstruction").scroll_into_view_if_needed()
+    tab.shot("06-reconstruction")
+    page.locator("#reconstruction").screenshot(path=str(SHOTS / "06b-reconstruction-panel.png"))
+    assert tab.unexpected_errors() == [], tab.errors
+
+
+def test_evaluation_against_the_raw_pixel_baseline(tab, server):
+    page = tab.page
+    job = latest_job(server)
+    tab.goto(f"jobs/{job['id']}")
+    expect(page.locator("#eval-dataset option[value=synthetic]")).to_have_count(1)
+    page.select_option("#eval-dataset", "synthetic")
+    page.click("#eval-run")
+    table = page.locator("#evaluations table.evaluation").first
+    expect(table).to_be_visible(timeout=90000)
+    expect(table).to_contain_text("Raw pixels")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    page.locator("#evaluations").screenshot(path=str(SHOTS / "06c-evaluation.png"))
+    assert tab.unexpected_errors() == [], tab.errors
+
+
+def test_compare_overlays_two_methods(tab, server):
+    page = tab.page
+    first = latest_job(server)
+    other = server.call("POST", "/v1/jobs", {"method": "simmim", "preset": "tiny", "dataset": "synthetic", "total_steps": 150, "batch_size": 16, "seed": 0})
+    server.wait_for_state(other["id"], ["succeeded"])
+    tab.goto(f"compare?ids={first['id']},{other['id']}")
+    expect(page.locator("#compare-table tbody tr")).to_have_count(2)
+    page.wait_for_function("() => +document.querySelector('#compare-by-step').dataset.points > 20 && +document.querySelector('#compare-by-time').dataset.points > 20")
+    expect(page.locator("#compare-table")).to_contain_text("simmim")
+    expect(page.locator("#compare-table")).to_contain_text("MB")
+    tab.shot("07-compare")
+    assert tab.unexpected_errors() == [], tab.errors
+
+
+def test_jobs_table_filters_and_actions_with_confirmation(tab, server):
+    page = tab.page
+    long = server.call("POST", "/v1/jobs", {"method": "mae", "preset": "tiny", "dataset": "synthetic", "total_steps": 200000, "batch_size": 16, "seed": 1})
+    row = page.locator(f"tr[data-id='{long['id']}']")
+    tab.goto("jobs")
+    expect(row.locator(".badge")).to_have_text("running", timeout=30000)
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(3)
+    tab.shot("08-jobs")
+    # Pause asks first; "Keep it" leaves the job alone.
+    row.locator("button[data-action=pause]").click()
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    page.click("#confirm-cancel")
+    expect(page.locator("#confirm-dialog")).to_be_hidden()
+    assert server.call("GET", f"/v1/jobs/{long['id']}")["state"] == "running"
+    row.locator("button[data-action=pause]").click()
+    page.click("#confirm-ok")
+    expect(row.locator(".badge")).to_have_text("paused", timeout=15000)
+    row.locator("button[data-action=resume]").click()
+    page.click("#confirm-ok")
+    expect(row.locator(".badge")).to_have_text(re.compile("queued|running"), timeout=15000)
+    row.locator("button[data-action=cancel]").click()
+    page.click("#confirm-ok")
+    expect(row.locator(".badge")).to_have_text("cancelled", timeout=15000)
+    # Filters.
+    page.select_option("#filter-method", "simmim")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(1)
+    assert "method=simmim" in page.url
+    page.select_option("#filter-method", "")
+    page.select_option("#filter-state", "cancelled")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(1)
+    row.locator("button[data-action=delete]").click()
+    page.click("#confirm-ok")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(0)
+    expect(page.get_by_text("No jobs match")).to_be_visible()
+    assert tab.unexpected_errors() == [], tab.errors
+
+
+def test_pagination(tab, server):
+    page = tab.page
+    # 3 jobs exist; make 20 more queued-then-cancelled cheap rows so a page of 20 overflows.
+    for i in range(20):
+        j = server.call("POST", "/v1/jobs", {"method": "mae", "preset": "tiny", "dataset": "synthetic", "total_steps": 100000, "seed": 100 + i})
+        server.call("POST", f"/v1/jobs/{j['id']}/cancel")
+    tab.goto("jobs")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(20)
+    page.get_by_role("button", name="Older →").click()
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(2)
+    expect(page.get_by_text("Page 2")).to_be_visible()
+    page.get_by_role("button", name="← Newer").click()
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(20)
+    assert tab.unexpected_errors() == [], tab.errors
+
+
+def test_keyboard_reaches_navigation_and_actions(tab, server):
+    page = tab.page
+    tab.goto("jobs")
+    expect(page.locator("#jobs-table tbody tr").first).to_be_visible()
+    seen = set()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        seen.add(page.evaluate("() => { const e = document.activeElement; return e.dataset.nav || e.dataset.action || e.id || e.tagName; }"))
+    assert {"new", "compare", "filter-state", "filter-method"} <= seen, seen
+    assert "delete" in seen or "cancel" in seen, seen
+
+
+def test_narrow_window(browser, server):
+    t = Page(browser, server.url, width=400, height=800)
+    try:
+        job = latest_job(server)
+        for route, name in [("jobs", "09-narrow-jobs"), (f"jobs/{job['id']}", "10-narrow-job"), ("new", "11-narrow-new")]:
+            t.goto(route)
+            t.page.wait_for_load_state("networkidle")
+            t.page.wait_for_timeout(300)
+            overflow = t.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"{route} scrolls sideways by {overflow} px at 400 px"
+            t.shot(name)
+        assert t.unexpected_errors() == [], t.errors
+    finally:
+        t.close()
+
+
+def test_token_protected_server_prompts_for_the_token(browser):
+    protected = Server(token=TOKEN)
+    t = Page(browser, protected.url)
+    try:
+        page = t.page
+        t.goto("new")
+        page.select_option("#f-method", "mae")
+        page.fill("#f-total_steps", "20")
+        page.click("#f-submit")
+        dialog = page.locator("#token-dialog")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("token")
+        t.shot("12-token-prompt", full_page=False)
+        page.fill("#token-input", TOKEN)
+        page.click("#token-save")
+        page.wait_for_url("**/#/jobs/*")
+        assert page.evaluate("() => sessionStorage.getItem('mimserve.token')") == TOKEN
+        expect(page.locator(".page-head .badge")).to_have_text("succeeded", timeout=60000)
+        assert t.unexpected_errors(allow_resource_errors=True) == [], t.errors
+        # A stopped server is announced, not silently stale.
+        t.goto("jobs")
+        expect(page.locator("#jobs-table tbody tr")).to_have_count(1)
+        protected.proc.terminate()
+        protected.proc.wait(10)
+        expect(page.locator("#offline-banner")).to_be_visible(timeout=15000)
+        t.shot("13-server-unreachable", full_page=False)
+    finally:
+        t.close()
+        protected.stop()
