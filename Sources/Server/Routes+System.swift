@@ -136,7 +136,7 @@ struct MethodsDocument: Encodable {
         for (group, object) in [("model", sample.map { JSONValue.objectFields(of: $0.model) } ?? [:]),
                                 ("training", sample.map { JSONValue.objectFields(of: $0.training) } ?? [:])] {
             for (name, value) in object.sorted(by: { $0.key < $1.key }) where name != "method" {
-                fields.append(Field(name: name, group: group, type: value.typeName, help: help[name] ?? ""))
+                fields.append(Field(name: name, group: group, type: types[name] ?? value.typeName, help: help[name] ?? ""))
             }
         }
         if !fields.contains(where: { $0.name == "clip_grad" }) {
@@ -153,6 +153,19 @@ struct MethodsDocument: Encodable {
         "mixmae": "MixMAE: two images mixed by a mask, large-window Swin, dual reconstruction",
         "convmae": "ConvMAE: masked convolution stages + ViT over visible tokens, block-wise masking, multi-scale fusion",
     ]
+
+    /// JSON types by field (a sample value cannot tell 0 the number from 0 the integer).
+    static let types: [String: String] = {
+        var t: [String: String] = [:]
+        for f in ["image_size", "patch_size", "embed_dim", "window_size", "mlp_ratio", "mask_unit", "decoder_dim", "decoder_depth",
+                  "decoder_heads", "total_steps", "batch_size", "seed", "warmup_steps", "checkpoint_every", "keep_checkpoints",
+                  "data_workers"] { t[f] = "integer" }
+        for f in ["layer_norm_eps", "mask_ratio", "base_lr", "min_lr", "weight_decay", "beta1", "beta2", "clip_grad",
+                  "crop_scale_min"] { t[f] = "number" }
+        for f in ["norm_pix_loss", "hflip"] { t[f] = "boolean" }
+        for f in ["depths", "heads"] { t[f] = "array" }
+        return t
+    }()
 
     static let help: [String: String] = [
         "image_size": "Input side in pixels", "patch_size": "Patch side in pixels", "embed_dim": "Encoder width (first stage for Swin)",
@@ -181,7 +194,7 @@ extension JSONValue {
         switch self {
         case .null: "null"
         case .bool: "boolean"
-        case .number(let n): n.rounded() == n ? "integer" : "number"
+        case .number: "number"
         case .string: "string"
         case .array: "array"
         case .object: "object"

@@ -196,7 +196,8 @@ extension Store {
         job.updatedAt = now
         if to == .running && job.startedAt == nil { job.startedAt = now }
         if to.isTerminal { job.finishedAt = now; job.etaS = nil }
-        if to != .running { job.imagesPerS = nil }
+        // A finished job keeps its last throughput; a waiting one has none.
+        if to == .queued || to == .paused { job.imagesPerS = nil }
         if let error { job.error = error }
         try job.update(db)
         var data: [String: Any] = ["state": to.rawValue]
