@@ -26,6 +26,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var decoderHeads: Int
     /// Normalise each target patch by its own mean and (unbiased) variance.
     public var normPixLoss: Bool
+    // UM-MAE and GreenMIM options (nil: the method's default; see VisibleOnlyOptions.swift).
+    public var secondaryMaskRatio: Float?
+    public var posMLPDim: Int?
+    public var decoderPositions: DecoderPositions?
+    public var grouping: GroupingMode?
+    public var groupSizeMax: Int?
 
     public init(method: Method, imageSize: Int, patchSize: Int, embedDim: Int, depths: [Int], heads: [Int],
                 windowSize: Int = 0, mlpRatio: Int = 4, layerNormEps: Float, maskRatio: Float, maskUnit: Int,
@@ -53,6 +59,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case windowSize = "window_size", mlpRatio = "mlp_ratio", layerNormEps = "layer_norm_eps"
         case maskRatio = "mask_ratio", maskUnit = "mask_unit", decoderDim = "decoder_dim"
         case decoderDepth = "decoder_depth", decoderHeads = "decoder_heads", normPixLoss = "norm_pix_loss"
+        case secondaryMaskRatio = "secondary_mask_ratio", posMLPDim = "pos_mlp_dim"
+        case decoderPositions = "decoder_positions", grouping, groupSizeMax = "group_size_max"
     }
 
     /// Tokens per side after the patch embedding.
@@ -72,6 +80,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 /// The pretraining methods.
 public enum Method: String, Codable, Sendable, CaseIterable {
     case mae, simmim
+    case ummae, greenmim
 
     /// Swin-like pyramid encoders.
     public var isHierarchical: Bool { self != .mae }
@@ -161,6 +170,7 @@ extension ModelConfig {
                 check(Int(Float(tokens) * (1 - maskRatio)) >= 1, "mask_ratio", "keeps no token of \(tokens)")
             }
         }
+        e += visibleOnlyErrors()
         if !e.isEmpty { throw ConfigError(merging: e) }
     }
 }
