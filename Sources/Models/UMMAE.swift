@@ -279,11 +279,15 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
     /// Decoder rows: for each sample and unit (raster), its row in the (B·Ug²) expanded latents,
     /// or the mask-token row B·Ug² for primary-masked units.
     func placement(_ compaction: UMCompaction) -> RowIndex {
-        let U = config.unitGrid, Ug = U / 2, B = compaction.keptUnits.count, n = Ug * Ug
+        Self.placement(compaction, unitGrid: config.unitGrid, positions: config.resolvedDecoderPositions)
+    }
+
+    static func placement(_ compaction: UMCompaction, unitGrid U: Int, positions: DecoderPositions) -> RowIndex {
+        let Ug = U / 2, B = compaction.keptUnits.count, n = Ug * Ug, units = U * U
         var idx = [Int](repeating: B * n, count: B * units)
         for b in 0..<B {
             let kept = compaction.keptUnits[b]
-            switch config.resolvedDecoderPositions {
+            switch positions {
             case .true:
                 for u in kept { idx[b * units + u] = b * n + ((u / U) / 2) * Ug + (u % U) / 2 }
             case .reference:
