@@ -37,15 +37,18 @@ import TensorCore
             let c = UMCompaction(primary: p, secondary: s, tokensPerUnit: K)
             let (G, Gc) = (U * K, Ug * K)
             #expect(c.gather.isInjective && c.gather.count == B * Gc * Gc && c.compactGrid == Gc)
-            for b in 0..<B { for cy in 0..<Gc { for cx in 0..<Gc {
+            var bad: String?  // the first broken token, so a failure reports once per draw
+            for b in 0..<B { for cy in 0..<Gc { for cx in 0..<Gc where bad == nil {
                 let o = b * Gc * Gc + cy * Gc + cx
                 let src = Int(c.gather.indices[o]) - b * G * G, (row, col) = (src / G, src % G)
                 let unit = (row / K) * U + col / K
-                #expect(unit == c.keptUnits[b][(cy / K) * Ug + cx / K] && (row / K) / 2 == cy / K && (col / K) / 2 == cx / K)
-                #expect(row % K == cy % K && col % K == cx % K)
-                #expect(Int(c.positions[2 * o]) == row && Int(c.positions[2 * o + 1]) == col)
-                #expect(c.secondaryTokens.pointer[o] == s.pointer[b * U * U + unit])
+                let ok = unit == c.keptUnits[b][(cy / K) * Ug + cx / K] && (row / K) / 2 == cy / K && (col / K) / 2 == cx / K
+                    && row % K == cy % K && col % K == cx % K
+                    && Int(c.positions[2 * o]) == row && Int(c.positions[2 * o + 1]) == col
+                    && c.secondaryTokens.pointer[o] == s.pointer[b * U * U + unit]
+                if !ok { bad = "sample \(b) compacted (\(cy), \(cx)) ← token (\(row), \(col))" }
             } } }
+            #expect(bad == nil, "\(bad ?? "")")
         }
         // Each of the four positions of a group is kept about a quarter of the time.
         let draws = Double(patternCounts.reduce(0, +))
