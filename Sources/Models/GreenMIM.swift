@@ -176,11 +176,12 @@ public final class GreenMIM: Module, MIMModel, @unchecked Sendable {
     func batchMask(_ spec: MaskSpec) -> (masked: [Bool], noiseOrder: [Int]?) {
         switch spec {
         case let .noise(noise, keep):
-            precondition(noise.shape == [1, units] || (noise.shape == [noise.shape[0], units]
-                         && (1..<noise.shape[0]).allSatisfy { b in (0..<units).allSatisfy { noise.pointer[b * units + $0] == noise.pointer[$0] } }),
-                         "GreenMIM masks per batch: noise must be one row of \(units) (or identical rows), got \(noise.shape)")
+            precondition(noise.rank == 2 && noise.shape[1] == units, "GreenMIM noise must be (1, \(units)), got \(noise.shape)")
+            let values = noise.scalars, first = Array(values[0..<units])
+            precondition((1..<noise.shape[0]).allSatisfy { Array(values[($0 * units)..<(($0 + 1) * units)]) == first },
+                         "GreenMIM masks per batch: one noise row (or identical rows)")
             precondition(keep >= 1 && keep <= units, "GreenMIM keeps \(keep) of \(units) units")
-            let order = Masking.argsortRows(noise.reshaped([noise.shape[0], units]).detached())[0]
+            let order = Masking.argsortRows(Tensor(first, shape: [1, units]))[0]
             var masked = [Bool](repeating: true, count: units)
             for u in order.prefix(keep) { masked[u] = false }
             return (masked, order)

@@ -30,7 +30,7 @@ import TensorCore
     }
 
     /// One block both ways, forward and backward, for a token mask of the grid.
-    func compareBlock(grid: Int, window: Int, shift: Int, masked: [Bool], seed: UInt64) throws -> GroupPlan {
+    func compareBlock(grid: Int, window: Int, shift: Int, masked: [Bool], mode: GroupingMode, seed: UInt64) throws -> GroupPlan {
         var rng = RandomGenerator(seed: seed)
         let (B, C, H) = (2, 32, 2)
         let block = SwinBlock(dim: C, heads: H, layout: WindowLayout(grid: grid, window: window, shift: shift),
@@ -40,7 +40,7 @@ import TensorCore
             for i in 0..<p.count { p.pointer[i] += rng.normal() * 0.2 }
         }
         let v = VisibleTokens(grid: grid, masked: masked)
-        let plan = GroupPlan(visible: v, window: window, shift: shift, heads: H, width: C, mode: .search, groupSizeMax: nil)
+        let plan = GroupPlan(visible: v, window: window, shift: shift, heads: H, width: C, mode: mode, groupSizeMax: nil)
         let full = Init.normal([B, grid * grid, C], std: 1, rng: &rng)
         let visibleRows = RowIndex((0..<v.count).map { v.rows[$0] * grid + v.cols[$0] }, sourceRows: grid * grid)
         let seedGrad = Init.normal([B, v.count, C], std: 1, rng: &rng)
@@ -57,7 +57,7 @@ import TensorCore
         dense.backward(seed: seedGrad)
         let denseGrads = block.namedParameters().map { $0.tensor.grad!.scalars }
 
-        let what = "grid \(grid) window \(window) shift \(shift) visible \(v.count) (\(plan.isSingleSequence ? "one sequence" : "\(plan.groups) groups of \(plan.groupSize)"))"
+        let what = "\(mode) grid \(grid) window \(window) shift \(shift) visible \(v.count) (\(plan.isSingleSequence ? "one sequence" : "\(plan.groups) groups of \(plan.groupSize)"))"
         #expect(Self.maxDifference(green.scalars, dense.scalars) < 1e-5, "forward, \(what)")
         #expect(Self.maxDifference(greenInput, full.grad!.scalars) < 1e-5, "input gradient, \(what)")
         for ((name, _), (a, b)) in zip(block.namedParameters(), zip(greenGrads, denseGrads)) {
@@ -76,7 +76,8 @@ import TensorCore
             let masked = (0..<(grid * grid)).map { _ in rng.uniform() > Float(keep) }
             guard masked.contains(false) else { continue }
             for shift in [0, window / 2] {
-                let plan = try compareBlock(grid: grid, window: window, shift: shift, masked: masked, seed: UInt64(100 + trial))
+                let plan = try compareBlock(grid: grid, window: window, shift: shift, masked: masked,
+                                            mode: trial % 2 == 0 ? .search : .fixed, seed: UInt64(100 + trial))
                 if plan.isSingleSequence { single += 1 } else { grouped += 1 }
                 if shift > 0 && !plan.isSingleSequence && Set(plan.windowCounts).count > 1 { unevenShifted += 1 }
             }
