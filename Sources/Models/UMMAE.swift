@@ -22,7 +22,9 @@ struct GapBias {
     let index: RowIndex   // (B·nW, H, N, N) elements of the (Ng, H) MLP output
 
     /// - positions: (B·g0²·2) original (row, col) of the stage-0 tokens, g0 = grid << stage.
-    /// - scale: 2^stage; a stage token's position is that of its top-left stage-0 token / scale.
+    /// - stage: s; a stage token's position is its top-left stage-0 token's position / 2^s
+    ///   (each downsampling keeps the top-left position and halves it).
+    /// - span: the largest gap in stage-0 units (the full token grid side).
     init(positions: [Int32], batch B: Int, layout: WindowLayout, stage: Int, heads H: Int, span: Int) {
         let g = layout.grid, g0 = g << stage, n = layout.tokensPerWindow, nW = layout.windows
         let scale = Double(1 << stage), side = 2 * span + 1
@@ -256,7 +258,7 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
     func encode(_ input: Tensor, grid g0: Int, positions: [Int32]) -> Tensor {
         let B = input.shape[0]
         var x = input
-        var gaps: [String: GapBias] = [:]  // per stage and block kind, shared by the blocks
+        var gaps: [Int: GapBias] = [:]  // per stage and block kind (2s + shifted), shared by the blocks
         var inStage = 0
         for (k, block) in blocks.items.enumerated() {
             let s = stageOfBlock[k], g = g0 >> s
@@ -266,7 +268,7 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
             }
             let shifted = inStage % 2 == 1
             let layout = shifted ? layouts[g]!.shifted : layouts[g]!.plain
-            let key = "\(s)-\(shifted)"
+            let key = 2 * s + (shifted ? 1 : 0)
             let gap = gaps[key] ?? GapBias(positions: positions, batch: B, layout: layout, stage: s,
                                            heads: config.heads[s], span: config.grid)
             gaps[key] = gap
