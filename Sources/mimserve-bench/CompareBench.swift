@@ -163,7 +163,8 @@ struct CompareBench: ParsableCommand {
         let times = (0..<steps).map { _ in timed(step) }
         let flops = Double(FLOPCounter.value) / Double(steps)
         let ms = median(times) * 1000
-        rec["preset"] = try Presets.resolve(method: method, preset: scale == "tiny" ? "tiny" : "default").name
+        let preset = try Presets.resolve(method: method, preset: scale == "tiny" ? "tiny" : "default")
+        if preset.model == c { rec["preset"] = preset.name }  // otherwise `case` names the swapped-in backbone
         rec["threads"] = ComputeThreads.count; rec["steps"] = steps
         rec["ms_per_step"] = ms
         rec["images_per_s"] = Double(batch) / (ms / 1000)
