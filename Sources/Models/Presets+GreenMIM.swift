@@ -12,6 +12,7 @@ extension Presets {
                                  decoderDim: decoder.0, decoderDepth: decoder.1, decoderHeads: decoder.2, normPixLoss: true)
         config.decoderPositions = .true
         config.grouping = .search
+        config.groupSizeMax = window * window  // g_max = w² (methods.md §6), listed so a job can override it
         return Preset(name: name, summary: summary, model: config,
                       recipe: tiny ? tinyRecipe(greenmimRecipe) : greenmimRecipe, isTiny: tiny, isDefault: isDefault)
     }
