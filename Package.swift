@@ -17,6 +17,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
@@ -25,17 +31,36 @@ let package = Package(
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: cpuFlags),
         .target(name: "Optim", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
         .target(name: "Models", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
+        // Image data: libpng's simplified API and zlib through module maps; libjpeg inside a C
+        // target of its own, because its errors longjmp and Swift must never be jumped over.
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
+        .target(name: "ImageData", dependencies: ["TensorCore", "CPNG", "CJPEG", "CZlib"], swiftSettings: cpuFlags),
+        // Jobs, metrics, checkpoints and datasets in one SQLite file; no ML imports.
+        .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        // Trainer pool, training loop, checkpoints, event bus, evaluation.
+        .target(name: "Trainer",
+                dependencies: ["Store", "Models", "NN", "Optim", "TensorCore", "ImageData", .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: cpuFlags),
+        // HTTP: routes, SSE, auth, limits, problem+json, OpenAPI, static Public/. Never touches tensors.
+        .target(name: "Server",
+                dependencies: ["Store", "Trainer", "ImageData", "Models",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "Prometheus", package: "swift-prometheus"),
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .executableTarget(
             name: "mimserve-bench",
             dependencies: [
-                "TensorCore", "NN", "Optim", "Models",
+                "TensorCore", "NN", "Optim", "Models", "ImageData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),
         .executableTarget(
             name: "mimserve",
             dependencies: [
-                "Models", "NN", "TensorCore",
+                "Models", "NN", "TensorCore", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),
@@ -44,6 +69,11 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImageDataTests", dependencies: ["ImageData"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Store", "Trainer", "ImageData", .product(name: "Crypto", package: "swift-crypto"),
+                                                        .product(name: "Hummingbird", package: "hummingbird")]),
+        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Store", "Models", "NN", "TensorCore", "ImageData", "TestSupport"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]

@@ -8,7 +8,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var method: Method
     public var imageSize: Int
     public var patchSize: Int
-    /// ViT width D, or the first Swin stage's C.
+    /// ViT width D, or the first stage's width (Swin's C, ConvMAE's stage 1).
     public var embedDim: Int
     /// ViT: one entry (the depth). Swin: blocks per stage.
     public var depths: [Int]
@@ -32,10 +32,13 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var decoderPositions: DecoderPositions?
     public var grouping: GroupingMode?
     public var groupSizeMax: Int?
+    /// Per-stage widths when they do not double (ConvMAE's 256/384/768); nil means C·2^s.
+    public var stageWidths: [Int]?
 
     public init(method: Method, imageSize: Int, patchSize: Int, embedDim: Int, depths: [Int], heads: [Int],
                 windowSize: Int = 0, mlpRatio: Int = 4, layerNormEps: Float, maskRatio: Float, maskUnit: Int,
-                decoderDim: Int = 0, decoderDepth: Int = 0, decoderHeads: Int = 0, normPixLoss: Bool) {
+                decoderDim: Int = 0, decoderDepth: Int = 0, decoderHeads: Int = 0, normPixLoss: Bool,
+                stageWidths: [Int]? = nil) {
         self.method = method
         self.imageSize = imageSize
         self.patchSize = patchSize
@@ -51,6 +54,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.decoderDepth = decoderDepth
         self.decoderHeads = decoderHeads
         self.normPixLoss = normPixLoss
+        self.stageWidths = stageWidths
     }
 
     enum CodingKeys: String, CodingKey {
@@ -61,18 +65,19 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case decoderDepth = "decoder_depth", decoderHeads = "decoder_heads", normPixLoss = "norm_pix_loss"
         case secondaryMaskRatio = "secondary_mask_ratio", posMLPDim = "pos_mlp_dim"
         case decoderPositions = "decoder_positions", grouping, groupSizeMax = "group_size_max"
+        case stageWidths = "stage_widths"
     }
 
     /// Tokens per side after the patch embedding.
     public var grid: Int { imageSize / patchSize }
     /// Mask units per side.
     public var unitGrid: Int { imageSize / maskUnit }
-    /// Swin stage widths: C, 2C, 4C, …
-    public var stageDims: [Int] { depths.indices.map { embedDim << $0 } }
+    /// Stage widths: `stage_widths` when given, else Swin's C, 2C, 4C, …
+    public var stageDims: [Int] { stageWidths ?? depths.indices.map { embedDim << $0 } }
     /// Swin stage resolutions: G, G/2, …
     public var stageGrids: [Int] { depths.indices.map { grid >> $0 } }
     /// The encoder's output width.
-    public var encoderDim: Int { method.isHierarchical ? embedDim << (depths.count - 1) : embedDim }
+    public var encoderDim: Int { method.isHierarchical ? stageDims.last ?? embedDim : embedDim }
     /// Total stride of the encoder's last stage in pixels.
     public var encoderStride: Int { method.isHierarchical ? patchSize << (depths.count - 1) : patchSize }
 }
@@ -81,9 +86,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 public enum Method: String, Codable, Sendable, CaseIterable {
     case mae, simmim
     case ummae, greenmim
+    case mixmae, convmae
 
-    /// Swin-like pyramid encoders.
+    /// Pyramid encoders (stage widths and strides grow).
     public var isHierarchical: Bool { self != .mae }
+    /// Swin-style window attention in every stage (ConvMAE's pyramid is conv + ViT).
+    public var usesWindows: Bool { isHierarchical && self != .convmae }
 }
 
 /// One invalid configuration field and why.
@@ -136,9 +144,10 @@ extension ModelConfig {
         check(mlpRatio >= 1 && mlpRatio <= 16, "mlp_ratio", "must be in 1…16, got \(mlpRatio)")
         check(layerNormEps > 0 && layerNormEps < 0.1, "layer_norm_eps", "must be in (0, 0.1), got \(layerNormEps)")
         check(maskRatio > 0 && maskRatio < 1, "mask_ratio", "must be in (0, 1), got \(maskRatio)")
-        if heads.count == depths.count && embedDim >= 1 {
-            for (s, h) in heads.enumerated() {
-                let width = method.isHierarchical ? embedDim << s : embedDim
+        if heads.count == depths.count && embedDim >= 1 && (stageWidths ?? depths).count == depths.count {
+            // ConvMAE's conv stages have no attention: only its ViT stage (the last) uses heads.
+            for (s, h) in heads.enumerated() where method != .convmae || s == heads.count - 1 {
+                let width = method.isHierarchical ? stageDims[s] : embedDim
                 check(h >= 1 && width % h == 0, "heads", "stage \(s + 1) width \(width) is not divisible by \(h) heads")
             }
         }
@@ -146,7 +155,7 @@ extension ModelConfig {
         check(maskUnit >= 1 && patchSize >= 1 && maskUnit % patchSize == 0, "mask_unit",
               "\(maskUnit) px must be a multiple of patch_size \(patchSize)")
         if maskUnit >= 1 { check(imageSize % maskUnit == 0, "mask_unit", "\(maskUnit) px does not divide image_size \(imageSize)") }
-        if method.isHierarchical && e.isEmpty {
+        if method.usesWindows && e.isEmpty {
             check(windowSize >= 1, "window_size", "must be ≥ 1, got \(windowSize)")
             check(imageSize % encoderStride == 0, "depths",
                   "\(depths.count) stages need image_size divisible by \(encoderStride) (patch × 2^(stages−1))")
@@ -171,6 +180,7 @@ extension ModelConfig {
             }
         }
         e += visibleOnlyErrors()
+        e += mixConvErrors()
         if !e.isEmpty { throw ConfigError(merging: e) }
     }
 }

@@ -4,7 +4,9 @@
 /// They are scalar functions meant for plain loops over buffers: LLVM vectorises such loops
 /// (8 lanes with AVX2), while hand-written SIMD8 code with tails was partly scalarised.
 public enum FastMath {
-    /// e^x, relative error ≲ 2e-7 on [-87, 88]; inputs below clamp to ~0, above to e^88.
+    /// e^x, relative error ≲ 2e-7 on [-87, 88]; inputs above clamp to e^88, inputs below
+    /// −87.34 give exactly 0 (their true values are denormal). Exact zeros make masked attention
+    /// logits (−1e30, MixMAE) drop out by construction and keep denormals out of the GEMMs.
     @inlinable @inline(__always)
     public static func exp(_ input: Float) -> Float {
         let x = input > 88.3762626647949 ? 88.3762626647949 : (input < -87.3365478515625 ? -87.3365478515625 : input)
@@ -20,7 +22,8 @@ public enum FastMath {
         p = p * r + 1.6666665459e-1
         p = p * r + 5.0000001201e-1
         let y = p * (r * r) + r + 1
-        return y * Float(bitPattern: (t.bitPattern &- magic.bitPattern &+ 127) &<< 23)
+        let scaled = y * Float(bitPattern: (t.bitPattern &- magic.bitPattern &+ 127) &<< 23)
+        return input < -87.3365478515625 ? 0 : scaled
     }
 
     /// erf(x) as a rational function (odd over even polynomial), absolute error ≲ 1e-7;

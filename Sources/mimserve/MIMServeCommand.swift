@@ -1,10 +1,11 @@
 import ArgumentParser
 
 @main
-struct MIMServeCommand: ParsableCommand {
+struct MIMServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mimserve",
-        abstract: "MIMServe: masked-image-modeling pretraining.",
-        subcommands: [ImportHF.self, ExportHF.self]
+        abstract: "MIMServe: a self-hosted server for masked-image-modeling pretraining.",
+        subcommands: [Serve.self, ImportHF.self, ExportHF.self],
+        defaultSubcommand: Serve.self
     )
 }

@@ -25,7 +25,7 @@ func syntheticImages(count: Int, size: Int, seed: UInt64) -> Tensor {
 }
 
 @Suite("Tiny presets: shapes, gradients and learning") struct SmokeTests {
-    @Test(arguments: ["mae", "simmim"])
+    @Test(arguments: ["mae", "simmim", "mixmae", "convmae"])
     func forwardShapesAndEveryParameterGetsAGradient(method: String) throws {
         let preset = try Presets.resolve(method: Method(rawValue: method)!, preset: "tiny")
         let model = try ModelRegistry.make(preset.model, seed: 1)
@@ -39,6 +39,10 @@ func syntheticImages(count: Int, size: Int, seed: UInt64) -> Tensor {
         case .simmim:
             #expect(out.prediction.shape == [2, 3, 32, 32] && out.latent.shape == [2, 16, 128] && out.mask.shape == [2, 4, 4])
         case .ummae, .greenmim: break  // VisibleOnlySmokeTests
+        case .mixmae:
+            #expect(out.prediction.shape == [2, 16, 192] && out.latent.shape == [2, 16, 128] && out.mask.shape == [2, 4, 4])
+        case .convmae:
+            #expect(out.prediction.shape == [2, 16, 192] && out.latent.shape == [2, 4, 64] && out.mask.shape == [2, 16])
         }
         out.loss.backward()
         for (name, p) in model.namedParameters() {
@@ -53,7 +57,7 @@ func syntheticImages(count: Int, size: Int, seed: UInt64) -> Tensor {
         #expect(model.features(images, pool: .mean).scalars == f.scalars)  // deterministic
     }
 
-    @Test(arguments: ["mae", "simmim"])
+    @Test(arguments: ["mae", "simmim", "mixmae", "convmae"])
     func threeHundredStepsLowerTheLoss(method: String) throws {
         let preset = try Presets.resolve(method: Method(rawValue: method)!, preset: "tiny")
         let model = try ModelRegistry.make(preset.model, seed: 4)

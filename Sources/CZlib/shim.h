@@ -1,0 +1,2 @@
+// zlib's inflate, for the gzip-compressed IDX files of Fashion-MNIST.
+#include <zlib.h>

@@ -1,0 +1,131 @@
+import Foundation
+import Hummingbird
+import ImageData
+import Logging
+import Prometheus
+import ServiceLifecycle
+import Store
+import Trainer
+
+/// Everything the routes share: the store, the trainer pool, the event bus, datasets and
+/// inference. Built once by `buildApplication`.
+final class ServerCore: Sendable {
+    let configuration: ServerConfiguration
+    let store: Store
+    let bus: EventBus
+    let pool: TrainerPool
+    let datasets: DatasetRegistry
+    let inference: InferenceService
+    let prometheus: PrometheusCollectorRegistry
+    let publicDir: String?
+    let dataRoot: URL
+    let logger: Logger
+    let startedAt = Date()
+
+    init(configuration: ServerConfiguration, store: Store, bus: EventBus, pool: TrainerPool, datasets: DatasetRegistry,
+         inference: InferenceService, prometheus: PrometheusCollectorRegistry, publicDir: String?, dataRoot: URL, logger: Logger) {
+        self.dataRoot = dataRoot
+        self.logger = logger
+        self.configuration = configuration
+        self.store = store
+        self.bus = bus
+        self.pool = pool
+        self.datasets = datasets
+        self.inference = inference
+        self.prometheus = prometheus
+        self.publicDir = publicDir
+    }
+
+    func datasetExists(_ id: String) -> Bool { datasets.ids().contains(id) }
+}
+
+public struct StartupError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Builds the whole server from a configuration: `mimserve serve` runs it, tests run it on
+/// an ephemeral port with a temporary data directory.
+public func buildApplication(configuration c: ServerConfiguration,
+                             onListening: @escaping @Sendable (String, Int) async -> Void = { _, _ in }) throws -> some ApplicationProtocol {
+    let core = try makeCore(c)
+    let (router, _) = makeRouter(core)
+    let host = c.host
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(c.host, port: c.port), serverName: "MIMServe"),
+        services: [TrainerService(pool: core.pool, logger: core.logger)],
+        onServerRunning: { channel in
+            let port = channel.localAddress?.port ?? c.port
+            await onListening(host, port)
+        },
+        logger: core.logger)
+}
+
+/// Opens the data directory, the database (migrating it) and wires the services.
+func makeCore(_ c: ServerConfiguration) throws -> ServerCore {
+    let problems = c.problems()
+    if !problems.isEmpty { throw StartupError(description: problems.joined(separator: "; ")) }
+    var logger = Logger(label: "mimserve")
+    logger.logLevel = Logger.Level(rawValue: c.logLevel) ?? .info
+
+    let dataRoot = URL(fileURLWithPath: c.dataDir, isDirectory: true).standardizedFileURL
+    let datasetsDir = dataRoot.appendingPathComponent("datasets")
+    do {
+        try FileManager.default.createDirectory(at: datasetsDir, withIntermediateDirectories: true)
+    } catch {
+        throw StartupError(description: "data-dir: cannot create \(datasetsDir.path): \(error.localizedDescription)")
+    }
+    let store = try Store(path: c.databasePath, migrations: MigrationSet.locate(explicit: c.migrationsDir))
+    let publicDir = c.locatePublic()
+    var registryConfig = DatasetRegistry.Configuration(foldersRoot: datasetsDir.path,
+                                                       samplesDirectory: publicDir.map { "\($0)/samples" })
+    if let dir = c.fashionMNISTDir { registryConfig.fashionMNISTDirectory = dir }
+    let datasets = DatasetRegistry(configuration: registryConfig)
+    let bus = EventBus()
+    let trainerLogger = logger
+    let pool = TrainerPool(store: store, bus: bus, options: TrainerOptions(
+        slots: c.trainerSlots, dataRoot: dataRoot, dataSource: ImageDataSource.make(registry: datasets),
+        log: { trainerLogger.notice("\($0)") }))
+    let inference = InferenceService(store: store, dataRoot: dataRoot, maxConcurrent: c.inferenceSlots,
+                                     cacheSize: c.modelCacheSize, maxPixels: c.maxPixels)
+    return ServerCore(configuration: c, store: store, bus: bus, pool: pool, datasets: datasets, inference: inference,
+                      prometheus: PrometheusCollectorRegistry(), publicDir: publicDir, dataRoot: dataRoot, logger: logger)
+}
+
+/// The router with every middleware and route; also returns the routes as "METHOD /path".
+func makeRouter(_ core: ServerCore) -> (Router<BasicRequestContext>, [String]) {
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: RequestMetricsMiddleware(registry: core.prometheus))
+    router.add(middleware: ProblemMiddleware())
+    if let token = core.configuration.token, !token.isEmpty { router.add(middleware: BearerAuthMiddleware(token: Array(token.utf8))) }
+    if let publicDir = core.publicDir {
+        router.add(middleware: FileMiddleware(publicDir, searchForIndexHtml: true, logger: core.logger))
+    } else {
+        core.logger.warning("Public/ not found: the dashboard is not served (set --public-dir)")
+    }
+    var api = APIRoutes(router: router, core: core)
+    api.addSystemRoutes()
+    api.addJobRoutes()
+    api.addEventRoutes()
+    api.addInferenceRoutes()
+    return (router, api.registered)
+}
+
+/// The trainer pool as a lifecycle service: started with the server; on graceful shutdown
+/// every running job checkpoints and returns to the queue.
+struct TrainerService: Service {
+    let pool: TrainerPool
+    let logger: Logger
+
+    func run() async throws {
+        try pool.start()
+        try? await gracefulShutdown()
+        logger.notice("stopping the trainer pool (running jobs checkpoint and re-queue)")
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                pool.shutdown()
+                c.resume()
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import Hummingbird
+import Models
+import Store
+import Trainer
+
+/// JSON encoding shared by every response: ISO-8601 dates, stable key order.
+enum JSON {
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        e.dateEncodingStrategy = .iso8601
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return e
+    }()
+
+    static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+        var h = headers
+        h[.contentType] = "application/json"
+        return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+}
+
+/// A job as the API shows it.
+struct JobResource: Encodable {
+    let id: String
+    let state: JobState
+    let method: String
+    let preset: String
+    let dataset: String
+    let config: JobConfig?
+    let step: Int
+    let totalSteps: Int
+    let loss: Double?
+    let lr: Double?
+    let imagesPerS: Double?
+    let etaS: Double?
+    let peakRSSMB: Double?
+    let error: String?
+    let createdAt: Date
+    let startedAt: Date?
+    let finishedAt: Date?
+    let updatedAt: Date
+
+    init(_ j: JobRecord) {
+        id = j.id; state = j.state; method = j.method; preset = j.preset; dataset = j.datasetID
+        config = try? JobConfig.decode(j.configJSON)
+        step = j.step; totalSteps = j.totalSteps; loss = j.loss; lr = j.lr; imagesPerS = j.imagesPerS; etaS = j.etaS
+        peakRSSMB = j.peakRSSMB; error = j.error
+        createdAt = j.createdAt; startedAt = j.startedAt; finishedAt = j.finishedAt; updatedAt = j.updatedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, state, method, preset, dataset, config, step, loss, lr, error
+        case totalSteps = "total_steps", imagesPerS = "images_per_s", etaS = "eta_s", peakRSSMB = "peak_rss_mb"
+        case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at", updatedAt = "updated_at"
+    }
+
+    // Explicit so that nil values appear as null (clients see every field, always).
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id); try c.encode(state, forKey: .state); try c.encode(method, forKey: .method)
+        try c.encode(preset, forKey: .preset); try c.encode(dataset, forKey: .dataset); try c.encode(config, forKey: .config)
+        try c.encode(step, forKey: .step); try c.encode(totalSteps, forKey: .totalSteps); try c.encode(loss, forKey: .loss)
+        try c.encode(lr, forKey: .lr); try c.encode(imagesPerS, forKey: .imagesPerS); try c.encode(etaS, forKey: .etaS)
+        try c.encode(peakRSSMB, forKey: .peakRSSMB); try c.encode(error, forKey: .error); try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(startedAt, forKey: .startedAt); try c.encode(finishedAt, forKey: .finishedAt); try c.encode(updatedAt, forKey: .updatedAt)
+    }
+}
+
+struct MetricResource: Encodable {
+    let step: Int
+    let loss: Double
+    let lr: Double
+    let imagesPerS: Double?
+    let wallTimeS: Double
+
+    init(_ m: MetricRecord) { step = m.step; loss = m.loss; lr = m.lr; imagesPerS = m.imagesPerS; wallTimeS = m.wallTimeS }
+
+    enum CodingKeys: String, CodingKey {
+        case step, loss, lr
+        case imagesPerS = "images_per_s", wallTimeS = "wall_time_s"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(step, forKey: .step); try c.encode(loss, forKey: .loss); try c.encode(lr, forKey: .lr)
+        try c.encode(imagesPerS, forKey: .imagesPerS); try c.encode(wallTimeS, forKey: .wallTimeS)
+    }
+}
+
+struct CheckpointResource: Encodable {
+    let step: Int
+    let bytes: Int64
+    let sha256: String
+    let final: Bool
+    let createdAt: Date
+    let url: String
+
+    init(_ c: CheckpointRecord) {
+        step = c.step; bytes = c.bytes; sha256 = c.sha256; final = c.isFinal; createdAt = c.createdAt
+        url = "/v1/jobs/\(c.jobID)/checkpoints/\(c.step)"
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case step, bytes, sha256, final, url
+        case createdAt = "created_at"
+    }
+}
+
+struct EvaluationResource: Encodable {
+    let id: Int64
+    let dataset: String
+    let step: Int
+    let createdAt: Date
+    let result: JSONValue
+
+    init(_ e: EvaluationRecord) {
+        id = e.id ?? 0; dataset = e.datasetID; step = e.step; createdAt = e.createdAt
+        result = (try? JSONDecoder().decode(JSONValue.self, from: Data(e.resultJSON.utf8))) ?? .null
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, dataset, step, result
+        case createdAt = "created_at"
+    }
+}

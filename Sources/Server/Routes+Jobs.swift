@@ -1,0 +1,130 @@
+import Foundation
+import Hummingbird
+import Models
+import Store
+import Trainer
+
+extension APIRoutes {
+    mutating func addJobRoutes() {
+        let core = self.core
+
+        on(.post, "/v1/jobs") { request, _ in
+            let bytes = try await request.bytes(limit: min(core.configuration.maxBodyBytes, 1 << 20))
+            let body = try decodeJSON(JobRequest.self, from: bytes)
+            let config = try JobConfig.resolve(body, datasetExists: core.datasetExists)
+            let key = request.headers[.init("Idempotency-Key")!]
+            if let key, key.isEmpty || key.count > 255 {
+                throw APIError.invalid("Idempotency-Key", "must be 1–255 characters")
+            }
+            let (job, created) = try core.store.submit(NewJob(
+                method: config.method.rawValue, preset: config.preset, configJSON: config.json(), datasetID: config.dataset,
+                totalSteps: config.training.totalSteps, idempotencyKey: key, requestHash: key == nil ? nil : AtomicFile.sha256Hex(bytes)))
+            if created { core.pool.notify() }
+            return try JSON.response(JobResource(job), status: created ? .created : .ok,
+                                     headers: [.location: "/v1/jobs/\(job.id)"])
+        }
+
+        on(.get, "/v1/jobs") { request, _ in
+            var query = JobQuery(limit: try request.queryInt("limit", in: 1...500) ?? 50, pageToken: request.query("page_token"))
+            if let states = request.query("state") {
+                for s in states.split(separator: ",") {
+                    guard let state = JobState(rawValue: String(s)) else {
+                        throw APIError.invalid("state", "must be one of \(JobState.allCases.map(\.rawValue).joined(separator: ", ")), got '\(s)'")
+                    }
+                    query.states.insert(state)
+                }
+            }
+            if let method = request.query("method") {
+                guard Method(rawValue: method) != nil else {
+                    throw APIError.invalid("method", "must be one of \(Method.allCases.map(\.rawValue).joined(separator: ", ")), got '\(method)'")
+                }
+                query.method = method
+            }
+            let page = try core.store.jobs(query)
+            struct Body: Encodable {
+                let jobs: [JobResource]
+                let nextPageToken: String?
+                enum CodingKeys: String, CodingKey { case jobs, nextPageToken = "next_page_token" }
+                func encode(to encoder: any Encoder) throws {
+                    var c = encoder.container(keyedBy: CodingKeys.self)
+                    try c.encode(jobs, forKey: .jobs)
+                    try c.encode(nextPageToken, forKey: .nextPageToken)
+                }
+            }
+            return try JSON.response(Body(jobs: page.jobs.map(JobResource.init), nextPageToken: page.nextPageToken))
+        }
+
+        on(.get, "/v1/jobs/{id}") { _, context in try JSON.response(JobResource(try core.job(context.id()))) }
+
+        on(.post, "/v1/jobs/{id}/cancel") { _, context in try JSON.response(JobResource(try core.pool.cancel(context.id()))) }
+        on(.post, "/v1/jobs/{id}/pause") { _, context in try JSON.response(JobResource(try core.pool.pause(context.id()))) }
+        on(.post, "/v1/jobs/{id}/resume") { _, context in try JSON.response(JobResource(try core.pool.resume(context.id()))) }
+
+        on(.delete, "/v1/jobs/{id}") { _, context in
+            let id = try context.id()
+            let paths = try core.store.delete(id)
+            for p in paths { try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent(p)) }
+            try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent("checkpoints/\(id)"))
+            core.inference.forget(jobID: id)
+            return Response(status: .noContent)
+        }
+
+        on(.get, "/v1/jobs/{id}/metrics") { request, context in
+            let id = try context.id()
+            _ = try core.job(id)
+            let after = try request.queryInt("after_step", in: 0...Int(Int32.max)) ?? 0
+            let maxPoints = try request.queryInt("max_points", in: 1...1_000_000)
+            let format = request.query("format") ?? "json"
+            guard ["json", "csv"].contains(format) else { throw APIError.invalid("format", "must be json or csv, got '\(format)'") }
+            let rows = try core.store.metrics(jobID: id, afterStep: after, maxPoints: maxPoints)
+            if format == "csv" {
+                var csv = "step,loss,lr,images_per_s,wall_time_s\n"
+                for m in rows { csv += "\(m.step),\(m.loss),\(m.lr),\(m.imagesPerS.map { String($0) } ?? ""),\(m.wallTimeS)\n" }
+                return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8",
+                                                       .contentDisposition: "attachment; filename=\"\(id)-metrics.csv\""],
+                                body: .init(byteBuffer: ByteBuffer(string: csv)))
+            }
+            struct Body: Encodable {
+                let jobID: String
+                let metrics: [MetricResource]
+                enum CodingKeys: String, CodingKey { case jobID = "job_id", metrics }
+            }
+            return try JSON.response(Body(jobID: id, metrics: rows.map(MetricResource.init)))
+        }
+
+        on(.get, "/v1/jobs/{id}/checkpoints") { _, context in
+            let id = try context.id()
+            _ = try core.job(id)
+            return try JSON.response(["checkpoints": try core.store.checkpoints(jobID: id).map(CheckpointResource.init)])
+        }
+
+        on(.get, "/v1/jobs/{id}/checkpoints/{step}") { _, context in
+            let id = try context.id()
+            guard let raw = context.parameters.get("step"), let step = Int(raw) else { throw APIError.invalid("step", "must be an integer") }
+            _ = try core.job(id)
+            guard let ck = try core.store.checkpoint(jobID: id, step: step) else { throw APIError.notFound("checkpoint at step \(step) of job \(id)") }
+            let path = core.dataRoot.appendingPathComponent(ck.path).path
+            guard let handle = FileHandle(forReadingAtPath: path) else { throw APIError(.gone, "Checkpoint file missing", "\(ck.path) is gone from the data directory") }
+            // Streamed in 1 MiB pieces: paper-scale checkpoints are over a gigabyte.
+            let body = ResponseBody(contentLength: Int(ck.bytes)) { writer in
+                defer { try? handle.close() }
+                while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                    try await writer.write(ByteBuffer(bytes: chunk))
+                }
+                try await writer.finish(nil)
+            }
+            return Response(status: .ok, headers: [
+                .contentType: "application/octet-stream",
+                .contentDisposition: "attachment; filename=\"\(id)-step\(step).safetensors\"",
+                .init("X-Checksum-SHA256")!: ck.sha256,
+            ], body: body)
+        }
+    }
+}
+
+extension ServerCore {
+    func job(_ id: String) throws -> JobRecord {
+        guard let job = try store.job(id) else { throw APIError.notFound("job \(id)") }
+        return job
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+
+/// Every setting of the server, in one place. The `mimserve serve` command fills it from
+/// flags, then `MIMSERVE_*` environment variables, then these defaults.
+public struct ServerConfiguration: Sendable {
+    /// `--host` / `MIMSERVE_HOST`: address to bind. Default `127.0.0.1` (loopback only).
+    public var host = "127.0.0.1"
+    /// `--port` / `MIMSERVE_PORT`: TCP port; 0 picks a free one (printed at start). Default 8080.
+    public var port = 8080
+    /// `--data-dir` / `MIMSERVE_DATA_DIR`: the SQLite file, checkpoints and dataset folders. Default `./data`.
+    public var dataDir = "./data"
+    /// `--trainer-slots` / `MIMSERVE_TRAINER_SLOTS`: jobs trained at once. Default 1 (2 cores: one job uses both).
+    public var trainerSlots = 1
+    /// `--max-body-bytes` / `MIMSERVE_MAX_BODY_BYTES`: largest request body; more gets 413. Default 32 MiB.
+    public var maxBodyBytes = 32 << 20
+    /// `--max-pixels` / `MIMSERVE_MAX_PIXELS`: largest decoded image (width × height); more gets 422
+    /// before any pixel is decoded. Default 40 000 000.
+    public var maxPixels = 40_000_000
+    /// `--inference-slots` / `MIMSERVE_INFERENCE_SLOTS`: concurrent reconstruct/features/evaluate
+    /// requests; one more gets 503 with Retry-After. Default 2.
+    public var inferenceSlots = 2
+    /// `--model-cache` / `MIMSERVE_MODEL_CACHE`: checkpoints kept loaded for inference. Default 4.
+    public var modelCacheSize = 4
+    /// `--token` / `MIMSERVE_TOKEN`: bearer token for mutating calls. Required when `host` is not
+    /// a loopback address. Never logged.
+    public var token: String?
+    /// `--log-level` / `MIMSERVE_LOG_LEVEL`: trace, debug, info, notice, warning, error. Default info.
+    public var logLevel = "info"
+    /// `--public-dir` / `MIMSERVE_PUBLIC_DIR`: the dashboard's static files. Default: `Public/`
+    /// found beside the executable, in `../share/mimserve`, in the source tree, or in the working directory.
+    public var publicDir: String?
+    /// `--migrations-dir` / `MIMSERVE_MIGRATIONS`: the SQL migrations, found like `publicDir` by default.
+    public var migrationsDir: String?
+    /// `--fashion-mnist-dir` / `MIMSERVE_FASHION_MNIST_DIR`: Debian's dataset-fashion-mnist files.
+    public var fashionMNISTDir: String?
+
+    /// `--sse-heartbeat` / `MIMSERVE_SSE_HEARTBEAT`: seconds between keep-alive comments on
+    /// event streams, so proxies keep idle streams open. Default 15.
+    public var sseHeartbeatSeconds = 15.0
+
+    public init() {}
+
+    public var isLoopback: Bool {
+        ["127.0.0.1", "localhost", "::1"].contains(host) || host.hasPrefix("127.")
+    }
+
+    public var databasePath: String { URL(fileURLWithPath: dataDir).appendingPathComponent("mimserve.sqlite").path }
+
+    /// Problems that stop the server from starting, each naming its setting.
+    public func problems() -> [String] {
+        var p: [String] = []
+        if !(0...65535).contains(port) { p.append("port: must be in 0…65535, got \(port)") }
+        if !(1...16).contains(trainerSlots) { p.append("trainer-slots: must be in 1…16, got \(trainerSlots)") }
+        if !(1...16).contains(inferenceSlots) { p.append("inference-slots: must be in 1…16, got \(inferenceSlots)") }
+        if !(1...64).contains(modelCacheSize) { p.append("model-cache: must be in 1…64, got \(modelCacheSize)") }
+        if maxBodyBytes < 1024 { p.append("max-body-bytes: must be ≥ 1024, got \(maxBodyBytes)") }
+        if !(sseHeartbeatSeconds >= 0.05 && sseHeartbeatSeconds <= 3600) { p.append("sse-heartbeat: must be in 0.05…3600 s, got \(sseHeartbeatSeconds)") }
+        if maxPixels < 64 { p.append("max-pixels: must be ≥ 64, got \(maxPixels)") }
+        if let t = token, t.count < 8 { p.append("token: must be at least 8 characters") }
+        if !isLoopback && (token ?? "").isEmpty {
+            p.append("token: binding to \(host) (not loopback) requires a token (--token or MIMSERVE_TOKEN)")
+        }
+        return p
+    }
+
+    /// `Public/` by the same search as the migrations.
+    func locatePublic(sourceFile: String = #filePath) -> String? {
+        if let publicDir { return publicDir }
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
+        let sourceRoot = URL(fileURLWithPath: sourceFile).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let candidates = [executable.appendingPathComponent("Public"),
+                          executable.appendingPathComponent("../share/mimserve/Public").standardized,
+                          sourceRoot.appendingPathComponent("Public"),
+                          URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("Public")]
+        return candidates.first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("index.html").path) }?.path
+            ?? candidates.first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("openapi.json").path) }?.path
+    }
+}

@@ -1,0 +1,32 @@
+/// Every way a Store call can fail, each with a message a client can act on.
+public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// `Migrations/` is missing, misnamed or unreadable.
+    case migrations(String)
+    /// The database was written by a newer MIMServe (it has migrations this build lacks).
+    case newerSchema([String])
+    /// No job (or checkpoint, dataset) with this id.
+    case notFound(String)
+    /// A state change the lifecycle does not allow; nothing was changed.
+    case illegalTransition(id: String, from: JobState, to: JobState)
+    /// The `Idempotency-Key` was used before with a different request body.
+    case idempotencyConflict(key: String, jobID: String)
+    /// The operation needs the job in another state (e.g. deleting a running job).
+    case conflict(String)
+    /// A `next_page_token` this store did not issue.
+    case badPageToken
+    /// SQLite failed (I/O, disk full, corruption).
+    case database(String)
+
+    public var description: String {
+        switch self {
+        case .migrations(let m): "migrations: \(m)"
+        case .newerSchema(let names): "the database has migrations this build does not know (\(names.joined(separator: ", "))); use a newer MIMServe"
+        case .notFound(let what): "\(what) not found"
+        case .illegalTransition(let id, let from, let to): "job \(id) cannot go from \(from.rawValue) to \(to.rawValue)"
+        case .idempotencyConflict(let key, let job): "Idempotency-Key '\(key)' was used for job \(job) with a different request body"
+        case .conflict(let m): m
+        case .badPageToken: "next_page_token is not one this server issued"
+        case .database(let m): "database: \(m)"
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import Store
+import Synchronization
+import TensorCore
+
+public struct TrainerOptions: Sendable {
+    /// Concurrent training jobs (each on its own thread; default 1 on 2 cores).
+    public var slots: Int
+    /// Checkpoint paths are relative to this folder.
+    public var dataRoot: URL
+    public var dataSource: DataSource
+    /// Metrics go to the database once this many steps are pending…
+    public var metricsBatchSteps = 50
+    /// …or this many seconds have passed, whichever comes first.
+    public var metricsBatchSeconds = 1.0
+    /// Called after every step with (job, step, data wait s, step s): benchmarks and tests.
+    public var stepObserver: (@Sendable (String, Int, Double, Double) -> Void)?
+    public var log: @Sendable (String) -> Void
+
+    public init(slots: Int = 1, dataRoot: URL, dataSource: @escaping DataSource,
+                log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("trainer: " + $0 + "\n").utf8)) }) {
+        self.slots = slots
+        self.dataRoot = dataRoot
+        self.dataSource = dataSource
+        self.log = log
+    }
+}
+
+/// N trainer slots, each a dedicated thread (never an event loop, never Swift concurrency's
+/// cooperative pool) that claims the oldest queued job in a transaction and trains it.
+/// Cancel, pause and shutdown are flags each running job reads at every step boundary.
+public final class TrainerPool: Sendable {
+    public let store: Store
+    public let bus: EventBus
+    public let options: TrainerOptions
+
+    private struct State {
+        var requests: [String: StopRequest] = [:]
+        var running: Set<String> = []
+        var aliveSlots = 0
+        var stopping = false
+        var stepsDone = 0
+    }
+
+    private let state = Mutex(State())
+    private let wake = DispatchSemaphore(value: 0)
+    private let stopped = DispatchGroup()
+
+    public init(store: Store, bus: EventBus, options: TrainerOptions) {
+        self.store = store
+        self.bus = bus
+        self.options = options
+    }
+
+    /// Re-queues jobs a dead process left running, then starts the slots.
+    public func start() throws(StoreError) {
+        let requeued = try store.requeueInterrupted()
+        for id in requeued {
+            options.log("job \(id) was interrupted; re-queued to resume from its last checkpoint")
+            bus.publish(.state(jobID: id, .queued, error: nil, eventID: nil))
+        }
+        for slot in 0..<max(1, options.slots) {
+            stopped.enter()
+            state.withLock { $0.aliveSlots += 1 }
+            let thread = Thread { [self] in
+                slotLoop(slot)
+                state.withLock { $0.aliveSlots -= 1 }
+                stopped.leave()
+            }
+            thread.name = "trainer-\(slot)"
+            thread.stackSize = 16 << 20
+            thread.start()
+        }
+    }
+
+    /// Wakes idle slots (a job was queued or resumed).
+    public func notify() {
+        for _ in 0..<max(1, options.slots) { wake.signal() }
+    }
+
+    /// Stops after the current step of every running job: each checkpoints and goes back to
+    /// the queue, so the next start resumes it. Blocks until the slots have ended.
+    public func shutdown(timeout: TimeInterval = 120) {
+        state.withLock { s in
+            s.stopping = true
+            for id in s.running { s.requests[id] = .shutdown }
+        }
+        for _ in 0..<max(1, options.slots) { wake.signal() }
+        _ = stopped.wait(timeout: .now() + timeout)
+    }
+
+    public var aliveSlots: Int { state.withLock { $0.aliveSlots } }
+    public var runningJobs: Set<String> { state.withLock { $0.running } }
+    /// Training steps completed since start (for a steps/s rate).
+    public var stepsDone: Int { state.withLock { $0.stepsDone } }
+
+    // MARK: - Lifecycle requests
+
+    /// Cancels a queued, paused or running job. A running job stops at its next step.
+    @discardableResult
+    public func cancel(_ id: String) throws(StoreError) -> JobRecord {
+        try request(id, .cancel, direct: .cancelled, allowedFrom: [.queued, .paused])
+    }
+
+    /// Pauses a running job: it checkpoints at its next step and waits, `paused`, for resume.
+    @discardableResult
+    public func pause(_ id: String) throws(StoreError) -> JobRecord {
+        guard let job = try store.job(id) else { throw .notFound("job \(id)") }
+        guard job.state == .running else { throw .illegalTransition(id: id, from: job.state, to: .paused) }
+        state.withLock { $0.requests[id] = .pause }
+        return job
+    }
+
+    /// Puts a paused job back in the queue; it continues from its last checkpoint.
+    @discardableResult
+    public func resume(_ id: String) throws(StoreError) -> JobRecord {
+        let job = try store.transition(id, to: .queued, from: [.paused])
+        bus.publish(.state(jobID: id, .queued, error: nil, eventID: try? store.events(jobID: id).last?.id ?? nil))
+        notify()
+        return job
+    }
+
+    private func request(_ id: String, _ stop: StopRequest, direct: JobState, allowedFrom: Set<JobState>) throws(StoreError) -> JobRecord {
+        // A queued job may be claimed between the read and the write: try the direct
+        // transition, and on a race fall back to the running job's flag.
+        for _ in 0..<3 {
+            guard let job = try store.job(id) else { throw .notFound("job \(id)") }
+            if job.state == .running {
+                state.withLock { $0.requests[id] = stop }
+                return job
+            }
+            do {
+                let row = try store.transition(id, to: direct, from: allowedFrom)
+                bus.publish(.state(jobID: id, direct, error: nil, eventID: try? store.events(jobID: id).last?.id ?? nil))
+                return row
+            } catch .illegalTransition(_, let from, _) where from == .running {
+                continue
+            }
+        }
+        throw .conflict("job \(id) changed state while being cancelled; try again")
+    }
+
+    // MARK: - Slots
+
+    private func slotLoop(_ slot: Int) {
+        while !state.withLock({ $0.stopping }) {
+            let job: JobRecord?
+            do {
+                job = try store.claimNextQueued()
+            } catch {
+                options.log("slot \(slot): cannot claim a job: \(error)")
+                _ = wake.wait(timeout: .now() + 1)
+                continue
+            }
+            guard let job else {
+                _ = wake.wait(timeout: .now() + 1)
+                continue
+            }
+            bus.publish(.state(jobID: job.id, .running, error: nil, eventID: try? store.events(jobID: job.id).last?.id ?? nil))
+            state.withLock { $0.running.insert(job.id); $0.requests[job.id] = $0.stopping ? .shutdown : nil }
+            run(job)
+            state.withLock { _ = $0.running.remove(job.id); $0.requests[job.id] = nil }
+        }
+    }
+
+    private func run(_ job: JobRecord) {
+        let config: JobConfig
+        do {
+            config = try JobConfig.decode(job.configJSON)
+        } catch {
+            _ = try? store.transition(job.id, to: .failed, from: [.running], error: "stored config is unreadable: \(error)")
+            return
+        }
+        var opts = options
+        let observer = options.stepObserver
+        opts.stepObserver = { [self] id, step, wait, seconds in
+            state.withLock { $0.stepsDone += 1 }
+            observer?(id, step, wait, seconds)
+        }
+        let id = job.id
+        TrainingRun(job: job, config: config, store: store, bus: bus, options: opts,
+                    stopRequested: { [self] in state.withLock { $0.requests[id] } }).run()
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import Models
+import NN
+import Optim
+import Store
+import TensorCore
+
+/// What a slot asks a running job to do at its next step boundary.
+enum StopRequest: Sendable {
+    case cancel, pause
+    /// The server is shutting down: checkpoint and go back to the queue.
+    case shutdown
+}
+
+/// Trains one claimed job to its end, a stop request, or a failure. Runs on a slot's own
+/// thread; everything it learns goes to the Store and the EventBus.
+final class TrainingRun {
+    let job: JobRecord
+    let config: JobConfig
+    let store: Store
+    let bus: EventBus
+    let options: TrainerOptions
+    let stopRequested: () -> StopRequest?
+
+    private var pending: [MetricRecord] = []
+    private var lastFlush = Date()
+    private var progress: JobProgress
+
+    init(job: JobRecord, config: JobConfig, store: Store, bus: EventBus, options: TrainerOptions,
+         stopRequested: @escaping () -> StopRequest?) {
+        self.job = job
+        self.config = config
+        self.store = store
+        self.bus = bus
+        self.options = options
+        self.stopRequested = stopRequested
+        progress = JobProgress(step: job.step, loss: job.loss, lr: job.lr, imagesPerS: nil, etaS: nil)
+    }
+
+    /// Runs and moves the job to its next state; returns how many steps it trained.
+    @discardableResult
+    func run() -> Int {
+        do {
+            return try train()
+        } catch {
+            flushQuietly()
+            finish(.failed, error: "\(error)")
+            return 0
+        }
+    }
+
+    private func train() throws -> Int {
+        let t = config.training
+        let model = try ModelRegistry.make(config.model, seed: t.seed)
+        let optimizer = AdamW(parameters: model.namedParameters(), weightDecay: t.weightDecay, betas: (t.beta1, t.beta2),
+                              noDecay: model.excludedFromWeightDecay)
+        let schedule = WarmupCosineSchedule(baseLR: t.baseLR, minLR: t.minLR, warmupSteps: t.warmupSteps, totalSteps: t.totalSteps)
+        // Masks draw from their own stream so data order and masks are independent.
+        var rng = RandomGenerator(seed: t.seed ^ 0x6D61_736B_7374_726D)
+        var step = 0, wallTime = 0.0
+        if let resumed = try loadLatestCheckpoint() {
+            try model.loadState(resumed.weights)
+            try optimizer.loadState(resumed.moments, stepCount: resumed.optimizerSteps)
+            rng = resumed.rng
+            step = resumed.step
+            wallTime = resumed.wallTimeS
+        }
+        let data = try options.dataSource(config, step)
+        defer { data.close() }
+        var lastCheckpoint = step, smoothedStep: Double?
+        let startStep = step
+        while step < t.totalSteps {
+            if let stop = stopRequested() {
+                if step > lastCheckpoint { try saveCheckpoint(step: step, model: model, optimizer: optimizer, rng: rng, wall: wallTime, final: false) }
+                flushQuietly()
+                switch stop {
+                case .cancel: finish(.cancelled, error: nil)
+                case .pause: finish(.paused, error: nil)
+                case .shutdown: finish(.queued, error: nil)
+                }
+                return step - startStep
+            }
+            let started = DispatchTime.now().uptimeNanoseconds
+            let batch = try data.next()
+            let lr = schedule.lr(step: step)
+            let mask = model.sampleMask(batch: t.batchSize, ratio: nil, rng: &rng)
+            let out = model.forward(batch.images, mask: mask)
+            let loss = out.loss.item
+            guard loss.isFinite else { throw TrainingFailure.nonFiniteLoss(step: step + 1, value: loss) }
+            optimizer.zeroGrad()
+            out.loss.backward()
+            guard gradientsAreFinite(model.parameters) else { throw TrainingFailure.nonFiniteGradient(step: step + 1) }
+            if let clip = t.clipGrad { _ = clipGradNorm(model.parameters, maxNorm: clip) }
+            optimizer.step(lr: lr)
+            step += 1
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            wallTime += seconds
+            // Smoothed step time: fast to follow, calm enough for an ETA.
+            smoothedStep = smoothedStep.map { 0.9 * $0 + 0.1 * seconds } ?? seconds
+            let ips = Double(t.batchSize) / smoothedStep!
+            progress = JobProgress(step: step, loss: Double(loss), lr: Double(lr), imagesPerS: ips,
+                                   etaS: smoothedStep! * Double(t.totalSteps - step))
+            let metric = MetricRecord(jobID: job.id, step: step, loss: Double(loss), lr: Double(lr), imagesPerS: ips, wallTimeS: wallTime)
+            pending.append(metric)
+            bus.publish(.metric(metric))
+            bus.publish(.progress(jobID: job.id, progress, totalSteps: t.totalSteps))
+            options.stepObserver?(job.id, step, batch.waitSeconds, seconds)
+            let checkpointDue = step % t.checkpointEvery == 0 || step == t.totalSteps
+            if checkpointDue || pending.count >= options.metricsBatchSteps || Date().timeIntervalSince(lastFlush) >= options.metricsBatchSeconds {
+                try flush()
+            }
+            if checkpointDue {
+                try saveCheckpoint(step: step, model: model, optimizer: optimizer, rng: rng, wall: wallTime, final: step == t.totalSteps)
+                lastCheckpoint = step
+            }
+        }
+        finish(.succeeded, error: nil)
+        return step - startStep
+    }
+
+    // MARK: - Bookkeeping
+
+    private func flush() throws {
+        progress.rssMB = ResidentMemory.currentMB()
+        try store.record(progress: progress, metrics: pending, for: job.id)
+        pending.removeAll(keepingCapacity: true)
+        lastFlush = Date()
+    }
+
+    private func flushQuietly() { try? flush() }
+
+    private func finish(_ state: JobState, error: String?) {
+        do {
+            let row = try store.transition(job.id, to: state, from: [.running], error: error)
+            let eventID = try? store.events(jobID: job.id).last?.id
+            bus.publish(.state(jobID: job.id, row.state, error: error, eventID: eventID ?? nil))
+        } catch {
+            options.log("job \(job.id): cannot record \(state.rawValue): \(error)")
+        }
+    }
+
+    private func saveCheckpoint(step: Int, model: any MIMModel, optimizer: AdamW, rng: RandomGenerator,
+                                wall: Double, final: Bool) throws {
+        let ck = Checkpoint(config: config, step: step, optimizerSteps: optimizer.stepCount, rng: rng, wallTimeS: wall,
+                            weights: model.stateDict(), moments: optimizer.state())
+        let bytes = ck.encode()
+        let relative = "checkpoints/\(job.id)/step-\(String(format: "%08d", step)).safetensors"
+        try AtomicFile.write(bytes, to: options.dataRoot.appendingPathComponent(relative))
+        let record = CheckpointRecord(jobID: job.id, step: step, path: relative, bytes: Int64(bytes.count),
+                                      sha256: AtomicFile.sha256Hex(bytes), isFinal: final)
+        try store.addCheckpoint(record)
+        bus.publish(.checkpoint(record, eventID: try? store.events(jobID: job.id).last?.id ?? nil))
+        try prune()
+    }
+
+    /// Keeps the newest `keepCheckpoints` periodic checkpoints and the final one. The row goes
+    /// first, then the file: a crash in between leaves an orphan file, never a dangling row.
+    private func prune() throws {
+        let periodic = try store.checkpoints(jobID: job.id).filter { !$0.isFinal }
+        for old in periodic.dropLast(config.training.keepCheckpoints) {
+            try store.deleteCheckpoint(jobID: job.id, step: old.step)
+            try? FileManager.default.removeItem(at: options.dataRoot.appendingPathComponent(old.path))
+        }
+    }
+
+    /// The newest checkpoint whose file is intact (sha256 checked); older ones are tried when
+    /// the newest is damaged, and none means a fresh start.
+    func loadLatestCheckpoint() throws -> Checkpoint? {
+        for record in try store.checkpoints(jobID: job.id).reversed() {
+            guard let data = FileManager.default.contents(atPath: options.dataRoot.appendingPathComponent(record.path).path) else {
+                options.log("job \(job.id): checkpoint \(record.path) is missing; trying an older one")
+                continue
+            }
+            let bytes = [UInt8](data)
+            guard AtomicFile.sha256Hex(bytes) == record.sha256 else {
+                options.log("job \(job.id): checkpoint \(record.path) fails its sha256; trying an older one")
+                continue
+            }
+            return try Checkpoint.decode(bytes)
+        }
+        return nil
+    }
+}
+
+/// Why training stopped on its own.
+public enum TrainingFailure: Error, CustomStringConvertible {
+    case nonFiniteLoss(step: Int, value: Float)
+    case nonFiniteGradient(step: Int)
+
+    public var description: String {
+        switch self {
+        case .nonFiniteLoss(let step, let v): "the loss became \(v) at step \(step); lower base_lr or enable clip_grad"
+        case .nonFiniteGradient(let step): "a gradient became non-finite at step \(step); lower base_lr or enable clip_grad"
+        }
+    }
+}
+
+/// The process's resident set size from /proc (Linux); nil elsewhere.
+public enum ResidentMemory {
+    public static func currentMB() -> Double? { field("VmRSS:") }
+    public static func peakMB() -> Double? { field("VmHWM:") }
+
+    private static func field(_ name: String) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name) {
+            let kb = line.split(separator: " ").dropFirst().first.flatMap { Double($0) }
+            return kb.map { $0 / 1024 }
+        }
+        return nil
+    }
+}

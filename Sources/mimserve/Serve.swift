@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Server
+
+/// `mimserve serve`: flags win over `MIMSERVE_*` environment variables, which win over defaults
+/// (documented on `ServerConfiguration`).
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the HTTP server and the trainer pool.")
+
+    @Option(help: "Address to bind (MIMSERVE_HOST; default 127.0.0.1). A non-loopback address needs --token.") var host: String?
+    @Option(help: "TCP port; 0 picks a free one (MIMSERVE_PORT; default 8080).") var port: Int?
+    @Option(help: "Folder of the SQLite file, checkpoints and datasets (MIMSERVE_DATA_DIR; default ./data).") var dataDir: String?
+    @Option(help: "Jobs trained at once (MIMSERVE_TRAINER_SLOTS; default 1).") var trainerSlots: Int?
+    @Option(help: "Largest request body in bytes (MIMSERVE_MAX_BODY_BYTES; default 33554432).") var maxBodyBytes: Int?
+    @Option(help: "Largest image in pixels, checked before decoding (MIMSERVE_MAX_PIXELS; default 40000000).") var maxPixels: Int?
+    @Option(help: "Concurrent inference requests (MIMSERVE_INFERENCE_SLOTS; default 2).") var inferenceSlots: Int?
+    @Option(help: "Checkpoints kept loaded for inference (MIMSERVE_MODEL_CACHE; default 4).") var modelCache: Int?
+    @Option(help: "Bearer token required for changes (MIMSERVE_TOKEN).") var token: String?
+    @Option(help: "trace, debug, info, notice, warning or error (MIMSERVE_LOG_LEVEL; default info).") var logLevel: String?
+    @Option(help: "Dashboard folder (MIMSERVE_PUBLIC_DIR; default: Public/ found near the executable).") var publicDir: String?
+    @Option(help: "SQL migrations folder (MIMSERVE_MIGRATIONS; default: Migrations/ found near the executable).") var migrationsDir: String?
+    @Option(help: "Fashion-MNIST IDX folder (MIMSERVE_FASHION_MNIST_DIR; default Debian's).") var fashionMnistDir: String?
+    @Option(help: "Seconds between SSE keep-alive comments (MIMSERVE_SSE_HEARTBEAT; default 15).") var sseHeartbeat: Double?
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        func pick<T>(_ flag: T?, _ key: String, _ parse: (String) -> T?) throws -> T? {
+            if let flag { return flag }
+            guard let raw = env["MIMSERVE_" + key], !raw.isEmpty else { return nil }
+            guard let v = parse(raw) else { throw ValidationError("MIMSERVE_\(key): cannot read '\(raw)'") }
+            return v
+        }
+        var c = ServerConfiguration()
+        c.host = try pick(host, "HOST", { $0 }) ?? c.host
+        c.port = try pick(port, "PORT", Int.init) ?? c.port
+        c.dataDir = try pick(dataDir, "DATA_DIR", { $0 }) ?? c.dataDir
+        c.trainerSlots = try pick(trainerSlots, "TRAINER_SLOTS", Int.init) ?? c.trainerSlots
+        c.maxBodyBytes = try pick(maxBodyBytes, "MAX_BODY_BYTES", Int.init) ?? c.maxBodyBytes
+        c.maxPixels = try pick(maxPixels, "MAX_PIXELS", Int.init) ?? c.maxPixels
+        c.inferenceSlots = try pick(inferenceSlots, "INFERENCE_SLOTS", Int.init) ?? c.inferenceSlots
+        c.modelCacheSize = try pick(modelCache, "MODEL_CACHE", Int.init) ?? c.modelCacheSize
+        c.token = try pick(token, "TOKEN", { $0 })
+        c.logLevel = try pick(logLevel, "LOG_LEVEL", { $0 }) ?? c.logLevel
+        c.publicDir = try pick(publicDir, "PUBLIC_DIR", { $0 })
+        c.migrationsDir = try pick(migrationsDir, "MIGRATIONS", { $0 })
+        c.fashionMNISTDir = try pick(fashionMnistDir, "FASHION_MNIST_DIR", { $0 })
+        c.sseHeartbeatSeconds = try pick(sseHeartbeat, "SSE_HEARTBEAT", Double.init) ?? c.sseHeartbeatSeconds
+        let problems = c.problems()
+        if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
+        let app = try buildApplication(configuration: c) { host, port in
+            FileHandle.standardOutput.write(Data("MIMServe listening on http://\(host):\(port)\n".utf8))
+        }
+        try await app.runService()
+    }
+}

@@ -1,0 +1,144 @@
+import ImageData
+import Testing
+
+/// Hostile input never crashes and never lets a libpng/libjpeg longjmp loose: each case is a
+/// typed `ImageError`.
+@Suite("Hostile input")
+struct HostileInputTests {
+    private func error(_ bytes: [UInt8], maxPixels: Int = ImageCodec.defaultMaxPixels) -> ImageError? {
+        do {
+            _ = try ImageCodec.decode(bytes, maxPixels: maxPixels)
+            return nil
+        } catch { return error }
+    }
+
+    @Test func zeroBytes() {
+        #expect(error([]) == .empty)
+        #expect(throws: ImageError.empty) { try ImageCodec.probe([]) }
+    }
+
+    @Test func wrongMagic() {
+        let gif = Array("GIF89a\u{1}\u{0}\u{1}\u{0}".utf8)
+        #expect(error(gif) == .unknownFormat(magic: Array(gif.prefix(8))))
+        #expect(error([0x00]) == .unknownFormat(magic: [0]))
+        #expect(error(ImageError.empty.description.utf8.map { $0 })?.description.contains("not a PNG or JPEG") == true)
+    }
+
+    @Test("truncated PNG", arguments: [4, 8, 20, 40, 100, -12, -1])
+    func truncatedPNG(_ cut: Int) throws {
+        let png = try Fixtures.bytes("rgb8.png")
+        let kept = cut > 0 ? Array(png.prefix(cut)) : Array(png.dropLast(-cut))
+        #expect(error(kept) == .truncated(.png))
+    }
+
+    @Test("truncated JPEG", arguments: [2, 10, 100, 300, 0.5, 0.9] as [Double])
+    func truncatedJPEG(_ cut: Double) throws {
+        for name in ["baseline.jpg", "progressive.jpg"] {
+            let jpeg = try Fixtures.bytes(name)
+            let n = cut < 1 ? Int(Double(jpeg.count) * cut) : Int(cut)
+            #expect(error(Array(jpeg.prefix(n))) == .truncated(.jpeg), "\(name) cut at \(n)")
+        }
+    }
+
+    @Test func hugeDeclaredDimensionsAreRefusedFromTheHeader() throws {
+        #expect(error(try Fixtures.bytes("huge_dims.png")) == .tooLarge(.png, width: 100_000, height: 100_000,
+                                                                         maxPixels: ImageCodec.defaultMaxPixels))
+        #expect(error(try Fixtures.bytes("huge_dims.jpg")) == .tooLarge(.jpeg, width: 60000, height: 60000,
+                                                                         maxPixels: ImageCodec.defaultMaxPixels))
+        // The header still probes: the server can answer 422 with the size.
+        #expect(try ImageCodec.probe(try Fixtures.bytes("huge_dims.png")).pixelCount == 10_000_000_000)
+    }
+
+    @Test func configurableCap() throws {
+        for name in ["rgb8.png", "baseline.jpg"] {
+            let e = error(try Fixtures.bytes(name), maxPixels: 100)
+            #expect(e == .tooLarge(name.hasSuffix("png") ? .png : .jpeg, width: 19, height: 13, maxPixels: 100))
+            #expect(e?.description.contains("over the limit of 100 pixels") == true)
+        }
+        #expect(error(try Fixtures.bytes("rgb8.png"), maxPixels: 19 * 13) == nil)
+    }
+
+    @Test func zeroWidth() throws {
+        var png = try Fixtures.bytes("rgb8.png")
+        png.replaceSubrange(16..<20, with: [0, 0, 0, 0])
+        #expect(error(png) == .invalidDimensions(.png, width: 0, height: 13))
+    }
+
+    @Test func corruptPNG() throws {
+        guard case .corrupt(.png, let message)? = error(try Fixtures.bytes("bad_zlib.png")) else {
+            Issue.record("bad deflate data must be .corrupt")
+            return
+        }
+        #expect(!message.isEmpty)
+        // A flipped byte inside IDAT: libpng's CRC check.
+        var png = try Fixtures.bytes("rgb8.png")
+        let idat = try #require(find(png, Array("IDAT".utf8)))
+        png[idat + 10] ^= 0x55
+        guard case .corrupt(.png, _)? = error(png) else { Issue.record("CRC error must be .corrupt"); return }
+    }
+
+    @Test func corruptJPEG() throws {
+        // Garbage in the Huffman table: libjpeg's error_exit, caught in C.
+        var jpeg = try Fixtures.bytes("baseline.jpg")
+        let dht = try #require(find(jpeg, [0xFF, 0xC4]))
+        for i in (dht + 4)..<(dht + 20) { jpeg[i] = 0xFF }
+        guard case .corrupt(.jpeg, let message)? = error(jpeg) else {
+            Issue.record("a bad Huffman table must be .corrupt, got \(String(describing: error(jpeg)))")
+            return
+        }
+        #expect(!message.isEmpty)
+        // A stray marker inside the entropy-coded data: a libjpeg warning we treat as fatal.
+        var scan = try Fixtures.bytes("baseline.jpg")
+        let sos = try #require(find(scan, [0xFF, 0xDA]))
+        let at = sos + (scan.count - sos) / 2
+        scan.replaceSubrange(at..<(at + 2), with: [0xFF, 0xD9])
+        #expect(error(scan) != nil)
+    }
+
+    @Test("random damage gives a result or an ImageError, never a crash", arguments: ["rgb8.png", "rgb8_interlaced.png",
+          "baseline.jpg", "progressive.jpg", "gray16.png", "cmyk.jpg"])
+    func fuzz(_ name: String) throws {
+        let original = try Fixtures.bytes(name)
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(name.utf8.count)
+        func random(_ n: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(n))
+        }
+        for _ in 0..<300 {
+            var bytes = original
+            for _ in 0..<(1 + random(4)) { bytes[random(bytes.count)] = UInt8(random(256)) }
+            if random(3) == 0 { bytes.removeLast(random(bytes.count)) }
+            _ = error(bytes, maxPixels: 10_000)
+        }
+    }
+
+    private func find(_ haystack: [UInt8], _ needle: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        return (0...(haystack.count - needle.count)).first { Array(haystack[$0..<($0 + needle.count)]) == needle }
+    }
+}
+
+@Suite("PNG encoder")
+struct PNGEncoderTests {
+    @Test("round trip", arguments: [1, 3])
+    func roundTrip(_ channels: Int) throws {
+        let w = 37, h = 11
+        let pixels = (0..<(w * h * channels)).map { Float(($0 * 7919) % 256) / 255 }
+        let image = RGBImage(width: w, height: h, channels: channels, pixels: pixels)
+        let png = try PNGEncoder.encode(image)
+        #expect(try ImageCodec.probe(png) == ImageHeader(format: .png, width: w, height: h, channels: channels))
+        #expect(try ImageCodec.decode(png) == image)
+    }
+
+    @Test func clampsAndRounds() throws {
+        let image = RGBImage(width: 2, height: 1, channels: 3, pixels: [-0.5, 0.5, 1.5, 0.2, 0.998, 0.001])
+        let back = try ImageCodec.decode(try PNGEncoder.encode(image))
+        #expect(back.bytes() == [0, 128, 255, 51, 254, 0])
+    }
+
+    @Test func decodesWhatItReencodes() throws {
+        let image = try ImageCodec.decode(try Fixtures.bytes("baseline.jpg"))
+        let again = try ImageCodec.decode(try PNGEncoder.encode(image))
+        #expect(again.bytes() == image.bytes())
+    }
+}

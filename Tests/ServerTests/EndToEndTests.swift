@@ -1,0 +1,178 @@
+import Crypto
+import Hummingbird
+import Foundation
+import ImageData
+import Testing
+@testable import Server
+
+@Suite("HTTP end to end", .serialized) struct EndToEndTests {
+    @Test func aTinyJobFromSubmissionToReconstruction() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let id = try await server.submit(steps: 40, overrides: ["checkpoint_every": 10])
+
+        // The whole stream, from the job's start, ends by itself after `succeeded`.
+        let first = try await server.get("/v1/jobs/\(id)/events", headers: ["Last-Event-ID": "0:0"])
+        #expect(first.status == 200 && first.headers["content-type"] == "text/event-stream")
+        let events = SSEEvent.parse(first.text)
+        let metricSteps = events.filter { $0.event == "metric" }.map { $0.json["step"] as! Int }
+        #expect(metricSteps == Array(1...40))
+        #expect(events.last?.event == "state" && events.last?.json["state"] as? String == "succeeded")
+        #expect(events.filter { $0.event == "checkpoint" }.map { $0.json["step"] as! Int } == [10, 20, 30, 40])
+
+        // Reconnecting with the id of the 15th metric gives exactly what followed it.
+        let cut = events.firstIndex { $0.event == "metric" && $0.json["step"] as? Int == 15 }!
+        let second = try await server.get("/v1/jobs/\(id)/events", headers: ["Last-Event-ID": events[cut].id!])
+        let rest = SSEEvent.parse(second.text)
+        // (Ids may differ: a replay sends metrics before the checkpoint events it passes.)
+        #expect(rest.filter { $0.event == "metric" }.map(\.data) == Array(events[(cut + 1)...]).filter { $0.event == "metric" }.map(\.data))
+        #expect(rest.filter { $0.event == "checkpoint" }.count == 3 && rest.last?.json["state"] as? String == "succeeded")
+
+        // History as JSON and CSV.
+        let history = try await server.get("/v1/jobs/\(id)/metrics").object["metrics"] as! [[String: Any]]
+        #expect(history.map { $0["step"] as! Int } == Array(1...40))
+        #expect(history.map { $0["loss"] as! Double } == events.filter { $0.event == "metric" }.map { $0.json["loss"] as! Double })
+        let csv = try await server.get("/v1/jobs/\(id)/metrics?format=csv")
+        #expect(csv.text.split(separator: "\n").count == 41 && csv.text.hasPrefix("step,loss,lr,images_per_s,wall_time_s"))
+        let thin = try await server.get("/v1/jobs/\(id)/metrics?max_points=5&after_step=10").object["metrics"] as! [[String: Any]]
+        #expect(thin.count == 5 && thin.first?["step"] as? Int == 11 && thin.last?["step"] as? Int == 40)
+
+        // Checkpoints download intact.
+        let cks = try await server.get("/v1/jobs/\(id)/checkpoints").object["checkpoints"] as! [[String: Any]]
+        #expect(cks.map { $0["step"] as! Int } == [20, 30, 40] || cks.map { $0["step"] as! Int } == [10, 20, 30, 40])
+        let last = cks.last!
+        let file = try await server.get(last["url"] as! String)
+        #expect(file.status == 200 && file.body.count == last["bytes"] as! Int)
+        #expect(SHA256.hash(data: file.body).map { String(format: "%02x", $0) }.joined() == last["sha256"] as! String)
+
+        // Reconstruction strip: 4 panels of 128 px (the 32 px model upscaled ×4) with 4 px gaps.
+        let png = try await server.request("POST", "/v1/jobs/\(id)/reconstruct?mask_ratio=0.75&seed=3", body: samplePNG(),
+                                           headers: ["Content-Type": "image/png"])
+        #expect(png.status == 200 && png.headers["content-type"] == "image/png", "\(png.text)")
+        let strip = try ImageCodec.decode([UInt8](png.body))
+        #expect(strip.width == 4 * 128 + 12 && strip.height == 128)
+        let info = try await server.request("POST", "/v1/jobs/\(id)/reconstruct?format=json&seed=3", body: samplePNG(),
+                                            headers: ["Content-Type": "image/png"]).object
+        #expect(info["step"] as? Int == 40 && abs((info["masked_fraction"] as? Double ?? 0) - 0.75) < 1e-9)
+
+        // Features: the encoder width, the same for the same image.
+        let a = try await server.request("POST", "/v1/jobs/\(id)/features", body: samplePNG(), headers: ["Content-Type": "image/png"]).object
+        let b = try await server.request("POST", "/v1/jobs/\(id)/features?pool=mean", body: samplePNG(), headers: ["Content-Type": "image/png"]).object
+        #expect(a["dim"] as? Int == 64)
+        #expect((a["features"] as? [[Double]])?.first?.count == 64)
+        #expect(a["features"] as? [[Double]] == b["features"] as? [[Double]])
+        let two = try await server.request("POST", "/v1/jobs/\(id)/features?pool=none", json: [
+            "images": [samplePNG().base64EncodedString(), samplePNG(width: 20, height: 30).base64EncodedString()],
+        ]).object
+        #expect(two["count"] as? Int == 2 && two["tokens"] as? Int == 65 && (two["features"] as? [[Double]])?.first?.count == 65 * 64)
+
+        // Evaluation against the baselines, stored with the job.
+        let eval = try await server.request("POST", "/v1/jobs/\(id)/evaluate", json: [
+            "dataset": "synthetic", "options": ["train_limit": 60, "test_limit": 20, "probe_epochs": 30],
+        ])
+        #expect(eval.status == 201, "\(eval.text)")
+        let result = eval.object["result"] as? [String: Any] ?? [:]
+        for key in ["knn", "linear_probe"] {
+            let acc = result[key] as? [String: Double] ?? [:]
+            #expect(Set(acc.keys) == ["encoder", "raw_pixels", "random_encoder"])
+            #expect(acc.values.allSatisfy { (0...1).contains($0) })
+        }
+        let evals = try await server.get("/v1/jobs/\(id)/evaluations").object["evaluations"] as? [[String: Any]]
+        #expect(evals?.count == 1)
+    }
+
+    @Test func listsFiltersAndPaginates() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        var ids: [String] = []
+        for _ in 0..<3 { ids.append(try await server.submit("mae", steps: 100_000)) }
+        ids.append(try await server.submit("simmim", steps: 5))
+        let page1 = try await server.get("/v1/jobs?limit=2").object
+        let page2 = try await server.get("/v1/jobs?limit=2&page_token=\(page1["next_page_token"] as! String)").object
+        let seen = ((page1["jobs"] as! [[String: Any]]) + (page2["jobs"] as! [[String: Any]])).map { $0["id"] as! String }
+        #expect(seen == ids.reversed())
+        #expect(page2["next_page_token"] is NSNull)
+        let simmim = try await server.get("/v1/jobs?method=simmim").object["jobs"] as! [[String: Any]]
+        #expect(simmim.map { $0["id"] as! String } == [ids[3]])
+        _ = try await server.waitFor(ids[0], states: ["running"])
+        let running = try await server.get("/v1/jobs?state=running").object["jobs"] as! [[String: Any]]
+        #expect(running.map { $0["id"] as! String } == [ids[0]])
+        // Lifecycle over HTTP: pause the running job, resume it, cancel everything.
+        #expect(try await server.request("POST", "/v1/jobs/\(ids[0])/pause").status == 200)
+        _ = try await server.waitFor(ids[0], states: ["paused"])
+        #expect(try await server.request("POST", "/v1/jobs/\(ids[0])/resume").object["state"] as? String == "queued")
+        for id in ids { _ = try await server.request("POST", "/v1/jobs/\(id)/cancel") }
+        for id in ids.prefix(3) { _ = try await server.waitFor(id, states: ["cancelled"]) }
+        #expect(try await server.request("DELETE", "/v1/jobs/\(ids[1])").status == 204)
+        #expect(try await server.get("/v1/jobs/\(ids[1])").status == 404)
+    }
+
+    @Test func idempotentSubmission() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let body = try JSONSerialization.data(withJSONObject: ["method": "mae", "preset": "tiny", "total_steps": 3])
+        let h = ["Idempotency-Key": "abc-123", "Content-Type": "application/json"]
+        let a = try await server.request("POST", "/v1/jobs", body: body, headers: h)
+        let b = try await server.request("POST", "/v1/jobs", body: body, headers: h)
+        #expect(a.status == 201 && b.status == 200 && a.object["id"] as? String == b.object["id"] as? String)
+        let other = try JSONSerialization.data(withJSONObject: ["method": "mae", "preset": "tiny", "total_steps": 4])
+        let c = try await server.request("POST", "/v1/jobs", body: other, headers: h)
+        #expect(c.status == 422 && c.isProblem && c.errorFields == ["Idempotency-Key"])
+    }
+
+    @Test func systemEndpoints() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        #expect(try await server.get("/healthz").object["status"] as? String == "ok")
+        let ready = try await server.get("/readyz")
+        #expect(ready.status == 200 && ready.object["status"] as? String == "ready")
+        _ = try await server.get("/v1/methods")
+        let metrics = try await server.get("/metrics")
+        #expect(metrics.headers["content-type"]?.hasPrefix("text/plain") == true)
+        for name in ["mimserve_jobs{state=\"queued\"}", "mimserve_queue_depth", "mimserve_training_steps_per_second",
+                     "mimserve_http_request_duration_seconds_bucket"] {
+            #expect(metrics.text.contains(name), "missing \(name)")
+        }
+        let methods = try await server.get("/v1/methods").object
+        let names = (methods["methods"] as! [[String: Any]]).map { $0["name"] as! String }
+        #expect(names.contains("mae") && names.contains("simmim"))
+        let fields = (methods["fields"] as! [[String: Any]]).map { $0["name"] as! String }
+        #expect(fields.contains("mask_ratio") && fields.contains("base_lr") && fields.contains("clip_grad"))
+        let datasets = try await server.get("/v1/datasets").object["datasets"] as! [[String: Any]]
+        #expect(datasets.contains { $0["id"] as? String == "synthetic" })
+        #expect(try await server.get("/v1/datasets/synthetic").status == 200)
+        #expect(try await server.get("/v1/datasets/nope").status == 404)
+        // A registered image folder.
+        let folder = server.dataDir.appendingPathComponent("datasets/shapes/red")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try samplePNG().write(to: folder.appendingPathComponent("a.png"))
+        let registered = try await server.request("POST", "/v1/datasets", json: ["id": "shapes"])
+        #expect(registered.status == 201 && registered.object["count"] as? Int == 1, "\(registered.text)")
+        #expect(try await server.request("POST", "/v1/datasets", json: ["id": "missing"]).errorFields == ["id"])
+    }
+
+    @Test func aTokenGuardsChanges() async throws {
+        let server = try await LiveServer.start { $0.token = "s3cret-token" }
+        defer { Task { await server.stop() } }
+        let body = ["method": "mae", "preset": "tiny", "total_steps": 2] as [String: Any]
+        let none = try await server.request("POST", "/v1/jobs", json: body, auth: false)
+        #expect(none.status == 401 && none.isProblem && none.headers["www-authenticate"] == "Bearer")
+        let wrong = try await server.request("POST", "/v1/jobs", json: body, headers: ["Authorization": "Bearer nope"], auth: false)
+        #expect(wrong.status == 401)
+        #expect(try await server.request("POST", "/v1/jobs", json: body).status == 201)
+        #expect(try await server.get("/v1/jobs").status == 200)
+        #expect(BearerAuthMiddleware<BasicRequestContext>.constantTimeEqual(Array("abc".utf8), Array("abc".utf8)))
+        #expect(!BearerAuthMiddleware<BasicRequestContext>.constantTimeEqual(Array("abc".utf8), Array("abd".utf8)))
+        #expect(!BearerAuthMiddleware<BasicRequestContext>.constantTimeEqual(Array("abc".utf8), Array("abcd".utf8)))
+    }
+
+    @Test func startupRefusesUnsafeConfigurations() {
+        var c = ServerConfiguration()
+        c.host = "0.0.0.0"
+        #expect(c.problems().contains { $0.hasPrefix("token:") })
+        c.token = "long-enough-token"
+        #expect(c.problems().isEmpty)
+        c.port = 70000
+        #expect(c.problems().contains { $0.hasPrefix("port:") })
+    }
+}

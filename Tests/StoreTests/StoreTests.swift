@@ -1,0 +1,210 @@
+import Dispatch
+import Foundation
+import Testing
+@testable import Store
+
+/// A fresh database file in its own temporary directory.
+func makeStore(migrations: MigrationSet? = nil) throws -> Store {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-store-\(UUID().uuidString)")
+    return try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: migrations ?? MigrationSet.locate())
+}
+
+func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: String? = nil) -> NewJob {
+    NewJob(method: method, preset: "tiny", configJSON: #"{"n":\#(n)}"#, datasetID: "synthetic", totalSteps: 10,
+           idempotencyKey: key, requestHash: hash)
+}
+
+@Suite("Store: migrations") struct MigrationTests {
+    func folder(_ files: [String: String]) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mig-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        for (name, sql) in files { try sql.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8) }
+        return dir
+    }
+
+    /// (The crash test starts the executable from a temporary working directory too.)
+    @Test func foundWithoutHintsAndAppliedOnce() throws {
+        let set = try MigrationSet.locate(environment: [:])
+        #expect(set.files.first?.name == "0001_initial")
+        let store = try makeStore(migrations: set)
+        #expect(try store.appliedMigrations() == set.files.map(\.name))
+        // Opening again applies nothing twice.
+        let again = try Store(path: store.path, migrations: set)
+        #expect(try again.appliedMigrations() == set.files.map(\.name))
+        #expect(try again.integrityCheck() == "ok")
+    }
+
+    @Test func badNamesAndGapsAreRejected() throws {
+        #expect(throws: StoreError.self) { try MigrationSet(directory: folder(["0001_a.sql": "", "0003_c.sql": ""])) }
+        #expect(throws: StoreError.self) { try MigrationSet(directory: folder(["1_a.sql": ""])) }
+        #expect(throws: StoreError.self) { try MigrationSet(directory: folder([:])) }
+        #expect(throws: StoreError.self) { try MigrationSet.locate(explicit: "/nonexistent/migrations") }
+    }
+
+    @Test func aFailingMigrationLeavesNothingBehind() throws {
+        let good = try folder(["0001_a.sql": "CREATE TABLE a (x);"])
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fail-\(UUID().uuidString).sqlite").path
+        _ = try Store(path: path, migrations: MigrationSet(directory: good))
+        let bad = try folder(["0001_a.sql": "CREATE TABLE a (x);", "0002_b.sql": "CREATE TABLE b (y); CREATE TABLE oops ("])
+        #expect(throws: StoreError.self) { try Store(path: path, migrations: MigrationSet(directory: bad)) }
+        let reopened = try Store(path: path, migrations: MigrationSet(directory: good))
+        #expect(try reopened.appliedMigrations() == ["0001_a"])
+        let tables = try reopened.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE name = 'b'") }
+        #expect(tables.isEmpty)
+    }
+
+    @Test func aNewerDatabaseIsRefused() throws {
+        let newer = try folder(["0001_a.sql": "CREATE TABLE a (x);", "0002_b.sql": "CREATE TABLE b (y);"])
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("newer-\(UUID().uuidString).sqlite").path
+        _ = try Store(path: path, migrations: MigrationSet(directory: newer))
+        let older = try folder(["0001_a.sql": "CREATE TABLE a (x);"])
+        #expect(throws: StoreError.newerSchema(["0002_b"])) { try Store(path: path, migrations: MigrationSet(directory: older)) }
+    }
+}
+
+@Suite("Store: jobs") struct JobStoreTests {
+    @Test func submitListAndPaginate() throws {
+        let store = try makeStore()
+        for i in 0..<7 { _ = try store.submit(newJob(i, method: i % 2 == 0 ? "mae" : "simmim")) }
+        let first = try store.jobs(JobQuery(limit: 3))
+        #expect(first.jobs.map(\.seq) == [7, 6, 5])
+        let second = try store.jobs(JobQuery(limit: 3, pageToken: first.nextPageToken))
+        #expect(second.jobs.map(\.seq) == [4, 3, 2])
+        let third = try store.jobs(JobQuery(limit: 3, pageToken: second.nextPageToken))
+        #expect(third.jobs.map(\.seq) == [1] && third.nextPageToken == nil)
+        #expect(try store.jobs(JobQuery(method: "simmim")).jobs.map(\.seq) == [6, 4, 2])
+        #expect(throws: StoreError.badPageToken) { try store.jobs(JobQuery(pageToken: "garbage")) }
+        let one = first.jobs[0]
+        #expect(try store.job(one.id) == one)
+        #expect(one.state == .queued && one.configJSON == #"{"n":6}"#)
+    }
+
+    @Test func idempotencyKeyReturnsTheSameJobOrConflicts() throws {
+        let store = try makeStore()
+        let (a, created) = try store.submit(newJob(1, key: "k1", hash: "h1"))
+        let (b, createdAgain) = try store.submit(newJob(1, key: "k1", hash: "h1"))
+        #expect(created && !createdAgain && a.id == b.id)
+        #expect(throws: StoreError.idempotencyConflict(key: "k1", jobID: a.id)) { try store.submit(newJob(2, key: "k1", hash: "h2")) }
+        #expect(try store.jobs(JobQuery()).jobs.count == 1)
+    }
+
+    @Test func transitionsAreGuarded() throws {
+        let store = try makeStore()
+        let job = try store.submit(newJob()).job
+        #expect(throws: StoreError.illegalTransition(id: job.id, from: .queued, to: .succeeded)) {
+            try store.transition(job.id, to: .succeeded)
+        }
+        #expect(try store.job(job.id)?.state == .queued)
+        let running = try #require(try store.claimNextQueued())
+        #expect(running.id == job.id && running.state == .running && running.startedAt != nil)
+        try store.transition(job.id, to: .paused)
+        try store.transition(job.id, to: .queued)
+        _ = try store.claimNextQueued()
+        let done = try store.transition(job.id, to: .failed, error: "loss is NaN at step 3")
+        #expect(done.error == "loss is NaN at step 3" && done.finishedAt != nil)
+        for next in JobState.allCases {
+            #expect(throws: StoreError.self) { try store.transition(job.id, to: next) }
+        }
+        #expect(throws: StoreError.notFound("job nope")) { try store.transition("nope", to: .running) }
+        let kinds = try store.events(jobID: job.id).map { $0.dataJSON }
+        #expect(kinds.count == 6 && kinds.last!.contains("failed"))
+        // A transition guarded on the expected source state refuses others.
+        let other = try store.submit(newJob(2)).job
+        #expect(throws: StoreError.self) { try store.transition(other.id, to: .cancelled, from: [.running]) }
+    }
+
+    @Test func claimsOldestFirstAndRequeuesInterrupted() throws {
+        let store = try makeStore()
+        let ids = try (0..<3).map { try store.submit(newJob($0)).job.id }
+        #expect(try store.claimNextQueued()?.id == ids[0])
+        #expect(try store.claimNextQueued()?.id == ids[1])
+        #expect(try store.requeueInterrupted() == [ids[0], ids[1]])
+        #expect(try store.claimNextQueued()?.id == ids[0])
+        let counts = try store.countsByState()
+        #expect(counts[.queued] == 2 && counts[.running] == 1 && counts[.failed] == 0)
+    }
+
+    @Test func deleteRefusesRunningAndCascades() throws {
+        let store = try makeStore()
+        let job = try store.submit(newJob()).job
+        _ = try store.claimNextQueued()
+        try store.record(progress: JobProgress(step: 1, loss: 1, lr: 0.1, imagesPerS: 5, etaS: 2),
+                         metrics: [MetricRecord(jobID: job.id, step: 1, loss: 1, lr: 0.1, imagesPerS: 5, wallTimeS: 0.2)], for: job.id)
+        try store.addCheckpoint(CheckpointRecord(jobID: job.id, step: 1, path: "c/1", bytes: 3, sha256: "ab", isFinal: false))
+        #expect(throws: StoreError.self) { try store.delete(job.id) }
+        try store.transition(job.id, to: .cancelled)
+        #expect(try store.delete(job.id) == ["c/1"])
+        #expect(try store.job(job.id) == nil)
+        #expect(try store.metricCount(jobID: job.id) == 0)
+        #expect(try store.checkpoints(jobID: job.id).isEmpty)
+    }
+}
+
+@Suite("Store: history") struct HistoryTests {
+    @Test func metricsUpsertAndThin() throws {
+        let store = try makeStore()
+        let id = try store.submit(newJob()).job.id
+        func m(_ s: Int, _ loss: Double) -> MetricRecord { MetricRecord(jobID: id, step: s, loss: loss, lr: 0.01, imagesPerS: nil, wallTimeS: Double(s)) }
+        try store.record(progress: JobProgress(step: 50, loss: 0, lr: 0, imagesPerS: nil, etaS: nil),
+                         metrics: (1...50).map { m($0, Double($0)) }, for: id)
+        // A resumed job logs steps 41… again: rows are replaced, never duplicated.
+        try store.record(progress: JobProgress(step: 60, loss: 0, lr: 0, imagesPerS: nil, etaS: nil),
+                         metrics: (41...60).map { m($0, -Double($0)) }, for: id)
+        let all = try store.metrics(jobID: id)
+        #expect(all.map(\.step) == Array(1...60) && all[45].loss == -46)
+        #expect(try store.metrics(jobID: id, afterStep: 55).map(\.step) == [56, 57, 58, 59, 60])
+        let thin = try store.metrics(jobID: id, maxPoints: 7)
+        #expect(thin.count == 7 && thin.first?.step == 1 && thin.last?.step == 60)
+        #expect(try store.job(id)?.step == 60)
+        #expect(throws: StoreError.notFound("job zzz")) {
+            try store.record(progress: JobProgress(step: 1, loss: 0, lr: 0, imagesPerS: nil, etaS: nil), metrics: [], for: "zzz")
+        }
+    }
+
+    @Test func readersDoNotWaitForTheWriter() throws {
+        let store = try makeStore()
+        let id = try store.submit(newJob()).job.id
+        let writerInside = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), readDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            try? store.write { db in
+                try db.execute(sql: "UPDATE jobs SET step = 99 WHERE id = ?", arguments: [id])
+                writerInside.signal()
+                release.wait()
+            }
+        }
+        writerInside.wait()
+        nonisolated(unsafe) var seen = -1
+        DispatchQueue.global().async {
+            seen = (try? store.job(id)?.step) ?? -2
+            readDone.signal()
+        }
+        // The read finishes while the write transaction is still open, and sees the state before it.
+        #expect(readDone.wait(timeout: .now() + 5) == .success)
+        release.signal()
+        #expect(seen == 0)
+    }
+
+    @Test func checkpointsEventsDatasetsAndEvaluations() throws {
+        let store = try makeStore()
+        let id = try store.submit(newJob()).job.id
+        for s in [10, 20, 30] {
+            try store.addCheckpoint(CheckpointRecord(jobID: id, step: s, path: "ck/\(s)", bytes: Int64(s), sha256: "x", isFinal: s == 30))
+        }
+        #expect(try store.checkpoints(jobID: id).map(\.step) == [10, 20, 30])
+        #expect(try store.latestCheckpoint(jobID: id)?.isFinal == true)
+        try store.deleteCheckpoint(jobID: id, step: 10)
+        #expect(try store.checkpoint(jobID: id, step: 10) == nil)
+        #expect(try store.checkpoint(jobID: id, step: 20)?.path == "ck/20")
+        let events = try store.events(jobID: id)
+        #expect(events.map(\.kind) == [.state, .checkpoint, .checkpoint, .checkpoint])
+        #expect(try store.events(jobID: id, afterID: events[1].id!).count == 2)
+        try store.upsert(dataset: DatasetRecord(id: "folder-a", kind: "folder", name: "A", path: "datasets/a", imageCount: 3,
+                                                classesJSON: #"["x"]"#, imageSize: nil, licence: nil))
+        #expect(try store.datasets().map(\.id) == ["folder-a"])
+        #expect(try store.dataset("folder-a")?.imageCount == 3)
+        let e = try store.add(evaluation: EvaluationRecord(jobID: id, datasetID: "synthetic", step: 30, resultJSON: "{}"))
+        #expect(e.id != nil)
+        #expect(try store.evaluations(jobID: id).map(\.id) == [e.id])
+        #expect(store.probeWrite())
+    }
+}

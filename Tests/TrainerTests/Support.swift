@@ -1,0 +1,81 @@
+import Foundation
+import ImageData
+import Models
+import NN
+import Store
+import TensorCore
+@testable import Trainer
+
+/// Batches that depend only on (seed, step), like the real loader: a test double that keeps
+/// the trainer's tests independent of image decoding.
+final class SeededBatches: TrainingBatches {
+    let config: JobConfig
+    var step: Int
+    /// Steps (1-based) whose images are NaN, to drive a job into a non-finite loss.
+    let poisonedSteps: Set<Int>
+
+    init(config: JobConfig, startStep: Int, poisonedSteps: Set<Int> = []) {
+        self.config = config
+        self.step = startStep
+        self.poisonedSteps = poisonedSteps
+    }
+
+    func next() throws -> (images: Tensor, waitSeconds: Double) {
+        var g = RandomGenerator(seed: config.training.seed &* 1_000_003 &+ UInt64(step))
+        let s = config.model.imageSize
+        let images = Init.normal([config.training.batchSize, 3, s, s], std: 1, rng: &g)
+        step += 1
+        if poisonedSteps.contains(step) { images.pointer[0] = .nan }
+        return (images, 0)
+    }
+
+    func close() {}
+}
+
+struct Harness {
+    let dir: URL
+    let store: Store
+    let bus: EventBus
+    let pool: TrainerPool
+
+    /// `realData`: batches from ImageData's loader over a small synthetic dataset instead of the seeded test double.
+    init(slots: Int = 1, poisonedSteps: Set<Int> = [], realData: Bool = false,
+         observer: (@Sendable (String, Int, Double, Double) -> Void)? = nil) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-trainer-\(UUID().uuidString)")
+        store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
+        bus = EventBus()
+        var registryConfig = DatasetRegistry.Configuration()
+        registryConfig.syntheticCount = 200
+        registryConfig.syntheticImageSize = 40
+        let real = ImageDataSource.make(registry: DatasetRegistry(configuration: registryConfig))
+        var options = TrainerOptions(slots: slots, dataRoot: dir, dataSource: { config, start in
+            realData ? try real(config, start) : SeededBatches(config: config, startStep: start, poisonedSteps: poisonedSteps)
+        }, log: { _ in })
+        options.stepObserver = observer
+        options.metricsBatchSteps = 8
+        pool = TrainerPool(store: store, bus: bus, options: options)
+    }
+
+    /// Submits a tiny job with the given overrides.
+    func submit(_ method: String = "mae", steps: Int, seed: UInt64 = 3, overrides: [String: JSONValue] = [:]) throws -> String {
+        let config = try JobConfig.resolve(JobRequest(method: method, preset: "tiny", totalSteps: steps, batchSize: 4, seed: seed,
+                                                      overrides: overrides))
+        let id = try store.submit(NewJob(method: method, preset: config.preset, configJSON: config.json(),
+                                         datasetID: config.dataset, totalSteps: steps)).job.id
+        pool.notify()
+        return id
+    }
+
+    /// Polls until the job is in one of `states` (or fails the test after `timeout`).
+    @discardableResult
+    func wait(_ id: String, for states: Set<JobState>, timeout: TimeInterval = 60) throws -> JobRecord {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let job = try store.job(id), states.contains(job.state) { return job }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        throw TimeoutError(description: "job \(id) did not reach \(states) in \(timeout) s (is \(String(describing: try store.job(id)?.state)))")
+    }
+}
+
+struct TimeoutError: Error, CustomStringConvertible { let description: String }

@@ -1,0 +1,182 @@
+import Foundation
+import Models
+import Synchronization
+import Testing
+import Store
+@testable import Trainer
+
+@Suite("Job configuration") struct JobConfigTests {
+    @Test func defaultsComeFromThePresetAndItsRecipe() throws {
+        let c = try JobConfig.resolve(JobRequest(method: "mae", preset: "tiny", totalSteps: 200))
+        #expect(c.preset == "mae_vit_tiny_patch4_dec32d1b_32" && c.dataset == "synthetic")
+        #expect(c.training.batchSize == 16 && c.training.baseLR == 1e-3 && c.training.warmupSteps == 10)
+        let paper = try JobConfig.resolve(JobRequest(method: "simmim", totalSteps: 100, batchSize: 8))
+        #expect(paper.preset == "simmim_swin_base_patch4_window6_192" && paper.training.clipGrad == 5)
+        #expect(paper.training.baseLR == 2e-4 * 8 / 512)
+        #expect(try JobConfig.decode(c.json()) == c)
+    }
+
+    @Test func overridesSetModelAndTrainingFields() throws {
+        let c = try JobConfig.resolve(JobRequest(method: "mae", preset: "tiny", overrides: [
+            "mask_ratio": .number(0.5), "base_lr": .number(0.002), "clip_grad": .number(1), "checkpoint_every": .number(7),
+        ]))
+        #expect(c.model.maskRatio == 0.5 && c.training.baseLR == 0.002 && c.training.clipGrad == 1 && c.training.checkpointEvery == 7)
+        let noClip = try JobConfig.resolve(JobRequest(method: "simmim", preset: "tiny", overrides: ["clip_grad": .null]))
+        #expect(noClip.training.clipGrad == nil)
+    }
+
+    func fields(_ r: JobRequest, datasets: Set<String> = ["synthetic"]) -> [String] {
+        do { _ = try JobConfig.resolve(r, datasetExists: datasets.contains); return [] } catch { return error.errors.map(\.field) }
+    }
+
+    @Test func everyProblemNamesItsField() {
+        #expect(fields(JobRequest(method: "byol")) == ["method"])
+        #expect(fields(JobRequest(method: "mae", preset: "huge")) == ["preset"])
+        #expect(fields(JobRequest(method: "mae", dataset: "imagenet")) == ["dataset"])
+        #expect(fields(JobRequest(method: "mae", totalSteps: 0, batchSize: 4)) == ["total_steps"])
+        #expect(fields(JobRequest(method: "mae", batchSize: 0)).contains("batch_size"))
+        #expect(fields(JobRequest(method: "mae", preset: "tiny", overrides: ["mask_ratio": .string("high")])) == ["overrides.mask_ratio"])
+        #expect(fields(JobRequest(method: "mae", preset: "tiny", overrides: ["colour": .number(1)])) == ["overrides.colour"])
+        #expect(fields(JobRequest(method: "mae", preset: "tiny", overrides: ["patch_size": .number(5)])).contains("overrides.patch_size"))
+        #expect(fields(JobRequest(method: "simmim", preset: "tiny", overrides: ["window_size": .number(3)])) == ["overrides.window_size"])
+        #expect(fields(JobRequest(method: "mae", preset: "tiny", overrides: ["base_lr": .number(-1), "method": .string("simmim")]))
+            == ["overrides.method", "overrides.base_lr"])
+    }
+}
+
+@Suite("Trainer pool", .serialized) struct TrainerPoolTests {
+    @Test func aTinyJobTrainsToTheEndWithMetricsAndCheckpoints() async throws {
+        let h = try Harness()
+        let sub = h.bus.subscribe(jobID: nil)
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        let id = try h.submit(steps: 23, overrides: ["checkpoint_every": .number(5), "keep_checkpoints": .number(2)])
+        let job = try h.wait(id, for: [.succeeded, .failed])
+        #expect(job.state == .succeeded && job.step == 23 && job.error == nil && job.finishedAt != nil)
+        let metrics = try h.store.metrics(jobID: id)
+        #expect(metrics.map(\.step) == Array(1...23))
+        #expect(metrics.allSatisfy { $0.loss.isFinite && $0.lr >= 0 && $0.wallTimeS > 0 })
+        // The last two periodic checkpoints and the final one; pruned files are gone.
+        let cks = try h.store.checkpoints(jobID: id)
+        #expect(cks.map(\.step) == [15, 20, 23] && cks.last!.isFinal)
+        for ck in cks {
+            let bytes = [UInt8](try Data(contentsOf: h.dir.appendingPathComponent(ck.path)))
+            #expect(AtomicFile.sha256Hex(bytes) == ck.sha256 && Int64(bytes.count) == ck.bytes)
+            let decoded = try Checkpoint.decode(bytes)
+            #expect(decoded.step == ck.step && decoded.config.training.totalSteps == 23)
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: h.dir.appendingPathComponent("checkpoints/\(id)").path)
+        #expect(files.count == 3)
+        h.bus.unsubscribe(sub)
+        var states: [JobState] = [], metricSteps: [Int] = []
+        for await e in sub.events {
+            if case .state(_, let s, _, _) = e { states.append(s) }
+            if case .metric(let m) = e { metricSteps.append(m.step) }
+        }
+        #expect(states == [.running, .succeeded] && metricSteps == Array(1...23))
+    }
+
+    /// The acceptance test of resume: 40 steps straight equal 20, pause, resume, 20 more, for
+    /// both methods, with images from the real loader (shuffles and augmentations included).
+    @Test(arguments: ["mae", "simmim"]) func resumedCurveEqualsTheUninterruptedOne(method: String) throws {
+        let pauseAt = Mutex<(id: String?, pool: TrainerPool?)>((nil, nil))
+        let h = try Harness(realData: true, observer: { id, step, _, _ in
+            let (target, pool) = pauseAt.withLock { ($0.id, $0.pool) }
+            if id == target && step == 20 { _ = try? pool?.pause(id) }
+        })
+        pauseAt.withLock { $0.pool = h.pool }
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        let overrides: [String: JSONValue] = ["checkpoint_every": .number(7)]
+        let straight = try h.submit(method, steps: 40, overrides: overrides)
+        try h.wait(straight, for: [.succeeded])
+        let interrupted = try h.submit(method, steps: 40, overrides: overrides)
+        pauseAt.withLock { $0.id = interrupted }
+        let paused = try h.wait(interrupted, for: [.paused, .succeeded])
+        #expect(paused.state == .paused && paused.step == 20)
+        #expect(try h.store.latestCheckpoint(jobID: interrupted)?.step == 20)
+        pauseAt.withLock { $0.id = nil }
+        try h.pool.resume(interrupted)
+        try h.wait(interrupted, for: [.succeeded])
+        let a = try h.store.metrics(jobID: straight).map(\.loss), b = try h.store.metrics(jobID: interrupted).map(\.loss)
+        #expect(a.count == 40 && b.count == 40)
+        let worst = zip(a, b).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5, "max loss difference \(worst)")
+    }
+
+    @Test func aNonFiniteLossFailsTheJobAndThePoolGoesOn() throws {
+        let h = try Harness(poisonedSteps: [3])
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        let bad = try h.submit(steps: 10, seed: 1)
+        let failed = try h.wait(bad, for: [.failed, .succeeded])
+        #expect(failed.state == .failed)
+        #expect(failed.error?.contains("step 3") == true, "\(failed.error ?? "no error")")
+        #expect(try h.store.metricCount(jobID: bad) == 2)
+        // The next job (other seed, same poisoned step) also fails; a good one after it succeeds.
+        let h2 = try Harness()
+        try h2.pool.start()
+        defer { h2.pool.shutdown() }
+        #expect(try h2.wait(h2.submit(steps: 5), for: [.succeeded, .failed]).state == .succeeded)
+    }
+
+    @Test func cancelQueuedAndRunningJobs() throws {
+        let h = try Harness()
+        let running = try h.submit(steps: 100_000)
+        let queued = try h.submit(steps: 10)
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        try h.wait(running, for: [.running])
+        #expect(throws: StoreError.self) { try h.pool.pause(queued) }
+        #expect(try h.pool.cancel(queued).state == .cancelled)
+        try h.pool.cancel(running)
+        let done = try h.wait(running, for: [.cancelled])
+        #expect(done.step < 100_000)
+        #expect(throws: StoreError.self) { try h.pool.cancel(running) }
+        #expect(throws: StoreError.self) { try h.pool.resume(running) }
+    }
+
+    @Test func shutdownCheckpointsAndRequeues() throws {
+        let h = try Harness()
+        let id = try h.submit(steps: 100_000, overrides: ["checkpoint_every": .number(100_000)])
+        try h.pool.start()
+        try h.wait(id, for: [.running])
+        while try h.store.metricCount(jobID: id) < 3 { Thread.sleep(forTimeInterval: 0.01) }
+        h.pool.shutdown()
+        let job = try #require(try h.store.job(id))
+        #expect(job.state == .queued)
+        let ck = try #require(try h.store.latestCheckpoint(jobID: id))
+        #expect(ck.step >= 3 && ck.step == job.step)
+        #expect(h.pool.aliveSlots == 0)
+    }
+
+    @Test func aDamagedCheckpointFallsBackToAnOlderOne() throws {
+        let h = try Harness()
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        let id = try h.submit(steps: 30, overrides: ["checkpoint_every": .number(10)])
+        try h.wait(id, for: [.succeeded])
+        let run = TrainingRun(job: try #require(try h.store.job(id)), config: try JobConfig.decode(try h.store.job(id)!.configJSON),
+                              store: h.store, bus: h.bus, options: h.pool.options, stopRequested: { nil })
+        let final = try #require(try h.store.latestCheckpoint(jobID: id))
+        try Data("garbage".utf8).write(to: h.dir.appendingPathComponent(final.path))
+        #expect(try run.loadLatestCheckpoint()?.step == 20)
+    }
+}
+
+@Suite("Event bus") struct EventBusTests {
+    @Test func aSlowSubscriberIsDroppedNotWaitedFor() async {
+        let bus = EventBus(bufferSize: 4)
+        let slow = bus.subscribe(jobID: "a"), other = bus.subscribe(jobID: "b")
+        for step in 1...10 {
+            bus.publish(.metric(MetricRecord(jobID: "a", step: step, loss: 1, lr: 1, imagesPerS: nil, wallTimeS: 0)))
+        }
+        var received: [Int] = []
+        for await e in slow.events { if case .metric(let m) = e { received.append(m.step) } }
+        // It got what fitted, then its stream ended so it can replay the rest from the database.
+        #expect(received == [1, 2, 3, 4])
+        #expect(bus.subscriberCount == 1)
+        bus.unsubscribe(other)
+        #expect(bus.subscriberCount == 0)
+    }
+}
