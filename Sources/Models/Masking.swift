@@ -6,6 +6,9 @@ public enum MaskSpec: Sendable {
     case noise(Tensor, keep: Int)
     /// Unit mask (B, Uh, Uw), 1 = masked, at mask-unit resolution.
     case units(Tensor)
+    /// UM-MAE: primary unit mask (B, U, U), exactly one 0 per 2×2 group; secondary (B, U, U),
+    /// 1 at the kept units the encoder sees as the mask token.
+    case uniform(primary: Tensor, secondary: Tensor)
 }
 
 /// Mask sampling for each method, from the job's seeded generator.

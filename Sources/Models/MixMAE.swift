@@ -173,6 +173,8 @@ public final class MixMAE: Module, MIMModel, @unchecked Sendable {
                 for u in order.prefix(keep) { r.pointer[b * n + u] = 0 }
             }
             rows = r
+        case .uniform:
+            preconditionFailure("MixMAE masks by batch-shared units or noise, not UM-MAE's uniform sampling")
         }
         let first = (0..<n).map { rows.pointer[$0] != 0 }
         for b in 1..<(rows.count / n) {

@@ -26,6 +26,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var decoderHeads: Int
     /// Normalise each target patch by its own mean and (unbiased) variance.
     public var normPixLoss: Bool
+    // UM-MAE and GreenMIM options (nil: the method's default; see VisibleOnlyOptions.swift).
+    public var secondaryMaskRatio: Float?
+    public var posMLPDim: Int?
+    public var decoderPositions: DecoderPositions?
+    public var grouping: GroupingMode?
+    public var groupSizeMax: Int?
     /// Per-stage widths when they do not double (ConvMAE's 256/384/768); nil means C·2^s.
     public var stageWidths: [Int]?
 
@@ -57,6 +63,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case windowSize = "window_size", mlpRatio = "mlp_ratio", layerNormEps = "layer_norm_eps"
         case maskRatio = "mask_ratio", maskUnit = "mask_unit", decoderDim = "decoder_dim"
         case decoderDepth = "decoder_depth", decoderHeads = "decoder_heads", normPixLoss = "norm_pix_loss"
+        case secondaryMaskRatio = "secondary_mask_ratio", posMLPDim = "pos_mlp_dim"
+        case decoderPositions = "decoder_positions", grouping, groupSizeMax = "group_size_max"
         case stageWidths = "stage_widths"
     }
 
@@ -77,6 +85,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 /// The pretraining methods.
 public enum Method: String, Codable, Sendable, CaseIterable {
     case mae, simmim
+    case ummae, greenmim
     case mixmae, convmae
 
     /// Pyramid encoders (stage widths and strides grow).
@@ -170,6 +179,7 @@ extension ModelConfig {
                 check(Int(Float(tokens) * (1 - maskRatio)) >= 1, "mask_ratio", "keeps no token of \(tokens)")
             }
         }
+        e += visibleOnlyErrors()
         e += mixConvErrors()
         if !e.isEmpty { throw ConfigError(merging: e) }
     }

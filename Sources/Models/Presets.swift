@@ -85,7 +85,7 @@ public enum Presets {
         simmim("simmim_swin_base_patch4_window6_192", "Swin-B at 192 px, window 6, 32 px units (the paper's)",
                image: 192, patch: 4, dim: 128, depths: [2, 2, 18, 2], heads: [4, 8, 16, 32], window: 6, unit: 32,
                isDefault: true),
-    ] + mixConvPresets
+    ] + ummaePresets + greenmimPresets + mixConvPresets
 
     public static func named(_ name: String) -> Preset? { all.first { $0.name == name } }
 
@@ -114,6 +114,8 @@ public enum ModelRegistry {
         switch config.method {
         case .mae: return MAE(config: config, seed: seed)
         case .simmim: return SimMIM(config: config, seed: seed)
+        case .ummae: return UMMAE(config: config, seed: seed)
+        case .greenmim: return GreenMIM(config: config, seed: seed)
         case .mixmae: return MixMAE(config: config, seed: seed)
         case .convmae: return ConvMAE(config: config, seed: seed)
         }
