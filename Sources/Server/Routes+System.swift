@@ -159,11 +159,11 @@ struct MethodsDocument: Encodable {
         var t: [String: String] = [:]
         for f in ["image_size", "patch_size", "embed_dim", "window_size", "mlp_ratio", "mask_unit", "decoder_dim", "decoder_depth",
                   "decoder_heads", "total_steps", "batch_size", "seed", "warmup_steps", "checkpoint_every", "keep_checkpoints",
-                  "data_workers"] { t[f] = "integer" }
+                  "data_workers", "pos_mlp_dim", "group_size_max"] { t[f] = "integer" }
         for f in ["layer_norm_eps", "mask_ratio", "base_lr", "min_lr", "weight_decay", "beta1", "beta2", "clip_grad",
-                  "crop_scale_min"] { t[f] = "number" }
+                  "crop_scale_min", "secondary_mask_ratio"] { t[f] = "number" }
         for f in ["norm_pix_loss", "hflip"] { t[f] = "boolean" }
-        for f in ["depths", "heads"] { t[f] = "array" }
+        for f in ["depths", "heads", "stage_widths"] { t[f] = "array" }
         return t
     }()
 
@@ -180,6 +180,12 @@ struct MethodsDocument: Encodable {
         "crop_scale_min": "RandomResizedCrop smallest area share", "hflip": "Random horizontal flips",
         "checkpoint_every": "Steps between checkpoints", "keep_checkpoints": "Periodic checkpoints kept (plus the final)",
         "data_workers": "Image decoding threads",
+        "secondary_mask_ratio": "UM-MAE: share of kept units hidden again by the mask token",
+        "pos_mlp_dim": "UM-MAE: hidden width of the relative-position MLP",
+        "decoder_positions": "UM-MAE: true (the units' real positions) or reference (the papers' code ordering)",
+        "grouping": "GreenMIM: search (cost-optimal group size) or fixed (the reference code)",
+        "group_size_max": "GreenMIM: largest group of visible tokens per attention call",
+        "stage_widths": "ConvMAE: width of each stage",
     ]
 }
 
