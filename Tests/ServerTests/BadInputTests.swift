@@ -40,6 +40,13 @@ import Testing
         #expect(try await server.get("/v1/jobs?limit=0").errorFields == ["limit"])
         #expect(try await server.get("/v1/jobs?page_token=zzz").errorFields == ["page_token"])
         #expect(try await server.get("/no/such/route").status == 404)
+        // Static files: the dashboard is served, nothing outside Public/ is.
+        #expect(try await server.get("/").headers["content-type"]?.hasPrefix("text/html") == true)
+        for escape in ["/%2e%2e/Package.swift", "/..%2fPackage.swift", "/samples/%2e%2e/%2e%2e/Package.swift"] {
+            let r = try await server.get(escape)
+            #expect(r.status == 404 || r.status == 400, "\(escape) → \(r.status)")
+            #expect(!r.text.contains("swift-tools-version"))
+        }
 
         // A finished job: illegal transitions are 409s.
         let id = try await server.submit(steps: 3)
