@@ -66,6 +66,7 @@ extension APIRoutes {
             for p in paths { try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent(p)) }
             try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent("checkpoints/\(id)"))
             core.inference.forget(jobID: id)
+            core.bus.forget(jobID: id)
             return Response(status: .noContent)
         }
 

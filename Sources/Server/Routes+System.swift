@@ -133,8 +133,8 @@ struct MethodsDocument: Encodable {
         }
         let sample = try? JobConfig.resolve(JobRequest(method: "mae", preset: "tiny"))
         var fields: [Field] = []
-        for (group, object) in [("model", sample.map { JSONValue.objectFields(of: $0.model) } ?? [:]),
-                                ("training", sample.map { JSONValue.objectFields(of: $0.training) } ?? [:])] {
+        for (group, object) in [("model", sample.map { JSONValue.object(of: $0.model) } ?? [:]),
+                                ("training", sample.map { JSONValue.object(of: $0.training) } ?? [:])] {
             for (name, value) in object.sorted(by: { $0.key < $1.key }) where name != "method" {
                 fields.append(Field(name: name, group: group, type: types[name] ?? value.typeName, help: help[name] ?? ""))
             }
@@ -190,12 +190,6 @@ struct MethodsDocument: Encodable {
 }
 
 extension JSONValue {
-    static func objectFields<T: Encodable>(of value: T) -> [String: JSONValue] {
-        guard let data = try? JSONEncoder().encode(value),
-              case .object(let fields)? = try? JSONDecoder().decode(JSONValue.self, from: data) else { return [:] }
-        return fields
-    }
-
     var typeName: String {
         switch self {
         case .null: "null"

@@ -34,7 +34,7 @@ public enum JSONValue: Codable, Sendable, Equatable {
     }
 
     /// The top-level fields of an encodable struct.
-    static func object<T: Encodable>(of value: T) -> [String: JSONValue] {
+    public static func object<T: Encodable>(of value: T) -> [String: JSONValue] {
         guard let data = try? JSONEncoder().encode(value),
               case .object(let fields)? = try? JSONDecoder().decode(JSONValue.self, from: data) else { return [:] }
         return fields

@@ -200,7 +200,6 @@ public enum TrainingFailure: Error, CustomStringConvertible {
 /// The process's resident set size from /proc (Linux); nil elsewhere.
 public enum ResidentMemory {
     public static func currentMB() -> Double? { field("VmRSS:") }
-    public static func peakMB() -> Double? { field("VmHWM:") }
 
     private static func field(_ name: String) -> Double? {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
