@@ -178,3 +178,68 @@ import Testing
         #expect(c.problems().contains { $0.hasPrefix("port:") })
     }
 }
+
+@Suite("SSE keep-alive") struct HeartbeatTests {
+    /// A paused job's stream stays open with keep-alive comments (and its state first).
+    @Test func anIdleStreamSendsHeartbeats() async throws {
+        let server = try await LiveServer.start { $0.sseHeartbeatSeconds = 0.1 }
+        defer { Task { await server.stop() } }
+        let id = try await server.submit(steps: 1_000_000, overrides: ["checkpoint_every": 1_000_000])
+        _ = try await server.waitFor(id, states: ["running"])
+        #expect(try await server.request("POST", "/v1/jobs/\(id)/pause").status == 200)
+        _ = try await server.waitFor(id, states: ["paused"])
+        let text = try readRaw(port: server.base.port!, path: "/v1/jobs/\(id)/events", seconds: 1.0)
+        #expect(text.contains("text/event-stream"))
+        #expect(text.contains("event: state") && text.contains("\"paused\""))
+        #expect(text.components(separatedBy: ": keep-alive").count >= 3, "\(text)")
+        _ = try await server.request("POST", "/v1/jobs/\(id)/cancel")
+    }
+
+    /// What a plain HTTP/1.1 client reads from `path` in `seconds` (the stream itself never ends here).
+    func readRaw(port: Int, path: String, seconds: Double) throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { throw Failure("connect failed: \(errno)") }
+        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        _ = request.withCString { send(fd, $0, strlen($0), 0) }
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var out = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n > 0 { out += buffer[0..<n] } else if n == 0 { break }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+@Suite("Inference limits") struct InferenceLimitTests {
+    /// With one inference slot, a request that arrives while another runs is refused at once.
+    @Test func aSaturatedQueueAnswers503WithRetryAfter() async throws {
+        let server = try await LiveServer.start { $0.inferenceSlots = 1 }
+        defer { Task { await server.stop() } }
+        let id = try await server.submit(steps: 2)
+        _ = try await server.waitFor(id, states: ["succeeded"])
+        // 64 large images: seconds of decoding and resizing for the first request.
+        let big = samplePNG(width: 1500, height: 1500).base64EncodedString()
+        let body = try JSONSerialization.data(withJSONObject: ["images": Array(repeating: big, count: 64)])
+        let json = ["Content-Type": "application/json"]
+        async let first = server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json)
+        try await Task.sleep(for: .milliseconds(300))
+        async let second = server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json)
+        // Whichever got the slot first answers; the other is refused at once.
+        let replies = try await [first, second]
+        #expect(replies.map(\.status).sorted() == [200, 503], "\(replies.map(\.status))")
+        let refused = try #require(replies.first { $0.status == 503 })
+        #expect(refused.isProblem && refused.headers["retry-after"] == "2")
+    }
+}
