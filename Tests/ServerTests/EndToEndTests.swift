@@ -188,15 +188,18 @@ import Testing
         _ = try await server.waitFor(id, states: ["running"])
         #expect(try await server.request("POST", "/v1/jobs/\(id)/pause").status == 200)
         _ = try await server.waitFor(id, states: ["paused"])
-        let text = try readRaw(port: server.base.port!, path: "/v1/jobs/\(id)/events", seconds: 1.0)
+        let text = try readRaw(port: server.base.port!, path: "/v1/jobs/\(id)/events", seconds: 30) {
+            $0.components(separatedBy: ": keep-alive").count >= 3
+        }
         #expect(text.contains("text/event-stream"))
         #expect(text.contains("event: state") && text.contains("\"paused\""))
         #expect(text.components(separatedBy: ": keep-alive").count >= 3, "\(text)")
         _ = try await server.request("POST", "/v1/jobs/\(id)/cancel")
     }
 
-    /// What a plain HTTP/1.1 client reads from `path` in `seconds` (the stream itself never ends here).
-    func readRaw(port: Int, path: String, seconds: Double) throws -> String {
+    /// What a plain HTTP/1.1 client reads from `path` until `enough` holds or `seconds` pass
+    /// (the stream itself never ends here).
+    func readRaw(port: Int, path: String, seconds: Double, until enough: (String) -> Bool) throws -> String {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
@@ -217,6 +220,7 @@ import Testing
         while Date() < deadline {
             let n = recv(fd, &buffer, buffer.count, 0)
             if n > 0 { out += buffer[0..<n] } else if n == 0 { break }
+            if enough(String(decoding: out, as: UTF8.self)) { break }
         }
         return String(decoding: out, as: UTF8.self)
     }
