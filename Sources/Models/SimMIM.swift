@@ -13,13 +13,7 @@ public final class SwinForSimMIM: Module, @unchecked Sendable {
     public init(config c: ModelConfig, rng: inout RandomGenerator) {
         patchEmbed = NormedPatchEmbed(patch: c.patchSize, dim: c.embedDim, eps: c.layerNormEps, rng: &rng)
         maskToken = Init.truncatedNormal([1, 1, c.embedDim], std: 0.02, rng: &rng)
-        var stages: [SwinStage] = []
-        for s in c.depths.indices {
-            stages.append(SwinStage(dim: c.stageDims[s], depth: c.depths[s], heads: c.heads[s], grid: c.stageGrids[s],
-                                    window: c.windowSize, shifted: true, mlpRatio: c.mlpRatio, eps: c.layerNormEps,
-                                    downsample: s < c.depths.count - 1, rng: &rng))
-        }
-        layers = ModuleList(stages)
+        layers = ModuleList(SwinStage.pyramid(c, rng: &rng))
         norm = LayerNorm(c.encoderDim, eps: c.layerNormEps)
         super.init()
         child("patch_embed", patchEmbed)

@@ -211,3 +211,15 @@ public final class NormedPatchEmbed: Module, @unchecked Sendable {
     /// (B, 3, H, W) → (B, G·G, C).
     public func callAsFunction(_ images: Tensor) -> Tensor { norm(embed(images)) }
 }
+
+extension SwinStage {
+    /// The stages of a config's Swin pyramid (C, 2C, 4C, … with shifted windows and patch
+    /// merging between stages), built in order so the seeded init matches the reference.
+    static func pyramid(_ c: ModelConfig, rng: inout RandomGenerator) -> [SwinStage] {
+        c.depths.indices.map { s in
+            SwinStage(dim: c.stageDims[s], depth: c.depths[s], heads: c.heads[s], grid: c.stageGrids[s],
+                      window: c.windowSize, shifted: true, mlpRatio: c.mlpRatio, eps: c.layerNormEps,
+                      downsample: s < c.depths.count - 1, rng: &rng)
+        }
+    }
+}

@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import Testing
 import Store
+import Synchronization
 
 /// The real executable, killed with SIGKILL mid-job and started again on the same data.
 @Suite("Crash and resume", .serialized) struct CrashTests {
@@ -57,21 +58,36 @@ import Store
         // Started from an unrelated working directory: Migrations/ and Public/ are found anyway.
         let first = try Running(dataDir: dataDir, workingDirectory: work)
         let total = 6000
+        // A watchdog on its own OS thread reads the database file (a WAL reader) and kills the
+        // server the moment the first checkpoint commits. A thread, not a task: other suites may
+        // keep the test process's cooperative pool busy for seconds.
+        let dbPath = dataDir.appendingPathComponent("mimserve.sqlite").path
+        let pid = first.process.processIdentifier
+        let killed = DispatchSemaphore(value: 0)
+        let seen = Mutex(0)
+        let watchdog = Thread {
+            defer { killed.signal() }
+            guard let watcher = try? Store(path: dbPath, migrations: MigrationSet.locate()) else { return }
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline {
+                if let job = try? watcher.jobs(JobQuery(limit: 1)).jobs.first,
+                   let step = try? watcher.latestCheckpoint(jobID: job.id)?.step {
+                    kill(pid, SIGKILL)
+                    seen.withLock { $0 = step }
+                    return
+                }
+                usleep(1000)
+            }
+        }
+        watchdog.start()
         let job = try await first.post("/v1/jobs", ["method": "mae", "preset": "tiny", "total_steps": total, "batch_size": 4,
                                                     "overrides": ["checkpoint_every": 100]])
         let id = try #require(job["id"] as? String)
-        // Watch the database file itself (a WAL reader in this process): the kill lands right
-        // after the first checkpoint commits, however slow HTTP is on a busy machine.
-        let dbPath = dataDir.appendingPathComponent("mimserve.sqlite").path
-        let watcher = try Store(path: dbPath, migrations: MigrationSet.locate())
-        var checkpointStep = 0
-        let deadline = Date().addingTimeInterval(60)
-        while checkpointStep == 0 && Date() < deadline {
-            checkpointStep = try watcher.latestCheckpoint(jobID: id)?.step ?? 0
-            if checkpointStep == 0 { try await Task.sleep(for: .milliseconds(2)) }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { killed.wait(); c.resume() }
         }
-        kill(first.process.processIdentifier, SIGKILL)
         first.process.waitUntilExit()
+        let checkpointStep = seen.withLock { $0 }
         #expect(checkpointStep >= 100)
         // What the killed process had committed, read from the file it left behind.
         var before: [Int: Double] = [:]
