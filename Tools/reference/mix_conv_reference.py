@@ -55,7 +55,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.dont_write_bytecode = True  # keep Tools/reference free of __pycache__
-from fixture_io import FixtureWriter  # noqa: E402
+from fixture_io import FixtureWriter, Realisation, banded  # noqa: E402
 from mim_reference import (  # noqa: E402
     INIT_SEED, Block, Mlp, PatchEmbed, PatchMerging, check_swift_random, init_weights, mae_param_groups,
     patchify, record_params_and_grads, relative_position_index, sincos_2d, train_steps, trainable,
@@ -234,11 +234,12 @@ def check_mixmim(model, images, unit_mask):
     assert torch.all(unit_px[u] == 0) and unit_px[~u].sum() > 0, "masked unit predicted from masked units"
 
 
-def make_mixmae(full):
+def make_mixmae(full: bool, real: Realisation) -> FixtureWriter:
     model = MixMIM()
     bounds = init_weights(model)
-    images = torch.randn(BATCH, 3, IMG, IMG, generator=torch.Generator().manual_seed(11))
-    noise = torch.rand(16, generator=torch.Generator().manual_seed(12))
+    real.weights(model)
+    images = real.input(torch.randn(BATCH, 3, IMG, IMG, dtype=torch.float32, generator=torch.Generator().manual_seed(11)))
+    noise = torch.rand(16, dtype=torch.float32, generator=torch.Generator().manual_seed(12))
     unit_mask = torch.zeros(16)
     unit_mask[torch.argsort(noise)[:int(16 * 0.5)]] = 1.0   # the smallest noise values are masked
     unit_mask = unit_mask.view(1, 4, 4)
@@ -257,7 +258,7 @@ def make_mixmae(full):
     w.add("loss", loss)
     record_params_and_grads(w, model, bounds, full)
     with torch.no_grad():
-        odd = torch.randn(3, 3, IMG, IMG, generator=torch.Generator().manual_seed(13))
+        odd = real.input(torch.randn(3, 3, IMG, IMG, dtype=torch.float32, generator=torch.Generator().manual_seed(13)))
         odd_loss, odd_latent, odd_pred, _ = model(odd, unit_mask)
     w.add("odd.images", odd)
     w.add("odd.latent", odd_latent)
@@ -271,7 +272,7 @@ def make_mixmae(full):
     for name in ("patch_embed.proj.weight", "mask_token", "layers.0.blocks.1.attn.relative_position_bias_table",
                  "layers.1.downsample.reduction.weight", "decoder_pred.bias"):
         w.add(f"param_after_3.{name}", params[name])
-    return w, loss.item(), losses
+    return w
 
 
 # ----------------------------------------------------------------------------------------------
@@ -413,11 +414,12 @@ def check_convmae(model, images, noise):
     assert not torch.equal(s1, t1)
 
 
-def make_convmae(full):
+def make_convmae(full: bool, real: Realisation) -> FixtureWriter:
     model = ConvMAE()
     bounds = init_weights(model)
-    images = torch.randn(BATCH, 3, IMG, IMG, generator=torch.Generator().manual_seed(21))
-    noise = torch.rand(BATCH, 16, generator=torch.Generator().manual_seed(22))
+    real.weights(model)
+    images = real.input(torch.randn(BATCH, 3, IMG, IMG, dtype=torch.float32, generator=torch.Generator().manual_seed(21)))
+    noise = torch.rand(BATCH, 16, dtype=torch.float32, generator=torch.Generator().manual_seed(22))
     assert all(len(set(row.tolist())) == 16 for row in noise), "ties in the masking noise"
     check_convmae(model, images, noise)
 
@@ -443,7 +445,11 @@ def make_convmae(full):
     for name in ("patch_embed1.proj.weight", "blocks1.0.attn.weight", "blocks2.0.mlp.fc1.weight",
                  "stage1_output_decode.bias", "mask_token", "decoder_pred.bias"):
         w.add(f"param_after_3.{name}", params[name])
-    return w, loss.item(), losses
+    return w
+
+
+# Records stored as they are (inputs, initial weights, exact tables); every other record gets a band.
+INPUTS = ("config.", "images", "noise", "mask", "primary", "secondary", "odd.images", "init.", "param.", "buffer.")
 
 
 def main():
@@ -455,10 +461,10 @@ def main():
     torch.use_deterministic_algorithms(True)
     check_swift_random()
     for name, make in (("mixmae_tiny", make_mixmae), ("convmae_tiny", make_convmae)):
-        w, loss, losses = make(args.full)
+        w = banded(lambda real: make(args.full, real), INPUTS)
         path = args.out_dir / f"{name}.bin"
         size = w.write(path)
-        print(f"{name}: loss {loss:.7g}, after steps 1-3 {[float(f'{x:.7g}') for x in losses]}")
+        print(f"{name}: loss {w['loss']:.7g}, after steps 1-3 {w['losses_after_steps'].tolist()}")
         print(f"  wrote {len(w.records)} tensors, {size} bytes ({size / 1024:.1f} KiB) to {path}")
 
 

@@ -59,7 +59,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.dont_write_bytecode = True  # keep Tools/reference free of __pycache__
-from fixture_io import FixtureWriter  # noqa: E402
+from fixture_io import FixtureWriter, Realisation, banded  # noqa: E402
 from mim_reference import (  # noqa: E402
     ADAM_EPS, BATCH, IMG, INIT_SEED, OUT_DIR, WEIGHT_DECAY, BasicLayer, Block, Mlp, PatchEmbed, SwiftRandom,
     check_swift_random, patchify, record_params_and_grads, shifted_window_mask, sincos_2d, train_steps,
@@ -324,10 +324,11 @@ def check_ummae(model, images, primary, secondary):
         assert torch.all(primary.flatten(1).sum(1) == 48) and torch.all(secondary.flatten(1).sum(1) == 4)
 
 
-def make_ummae(full: bool):
+def make_ummae(full: bool, real: Realisation) -> FixtureWriter:
     model = UMMAETiny()
     bounds = init_weights(model)
-    images = torch.randn(BATCH, 3, IMG, IMG, generator=torch.Generator().manual_seed(11))
+    real.weights(model)
+    images = real.input(torch.randn(BATCH, 3, IMG, IMG, dtype=torch.float32, generator=torch.Generator().manual_seed(11)))
     primary, secondary = uniform_masks(torch.Generator().manual_seed(12))
     check_ummae(model, images, primary, secondary)
     loss, latent, pred = model(images, primary, secondary)
@@ -355,7 +356,7 @@ def make_ummae(full: bool):
     for name in ("patch_embed.proj.weight", "vis_mask_token", "blocks.1.attn.posmlp.0.weight",
                  "blocks.2.downsample.proj.weight", "decoder_pred.bias"):
         w.add(f"param_after_3.{name}", params[name])
-    return w, loss.item(), losses
+    return w
 
 
 def mae_groups(model):
@@ -558,11 +559,12 @@ def green_groups(model):
     return [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_greenmim(full: bool):
+def make_greenmim(full: bool, real: Realisation) -> FixtureWriter:
     model = GreenMIMTiny()
     bounds = init_weights(model)
-    images = torch.randn(BATCH, 3, IMG, IMG, generator=torch.Generator().manual_seed(21))
-    noise = torch.rand(1, 16, generator=torch.Generator().manual_seed(22))
+    real.weights(model)
+    images = real.input(torch.randn(BATCH, 3, IMG, IMG, dtype=torch.float32, generator=torch.Generator().manual_seed(21)))
+    noise = torch.rand(1, 16, dtype=torch.float32, generator=torch.Generator().manual_seed(22))
     keep = int(16 * 0.25)
     with torch.no_grad():
         ref = [model(images, noise, keep, mode=m)[1] for m in ("group", "single", "dense")]
@@ -593,7 +595,11 @@ def make_greenmim(full: bool):
     for name in ("encoder.patch_embed.proj.weight", "encoder.layers.0.blocks.1.attn.relative_position_bias_table",
                  "encoder.layers.1.downsample.reduction.weight", "mask_token", "decoder_pred.bias"):
         w.add(f"param_after_3.{name}", params[name])
-    return w, loss.item(), losses
+    return w
+
+
+# Records stored as they are (inputs, initial weights, exact tables); every other record gets a band.
+INPUTS = ("config.", "images", "noise", "mask", "primary", "secondary", "odd.images", "init.", "param.", "buffer.")
 
 
 def main() -> None:
@@ -606,10 +612,10 @@ def main() -> None:
     check_swift_random()
     assert ADAM_EPS == 1e-8
     for name, make in (("ummae_tiny", make_ummae), ("greenmim_tiny", make_greenmim)):
-        w, loss, losses = make(args.full)
+        w = banded(lambda real: make(args.full, real), INPUTS)
         path = args.out_dir / f"{name}.bin"
         size = w.write(path)
-        print(f"{name}: loss {loss:.7g}, after steps 1-3 {[float(f'{x:.7g}') for x in losses]}")
+        print(f"{name}: loss {w['loss']:.7g}, after steps 1-3 {w['losses_after_steps'].tolist()}")
         print(f"  wrote {len(w.records)} tensors, {size} bytes ({size / 1024:.1f} KiB) to {path}")
 
 
