@@ -1,7 +1,7 @@
 import NN
 import TensorCore
 
-/// ConvMAE (methods.md §7): two masked-convolution stages computed densely, a ViT stage on the
+/// ConvMAE (docs/methods/convmae.md): two masked-convolution stages computed densely, a ViT stage on the
 /// visible stage-3 tokens only, multi-scale fusion of stage-1 and stage-2 features into stage 3,
 /// and MAE's decoder and norm-pixel loss. Block-wise masking is decided at the stage-3 grid and
 /// upsampled ×2 and ×4, so the masks of all scales align. Names follow the official

@@ -1,7 +1,8 @@
 import NN
 import TensorCore
 
-/// ConvMAE's convolutional parts (methods.md B6, §7) on channels-last maps. Convolution
+/// ConvMAE's convolutional parts (docs/methods/convmae.md; B6 in docs/methods/common.md) on
+/// channels-last maps. Convolution
 /// weights keep PyTorch's (out, in, kh, kw) layout and names so checkpoints load by name;
 /// 1×1 convolutions run as `linear` on the (out, in) view of that weight.
 ///

@@ -1,7 +1,7 @@
 import NN
 import TensorCore
 
-/// GreenMIM (methods.md §6): a plain Swin encoder that only ever holds the visible tokens
+/// GreenMIM (docs/methods/greenmim.md): a plain Swin encoder that only ever holds the visible tokens
 /// (group window attention, sparse patch merging), a one-block MAE-style decoder and an MSE
 /// loss on norm-pixel units. One mask per batch, so every stage has one layout and grouping.
 /// Parameter names: the encoder is a Swin under `encoder.` (`patch_embed`, `layers.s.blocks.b`,
@@ -258,7 +258,7 @@ public final class GreenMIM: Module, MIMModel, @unchecked Sendable {
         }
     }
 
-    /// GreenMIM exempts names containing "position_bias" or "token" (methods.md §6).
+    /// GreenMIM exempts names containing "position_bias" or "token" (docs/methods/common.md#no-decay-rules).
     public func excludedFromWeightDecay(_ name: String, _ tensor: Tensor) -> Bool {
         Self.isBiasOrVector(name, tensor) || name.contains("position_bias") || name.contains("token")
     }

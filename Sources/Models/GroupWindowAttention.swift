@@ -1,7 +1,8 @@
 import NN
 import TensorCore
 
-/// GreenMIM's group window attention (methods.md §6) on the visible tokens of one stage, with
+/// GreenMIM's group window attention (docs/methods/greenmim.md#group-window-attention) on the
+/// visible tokens of one stage, with
 /// the weights of a plain Swin block (`SwinBlock`): the relative bias is read from the same
 /// table through indices computed from stored absolute coordinates.
 ///

@@ -1,10 +1,10 @@
-/// GreenMIM's optimal grouping (methods.md §6): pack the visible tokens of uneven local windows
-/// into groups of equal size g so one batched dense attention call serves every window.
+/// GreenMIM's optimal grouping (docs/methods/greenmim.md#grouping): pack the visible tokens of
+/// uneven local windows into groups of equal size g so one batched dense attention call serves every window.
 ///
 /// Legend: w window side, s shift, n_i visible tokens of window i, g group size (capacity),
 /// P a partition of the windows into groups (each Σ n ≤ g), C the stage width.
 ///
-/// `fill` is the spec's repeated 0/1 knapsack; the reference code runs it once at
+/// `fill` is the repeated 0/1 knapsack described there; the reference code runs it once at
 /// g = min(w², max n_i) (`fixed`). `search` tries every g in g_min … g_max and keeps the
 /// cheapest under the attention-cost model. For each g it keeps the fewest groups among the
 /// knapsack fill, first-fit decreasing and, for a dozen windows or fewer, an exact subset
@@ -104,8 +104,9 @@ public enum Grouping {
         return groups
     }
 
-    /// The spec's cost of |P| padded groups of size g at width C: projections plus attention,
-    /// |P|·(4·g·C² + 2·g²·C). A model, not a measurement (methods.md §6 calls it a tunable).
+    /// The modelled cost of |P| padded groups of size g at width C: projections plus attention,
+    /// |P|·(4·g·C² + 2·g²·C). A model, not a measurement, and open to tuning
+    /// (docs/methods/greenmim.md#grouping).
     public static func cost(groups: Int, size g: Int, width C: Int) -> Double {
         Double(groups) * (4 * Double(g) * Double(C) * Double(C) + 2 * Double(g) * Double(g) * Double(C))
     }

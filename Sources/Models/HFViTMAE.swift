@@ -7,7 +7,7 @@ import NN
 import TensorCore
 
 /// Hugging Face `ViTMAEForPreTraining` checkpoints (a directory holding `config.json` and an F32
-/// `model.safetensors`) to and from `MAE`, by the names of methods.md §9.
+/// `model.safetensors`) to and from `MAE`, by the names in docs/methods/mae.md#hugging-face-interop.
 ///
 /// HF keeps query, key and value as three linears; ours is one fused `attn.qkv` whose rows are
 /// [q; k; v]. HF stores the two fixed sin-cos tables as (frozen) parameters; here they are buffers
@@ -156,7 +156,8 @@ public enum HFViTMAE {
     }
 }
 
-/// The config.json keys of `ViTMAEConfig` that describe the architecture (methods.md §9).
+/// The config.json keys of `ViTMAEConfig` that describe the architecture
+/// (docs/methods/mae.md#hugging-face-interop).
 struct HFConfig: Codable {
     var hiddenSize, numHiddenLayers, numAttentionHeads, intermediateSize: Int
     var hiddenAct: String

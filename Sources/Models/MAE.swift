@@ -1,7 +1,7 @@
 import NN
 import TensorCore
 
-/// MAE (methods.md §2): a ViT encoder on the visible 25% of patches (no mask tokens), a narrow
+/// MAE (docs/methods/mae.md): a ViT encoder on the visible 25% of patches (no mask tokens), a narrow
 /// decoder that alone sees every position, and an MSE loss on norm-pixel masked patches.
 /// Parameter names follow the original `models_mae.py`.
 public final class MAE: Module, MIMModel, @unchecked Sendable {
@@ -162,7 +162,7 @@ public final class MAE: Module, MIMModel, @unchecked Sendable {
         }
     }
 
-    /// MAE decays tokens; only biases and 1-D tensors are excluded (methods.md §10.4).
+    /// MAE decays tokens; only biases and 1-D tensors are excluded (docs/methods/common.md#no-decay-rules).
     public func excludedFromWeightDecay(_ name: String, _ tensor: Tensor) -> Bool {
         Self.isBiasOrVector(name, tensor)
     }

@@ -17,7 +17,8 @@ public protocol MIMModel: Module {
     /// Encoder features without masking: (B, D) pooled or (B, L, D) with `.none`.
     func features(_ images: Tensor, pool: Pooling) -> Tensor
 
-    /// True for parameters that get no weight decay (the method's rule, B11).
+    /// True for parameters that get no weight decay (the method's rule,
+    /// docs/methods/common.md#no-decay-rules).
     func excludedFromWeightDecay(_ name: String, _ tensor: Tensor) -> Bool
 }
 

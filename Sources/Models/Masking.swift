@@ -2,7 +2,8 @@ import TensorCore
 
 /// A batch's mask, decided outside the model so tests and fixtures can supply it.
 public enum MaskSpec: Sendable {
-    /// Per-sample noise-sort masking (B7): noise (B, L); the `keep` lowest stay visible.
+    /// Per-sample noise-sort masking (B7, docs/methods/common.md#b7-noise-sort-masking):
+    /// noise (B, L); the `keep` lowest stay visible.
     case noise(Tensor, keep: Int)
     /// Unit mask (B, Uh, Uw), 1 = masked, at mask-unit resolution.
     case units(Tensor)

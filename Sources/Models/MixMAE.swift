@@ -1,7 +1,7 @@
 import NN
 import TensorCore
 
-/// MixMAE / MixMIM (methods.md §5): two images share one encoder pass. Sample i is mixed with
+/// MixMAE / MixMIM (docs/methods/mixmae.md): two images share one encoder pass. Sample i is mixed with
 /// its partner π(i) = B−1−i under one batch-wide unit mask, a no-shift Swin with large windows
 /// encodes the mixture while an additive −1e30 mask keeps attention inside each source image,
 /// and a dual-branch decoder un-mixes so every unit of every image is predicted from the other

@@ -1,4 +1,5 @@
-/// Validation of the MixMAE and ConvMAE fields (methods.md §5, §7), kept beside the generic
+/// Validation of the MixMAE and ConvMAE fields (docs/methods/mixmae.md, docs/methods/convmae.md),
+/// kept beside the generic
 /// checks of `validate()`, which calls this. Legend: U mask units per side, L3 stage-3 tokens.
 extension ModelConfig {
     func mixConvErrors() -> [FieldError] {

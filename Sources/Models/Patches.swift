@@ -1,6 +1,7 @@
 import TensorCore
 
-/// Pixel ⇄ patch re-indexing and the norm-pixel target (methods.md conventions, B9).
+/// Pixel ⇄ patch re-indexing and the norm-pixel target (docs/methods/common.md#patchify-order and
+/// docs/methods/common.md#b9-norm-pixel-targets).
 public enum Patches {
     /// patchify(img, q): (B, 3, H, W) → (B, (H/q)·(W/q), q·q·3), blocks in raster order, each
     /// flattened row-in-block, column-in-block, channel (channel fastest).

@@ -1,6 +1,6 @@
 import TensorCore
 
-/// Fixed 2-D sin-cos position table (methods.md B2): for the token at (row y, col x) the
+/// Fixed 2-D sin-cos position table (docs/methods/common.md, B2): for the token at (row y, col x) the
 /// vector is [sin(x·ω), cos(x·ω), sin(y·ω), cos(y·ω)], ω_k = 10000^(−k/d), d = D/4.
 /// The column part comes first. Computed in Double, stored as Float.
 public enum SinCos {

@@ -1,4 +1,4 @@
-/// GreenMIM presets (methods.md §6 and §8), named by their hyperparameters.
+/// GreenMIM presets (docs/methods/greenmim.md#presets), named by their hyperparameters.
 extension Presets {
     /// AdamW (0.9, 0.95), wd 0.05, blr 1.5e-4 per 256 at batch 2048, 40 of 800 epochs warm-up.
     static let greenmimRecipe = Recipe(blr: 1.5e-4, lrBatchDivisor: 256, absoluteLR: nil, minLR: 0, warmupFraction: 0.05,
@@ -12,7 +12,7 @@ extension Presets {
                                  decoderDim: decoder.0, decoderDepth: decoder.1, decoderHeads: decoder.2, normPixLoss: true)
         config.decoderPositions = .true
         config.grouping = .search
-        config.groupSizeMax = window * window  // g_max = w² (methods.md §6), listed so a job can override it
+        config.groupSizeMax = window * window  // g_max = w² (docs/methods/greenmim.md#grouping), overridable
         return Preset(name: name, summary: summary, model: config,
                       recipe: tiny ? tinyRecipe(greenmimRecipe) : greenmimRecipe, isTiny: tiny, isDefault: isDefault)
     }

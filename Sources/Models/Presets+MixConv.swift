@@ -1,5 +1,6 @@
-/// MixMAE and ConvMAE presets and recipes (methods.md §5, §7, §8), named by their
-/// hyperparameters: a 32 px CPU test size (alias `tiny`) and the paper's (alias `default`).
+/// MixMAE and ConvMAE presets and recipes (docs/methods/mixmae.md#presets,
+/// docs/methods/convmae.md#presets), named by their hyperparameters: a 32 px CPU test size
+/// (alias `tiny`) and the paper's (alias `default`).
 extension Presets {
     /// MixMIM: AdamW (0.9, 0.95), wd 0.05, blr 1.5e-4 per 256 at batch 2048, 40 of 600 epochs warm-up.
     static let mixmaeRecipe = Recipe(blr: 1.5e-4, lrBatchDivisor: 256, absoluteLR: nil, minLR: 0,

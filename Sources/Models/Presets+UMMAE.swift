@@ -1,4 +1,4 @@
-/// UM-MAE presets (methods.md §4 and §8), named by their hyperparameters.
+/// UM-MAE presets (docs/methods/ummae.md#presets), named by their hyperparameters.
 extension Presets {
     /// AdamW (0.9, 0.95), wd 0.05, blr 1.5e-4 per 256 at batch 4096, 10 of 200 epochs warm-up.
     static let ummaeRecipe = Recipe(blr: 1.5e-4, lrBatchDivisor: 256, absoluteLR: nil, minLR: 0, warmupFraction: 0.05,

@@ -1,6 +1,7 @@
 /// Named configurations, by the hyperparameters they encode, and each method's recipe.
 
-/// Optimiser and schedule defaults that go with a preset (methods.md B11 and each method).
+/// Optimiser and schedule defaults that go with a preset (docs/methods/common.md#b11-optimizer and the
+/// "Recipe" section of each method page).
 public struct Recipe: Codable, Sendable, Equatable {
     /// Base learning rate per `lrBatchDivisor` images (the scaling rule), unless `absoluteLR`.
     public var blr: Float

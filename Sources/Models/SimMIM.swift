@@ -3,7 +3,7 @@ import TensorCore
 
 /// The Swin encoder of SimMIM (names under `encoder.`): `patch_embed`, `mask_token`,
 /// `layers.s`, `norm`. Masked tokens are replaced by the learned token after the
-/// patch-embed LN and go through every stage (methods.md §3).
+/// patch-embed LN and go through every stage (docs/methods/simmim.md#encoder).
 public final class SwinForSimMIM: Module, @unchecked Sendable {
     public let patchEmbed: NormedPatchEmbed
     public let maskToken: Tensor
@@ -33,7 +33,7 @@ public final class SwinForSimMIM: Module, @unchecked Sendable {
     }
 }
 
-/// SimMIM (methods.md §3): Swin over all tokens with mask tokens, a 1×1 conv head with pixel
+/// SimMIM (docs/methods/simmim.md): Swin over all tokens with mask tokens, a 1×1 conv head with pixel
 /// shuffle to the image, L1 on masked pixels against the normalised input.
 public final class SimMIM: Module, MIMModel, @unchecked Sendable {
     public let config: ModelConfig
@@ -110,7 +110,8 @@ public final class SimMIM: Module, MIMModel, @unchecked Sendable {
         }
     }
 
-    /// SimMIM also exempts the mask token and relative-position tables (methods.md §3).
+    /// SimMIM also exempts the mask token and relative-position tables
+    /// (docs/methods/common.md#no-decay-rules).
     public func excludedFromWeightDecay(_ name: String, _ tensor: Tensor) -> Bool {
         Self.isBiasOrVector(name, tensor) || name.contains("mask_token")
             || name.contains("relative_position_bias_table") || name.contains("absolute_pos_embed")

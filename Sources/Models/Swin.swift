@@ -1,7 +1,7 @@
 import NN
 import TensorCore
 
-/// Swin building blocks (methods.md B4, B5) on (B, G·G, C) raster token maps.
+/// Swin building blocks (docs/methods/common.md, B4 and B5) on (B, G·G, C) raster token maps.
 /// Window partition with its cyclic roll, window reverse and patch merging are row gathers
 /// by maps computed once per stage geometry.
 

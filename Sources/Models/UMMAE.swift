@@ -1,7 +1,7 @@
 import NN
 import TensorCore
 
-/// UM-MAE (methods.md §4): uniform sampling keeps one unit per 2×2 group, so the kept units
+/// UM-MAE (docs/methods/ummae.md): uniform sampling keeps one unit per 2×2 group, so the kept units
 /// compact into a dense half-resolution token image that the unchanged Swin-style pyramid
 /// encodes with full windows; secondary-masked units enter as a learned token; a two-stage
 /// decoder (pixel shuffle ×2, then ViT blocks at the unit grid) predicts the primary-masked

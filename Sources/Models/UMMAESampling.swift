@@ -1,13 +1,15 @@
 import TensorCore
 
-/// UM-MAE's masks (methods.md §4) and the compacted encoder input they define.
+/// UM-MAE's masks (docs/methods/ummae.md#uniform-sampling-and-secondary-masking) and the
+/// compacted encoder input they define.
 ///
 /// Legend: B batch, U unit-grid side (even), Ug = U/2 group-grid side, K tokens per unit side,
 /// G = U·K token-grid side, Gc = G/2 = Ug·K compacted-grid side.
 
 public enum UniformMasking {
     /// Primary: in every 2×2 group of units exactly one kept unit, drawn uniformly and
-    /// independently per group (methods.md allows this in place of the reference's balanced pool).
+    /// independently per group, in place of the reference's balanced pool (both are uniform per
+    /// group; docs/methods/ummae.md#where-we-differ-from-the-papers-code).
     /// Secondary: of the kept units, ⌊kept·(1 − s)⌋ stay visible; the others, chosen by a random
     /// permutation, are shown to the encoder as the mask token.
     public static func sample(batch: Int, unitGrid U: Int, secondaryRatio s: Float, rng: inout RandomGenerator) -> MaskSpec {

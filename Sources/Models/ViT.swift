@@ -1,7 +1,8 @@
 import NN
 import TensorCore
 
-/// Conv patch embedding (B1): kernel = stride = p, 3 → D. Names `proj.weight`, `proj.bias`.
+/// Conv patch embedding (B1, docs/methods/common.md#b1-patch-embedding): kernel = stride = p,
+/// 3 → D. Names `proj.weight`, `proj.bias`.
 public final class PatchEmbed: Module, @unchecked Sendable {
     public let weight: Tensor
     public let bias: Tensor

@@ -2,7 +2,7 @@
 /// They live in `ModelConfig` as optional fields so older configs still decode; nil means the
 /// method's default below.
 
-/// Where the decoder places the encoder's latents (methods.md §10.1).
+/// Where the decoder places the encoder's latents (docs/methods/common.md#b8-decoder-placement-of-latents).
 public enum DecoderPositions: String, Codable, Sendable, CaseIterable {
     /// Each latent at its unit's true position (the default).
     case `true`
@@ -12,7 +12,7 @@ public enum DecoderPositions: String, Codable, Sendable, CaseIterable {
     case reference
 }
 
-/// How GreenMIM picks its group size (methods.md §6).
+/// How GreenMIM picks its group size (docs/methods/greenmim.md#grouping).
 public enum GroupingMode: String, Codable, Sendable, CaseIterable {
     /// The cost-minimising group size over g_min … g_max (the default).
     case search

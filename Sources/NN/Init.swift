@@ -1,6 +1,7 @@
 import TensorCore
 
-/// Parameter initialisers (methods.md B12). All draw from the caller's seeded generator.
+/// Parameter initialisers (docs/methods/common.md#b12-initialisation). All draw from the
+/// caller's seeded generator.
 public enum Init {
     /// Xavier/Glorot uniform: U(−a, a), a = √(6 / (fanIn + fanOut)).
     public static func xavierUniform(_ shape: [Int], fanIn: Int, fanOut: Int, rng: inout RandomGenerator) -> Tensor {

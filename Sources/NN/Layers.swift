@@ -84,7 +84,8 @@ public final class SelfAttention: Module, @unchecked Sendable {
     }
 }
 
-/// Pre-norm transformer block (B3): x + attn(norm1(x)), then x + mlp(norm2(x)).
+/// Pre-norm transformer block (docs/methods/common.md#b3-vit-block): x + attn(norm1(x)), then
+/// x + mlp(norm2(x)).
 /// Names `norm1`, `attn`, `norm2`, `mlp` as in timm / MAE.
 public final class TransformerBlock: Module, @unchecked Sendable {
     public let norm1: LayerNorm

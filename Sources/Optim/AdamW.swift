@@ -40,7 +40,8 @@ public final class AdamW: @unchecked Sendable {
 
     private let slots: [Slot]
 
-    /// The default no-decay rule of methods.md B11: 1-D (and scalar) parameters and biases.
+    /// The default no-decay rule (docs/methods/common.md#no-decay-rules): 1-D (and scalar)
+    /// parameters and biases.
     /// Method-specific exclusions compose with it:
     /// `noDecay: { AdamW.defaultNoDecay($0, $1) || $0 == "cls_token" }`.
     public static func defaultNoDecay(_ name: String, _ tensor: Tensor) -> Bool {

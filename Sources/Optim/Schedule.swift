@@ -4,8 +4,9 @@ import Glibc
 import Darwin
 #endif
 
-/// Linear warmup then half-cosine decay, evaluated per iteration (methods.md B11 with steps in
-/// place of fractional epochs: `warmupSteps = warmupEpochs · stepsPerEpoch`).
+/// Linear warmup then half-cosine decay, evaluated per iteration
+/// (docs/methods/common.md#warmup-and-cosine-schedule), with steps in place of fractional
+/// epochs: `warmupSteps = warmupEpochs · stepsPerEpoch`.
 ///
 ///     step < warmup:          warmupStart + (base − warmupStart) · step / warmup
 ///     warmup ≤ step < total:  min + (base − min) · ½(1 + cos(π (step − warmup) / (total − warmup)))

@@ -14,7 +14,8 @@ public enum ImageDataSource {
         }
     }
 
-    /// The pretraining transform of methods.md B10: RandomResizedCrop(scale_min…1), flip, ImageNet normalisation.
+    /// The pretraining transform (docs/methods/common.md#b13-pretraining-augmentation):
+    /// RandomResizedCrop(scale_min…1), flip, ImageNet normalisation.
     public static func augmentation(for t: TrainingConfig) -> AugmentationConfig {
         var a = AugmentationConfig()
         a.scale = [t.cropScaleMin, 1]

@@ -1,7 +1,7 @@
 import Foundation
 
 /// One benchmark result: printed as a JSON line (stdout) and a table row (stderr).
-/// Keys follow DESIGN §6 so scripts can read any case.
+/// Keys are shared by every command (docs/architecture.md#benchmarks) so scripts can read any case.
 struct Record {
     var fields: [(String, Any)] = []
 

@@ -190,7 +190,7 @@ import TensorCore
         config.decoderPositions = .reference
         let refModel = GreenMIM(config: config, seed: 1)
         let r = refModel.placement(masked: masked, noiseOrder: order, batch: 2)
-        // B8 on raster-ordered latents: latent k goes to order[k] = 5, 2, 9, 0.
+        // B8 (docs/methods/common.md) on raster-ordered latents: latent k goes to order[k] = 5, 2, 9, 0.
         #expect([5, 2, 9, 0, 1].map { Int(r.indices[$0]) } == [0, 1, 2, 3, 8])
         let images = syntheticImages(count: 2, size: 32, seed: 9)
         let a = GradMode.withoutGrad { trueModel.forward(images, mask: spec).loss.item }

@@ -2,7 +2,7 @@ import Testing
 @testable import Models
 import TensorCore
 
-/// GreenMIM's partition of windows into groups (methods.md §6).
+/// GreenMIM's partition of windows into groups (docs/methods/greenmim.md#grouping).
 @Suite("Grouping: knapsack partition and group-size search") struct GroupingTests {
     static func randomCounts(_ rng: inout RandomGenerator, windows: ClosedRange<Int>, capacity: Int) -> [Int] {
         let n = windows.lowerBound + Int(rng.next() % UInt64(windows.count))

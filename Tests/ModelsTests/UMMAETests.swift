@@ -4,7 +4,7 @@ import NN
 import TensorCore
 @testable import Models
 
-/// UM-MAE's sampling, compaction, coordinate-MLP bias and decoder orderings (methods.md §4).
+/// UM-MAE's sampling, compaction, coordinate-MLP bias and decoder orderings (docs/methods/ummae.md).
 @Suite("UM-MAE: uniform sampling, compaction and decoder positions") struct UMMAETests {
     static let tiny = Presets.named("ummae_swin_tiny_patch2_window4_posmlp16_dec32d1b_32")!.model
 
@@ -84,7 +84,8 @@ import TensorCore
             if reference[u] != group { scrambled += 1 }
         }
         for u in 0..<256 where p.pointer[u] == 1 { #expect(truth[u] == 64 && reference[u] == 64) }
-        // The reference slip misplaces most latents (about 64% at 16×16 units, methods.md §4).
+        // The reference slip misplaces most latents (about 64% at 16×16 units;
+        // docs/methods/ummae.md#where-we-differ-from-the-papers-code).
         #expect(scrambled > 20 && scrambled < 64, "\(scrambled) of 64 misplaced")
 
         var tinyRef = Self.tiny

@@ -54,7 +54,7 @@ import TensorCore
         let block = TransformerBlock(8, heads: 2, eps: 1e-6, rng: &rng)
         let x = Init.normal([2, 5, 8], std: 1, rng: &rng)
         let y = block(x)
-        // B3 written out with the same ops.
+        // B3 (docs/methods/common.md#b3-vit-block) written out with the same ops.
         let h = x + block.attn.proj(Tensor.attention(qkv: block.attn.qkv(block.norm1(x)), heads: 2))
         let ref = h + block.mlp.fc2(block.mlp.fc1(block.norm2(h)).gelu())
         #expect(y.scalars == ref.scalars)

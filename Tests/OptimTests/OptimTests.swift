@@ -264,7 +264,7 @@ private func naiveAdamW(_ p0: [Float], grads: [[Float]], lrs: [Float], wd: Doubl
 }
 
 @Test func linearScalingRule() {
-    // methods.md MAE defaults: blr 1.5e-4 at batch 4096 gives lr 2.4e-3.
+    // MAE's recipe (docs/methods/mae.md#recipe): blr 1.5e-4 at batch 4096 gives lr 2.4e-3.
     #expect(abs(WarmupCosineSchedule.scaledLR(blr: 1.5e-4, batch: 4096) - 2.4e-3) < 1e-9)
     #expect(WarmupCosineSchedule.scaledLR(blr: 1e-3, batch: 64, divisor: 512) == 1.25e-4)
 }

@@ -23,7 +23,7 @@ decoder 32 wide, 1 layer, 4 heads, intermediate 128, mask_ratio 0.75, norm_pix_l
 randomly initialised with seed 0 and then made non-trivial: Xavier-uniform linear weights (so
 attention is far from uniform), LayerNorm weights 1 + 0.1·N(0,1), every bias 0.05·N(0,1), class
 and mask tokens 0.3·N(0,1). The two fixed sin-cos tables are set explicitly to the original MAE
-layout (methods.md B2, column part first): transformers 5.x leaves them, and the mask token, at
+layout (docs/methods/common.md, B2: column part first): transformers 5.x leaves them, and the mask token, at
 zero in a freshly constructed model. Note transformers 5.x's save_pretrained names the decoder
 layers `decoder.decoder_encoder.layer.i.*` (hub files from 4.x say `decoder.decoder_layers.i.*`);
 both forms load in transformers 5.x and in HFViTMAE.load.
@@ -75,7 +75,7 @@ def tiny_config() -> ViTMAEConfig:
 
 def sincos_2d(grid: int, dim: int) -> torch.Tensor:
     """(1, 1 + G², dim): zero class row, then [sin(xω), cos(xω), sin(yω), cos(yω)] per token
-    (y·G + x), ω_k = 10000^(−k/d), d = dim/4, computed in float64 (methods.md B2)."""
+    (y·G + x), ω_k = 10000^(−k/d), d = dim/4, computed in float64 (docs/methods/common.md, B2)."""
     d = dim // 4
     omega = 1.0 / 10000.0 ** (torch.arange(d, dtype=torch.float64) / d)
     ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float64),

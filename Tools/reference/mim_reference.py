@@ -12,8 +12,8 @@ identical run to run on one machine, another CPU may differ in the last bits of 
     pip install -r Tools/reference/requirements.txt
     python3 Tools/reference/mim_reference.py            # add --full for every param and grad
 
-Both models are written from /work/shared/methods.md (sections 1-3 and the CPU tiny presets of
-section 8), not imported from timm or transformers. Module structure and parameter names mirror
+Both models are written from docs/methods/ (common.md, mae.md, simmim.md and the tiny presets
+on those pages), not imported from timm or transformers. Module structure and parameter names mirror
 the original MAE and SimMIM code, so every <name> below is the reference state-dict key.
 The script asserts its own layouts before writing (sin-cos column-first, patchify, pixel shuffle,
 relative index, MAE mask counts, ~0 attention across shifted-window regions, the MAE decoder and
@@ -234,7 +234,7 @@ def trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 # ----------------------------------------------------------------------------------------------
-# MAE tiny (methods.md §2; ViT patch 4, D 64, depth 2, heads 4; decoder 32 wide, 1 block, 4 heads)
+# MAE tiny (docs/methods/mae.md; ViT patch 4, D 64, depth 2, heads 4; decoder 32 wide, 1 block, 4 heads)
 # ----------------------------------------------------------------------------------------------
 
 class Attention(nn.Module):
@@ -375,7 +375,7 @@ def mae_param_groups(model: nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# SimMIM tiny (methods.md §3; T-Swin: patch 2, C 32, depths 2-2-2, heads 2-4-8, window 4)
+# SimMIM tiny (docs/methods/simmim.md; T-Swin: patch 2, C 32, depths 2-2-2, heads 2-4-8, window 4)
 # ----------------------------------------------------------------------------------------------
 
 def window_partition(x, ws):

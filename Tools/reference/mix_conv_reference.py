@@ -12,8 +12,8 @@ Regenerate from the repository root (deterministic: fixed seeds, one thread):
     pip install -r Tools/reference/requirements.txt
     python3 Tools/reference/mix_conv_reference.py            # add --full for every param and grad
 
-Both models are written from /work/shared/methods.md (§1 B3-B9, §5 MixMIM, §7 ConvMAE and the tiny
-presets of §8), not imported from the official repositories. Module structure and parameter names
+Both models are written from docs/methods/ (B3-B9 of common.md, mixmae.md, convmae.md and the tiny
+presets on those pages), not imported from the official repositories. Module structure and parameter names
 mirror the official models_mixmim.py (no prefix) and models_convmae.py, so every <name> below is a
 reference state-dict key. Shared pieces (sin-cos table, patchify, ViT block, Swin window helpers,
 patch merging, the RandomGenerator twin, the init replay and the fixture layout) come from
@@ -76,7 +76,7 @@ def norm_pix_target(imgs, p):
 
 
 # ----------------------------------------------------------------------------------------------
-# MixMAE tiny (methods.md §5)
+# MixMAE tiny (docs/methods/mixmae.md)
 # ----------------------------------------------------------------------------------------------
 
 class MixWindowAttention(nn.Module):
@@ -276,7 +276,7 @@ def make_mixmae(full: bool, real: Realisation) -> FixtureWriter:
 
 
 # ----------------------------------------------------------------------------------------------
-# ConvMAE tiny (methods.md §7, B6)
+# ConvMAE tiny (docs/methods/convmae.md; B6 in docs/methods/common.md)
 # ----------------------------------------------------------------------------------------------
 
 class ConvPatchEmbed(nn.Module):

@@ -50,7 +50,7 @@ OUT = Path(__file__).resolve().parents[2] / "Tests/OptimTests/Fixtures/adamw.bin
 
 
 def lr_at(step: int) -> float:
-    """Per-iteration warmup + cosine, the formula of methods.md B11 with steps for epochs."""
+    """Per-iteration warmup + cosine, as in docs/methods/common.md#warmup-and-cosine-schedule."""
     if step < WARMUP_STEPS:
         return WARMUP_START_LR + (BASE_LR - WARMUP_START_LR) * step / WARMUP_STEPS
     if step >= TOTAL_STEPS:

@@ -54,7 +54,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Mirrors Sources/Models/Presets.swift (and methods.md §8).
+# Mirrors Sources/Models/Presets.swift (and the Presets sections of docs/methods/).
 PRESETS = {
     "mae_vit_tiny_patch4_dec32d1b_32": dict(
         method="mae", image=32, patch=4, dim=64, depth=2, heads=4, decoder=(32, 1, 4), tiny=True),
@@ -157,7 +157,7 @@ def build_hf_model(p):
 
 def adamw_groups(model, method):
     """Weight decay on weights only: not on biases / 1-D params (B11); SimMIM also exempts the
-    mask token and relative-position tables (§3)."""
+    mask token and relative-position tables (docs/methods/common.md#no-decay-rules)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:

@@ -11,8 +11,8 @@ Regenerate from the repository root (deterministic: fixed seeds, one thread):
     pip install -r Tools/reference/requirements.txt
     python3 Tools/reference/visible_only_reference.py      # add --full for every param and grad
 
-Both models are written from /work/shared/methods.md (sections 1, 4, 6 and the CPU tiny presets
-of section 8), not imported from the papers' code. Parameter names are the reference state-dict
+Both models are written from docs/methods/ (common.md, ummae.md, greenmim.md and the tiny presets
+on those pages), not imported from the papers' code. Parameter names are the reference state-dict
 keys (UM-MAE: a flat blocks.k list with attn.posmlp.{0,2} and downsample.{norm,proj}; GreenMIM: a
 plain Swin under encoder.). The shared pieces (sin-cos table, patchify, ViT block, Swin window
 attention and merging, the Swift random-generator twin, the weight replay, the fixture records
@@ -108,7 +108,7 @@ def norm_pix(t: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# UM-MAE tiny (methods.md §4; T-Swin patch 2, C 32, depths 2-2-2, heads 2-4-8, window 4 on the
+# UM-MAE tiny (docs/methods/ummae.md; T-Swin patch 2, C 32, depths 2-2-2, heads 2-4-8, window 4 on the
 # compacted 8×8 map, coordinate MLP 16; 4 px units, K = 2; decoder 32 wide, 1 block, 2 heads)
 # ----------------------------------------------------------------------------------------------
 
@@ -368,7 +368,7 @@ def mae_groups(model):
 
 
 # ----------------------------------------------------------------------------------------------
-# GreenMIM tiny (methods.md §6; T-Swin patch 2, C 32, depths 2-2-2, heads 2-4-8, window 4;
+# GreenMIM tiny (docs/methods/greenmim.md; T-Swin patch 2, C 32, depths 2-2-2, heads 2-4-8, window 4;
 # 8 px units shared by the batch, 4 of 16 visible; decoder 32 wide, 1 block, 2 heads)
 # ----------------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-/// Masked reconstruction losses (methods.md B10).
+/// Masked reconstruction losses (docs/methods/common.md#b10-masked-losses).
 extension Tensor {
     /// Σ_r m_r · mean_p (pred − target)² / Σ_r m_r for pred and target (…, P), mask (…) of 0/1
     /// (or weights). The target is a constant.
