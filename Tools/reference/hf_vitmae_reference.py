@@ -37,6 +37,9 @@ Tensors in hf_vitmae_tiny.bin (B = 2, L = 64 tokens, 16 kept):
     logits (2,64,48)          decoder_pred output without the class row (patchify order)
     loss ()                   masked MSE on norm-pixel targets
 All from model(pixel_values, noise=noise) in eval mode.
+
+Every output record (all but the inputs, init.*, param.* and buffer.*) is the float64 value,
+and comes with band.<name>: how far float32 computations of it wandered (fixture_io.banded).
 """
 
 import argparse

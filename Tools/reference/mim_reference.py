@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden fixtures for the Models target: tiny MAE (ViT) and tiny SimMIM (Swin) in float32 PyTorch.
+"""Golden fixtures for the Models target: tiny MAE (ViT) and tiny SimMIM (Swin) in PyTorch: float64 values with float32 noise bands.
 
 Writes
     Tests/ModelsTests/Fixtures/mae_tiny.bin      (~280 KB)
@@ -61,6 +61,9 @@ Tensors in simmim_tiny.bin (B = 2):
 
 With --full, param.<name> and grad.<name> hold every parameter (no fingerprints); the files are
 then about 1.1 MB and 4.9 MB.
+
+Every output record (all but the inputs, init.*, param.* and buffer.*) is the float64 value,
+and comes with band.<name>: how far float32 computations of it wandered (fixture_io.banded).
 """
 
 import argparse

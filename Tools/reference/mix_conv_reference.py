@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden fixtures for MixMAE (MixMIM) and ConvMAE, tiny presets, in float32 PyTorch.
+"""Golden fixtures for MixMAE (MixMIM) and ConvMAE, tiny presets, in PyTorch: float64 values with float32 noise bands.
 
 Writes
     Tests/ModelsTests/Fixtures/mixmae_tiny.bin    (~0.5 MB)
@@ -44,6 +44,9 @@ Tensors in convmae_tiny.bin (B = 2; conv 16/32 + ViT 64, patches 2-2-2, depths 1
     latent (2,4,64)        fused visible tokens after the final LN, in noise order
     pred (2,16,192)        decoder_pred output (patchify order, 8 px patches)
     loss ()                masked MSE on norm-pixel 8 px targets
+
+Every output record (all but the inputs, init.*, param.* and buffer.*) is the float64 value,
+and comes with band.<name>: how far float32 computations of it wandered (fixture_io.banded).
 """
 
 import argparse

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden fixtures for the visible-only Swin methods: tiny UM-MAE and tiny GreenMIM in float32 PyTorch.
+"""Golden fixtures for the visible-only Swin methods: tiny UM-MAE and tiny GreenMIM in PyTorch: float64 values with float32 noise bands.
 
 Writes
     Tests/ModelsTests/Fixtures/ummae_tiny.bin      (~430 KB)
@@ -47,6 +47,9 @@ Tensors in greenmim_tiny.bin (B = 2; 4×4 units of 8 px, 4 visible, shared by th
     loss ()              masked MSE on norm-pixel 8 px units
     loss_reference_order ()  the same loss with the reference code's B8 unshuffle of raster latents
     buffer.decoder_pos_embed (1,16,32)
+
+Every output record (all but the inputs, init.*, param.* and buffer.*) is the float64 value,
+and comes with band.<name>: how far float32 computations of it wandered (fixture_io.banded).
 """
 
 import argparse
