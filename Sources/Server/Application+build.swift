@@ -87,7 +87,8 @@ func makeCore(_ c: ServerConfiguration) throws -> ServerCore {
         slots: c.trainerSlots, dataRoot: dataRoot, dataSource: ImageDataSource.make(registry: datasets),
         log: { trainerLogger.notice("\($0)") }))
     let inference = InferenceService(store: store, dataRoot: dataRoot, maxConcurrent: c.inferenceSlots,
-                                     cacheSize: c.modelCacheSize, maxPixels: c.maxPixels)
+                                     cacheSize: c.modelCacheSize, maxPixels: c.maxPixels,
+                                     onAdmitted: c.inferenceAdmitted)
     return ServerCore(configuration: c, store: store, bus: bus, pool: pool, datasets: datasets, inference: inference,
                       prometheus: PrometheusCollectorRegistry(), publicDir: publicDir, dataRoot: dataRoot, logger: logger)
 }

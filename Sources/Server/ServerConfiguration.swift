@@ -19,6 +19,9 @@ public struct ServerConfiguration: Sendable {
     /// `--inference-slots` / `MIMSERVE_INFERENCE_SLOTS`: concurrent reconstruct/features/evaluate
     /// requests; one more gets 503 with Retry-After. Default 2.
     public var inferenceSlots = 2
+    /// Tests only: runs on an inference request's thread once it holds its slot, before any work,
+    /// so a test can keep the slot busy for as long as it needs instead of racing a timer.
+    var inferenceAdmitted: (@Sendable () -> Void)?
     /// `--model-cache` / `MIMSERVE_MODEL_CACHE`: checkpoints kept loaded for inference. Default 4.
     public var modelCacheSize = 4
     /// `--token` / `MIMSERVE_TOKEN`: bearer token for mutating calls. Required when `host` is not

@@ -33,8 +33,12 @@ public final class InferenceService: Sendable {
     private let state = Mutex(State())
     private let queue = DispatchQueue(label: "mimserve.inference", attributes: .concurrent)
 
+    /// Called on the request's thread once it holds a slot, before its work (a test hook).
+    private let onAdmitted: (@Sendable () -> Void)?
+
     public init(store: Store, dataRoot: URL, maxConcurrent: Int = 2, cacheSize: Int = 4,
-                maxPixels: Int = ImageCodec.defaultMaxPixels) {
+                maxPixels: Int = ImageCodec.defaultMaxPixels, onAdmitted: (@Sendable () -> Void)? = nil) {
+        self.onAdmitted = onAdmitted
         self.store = store
         self.dataRoot = dataRoot
         self.maxConcurrent = maxConcurrent
@@ -142,7 +146,8 @@ public final class InferenceService: Sendable {
         guard admitted else { throw .busy }
         defer { state.withLock { $0.inFlight -= 1 } }
         let result: Result<T, InferenceError> = await withCheckedContinuation { c in
-            queue.async {
+            queue.async { [onAdmitted] in
+                onAdmitted?()
                 do { c.resume(returning: .success(try work())) } catch let e as InferenceError {
                     c.resume(returning: .failure(e))
                 } catch {

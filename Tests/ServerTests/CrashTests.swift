@@ -59,7 +59,7 @@ import Synchronization
         let first = try Running(dataDir: dataDir, workingDirectory: work)
         let total = 6000
         // A watchdog on its own OS thread reads the database file (a WAL reader) and kills the
-        // server the moment the first checkpoint commits. A thread, not a task: other suites may
+        // server once the first checkpoint and some later metric rows have committed. A thread, not a task: other suites may
         // keep the test process's cooperative pool busy for seconds.
         let dbPath = dataDir.appendingPathComponent("mimserve.sqlite").path
         let pid = first.process.processIdentifier
@@ -68,10 +68,15 @@ import Synchronization
         let watchdog = Thread {
             defer { killed.signal() }
             guard let watcher = try? Store(path: dbPath, migrations: MigrationSet.locate()) else { return }
-            let deadline = Date().addingTimeInterval(120)
+            // The server always reaches its first checkpoint; a stall (no job row or no checkpoint
+            // for ten minutes) would be a bug, not a slow machine.
+            let deadline = Date().addingTimeInterval(600)
             while Date() < deadline {
+                // Once metric rows past the first checkpoint are committed too, so that the restart
+                // has steps to replay and compare.
                 if let job = try? watcher.jobs(JobQuery(limit: 1)).jobs.first,
-                   let step = try? watcher.latestCheckpoint(jobID: job.id)?.step {
+                   let step = try? watcher.latestCheckpoint(jobID: job.id)?.step,
+                   let rows = try? watcher.metricCount(jobID: job.id), rows > step {
                     kill(pid, SIGKILL)
                     seen.withLock { $0 = step }
                     return
@@ -99,12 +104,16 @@ import Synchronization
         #expect(killedAt >= checkpointStep && killedAt < total, "killed at \(killedAt): nothing was tested")
 
         let second = try Running(dataDir: dataDir, workingDirectory: work)
-        var state = ""
-        for _ in 0..<6000 where state != "succeeded" && state != "failed" {
-            state = try await second.get("/v1/jobs/\(id)")["state"] as? String ?? ""
-            try await Task.sleep(for: .milliseconds(10))
+        // Until the job ends, however long that takes here: the test fails only if the job
+        // stops making progress (no new step for two minutes), never on a fixed time budget.
+        var state = "", lastStep = -1, lastProgress = Date()
+        while state != "succeeded" && state != "failed" && Date().timeIntervalSince(lastProgress) < 120 {
+            let job = try await second.get("/v1/jobs/\(id)")
+            state = job["state"] as? String ?? ""
+            if let step = job["step"] as? Int, step != lastStep { (lastStep, lastProgress) = (step, Date()) }
+            try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(state == "succeeded")
+        #expect(state == "succeeded", "job stalled at step \(lastStep) in state \(state)")
         second.process.terminate()
         second.process.waitUntilExit()
         let store = try Store(path: dbPath, migrations: MigrationSet.locate())
@@ -114,9 +123,9 @@ import Synchronization
         // and the replayed steps after it reproduce the lost run exactly (same seed, same batches).
         #expect(after.keys.sorted() == Array(1...total))
         for step in 1...checkpointStep { #expect(after[step] == before[step], "step \(step)") }
-        let replayed = before.keys.filter { $0 > checkpointStep }
-        let worst = replayed.map { abs(after[$0]! - before[$0]!) }.max() ?? 0
-        #expect(worst <= 1e-5, "replayed steps differ by \(worst)")
+        let replayed = before.keys.filter { $0 > checkpointStep }.sorted()
+        #expect(!replayed.isEmpty, "the kill landed on the checkpoint: nothing was replayed")
+        for step in replayed { #expect(after[step] == before[step], "replayed step \(step)") }
 
         #expect(try store.integrityCheck() == "ok")
         #expect(try store.metricCount(jobID: id) == total)

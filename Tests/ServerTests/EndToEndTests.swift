@@ -227,23 +227,29 @@ import Testing
 }
 
 @Suite("Inference limits") struct InferenceLimitTests {
-    /// With one inference slot, a request that arrives while another runs is refused at once.
+    /// With one inference slot, a request that arrives while another holds it is refused at once.
+    /// The first request holds the slot on a gate the test opens, so no timing decides anything.
     @Test func aSaturatedQueueAnswers503WithRetryAfter() async throws {
-        let server = try await LiveServer.start { $0.inferenceSlots = 1 }
+        let admitted = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let server = try await LiveServer.start {
+            $0.inferenceSlots = 1
+            $0.inferenceAdmitted = { admitted.signal(); release.wait() }
+        }
         defer { Task { await server.stop() } }
         let id = try await server.submit(steps: 2)
         _ = try await server.waitFor(id, states: ["succeeded"])
-        // 64 large images: seconds of decoding and resizing for the first request.
-        let big = samplePNG(width: 1500, height: 1500).base64EncodedString()
-        let body = try JSONSerialization.data(withJSONObject: ["images": Array(repeating: big, count: 64)])
+        let body = try JSONSerialization.data(withJSONObject: ["images": [samplePNG(width: 64, height: 64).base64EncodedString()]])
         let json = ["Content-Type": "application/json"]
         async let first = server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json)
-        try await Task.sleep(for: .milliseconds(300))
-        async let second = server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json)
-        // Whichever got the slot first answers; the other is refused at once.
-        let replies = try await [first, second]
-        #expect(replies.map(\.status).sorted() == [200, 503], "\(replies.map(\.status))")
-        let refused = try #require(replies.first { $0.status == 503 })
-        #expect(refused.isProblem && refused.headers["retry-after"] == "2")
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { admitted.wait(); c.resume() }
+        }
+        let second = try await server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json)
+        #expect(second.status == 503 && second.isProblem && second.headers["retry-after"] == "2", "\(second.status)")
+        release.signal()
+        #expect(try await first.status == 200)
+        // The slot is free again: the next request gets in (and passes the gate at once).
+        release.signal()
+        #expect(try await server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json).status == 200)
     }
 }

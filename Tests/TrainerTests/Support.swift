@@ -39,7 +39,8 @@ struct Harness {
     let pool: TrainerPool
 
     /// `realData`: batches from ImageData's loader over a small synthetic dataset instead of the seeded test double.
-    init(slots: Int = 1, poisonedSteps: Set<Int> = [], realData: Bool = false,
+    /// `poisoned`: for a job's seed, the steps whose images are NaN.
+    init(slots: Int = 1, poisoned: [UInt64: Set<Int>] = [:], realData: Bool = false,
          observer: (@Sendable (String, Int, Double, Double) -> Void)? = nil) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-trainer-\(UUID().uuidString)")
         store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
@@ -49,7 +50,8 @@ struct Harness {
         registryConfig.syntheticImageSize = 40
         let real = ImageDataSource.make(registry: DatasetRegistry(configuration: registryConfig))
         var options = TrainerOptions(slots: slots, dataRoot: dir, dataSource: { config, start in
-            realData ? try real(config, start) : SeededBatches(config: config, startStep: start, poisonedSteps: poisonedSteps)
+            realData ? try real(config, start) : SeededBatches(config: config, startStep: start,
+                                                                           poisonedSteps: poisoned[config.training.seed] ?? [])
         }, log: { _ in })
         options.stepObserver = observer
         options.metricsBatchSteps = 8
