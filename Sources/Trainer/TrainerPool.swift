@@ -18,6 +18,9 @@ public struct TrainerOptions: Sendable {
     public var bookkeeping = true
     /// Called after every step with (job, step, data wait s, step s): benchmarks and tests.
     public var stepObserver: (@Sendable (String, Int, Double, Double) -> Void)?
+    /// Tests only: called with a job's id after a slot claimed it and before the slot registers
+    /// it as running here, the window in which a cancel used to be lost.
+    public var claimed: (@Sendable (String) -> Void)?
     public var log: @Sendable (String) -> Void
 
     public init(slots: Int = 1, dataRoot: URL, dataSource: @escaping DataSource,
@@ -161,7 +164,13 @@ public final class TrainerPool: Sendable {
                 continue
             }
             bus.publish(.state(jobID: job.id, .running, error: nil, eventID: try? store.events(jobID: job.id).last?.id ?? nil))
-            state.withLock { $0.running.insert(job.id); $0.requests[job.id] = $0.stopping ? .shutdown : nil }
+            options.claimed?(job.id)
+            // A cancel or pause that saw the job `running` between the claim and this line has
+            // already left its request: keep it (a stale one is cleared when the run ends).
+            state.withLock { s in
+                s.running.insert(job.id)
+                if s.stopping && s.requests[job.id] == nil { s.requests[job.id] = .shutdown }
+            }
             run(job)
             state.withLock { _ = $0.running.remove(job.id); $0.requests[job.id] = nil }
         }

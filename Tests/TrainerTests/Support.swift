@@ -41,7 +41,8 @@ struct Harness {
     /// `realData`: batches from ImageData's loader over a small synthetic dataset instead of the seeded test double.
     /// `poisoned`: for a job's seed, the steps whose images are NaN.
     init(slots: Int = 1, poisoned: [UInt64: Set<Int>] = [:], realData: Bool = false,
-         observer: (@Sendable (String, Int, Double, Double) -> Void)? = nil) throws {
+         observer: (@Sendable (String, Int, Double, Double) -> Void)? = nil,
+         claimed: (@Sendable (String) -> Void)? = nil) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-trainer-\(UUID().uuidString)")
         store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
         bus = EventBus()
@@ -54,6 +55,7 @@ struct Harness {
                                                                            poisonedSteps: poisoned[config.training.seed] ?? [])
         }, log: { _ in })
         options.stepObserver = observer
+        options.claimed = claimed
         options.metricsBatchSteps = 8
         pool = TrainerPool(store: store, bus: bus, options: options)
     }

@@ -144,6 +144,34 @@ import Store
         #expect(throws: StoreError.self) { try h.pool.resume(running) }
     }
 
+    /// A cancel honoured at any moment after submission: queued, mid-claim or running.
+    @Test func aCancelRightAfterSubmissionIsNeverLost() throws {
+        let h = try Harness()
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        var ids: [String] = []
+        for _ in 0..<200 {
+            let id = try h.submit(steps: 1_000)
+            try h.pool.cancel(id)
+            ids.append(id)
+        }
+        let ends = try ids.map { try h.wait($0, for: [.cancelled, .succeeded, .failed]) }
+        #expect(ends.filter { $0.state != .cancelled }.map(\.id) == [])
+        #expect(ends.allSatisfy { $0.step < 1_000 })
+    }
+
+    /// The narrowest window, forced: the cancel lands after the claim, before the slot registers the job.
+    @Test func aCancelBetweenClaimAndStartIsHonoured() throws {
+        let pool = Mutex<TrainerPool?>(nil)
+        let h = try Harness(claimed: { id in _ = try? pool.withLock { $0 }?.cancel(id) })
+        pool.withLock { $0 = h.pool }
+        let id = try h.submit(steps: 1_000)
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        let end = try h.wait(id, for: [.cancelled, .succeeded, .failed])
+        #expect(end.state == .cancelled && end.step < 1_000, "\(end.state) at step \(end.step)")
+    }
+
     @Test func shutdownCheckpointsAndRequeues() throws {
         let h = try Harness()
         let id = try h.submit(steps: 100_000, overrides: ["checkpoint_every": .number(100_000)])
