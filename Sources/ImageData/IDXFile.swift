@@ -26,7 +26,11 @@ struct IDXFile {
             (0..<4).reduce(0) { $0 << 8 | Int(raw[4 + 4 * d + $1]) }
         }
         let header = 4 + 4 * rank
-        let expected = dims.reduce(1, *)
+        // Each dimension may be up to 2³²−1: multiply with overflow checks (Int.max never matches).
+        let expected = dims.reduce(1) { product, d in
+            let (p, overflow) = product.multipliedReportingOverflow(by: d)
+            return overflow ? .max : p
+        }
         guard raw.count - header == expected else {
             throw .invalidIDX(path: path, reason: "dimensions \(dims) need \(expected) bytes, found \(raw.count - header)")
         }

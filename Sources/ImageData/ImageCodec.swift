@@ -19,7 +19,12 @@ public struct ImageHeader: Sendable, Equatable {
         self.channels = channels
     }
 
-    public var pixelCount: Int { width * height }
+    /// width × height, or `Int.max` when that overflows (a header may declare 2³²−1 each way):
+    /// always safe to compare with a limit.
+    public var pixelCount: Int {
+        let (product, overflow) = width.multipliedReportingOverflow(by: height)
+        return overflow ? .max : product
+    }
 }
 
 /// PNG and JPEG decoding: `probe` reads the header only; `decode` checks the pixel count
@@ -70,8 +75,7 @@ public enum ImageCodec {
         guard header.width > 0, header.height > 0 else {
             throw .invalidDimensions(header.format, width: header.width, height: header.height)
         }
-        // Width and height are each < 2^32, so the product cannot overflow Int64.
-        guard header.width * header.height <= maxPixels else {
+        guard header.pixelCount <= maxPixels else {
             throw .tooLarge(header.format, width: header.width, height: header.height, maxPixels: maxPixels)
         }
     }

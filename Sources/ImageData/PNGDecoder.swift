@@ -38,7 +38,7 @@ enum PNGDecoder {
         }
         // The header we checked is the header libpng read, but trust libpng's numbers.
         let width = Int(image.width), height = Int(image.height)
-        guard width * height <= maxPixels else {
+        guard ImageHeader(format: .png, width: width, height: height, channels: 3).pixelCount <= maxPixels else {
             png_image_free(&image)
             throw .tooLarge(.png, width: width, height: height, maxPixels: maxPixels)
         }

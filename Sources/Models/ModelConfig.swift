@@ -127,6 +127,9 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension ModelConfig {
+    /// The most stages a hierarchical encoder may have (image_size ≤ 1024 allows no more than 10).
+    public static let maxStages = 8
+
     /// Checks every constraint the method's model relies on; throws all violations.
     public func validate() throws(ConfigError) {
         var e: [FieldError] = []
@@ -141,6 +144,14 @@ extension ModelConfig {
         check(embedDim >= 1 && embedDim <= 4096, "embed_dim", "must be in 1…4096, got \(embedDim)")
         check(!depths.isEmpty && depths.allSatisfy { $0 >= 1 && $0 <= 64 }, "depths", "each depth must be in 1…64, got \(depths)")
         check(heads.count == depths.count, "heads", "needs one entry per stage (\(depths.count)), got \(heads.count)")
+        // Stage widths and the encoder stride double per stage: beyond a handful of stages they
+        // overflow (`patch << stages` becomes 0), so nothing below may run on such a list.
+        check(depths.count <= Self.maxStages, "depths", "at most \(Self.maxStages) stages, got \(depths.count)")
+        check(heads.count <= Self.maxStages, "heads", "at most \(Self.maxStages) stages, got \(heads.count)")
+        check((stageWidths?.count ?? 0) <= Self.maxStages, "stage_widths", "at most \(Self.maxStages) stages, got \(stageWidths?.count ?? 0)")
+        if depths.count > Self.maxStages || heads.count > Self.maxStages || (stageWidths?.count ?? 0) > Self.maxStages {
+            throw ConfigError(merging: e)
+        }
         check(mlpRatio >= 1 && mlpRatio <= 16, "mlp_ratio", "must be in 1…16, got \(mlpRatio)")
         check(layerNormEps > 0 && layerNormEps < 0.1, "layer_norm_eps", "must be in (0, 0.1), got \(layerNormEps)")
         check(maskRatio > 0 && maskRatio < 1, "mask_ratio", "must be in (0, 1), got \(maskRatio)")

@@ -49,6 +49,27 @@ struct HostileInputTests {
         #expect(try ImageCodec.probe(try Fixtures.bytes("huge_dims.png")).pixelCount == 10_000_000_000)
     }
 
+    /// A 33-byte PNG whose header declares 4294967295 × 4294967295: width × height overflows
+    /// 64 bits, and used to trap in the size check.
+    @Test func dimensionsWhoseProductOverflowsAreTooLarge() throws {
+        let png = Self.headerOnlyPNG(width: 0xFFFF_FFFF, height: 0xFFFF_FFFF)
+        #expect(png.count == 33)
+        #expect(error(png) == .tooLarge(.png, width: 0xFFFF_FFFF, height: 0xFFFF_FFFF, maxPixels: ImageCodec.defaultMaxPixels))
+        #expect(try ImageCodec.probe(png).pixelCount == .max)
+    }
+
+    /// The PNG signature and one IHDR chunk (8-bit RGB) with a correct CRC, nothing else.
+    static func headerOnlyPNG(width: UInt32, height: UInt32) -> [UInt8] {
+        func be(_ v: UInt32) -> [UInt8] { [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: v >> $0) } }
+        let body = Array("IHDR".utf8) + be(width) + be(height) + [8, 2, 0, 0, 0]
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in body {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        return [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + be(13) + body + be(~crc)
+    }
+
     @Test func configurableCap() throws {
         for name in ["rgb8.png", "baseline.jpg"] {
             let e = error(try Fixtures.bytes(name), maxPixels: 100)

@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+@testable import Server
+
+/// Requests that used to kill the process: each now gets a 4xx problem that names its field,
+/// and the server goes on answering.
+@Suite("Hostile clients", .serialized) struct HostileClientTests {
+    /// A 33-byte PNG whose IHDR declares 4294967295 × 4294967295 (valid CRC, no pixel data).
+    static let overflowingPNG: Data = {
+        func be(_ v: UInt32) -> [UInt8] { [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: v >> $0) } }
+        let body = Array("IHDR".utf8) + be(0xFFFF_FFFF) + be(0xFFFF_FFFF) + [8, 2, 0, 0, 0]
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in body {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        return Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + be(13) + body + be(~crc))
+    }()
+
+    @Test func anImageHeaderWhosePixelCountOverflowsIsRefused() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        #expect(Self.overflowingPNG.count == 33)
+        // Also inside a dataset folder, which every listing of the datasets probes.
+        let folder = server.dataDir.appendingPathComponent("datasets/hostile")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try Self.overflowingPNG.write(to: folder.appendingPathComponent("bomb.png"))
+        #expect(try await server.get("/v1/datasets").status == 200)
+        let id = try await server.submit(steps: 2)
+        _ = try await server.waitFor(id, states: ["succeeded"])
+        let reply = try await server.request("POST", "/v1/jobs/\(id)/reconstruct", body: Self.overflowingPNG,
+                                             headers: ["Content-Type": "image/png"])
+        #expect(reply.status == 422 && reply.isProblem, "\(reply.status) \(reply.text)")
+        #expect(reply.text.contains("4294967295"))
+        #expect(try await server.get("/healthz").status == 200)
+    }
+
+    @Test func aSwinWithMoreStagesThanItsStrideCanHoldIsRefused() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        for stages in [9, 65, 1000] {
+            let ones = Array(repeating: 1, count: stages)
+            let reply = try await server.request("POST", "/v1/jobs", json: [
+                "method": "simmim", "preset": "tiny", "overrides": ["depths": ones, "heads": ones]])
+            #expect(reply.status == 422 && reply.errorFields.contains("overrides.depths"), "\(stages): \(reply.status) \(reply.text)")
+        }
+        #expect((try await server.get("/v1/jobs").object["jobs"] as? [Any])?.isEmpty == true)
+        #expect(try await server.get("/healthz").status == 200)
+    }
+}
