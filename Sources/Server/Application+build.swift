@@ -21,9 +21,13 @@ final class ServerCore: Sendable {
     let dataRoot: URL
     let logger: Logger
     let startedAt = Date()
+    /// Held while the server runs: one server per data directory.
+    let dataDirLock: DataDirLock
 
     init(configuration: ServerConfiguration, store: Store, bus: EventBus, pool: TrainerPool, datasets: DatasetRegistry,
-         inference: InferenceService, prometheus: PrometheusCollectorRegistry, publicDir: String?, dataRoot: URL, logger: Logger) {
+         inference: InferenceService, prometheus: PrometheusCollectorRegistry, publicDir: String?, dataRoot: URL, logger: Logger,
+         dataDirLock: DataDirLock) {
+        self.dataDirLock = dataDirLock
         self.dataRoot = dataRoot
         self.logger = logger
         self.configuration = configuration
@@ -75,6 +79,7 @@ func makeCore(_ c: ServerConfiguration) throws -> ServerCore {
     } catch {
         throw StartupError(description: "data-dir: cannot create \(datasetsDir.path): \(error.localizedDescription)")
     }
+    let lock = try DataDirLock(directory: dataRoot)
     let store = try Store(path: c.databasePath, migrations: MigrationSet.locate(explicit: c.migrationsDir))
     let publicDir = c.locatePublic()
     var registryConfig = DatasetRegistry.Configuration(foldersRoot: datasetsDir.path,
@@ -90,7 +95,8 @@ func makeCore(_ c: ServerConfiguration) throws -> ServerCore {
                                      cacheSize: c.modelCacheSize, maxPixels: c.maxPixels,
                                      onAdmitted: c.inferenceAdmitted)
     return ServerCore(configuration: c, store: store, bus: bus, pool: pool, datasets: datasets, inference: inference,
-                      prometheus: PrometheusCollectorRegistry(), publicDir: publicDir, dataRoot: dataRoot, logger: logger)
+                      prometheus: PrometheusCollectorRegistry(), publicDir: publicDir, dataRoot: dataRoot, logger: logger,
+                      dataDirLock: lock)
 }
 
 /// The router with every middleware and route; also returns the routes as "METHOD /path".

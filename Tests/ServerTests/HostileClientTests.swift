@@ -47,4 +47,19 @@ import Testing
         #expect((try await server.get("/v1/jobs").object["jobs"] as? [Any])?.isEmpty == true)
         #expect(try await server.get("/healthz").status == 200)
     }
+
+    @Test func aSecondServerOnTheSameDataDirectoryExitsAtStart() async throws {
+        let first = try await LiveServer.start()
+        defer { Task { await first.stop() } }
+        var c = ServerConfiguration()
+        c.port = 0
+        c.dataDir = first.dataDir.path
+        do {
+            _ = try buildApplication(configuration: c)
+            Issue.record("a second server opened a data directory in use")
+        } catch {
+            #expect("\(error)".contains("in use by another mimserve (pid \(getpid()))"), "\(error)")
+        }
+        #expect(try await first.get("/healthz").status == 200)
+    }
 }
