@@ -12,6 +12,8 @@ public struct APIError: Error, Sendable {
     /// Per-field problems (422).
     public var fields: [FieldError] = []
     public var headers: HTTPFields = [:]
+    /// More members of the problem object (for example `error_id` on a 500).
+    public var extra: [String: String] = [:]
 
     public init(_ status: HTTPResponse.Status, _ title: String, _ detail: String, fields: [FieldError] = []) {
         self.status = status
@@ -30,6 +32,7 @@ public struct APIError: Error, Sendable {
     func response() -> Response {
         var body: [String: Any] = ["type": "about:blank", "title": title, "status": Int(status.code), "detail": detail]
         if !fields.isEmpty { body["errors"] = fields.map { ["field": $0.field, "reason": $0.reason] } }
+        for (k, v) in extra { body[k] = v }
         let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()
         var h = headers
         h[.contentType] = "application/problem+json"
@@ -83,9 +86,15 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            let api = APIError.from(error)
-            if api.status == .internalServerError {
-                context.logger.error("\(request.method) \(request.uri.path): \(api.detail)")
+            var api = APIError.from(error)
+            if api.status.code >= 500 && api.status != .serviceUnavailable {
+                // What failed inside (SQL, file paths, library messages) goes to the log only,
+                // under an id the client gets too, so an operator can find the line.
+                let id = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
+                context.logger.error("error \(id): \(request.method) \(request.uri.path): \(api.detail)")
+                api.detail = "internal error \(id); the server log has the details under this id"
+                api.fields = []
+                api.extra["error_id"] = id
             }
             return api.response()
         }

@@ -1,5 +1,9 @@
 import Foundation
 import Testing
+import Hummingbird
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 @testable import Server
 
 /// Requests that used to kill the process: each now gets a 4xx problem that names its field,
@@ -61,5 +65,32 @@ import Testing
             #expect("\(error)".contains("in use by another mimserve (pid \(getpid()))"), "\(error)")
         }
         #expect(try await first.get("/healthz").status == 200)
+    }
+}
+
+@Suite("Internal errors") struct InternalErrorTests {
+    struct Leaky: Error, CustomStringConvertible {
+        var description: String { "SQLite error 1: no such table: jobs - while executing `SELECT * FROM jobs` in /srv/secret/data/mimserve.sqlite" }
+    }
+
+    /// A 500 names an id and nothing of the failure itself: no SQL, no path.
+    @Test func aServerErrorCarriesAnIdAndNoInternals() async throws {
+        let router = Router()
+        router.add(middleware: ProblemMiddleware())
+        router.get("/boom") { _, _ -> String in throw Leaky() }
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) })
+        let task = Task { try await app.runService() }
+        defer { task.cancel() }
+        var iterator = ports.makeAsyncIterator()
+        let port = try #require(await iterator.next())
+        let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/boom")!)
+        #expect((response as? HTTPURLResponse)?.statusCode == 500)
+        let body = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let id = try #require(body["error_id"] as? String)
+        #expect((body["detail"] as? String)?.contains(id) == true)
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(!text.contains("SELECT") && !text.contains("/srv/") && !text.contains("SQLite"), "\(text)")
     }
 }
