@@ -132,12 +132,35 @@ extension Store {
 
     /// Start-up: jobs left `running` by a process that died go back to the queue; they resume
     /// from their last checkpoint. Returns their ids.
-    public func requeueInterrupted() throws(StoreError) -> [String] {
+    public func requeueInterrupted() throws(StoreError) -> Interrupted {
         try write { db in
+            var found = Interrupted()
             let ids = try String.fetchAll(db, sql: "SELECT id FROM jobs WHERE state = 'running' ORDER BY seq")
-            for id in ids { try Self.transition(db, id, to: .queued, from: [.running], error: nil, reason: "interrupted") }
-            return ids
+            for id in ids {
+                try db.execute(sql: "UPDATE jobs SET interruptions = interruptions + 1 WHERE id = ?", arguments: [id])
+                let count = try Int.fetchOne(db, sql: "SELECT interruptions FROM jobs WHERE id = ?", arguments: [id]) ?? 0
+                if count >= Self.maxInterruptions {
+                    try Self.transition(db, id, to: .failed, from: [.running],
+                                        error: "interrupted \(count) times by process crashes", reason: "interrupted")
+                    found.failed.append(id)
+                } else {
+                    try Self.transition(db, id, to: .queued, from: [.running], error: nil, reason: "interrupted")
+                    found.requeued.append(id)
+                }
+            }
+            return found
         }
+    }
+
+    /// Crashes a job may live through: the next one fails it instead of re-queueing it.
+    public static let maxInterruptions = 3
+
+    /// The jobs start-up found left `running` by a process that died.
+    public struct Interrupted: Sendable, Equatable {
+        /// Re-queued, to resume from their last checkpoint.
+        public var requeued: [String] = []
+        /// Failed: interrupted `maxInterruptions` times.
+        public var failed: [String] = []
     }
 
     /// Progress on the job row and the new metric rows, in one transaction. Re-logged steps

@@ -60,10 +60,15 @@ public final class TrainerPool: Sendable {
 
     /// Re-queues jobs a dead process left running, then starts the slots.
     public func start() throws(StoreError) {
-        let requeued = try store.requeueInterrupted()
-        for id in requeued {
+        let interrupted = try store.requeueInterrupted()
+        for id in interrupted.requeued {
             options.log("job \(id) was interrupted; re-queued to resume from its last checkpoint")
             bus.publish(.state(jobID: id, .queued, error: nil, eventID: nil))
+        }
+        for id in interrupted.failed {
+            let error = "interrupted \(Store.maxInterruptions) times by process crashes"
+            options.log("job \(id) was \(error); it fails instead of running again")
+            bus.publish(.state(jobID: id, .failed, error: error, eventID: nil))
         }
         for slot in 0..<max(1, options.slots) {
             stopped.enter()

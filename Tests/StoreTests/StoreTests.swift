@@ -118,10 +118,24 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         let ids = try (0..<3).map { try store.submit(newJob($0)).job.id }
         #expect(try store.claimNextQueued()?.id == ids[0])
         #expect(try store.claimNextQueued()?.id == ids[1])
-        #expect(try store.requeueInterrupted() == [ids[0], ids[1]])
+        #expect(try store.requeueInterrupted() == Store.Interrupted(requeued: [ids[0], ids[1]]))
         #expect(try store.claimNextQueued()?.id == ids[0])
         let counts = try store.countsByState()
         #expect(counts[.queued] == 2 && counts[.running] == 1 && counts[.failed] == 0)
+    }
+
+    /// A job that takes its process down with it runs at most three times.
+    @Test func aJobInterruptedThreeTimesFailsInsteadOfLooping() throws {
+        let store = try makeStore()
+        let id = try store.submit(newJob()).job.id
+        for crash in 1...Store.maxInterruptions {
+            #expect(try store.claimNextQueued()?.id == id)
+            let found = try store.requeueInterrupted()
+            #expect(found == (crash < Store.maxInterruptions ? Store.Interrupted(requeued: [id]) : Store.Interrupted(failed: [id])))
+        }
+        let job = try #require(try store.job(id))
+        #expect(job.state == .failed && job.error == "interrupted 3 times by process crashes")
+        #expect(try store.claimNextQueued() == nil)
     }
 
     @Test func deleteRefusesRunningAndCascades() throws {
