@@ -53,6 +53,10 @@ extension APIError {
                                                        fields: [FieldError("Idempotency-Key", e.description)])
             case .conflict: return APIError(.conflict, "Conflict", e.description)
             case .badPageToken: return .invalid("page_token", e.description)
+            case .queueFull:
+                var a = APIError(.tooManyRequests, "Queue full", e.description)
+                a.headers[.retryAfter] = "30"
+                return a
             default: return APIError(.internalServerError, "Database error", e.description)
             }
         case let e as ConfigError: return .invalid(e.errors)

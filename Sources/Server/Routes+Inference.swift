@@ -43,11 +43,18 @@ extension APIRoutes {
                 // Several images: {"images": ["<base64>", …]}
                 struct Body: Decodable { let images: [String] }
                 let body = try decodeJSON(Body.self, from: try await request.bytes(limit: core.configuration.maxBodyBytes))
+                guard !body.images.isEmpty else { throw APIError.invalid("images", "is empty; send at least one image") }
+                // Every header is read and the pixels summed before a single image is decoded.
+                var total = 0
                 images = try body.images.enumerated().map { i, text in
                     guard let data = Data(base64Encoded: text) else { throw APIError.invalid("images[\(i)]", "is not base64") }
                     let bytes = [UInt8](data)
-                    try core.checkPixels(bytes, field: "images[\(i)]")
+                    total = total.addingReportingOverflow(try core.checkPixels(bytes, field: "images[\(i)]")).partialValue
                     return bytes
+                }
+                let budget = core.configuration.requestPixelBudget
+                guard total <= budget else {
+                    throw APIError.invalid("images", "\(body.images.count) images declare \(total) pixels together; one request may decode at most \(budget) (--max-request-pixels)")
                 }
             } else {
                 images = [try await core.imageBody(request)]
@@ -113,8 +120,10 @@ extension ServerCore {
         return bytes
     }
 
-    /// Reads only the header: a pixel bomb is refused before a byte of it is decoded.
-    func checkPixels(_ bytes: [UInt8], field: String) throws {
+    /// Reads only the header: a pixel bomb is refused before a byte of it is decoded. Returns
+    /// the pixels the image declares.
+    @discardableResult
+    func checkPixels(_ bytes: [UInt8], field: String) throws -> Int {
         let header: ImageHeader
         do { header = try ImageCodec.probe(bytes) } catch {
             throw APIError(.unprocessableContent, "Unreadable image", "\(error)", fields: [FieldError(field, "\(error)")])
@@ -123,5 +132,6 @@ extension ServerCore {
             let reason = "declares \(header.width)×\(header.height) = \(header.pixelCount) pixels; the limit is \(configuration.maxPixels) (--max-pixels)"
             throw APIError(.unprocessableContent, "Image too large", reason, fields: [FieldError(field, reason)])
         }
+        return header.pixelCount
     }
 }

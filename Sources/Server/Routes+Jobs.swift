@@ -18,7 +18,8 @@ extension APIRoutes {
             }
             let (job, created) = try core.store.submit(NewJob(
                 method: config.method.rawValue, preset: config.preset, configJSON: config.json(), datasetID: config.dataset,
-                totalSteps: config.training.totalSteps, idempotencyKey: key, requestHash: key == nil ? nil : AtomicFile.sha256Hex(bytes)))
+                totalSteps: config.training.totalSteps, idempotencyKey: key, requestHash: key == nil ? nil : AtomicFile.sha256Hex(bytes)),
+                maxQueued: core.configuration.maxQueued)
             if created { core.pool.notify() }
             return try JSON.response(JobResource(job), status: created ? .created : .ok,
                                      headers: [.location: "/v1/jobs/\(job.id)"])

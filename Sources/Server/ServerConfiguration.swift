@@ -16,6 +16,15 @@ public struct ServerConfiguration: Sendable {
     /// `--max-pixels` / `MIMSERVE_MAX_PIXELS`: largest decoded image (width × height); more gets 422
     /// before any pixel is decoded. Default 40 000 000.
     public var maxPixels = 40_000_000
+    /// `--max-request-pixels` / `MIMSERVE_MAX_REQUEST_PIXELS`: the pixels all images of one
+    /// reconstruct or features request may declare together (every header is read first, before
+    /// any decoding); more gets 422 naming `images`. Default: `--max-pixels`, so one request
+    /// decodes no more than one largest image would, however its images are split.
+    public var maxRequestPixels: Int?
+    var requestPixelBudget: Int { maxRequestPixels ?? maxPixels }
+    /// `--max-queued` / `MIMSERVE_MAX_QUEUED`: jobs that may wait for a trainer slot; one more
+    /// submission gets 429 with Retry-After. Default 100.
+    public var maxQueued = 100
     /// `--inference-slots` / `MIMSERVE_INFERENCE_SLOTS`: concurrent reconstruct/features/evaluate
     /// requests; one more gets 503 with Retry-After. Default 2.
     public var inferenceSlots = 2
@@ -58,6 +67,8 @@ public struct ServerConfiguration: Sendable {
         if !(1...64).contains(modelCacheSize) { p.append("model-cache: must be in 1…64, got \(modelCacheSize)") }
         if maxBodyBytes < 1024 { p.append("max-body-bytes: must be ≥ 1024, got \(maxBodyBytes)") }
         if !(sseHeartbeatSeconds >= 0.05 && sseHeartbeatSeconds <= 3600) { p.append("sse-heartbeat: must be in 0.05…3600 s, got \(sseHeartbeatSeconds)") }
+        if !(1...1_000_000).contains(maxQueued) { p.append("max-queued: must be in 1…1000000, got \(maxQueued)") }
+        if let r = maxRequestPixels, r < 64 { p.append("max-request-pixels: must be ≥ 64, got \(r)") }
         if maxPixels < 64 { p.append("max-pixels: must be ≥ 64, got \(maxPixels)") }
         if let t = token, t.count < 8 { p.append("token: must be at least 8 characters") }
         if !isLoopback && (token ?? "").isEmpty {

@@ -67,7 +67,10 @@ public struct JobProgress: Sendable, Equatable {
 extension Store {
     /// Stores a queued job. With an idempotency key seen before: the same request hash returns
     /// the earlier job (`created == false`), another hash throws `.idempotencyConflict`.
-    public func submit(_ new: NewJob) throws(StoreError) -> (job: JobRecord, created: Bool) {
+    /// Queues a job, or returns the one an earlier request with the same Idempotency-Key made.
+    /// With `maxQueued`, refuses (`.queueFull`) when that many jobs already wait, counted in the
+    /// same transaction as the insert so concurrent submissions cannot overshoot.
+    public func submit(_ new: NewJob, maxQueued: Int? = nil) throws(StoreError) -> (job: JobRecord, created: Bool) {
         try write { db in
             if let key = new.idempotencyKey,
                let existing = try JobRecord.filter(JobRecord.CodingKeys.idempotencyKey == key).fetchOne(db) {
@@ -75,6 +78,10 @@ extension Store {
                     throw StoreError.idempotencyConflict(key: key, jobID: existing.id)
                 }
                 return (existing, false)
+            }
+            if let maxQueued {
+                let queued = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM jobs WHERE state = 'queued'") ?? 0
+                if queued >= maxQueued { throw StoreError.queueFull(limit: maxQueued) }
             }
             let seq = (try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM jobs") ?? 0) + 1
             let now = Date()

@@ -14,6 +14,8 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case conflict(String)
     /// A `next_page_token` this store did not issue.
     case badPageToken
+    /// As many jobs as the server allows already wait in the queue.
+    case queueFull(limit: Int)
     /// SQLite failed (I/O, disk full, corruption).
     case database(String)
 
@@ -26,6 +28,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .idempotencyConflict(let key, let job): "Idempotency-Key '\(key)' was used for job \(job) with a different request body"
         case .conflict(let m): m
         case .badPageToken: "next_page_token is not one this server issued"
+        case .queueFull(let limit): "\(limit) jobs are already queued, the most this server accepts (--max-queued); retry when some have started"
         case .database(let m): "database: \(m)"
         }
     }

@@ -14,6 +14,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Jobs trained at once (MIMSERVE_TRAINER_SLOTS; default 1).") var trainerSlots: Int?
     @Option(help: "Largest request body in bytes (MIMSERVE_MAX_BODY_BYTES; default 33554432).") var maxBodyBytes: Int?
     @Option(help: "Largest image in pixels, checked before decoding (MIMSERVE_MAX_PIXELS; default 40000000).") var maxPixels: Int?
+    @Option(help: "Pixels all images of one inference request may declare together (MIMSERVE_MAX_REQUEST_PIXELS; default: --max-pixels).") var maxRequestPixels: Int?
+    @Option(help: "Jobs that may wait in the queue; more get 429 (MIMSERVE_MAX_QUEUED; default 100).") var maxQueued: Int?
     @Option(help: "Concurrent inference requests (MIMSERVE_INFERENCE_SLOTS; default 2).") var inferenceSlots: Int?
     @Option(help: "Checkpoints kept loaded for inference (MIMSERVE_MODEL_CACHE; default 4).") var modelCache: Int?
     @Option(help: "Bearer token required for changes (MIMSERVE_TOKEN).") var token: String?
@@ -38,6 +40,8 @@ struct Serve: AsyncParsableCommand {
         c.trainerSlots = try pick(trainerSlots, "TRAINER_SLOTS", Int.init) ?? c.trainerSlots
         c.maxBodyBytes = try pick(maxBodyBytes, "MAX_BODY_BYTES", Int.init) ?? c.maxBodyBytes
         c.maxPixels = try pick(maxPixels, "MAX_PIXELS", Int.init) ?? c.maxPixels
+        c.maxRequestPixels = try pick(maxRequestPixels, "MAX_REQUEST_PIXELS", Int.init)
+        c.maxQueued = try pick(maxQueued, "MAX_QUEUED", Int.init) ?? c.maxQueued
         c.inferenceSlots = try pick(inferenceSlots, "INFERENCE_SLOTS", Int.init) ?? c.inferenceSlots
         c.modelCacheSize = try pick(modelCache, "MODEL_CACHE", Int.init) ?? c.modelCacheSize
         c.token = try pick(token, "TOKEN", { $0 })

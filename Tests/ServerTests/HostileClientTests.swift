@@ -52,6 +52,36 @@ import FoundationNetworking
         #expect(try await server.get("/healthz").status == 200)
     }
 
+    /// Many images each under --max-pixels add up: the request's total is checked first.
+    @Test func theImagesOfOneRequestShareOneDecodeBudget() async throws {
+        let server = try await LiveServer.start { $0.maxPixels = 10_000; $0.maxRequestPixels = 20_000 }
+        defer { Task { await server.stop() } }
+        let id = try await server.submit(steps: 2)
+        _ = try await server.waitFor(id, states: ["succeeded"])
+        let image = samplePNG(width: 100, height: 90).base64EncodedString()  // 9 000 pixels each
+        func features(_ count: Int) async throws -> LiveServer.Reply {
+            try await server.request("POST", "/v1/jobs/\(id)/features", json: ["images": Array(repeating: image, count: count)])
+        }
+        #expect(try await features(2).status == 200)
+        let refused = try await features(3)
+        #expect(refused.status == 422 && refused.errorFields == ["images"], "\(refused.status) \(refused.text)")
+        #expect(refused.text.contains("27000 pixels"))
+        #expect(try await features(0).errorFields == ["images"])
+    }
+
+    @Test func aFullQueueAnswers429WithRetryAfter() async throws {
+        // No trainer takes jobs off the queue while the pool is held busy by a long first job.
+        let server = try await LiveServer.start { $0.maxQueued = 3 }
+        defer { Task { await server.stop() } }
+        let running = try await server.submit(steps: 1_000_000)
+        _ = try await server.waitFor(running, states: ["running"])
+        for _ in 0..<3 { _ = try await server.submit(steps: 5) }
+        let refused = try await server.request("POST", "/v1/jobs", json: ["method": "mae", "preset": "tiny", "total_steps": 5])
+        #expect(refused.status == 429 && refused.isProblem && refused.headers["retry-after"] == "30", "\(refused.status)")
+        #expect((try await server.get("/v1/jobs?state=queued").object["jobs"] as? [Any])?.count == 3)
+        #expect(try await server.request("POST", "/v1/jobs/\(running)/cancel").status == 200)
+    }
+
     @Test func aSecondServerOnTheSameDataDirectoryExitsAtStart() async throws {
         let first = try await LiveServer.start()
         defer { Task { await first.stop() } }
