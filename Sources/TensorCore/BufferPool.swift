@@ -1,4 +1,9 @@
 import Synchronization
+#if os(Linux)
+/// glibc's malloc_trim(3) (declared in <malloc.h>, which the Glibc module does not export):
+/// returns free heap pages to the kernel.
+@_silgen_name("malloc_trim") private func malloc_trim(_ pad: Int) -> Int32
+#endif
 
 /// Float storage owned by tensors. When the last tensor using it goes away the memory returns
 /// to `BufferPool.shared`, so a steady-state training step reuses the previous step's buffers.
@@ -81,7 +86,9 @@ public final class BufferPool: Sendable {
     /// Resets the peak to the current live size (for per-phase peaks in benchmarks).
     public func resetPeak() { state.withLock { $0.stats.peakLiveFloats = $0.stats.liveFloats } }
 
-    /// Returns every cached buffer to the system.
+    /// Returns every cached buffer to the system, and asks the allocator to give the freed
+    /// pages back to the kernel (glibc keeps freed heap memory mapped otherwise), so a server's
+    /// resident memory falls back once its jobs end. Live buffers are untouched.
     public func trim() {
         let buffers = state.withLock { s -> [UInt] in
             let all = s.free.values.flatMap { $0 }
@@ -90,5 +97,8 @@ public final class BufferPool: Sendable {
             return all
         }
         for a in buffers { UnsafeMutablePointer<Float>(bitPattern: a)?.deallocate() }
+        #if os(Linux)
+        _ = malloc_trim(0)
+        #endif
     }
 }

@@ -177,7 +177,14 @@ public final class TrainerPool: Sendable {
                 if s.stopping && s.requests[job.id] == nil { s.requests[job.id] = .shutdown }
             }
             run(job)
-            state.withLock { _ = $0.running.remove(job.id); $0.requests[job.id] = nil }
+            let idle = state.withLock { s -> Bool in
+                s.running.remove(job.id)
+                s.requests[job.id] = nil
+                return s.running.isEmpty
+            }
+            // The job's tensors are back in the buffer pool: when no job trains any more, give
+            // them to the system, or the server would keep the largest job's memory for good.
+            if idle { BufferPool.shared.trim() }
         }
     }
 
