@@ -32,6 +32,8 @@ def ok(schema, description="OK", status="200", content_type="application/json"):
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Job id"}
 STEP_Q = {"name": "step", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2147483647},
           "description": "Checkpoint step (default: the latest)"}
+METHODS = ["mae", "simmim", "ummae", "greenmim", "mixmae", "convmae"]
+STATES = "(queued|running|paused|succeeded|failed|cancelled)"
 # An event stream's cursor, as every event's id carries it (event id:metric step).
 CURSOR = {"type": "string", "pattern": "^[0-9]{1,18}:[0-9]{1,18}$"}
 IMAGE_BODY = {"required": True, "content": {
@@ -156,8 +158,9 @@ paths = {
                  "responses": {**ok(ref("Job"), "Created", "201"), **ok(ref("Job"), "The job of an earlier identical request"),
                                **problems(400, 401, 413, 422)}},
         "get": {"summary": "List jobs, newest first", "parameters": [
-            {"name": "state", "in": "query", "schema": {"type": "string"}, "description": "Comma-separated states"},
-            {"name": "method", "in": "query", "schema": {"type": "string"}},
+            {"name": "state", "in": "query", "schema": {"type": "string", "pattern": f"^{STATES}(,{STATES})*$"},
+             "description": "Comma-separated states"},
+            {"name": "method", "in": "query", "schema": {"type": "string", "enum": METHODS}},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
             {"name": "page_token", "in": "query", "schema": {"type": "string"}}],
             "responses": {**ok(ref("JobList")), **problems(422)}}},
