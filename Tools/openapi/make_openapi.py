@@ -205,8 +205,9 @@ paths = {
         "responses": {**ok(ref("Features")), **problems(400, 401, 404, 409, 413, 415, 422, 503)}}},
     "/v1/jobs/{id}/evaluate": {"post": {"summary": "k-NN and linear-probe accuracy vs raw pixels and a random encoder",
         "parameters": [ID], "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
-            "dataset": {"type": "string", "default": "synthetic"}, "step": {"type": "integer", "description": "Checkpoint step (default: the latest)"},
-            "options": ref("EvaluationOptions")}}}}},
+            "dataset": {"type": ["string", "null"], "default": "synthetic"},
+            "step": {"type": ["integer", "null"], "description": "Checkpoint step (default or null: the latest)"},
+            "options": {"anyOf": [ref("EvaluationOptions"), {"type": "null"}]}}}}}},
         "responses": {**ok(ref("Evaluation"), "Evaluated", "201"), **problems(400, 401, 404, 409, 413, 422, 503)}}},
     "/v1/jobs/{id}/evaluations": {"get": {"summary": "Stored evaluations", "parameters": [ID],
                                           "responses": {**ok(ref("EvaluationList")), **problems(404)}}},
