@@ -14,9 +14,13 @@
    schemathesis fails the run on any server error or schema violation.
 
 Every request and wait is bounded in count and time; all traffic goes to 127.0.0.1.
+Needs schemathesis 4.32 or later (per-operation parameters and body fields in its config files,
+bounded reads and per-event validation of event streams).
 Usage: python3 Tests/Contract/contract.py path/to/mimserve   (Tests/Contract/schemathesis.sh runs it)
+CONTRACT_KEEP=1 keeps the temporary folder (server log, calls.jsonl) for a look afterwards.
 """
 import collections
+import importlib.metadata
 import json
 import os
 import queue
@@ -234,6 +238,10 @@ def coverage_table(schema, calls):
 
 
 def main():
+    version = tuple(int(part) for part in importlib.metadata.version("schemathesis").split(".")[:2])
+    if version < (4, 32):
+        raise SystemExit(f"contract: schemathesis {importlib.metadata.version('schemathesis')} is too old; "
+                         "pip install -U 'schemathesis>=4.32'")
     binary = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / ".build" / "release" / "mimserve")
     work = Path(tempfile.mkdtemp(prefix="mimserve-contract-"))
     record = work / "calls.jsonl"
