@@ -23,7 +23,8 @@ def sse_event(name, data):
 def problems(*codes):
     text = {400: "Malformed request", 401: "Missing or wrong bearer token", 404: "No such resource",
             409: "Illegal in the resource's current state", 410: "The file is gone", 413: "Body too large",
-            415: "Unsupported content type", 422: "Invalid field (see errors)", 503: "Busy; retry after Retry-After seconds"}
+            415: "Unsupported content type", 422: "Invalid field (see errors)",
+            429: "Too many jobs queued; retry after Retry-After seconds", 503: "Busy; retry after Retry-After seconds"}
     return {str(c): {"description": text[c], "content": PROBLEM} for c in codes}
 
 def ok(schema, description="OK", status="200", content_type="application/json"):
@@ -60,7 +61,8 @@ schemas = {
     "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "object", "required": ["field", "reason"], "properties": {
-            "field": {"type": "string"}, "reason": {"type": "string"}}}}}},
+            "field": {"type": "string"}, "reason": {"type": "string"}}}},
+        "error_id": {"type": "string", "description": "On a 5xx: the id the server's log line for this failure carries"}}},
     "JobState": {"type": "string", "enum": ["queued", "running", "paused", "succeeded", "failed", "cancelled"]},
     "JobRequest": {"type": "object", "required": ["method"], "properties": {
         "method": {"type": "string", "description": "mae, simmim, ummae, greenmim, mixmae or convmae"},
@@ -156,7 +158,7 @@ paths = {
         "post": {"summary": "Submit a job", "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
                  "requestBody": {"required": True, "content": {"application/json": {"schema": ref("JobRequest")}}},
                  "responses": {**ok(ref("Job"), "Created", "201"), **ok(ref("Job"), "The job of an earlier identical request"),
-                               **problems(400, 401, 413, 422)}},
+                               **problems(400, 401, 413, 422, 429)}},
         "get": {"summary": "List jobs, newest first", "parameters": [
             {"name": "state", "in": "query", "schema": {"type": "string", "pattern": f"^{STATES}(,{STATES})*$"},
              "description": "Comma-separated states"},
