@@ -29,6 +29,8 @@ struct JobResource: Encodable {
     let preset: String
     let dataset: String
     let config: JobConfig?
+    /// The cost model's estimate for this job's configuration and batch.
+    let estimate: CostEstimate?
     let step: Int
     let totalSteps: Int
     let loss: Double?
@@ -45,13 +47,14 @@ struct JobResource: Encodable {
     init(_ j: JobRecord) {
         id = j.id; state = j.state; method = j.method; preset = j.preset; dataset = j.datasetID
         config = try? JobConfig.decode(j.configJSON)
+        estimate = config.map { $0.model.estimate(batch: $0.training.batchSize) }
         step = j.step; totalSteps = j.totalSteps; loss = j.loss; lr = j.lr; imagesPerS = j.imagesPerS; etaS = j.etaS
         peakRSSMB = j.peakRSSMB; error = j.error
         createdAt = j.createdAt; startedAt = j.startedAt; finishedAt = j.finishedAt; updatedAt = j.updatedAt
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, method, preset, dataset, config, step, loss, lr, error
+        case id, state, method, preset, dataset, config, estimate, step, loss, lr, error
         case totalSteps = "total_steps", imagesPerS = "images_per_s", etaS = "eta_s", peakRSSMB = "peak_rss_mb"
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at", updatedAt = "updated_at"
     }
@@ -61,6 +64,7 @@ struct JobResource: Encodable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(id, forKey: .id); try c.encode(state, forKey: .state); try c.encode(method, forKey: .method)
         try c.encode(preset, forKey: .preset); try c.encode(dataset, forKey: .dataset); try c.encode(config, forKey: .config)
+        try c.encode(estimate, forKey: .estimate)
         try c.encode(step, forKey: .step); try c.encode(totalSteps, forKey: .totalSteps); try c.encode(loss, forKey: .loss)
         try c.encode(lr, forKey: .lr); try c.encode(imagesPerS, forKey: .imagesPerS); try c.encode(etaS, forKey: .etaS)
         try c.encode(peakRSSMB, forKey: .peakRSSMB); try c.encode(error, forKey: .error); try c.encode(createdAt, forKey: .createdAt)

@@ -11,7 +11,8 @@ extension APIRoutes {
         on(.post, "/v1/jobs") { request, _ in
             let bytes = try await request.bytes(limit: min(core.configuration.maxBodyBytes, 1 << 20))
             let body = try decodeJSON(JobRequest.self, from: bytes)
-            let config = try JobConfig.resolve(body, datasetExists: core.datasetExists)
+            let config = try JobConfig.resolve(body, datasetExists: core.datasetExists,
+                                               maxJobMemory: core.configuration.jobMemoryLimit)
             let key = request.headers[.init("Idempotency-Key")!]
             if let key, key.isEmpty || key.count > 255 {
                 throw APIError.invalid("Idempotency-Key", "must be 1–255 characters")

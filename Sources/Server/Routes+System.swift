@@ -108,6 +108,8 @@ struct MethodsDocument: Encodable {
         let `default`: Bool
         let model: ModelConfig
         let training: TrainingConfig
+        /// What training this preset at its default batch costs (memory, FLOPs, checkpoint size).
+        let estimate: CostEstimate
     }
     struct MethodEntry: Encodable {
         let name: String
@@ -128,7 +130,7 @@ struct MethodsDocument: Encodable {
             MethodEntry(name: m.rawValue, summary: summaries[m.rawValue] ?? m.rawValue, presets: Presets.forMethod(m).compactMap { p in
                 guard let resolved = try? JobConfig.resolve(JobRequest(method: m.rawValue, preset: p.name)) else { return nil }
                 return PresetEntry(name: p.name, summary: p.summary, tiny: p.isTiny, default: p.isDefault, model: p.model,
-                                   training: resolved.training)
+                                   training: resolved.training, estimate: p.model.estimate(batch: resolved.training.batchSize))
             })
         }
         let sample = try? JobConfig.resolve(JobRequest(method: "mae", preset: "tiny"))

@@ -22,6 +22,13 @@ public struct ServerConfiguration: Sendable {
     /// decodes no more than one largest image would, however its images are split.
     public var maxRequestPixels: Int?
     var requestPixelBudget: Int { maxRequestPixels ?? maxPixels }
+    /// `--max-job-memory` / `MIMSERVE_MAX_JOB_MEMORY`: bytes one job may need at its peak, by the
+    /// cost model (`ModelConfig.estimate`); a bigger submission gets 422 naming `batch_size` (or
+    /// the preset) with the estimate and the limit. Default: physical memory × 0.5 ÷ trainer slots.
+    public var maxJobMemory: Int?
+    var jobMemoryLimit: Int {
+        maxJobMemory ?? Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.5) / max(1, trainerSlots)
+    }
     /// `--max-queued` / `MIMSERVE_MAX_QUEUED`: jobs that may wait for a trainer slot; one more
     /// submission gets 429 with Retry-After. Default 100.
     public var maxQueued = 100
@@ -67,6 +74,7 @@ public struct ServerConfiguration: Sendable {
         if !(1...64).contains(modelCacheSize) { p.append("model-cache: must be in 1…64, got \(modelCacheSize)") }
         if maxBodyBytes < 1024 { p.append("max-body-bytes: must be ≥ 1024, got \(maxBodyBytes)") }
         if !(sseHeartbeatSeconds >= 0.05 && sseHeartbeatSeconds <= 3600) { p.append("sse-heartbeat: must be in 0.05…3600 s, got \(sseHeartbeatSeconds)") }
+        if let m = maxJobMemory, m < 64 << 20 { p.append("max-job-memory: must be at least 64 MiB (67108864), got \(m)") }
         if !(1...1_000_000).contains(maxQueued) { p.append("max-queued: must be in 1…1000000, got \(maxQueued)") }
         if let r = maxRequestPixels, r < 64 { p.append("max-request-pixels: must be ≥ 64, got \(r)") }
         if maxPixels < 64 { p.append("max-pixels: must be ≥ 64, got \(maxPixels)") }

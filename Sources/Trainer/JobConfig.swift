@@ -87,7 +87,10 @@ public struct JobConfig: Codable, Sendable, Equatable {
 extension JobConfig {
     /// Resolves and validates a request: preset aliases, recipe defaults, overrides by field
     /// name. Throws every problem at once, each naming its field (`overrides.mask_ratio`, …).
-    public static func resolve(_ r: JobRequest, datasetExists: (String) -> Bool = { _ in true }) throws(ConfigError) -> JobConfig {
+    /// With `maxJobMemory`, a job whose estimated peak (`ModelConfig.estimate`) is larger is refused,
+    /// naming `batch_size` (with the largest batch that fits) or, when no batch fits, the preset.
+    public static func resolve(_ r: JobRequest, datasetExists: (String) -> Bool = { _ in true },
+                               maxJobMemory: Int? = nil) throws(ConfigError) -> JobConfig {
         guard let method = Method(rawValue: r.method) else {
             throw ConfigError(errors: [FieldError("method", "unknown method '\(r.method)'; choose one of \(Method.allCases.map(\.rawValue).joined(separator: ", "))")])
         }
@@ -112,7 +115,22 @@ extension JobConfig {
         errors += training.problems()
         do { try model.validate() } catch { errors += error.errors.map { FieldError("overrides.\($0.field)", $0.reason) } }
         if !errors.isEmpty { throw ConfigError(errors: errors) }
+        if let limit = maxJobMemory, let problem = Self.memoryProblem(model, batch: batch, limit: limit) {
+            throw ConfigError(errors: [problem])
+        }
         return JobConfig(method: method, preset: preset.name, dataset: dataset, model: model, training: training)
+    }
+
+    static func memoryProblem(_ model: ModelConfig, batch: Int, limit: Int) -> FieldError? {
+        let estimate = model.estimate(batch: batch)
+        guard estimate.peakBytes > limit else { return nil }
+        func gb(_ bytes: Int) -> String { String(format: "%.2f GB", Double(bytes) / Double(1 << 30)) }
+        let fixed = model.estimate(batch: 0).peakBytes, perImage = max(1, model.estimate(batch: 1).peakBytes - fixed)
+        let fits = (limit - fixed) / perImage
+        let need = "this job needs about \(gb(estimate.peakBytes)) (weights and optimizer \(gb(estimate.weightBytes + estimate.optimizerBytes)), "
+            + "activations \(gb(estimate.activationBytes)) at batch \(batch)); the limit is \(gb(limit)) (--max-job-memory)"
+        if fits >= 1 { return FieldError("batch_size", need + "; a batch of at most \(fits) fits") }
+        return FieldError("preset", need + "; the model does not fit even at batch 1: choose a smaller preset or widths")
     }
 
     /// Sets each override on the model or training config through their JSON field names, so

@@ -31,7 +31,7 @@ struct TrainBench: ParsableCommand {
         r["peak_ratio"] = (r["gflops"] as! Double) / peak
         Report.emit(r)
         Report.table([r], columns: ["method", "preset", "batch", "threads", "ms_per_step", "images_per_s", "gflops",
-                                    "peak_ratio", "peak_rss_mb", "fresh_allocs_per_step"])
+                                    "peak_ratio", "peak_rss_mb", "estimated_peak_rss_mb", "fresh_allocs_per_step"])
     }
 }
 
@@ -87,6 +87,10 @@ struct TrainStepTimer {
         rec["gflops"] = flops / (ms / 1000) / 1e9
         rec["gflop_per_image"] = flops / Double(batch) / 1e9
         rec["peak_rss_mb"] = Report.peakRSSMB()
+        // What job submission predicts for this step (the cost model), against the measurement.
+        let estimate = preset.model.estimate(batch: batch)
+        rec["estimated_peak_rss_mb"] = Double(estimate.peakBytes) / 1048576
+        rec["estimated_gflop_per_image"] = estimate.flopsPerStep / Double(batch) / 1e9
         rec["fresh_allocs_per_step"] = Double(BufferPool.shared.statistics.freshAllocations - allocs) / Double(steps)
         return rec
     }

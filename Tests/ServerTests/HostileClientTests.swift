@@ -82,6 +82,27 @@ import FoundationNetworking
         #expect(try await server.request("POST", "/v1/jobs/\(running)/cancel").status == 200)
     }
 
+    /// A job bigger than --max-job-memory is refused at submission with the estimate, the limit
+    /// and the largest batch that fits; nothing is queued.
+    @Test func aJobThatWouldExhaustMemoryIsRefusedAtSubmission() async throws {
+        let server = try await LiveServer.start { $0.maxJobMemory = 5 << 29 }
+        defer { Task { await server.stop() } }
+        let big = try await server.request("POST", "/v1/jobs", json: ["method": "mae", "preset": "default", "batch_size": 64])
+        #expect(big.status == 422 && big.errorFields == ["batch_size"], "\(big.status) \(big.text)")
+        #expect(big.text.contains("the limit is 2.50 GB") && big.text.contains("fits"), "\(big.text)")
+        let huge = try await server.request("POST", "/v1/jobs", json: [
+            "method": "mae", "preset": "tiny", "overrides": ["embed_dim": 4096, "depths": [64], "heads": [64]]])
+        #expect(huge.status == 422 && huge.errorFields == ["preset"], "\(huge.status) \(huge.text)")
+        #expect((try await server.get("/v1/jobs").object["jobs"] as? [Any])?.isEmpty == true)
+        // A job that fits carries its estimate.
+        let ok = try await server.request("POST", "/v1/jobs", json: ["method": "mae", "preset": "tiny", "total_steps": 2])
+        let estimate = try #require(ok.object["estimate"] as? [String: Any])
+        #expect(ok.status == 201 && (estimate["peak_bytes"] as? Int ?? 0) > 0 && (estimate["parameters"] as? Int ?? 0) > 0)
+        let methods = try await server.get("/v1/methods").object["methods"] as? [[String: Any]] ?? []
+        let presets = methods.flatMap { $0["presets"] as? [[String: Any]] ?? [] }
+        #expect(!presets.isEmpty && presets.allSatisfy { ($0["estimate"] as? [String: Any])?["peak_bytes"] != nil })
+    }
+
     @Test func aSecondServerOnTheSameDataDirectoryExitsAtStart() async throws {
         let first = try await LiveServer.start()
         defer { Task { await first.stop() } }

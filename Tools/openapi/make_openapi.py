@@ -43,11 +43,13 @@ IMAGE_BODY = {"required": True, "content": {
 
 job_schema = {
     "type": "object",
-    "required": ["id", "state", "method", "preset", "dataset", "config", "step", "total_steps", "loss", "lr",
+    "required": ["id", "state", "method", "preset", "dataset", "config", "estimate", "step", "total_steps", "loss", "lr",
                  "images_per_s", "eta_s", "peak_rss_mb", "error", "created_at", "started_at", "finished_at", "updated_at"],
     "properties": {
         "id": {"type": "string"}, "state": ref("JobState"), "method": {"type": "string"}, "preset": {"type": "string"},
         "dataset": {"type": "string"}, "config": {"type": ["object", "null"], "description": "The fully resolved configuration"},
+        "estimate": {"oneOf": [ref("CostEstimate"), {"type": "null"}],
+                     "description": "The cost model's estimate of this job's peak memory, checkpoint size and FLOPs per step"},
         "step": {"type": "integer"}, "total_steps": {"type": "integer"}, "loss": nullable("number"), "lr": nullable("number"),
         "images_per_s": nullable("number"), "eta_s": nullable("number"), "peak_rss_mb": nullable("number"),
         "error": nullable("string"), "created_at": {"type": "string", "format": "date-time"},
@@ -73,6 +75,12 @@ schemas = {
         "seed": {"type": "integer", "minimum": 0},
         "overrides": {"type": "object", "description": "Any model or training field of GET /v1/methods"}}},
     "Job": job_schema,
+    "CostEstimate": {"type": "object", "required": ["parameters", "weight_bytes", "optimizer_bytes", "activation_bytes",
+                                                    "prefetch_bytes", "checkpoint_bytes", "flops_per_step", "peak_bytes"],
+                     "properties": {**{k: {"type": "integer", "minimum": 0} for k in (
+                         "parameters", "weight_bytes", "optimizer_bytes", "activation_bytes", "prefetch_bytes",
+                         "checkpoint_bytes", "peak_bytes")}, "flops_per_step": {"type": "number", "minimum": 0}},
+                     "description": "What training costs: peak_bytes is what --max-job-memory limits"},
     "JobList": {"type": "object", "required": ["jobs", "next_page_token"], "properties": {
         "jobs": {"type": "array", "items": ref("Job")}, "next_page_token": nullable("string")}},
     "Metric": {"type": "object", "required": ["step", "loss", "lr", "images_per_s", "wall_time_s"], "properties": {
@@ -92,7 +100,8 @@ schemas = {
     "Methods": {"type": "object", "required": ["methods", "fields"], "properties": {
         "methods": {"type": "array", "items": {"type": "object", "required": ["name", "summary", "presets"], "properties": {
             "name": {"type": "string"}, "summary": {"type": "string"},
-            "presets": {"type": "array", "items": {"type": "object", "required": ["name", "summary", "tiny", "default", "model", "training"]}}}}},
+            "presets": {"type": "array", "items": {"type": "object", "required": ["name", "summary", "tiny", "default", "model", "training", "estimate"],
+                                                    "properties": {"estimate": ref("CostEstimate")}}}}}},
         "fields": {"type": "array", "items": {"type": "object", "required": ["name", "group", "type", "help"]}}}},
     "Accuracies": {"type": "object", "required": ["encoder", "raw_pixels", "random_encoder"], "properties": {
         "encoder": {"type": "number"}, "raw_pixels": {"type": "number"}, "random_encoder": {"type": "number"}}},

@@ -1,0 +1,47 @@
+import Foundation
+import Testing
+@testable import Models
+
+/// The cost model against the real thing: for every preset, `mimserve-bench train` runs a
+/// training step in its own process and reports both its measured peak RSS and the estimate
+/// that job submission would make for it.
+@Suite("Cost model", .serialized) struct CostEstimateTests {
+    static var bench: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mimserve-bench")
+    }
+
+    @Test(arguments: Presets.all.map(\.name)) func peakMemoryIsWithin30PercentOfTheMeasurement(preset: String) throws {
+        let p = try #require(Presets.named(preset))
+        // Paper-scale presets at batch 2 keep the suite's memory and time small; the activation
+        // term is what scales with the batch, and batch 2 still exercises it.
+        let batch = p.isTiny ? 16 : 2
+        let process = Process()
+        process.executableURL = Self.bench
+        process.arguments = ["train", "--method", p.model.method.rawValue, "--preset", preset, "--batch", "\(batch)",
+                             "--steps", "1", "--warmup", "0", "--no-peak"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let line = try #require(String(decoding: data, as: UTF8.self).split(separator: "\n").last { $0.hasPrefix("{") })
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let measured = try #require(record["peak_rss_mb"] as? Double), estimated = try #require(record["estimated_peak_rss_mb"] as? Double)
+        // The bench prints the same estimate (rounded to a few digits).
+        #expect(abs(estimated / (Double(p.model.estimate(batch: batch).peakBytes) / 1_048_576) - 1) < 1e-3)
+        #expect(abs(estimated / measured - 1) <= 0.30, "\(preset) batch \(batch): estimated \(estimated) MB, measured \(measured) MB")
+    }
+
+    @Test func theEstimateGrowsWithTheBatchAndCountsTheOptimizer() throws {
+        let model = try #require(Presets.named("mae_vit_base_patch16_dec512d8b_224")).model
+        let one = model.estimate(batch: 1), eight = model.estimate(batch: 8)
+        #expect(one.parameters == eight.parameters && one.weightBytes == 4 * one.parameters)
+        #expect(one.optimizerBytes == 3 * one.weightBytes && one.checkpointBytes == 3 * one.weightBytes)
+        #expect(eight.activationBytes > 7 * one.activationBytes && eight.activationBytes < 9 * one.activationBytes)
+        #expect(abs(eight.flopsPerStep / one.flopsPerStep - 8) < 1e-9)
+        // ViT-B/16 MAE: about 86 M encoder + 26 M decoder parameters.
+        #expect((100_000_000...125_000_000).contains(one.parameters), "\(one.parameters)")
+    }
+}
