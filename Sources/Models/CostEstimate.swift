@@ -59,31 +59,34 @@ extension CostEstimate {
 extension ModelConfig {
     /// The cost of training this configuration at `batch` images per step.
     public func estimate(batch: Int) -> CostEstimate {
+        // In Double throughout: a hostile configuration must give a huge estimate, not an overflow.
         let (stages, extraParams, extraFloatsPerSample) = costStages()
         var params = extraParams
-        var savedPerSample = extraFloatsPerSample + CostEstimate.savedPerPixel * Double(3 * imageSize * imageSize)
+        var savedPerSample = extraFloatsPerSample + CostEstimate.savedPerPixel * 3 * Double(imageSize) * Double(imageSize)
         var flopsPerSample = 0.0
         for s in stages {
             let c = Double(s.width), r = Double(s.mlpRatio), t = Double(s.tokens), b = Double(s.blocks)
             // qkv (3C² + 3C), proj (C² + C), fc1 (rC² + rC), fc2 (rC² + C), two norms (4C).
-            params += s.blocks * ((4 + 2 * s.mlpRatio) * s.width * s.width + (9 + s.mlpRatio) * s.width + s.heads * s.positionTable)
+            params += b * ((4 + 2 * r) * c * c + (9 + r) * c + Double(s.heads) * Double(s.positionTable))
             savedPerSample += b * (t * c * CostEstimate.savedPerTokenWidth(s.mlpRatio)
                                    + CostEstimate.savedPerAttentionWeight * Double(s.heads) * t * Double(s.keys))
             flopsPerSample += b * (2 * t * (4 + 2 * r) * c * c + 4 * t * Double(s.keys) * c)
         }
-        let floatBytes = MemoryLayout<Float>.size
+        let floatBytes = Double(MemoryLayout<Float>.size), n = Double(batch)
         let weights = params * floatBytes
-        let activations = Int(savedPerSample * Double(batch)) * floatBytes
-        let prefetch = CostEstimate.prefetchDepth * batch * 3 * imageSize * imageSize * floatBytes
+        let activations = savedPerSample * n * floatBytes
+        let prefetch = Double(CostEstimate.prefetchDepth) * n * 3 * Double(imageSize) * Double(imageSize) * floatBytes
+        let peak = Double(CostEstimate.baselineBytes) + 4 * weights + activations + prefetch
+        func bytes(_ x: Double) -> Int { x < 9e18 ? Int(x) : Int.max }
         return CostEstimate(
-            parameters: params, weightBytes: weights, optimizerBytes: 3 * weights, activationBytes: activations,
-            prefetchBytes: prefetch, checkpointBytes: 3 * weights, flopsPerStep: 3 * flopsPerSample * Double(batch),
-            peakBytes: CostEstimate.baselineBytes + 4 * weights + activations + prefetch)
+            parameters: bytes(params), weightBytes: bytes(weights), optimizerBytes: bytes(3 * weights),
+            activationBytes: bytes(activations), prefetchBytes: bytes(prefetch), checkpointBytes: bytes(3 * weights),
+            flopsPerStep: 3 * flopsPerSample * n, peakBytes: bytes(peak))
     }
 
     /// The blocks of every encoder and decoder stage, the parameters outside them (embeddings,
     /// merging, heads, tokens) and floats per sample kept outside them (patch tokens, merges).
-    func costStages() -> (stages: [CostEstimate.Stage], params: Int, floatsPerSample: Double) {
+    func costStages() -> (stages: [CostEstimate.Stage], params: Double, floatsPerSample: Double) {
         typealias Stage = CostEstimate.Stage
         let n = grid * grid
         let visible = { (tokens: Int) in max(1, Int(Double(tokens) * Double(1 - maskRatio))) }
@@ -92,15 +95,15 @@ extension ModelConfig {
         let r = mlpRatio
         let stageTokens = stageGrids.map { $0 * $0 }
         var stages: [Stage] = []
-        var params = 3 * patchSize * patchSize * embedDim + 3 * embedDim   // patch embedding (+ norm)
+        var params = Double(3 * patchSize * patchSize + 3) * Double(embedDim)   // patch embedding (+ norm)
         var floats = 0.0
         // An MAE-style decoder on `tokens` tokens per sample predicting `outputs` values per token.
         func decoder(tokens: Int, outputs: Int) {
             guard decoderDepth > 0 else { return }
             stages.append(Stage(tokens: tokens, width: decoderDim, heads: decoderHeads, keys: tokens,
                                 blocks: decoderDepth, mlpRatio: 4))
-            params += encoderDim * decoderDim + decoderDim * (outputs + 4)
-            floats += Double(tokens * (2 * decoderDim + 2 * outputs))
+            params += Double(encoderDim + outputs + 4) * Double(decoderDim)
+            floats += Double(tokens) * Double(2 * decoderDim + 2 * outputs)
         }
         // Swin stages on grids `sides` with tokens per stage from `tokens(s)`.
         func swin(tokens: (Int) -> Int) {
@@ -108,20 +111,20 @@ extension ModelConfig {
                 let g = stageGrids[s], c = stageDims[s], w = min(windowSize, g)
                 stages.append(Stage(tokens: tokens(s), width: c, heads: heads[s], keys: w * w, blocks: depths[s],
                                     mlpRatio: r, positionTable: (2 * w - 1) * (2 * w - 1)))
-                if s > 0 { params += 4 * stageDims[s - 1] * c + 8 * stageDims[s - 1] }  // patch merging
-                floats += Double(tokens(s) * c * 4)
+                if s > 0 { params += Double(4 * c + 8) * Double(stageDims[s - 1]) }  // patch merging
+                floats += 4 * Double(tokens(s)) * Double(c)
             }
         }
         switch method {
         case .mae:
             stages.append(Stage(tokens: visible(n) + 1, width: embedDim, heads: heads[0], keys: visible(n) + 1,
                                 blocks: depths[0], mlpRatio: r))
-            params += embedDim
+            params += Double(embedDim)
             decoder(tokens: n + 1, outputs: patchSize * patchSize * 3)
         case .simmim:
             swin { stageTokens[$0] }
-            params += encoderDim * encoderStride * encoderStride * 3
-            floats += Double(encoderStride * encoderStride * 3 * (stageTokens.last ?? 0))
+            params += Double(encoderDim) * Double(encoderStride * encoderStride * 3)
+            floats += Double(encoderStride * encoderStride * 3) * Double(stageTokens.last ?? 0)
         case .mixmae:
             swin { stageTokens[$0] }
             decoder(tokens: 2 * units, outputs: pixelsPerUnit)
@@ -129,7 +132,7 @@ extension ModelConfig {
             // One unit of every 2×2 is kept and compacted: a quarter of the tokens at every stage.
             swin { max(1, stageTokens[$0] / 4) }
             decoder(tokens: units, outputs: pixelsPerUnit)
-            params += (posMLPDim ?? 0) * (2 + heads.reduce(0, +))
+            params += Double(posMLPDim ?? 0) * Double(2 + heads.reduce(0, +))
         case .greenmim:
             swin { visible(stageTokens[$0]) }
             decoder(tokens: units, outputs: pixelsPerUnit)
@@ -139,7 +142,7 @@ extension ModelConfig {
             for s in 0..<(depths.count - 1) {
                 let g = stageGrids[s], c = stageDims[s]
                 stages.append(Stage(tokens: g * g, width: c, heads: 0, keys: 0, blocks: depths[s], mlpRatio: r))
-                params += depths[s] * 25 * c
+                params += Double(depths[s] * 25) * Double(c)
             }
             let g3 = stageGrids.last ?? grid, d = encoderDim
             stages.append(Stage(tokens: visible(g3 * g3), width: d, heads: heads.last ?? 1, keys: visible(g3 * g3),

@@ -153,6 +153,12 @@ extension ModelConfig {
             throw ConfigError(merging: e)
         }
         check(mlpRatio >= 1 && mlpRatio <= 16, "mlp_ratio", "must be in 1…16, got \(mlpRatio)")
+        // The decoder's sizes (methods without a decoder ignore them, but they still must be sane).
+        check((0...4096).contains(decoderDim), "decoder_dim", "must be in 0…4096, got \(decoderDim)")
+        check((0...64).contains(decoderDepth), "decoder_depth", "must be in 0…64, got \(decoderDepth)")
+        check((0...256).contains(decoderHeads), "decoder_heads", "must be in 0…256, got \(decoderHeads)")
+        check(heads.allSatisfy { (1...256).contains($0) }, "heads", "each must be in 1…256, got \(heads)")
+        check((0...1024).contains(windowSize), "window_size", "must be in 0…1024, got \(windowSize)")
         check(layerNormEps > 0 && layerNormEps < 0.1, "layer_norm_eps", "must be in (0, 0.1), got \(layerNormEps)")
         check(maskRatio > 0 && maskRatio < 1, "mask_ratio", "must be in (0, 1), got \(maskRatio)")
         if heads.count == depths.count && embedDim >= 1 && (stageWidths ?? depths).count == depths.count {

@@ -83,8 +83,10 @@ func decodeJSON<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
     }
 }
 
+/// The field a decoding error is about; the body itself (a top-level value of the wrong kind) is `body`.
 private func path(_ keys: [any CodingKey]) -> String {
-    keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+    if keys.isEmpty { return "body" }
+    return keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
 }
 
 private func describe(_ type: Any.Type) -> String {
