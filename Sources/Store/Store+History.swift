@@ -24,11 +24,13 @@ extension Store {
     // MARK: - Checkpoints
 
     /// Records a checkpoint whose file is already written and renamed into place.
-    public func addCheckpoint(_ c: CheckpointRecord) throws(StoreError) {
+    /// Records a checkpoint and its event; returns the event's id.
+    @discardableResult
+    public func addCheckpoint(_ c: CheckpointRecord) throws(StoreError) -> Int64 {
         try write { db in
             try c.upsert(db)
-            try Self.appendEvent(db, jobID: c.jobID, kind: .checkpoint,
-                                 data: ["step": c.step, "bytes": c.bytes, "sha256": c.sha256, "final": c.isFinal])
+            return try Self.appendEvent(db, jobID: c.jobID, kind: .checkpoint,
+                                        data: ["step": c.step, "bytes": c.bytes, "sha256": c.sha256, "final": c.isFinal])
         }
     }
 

@@ -124,12 +124,12 @@ extension Store {
     /// Moves a job to `to` if the lifecycle allows it from its current state (and, when given,
     /// only from one of `from`); otherwise throws and changes nothing. Records a state event.
     @discardableResult
-    public func transition(_ id: String, to: JobState, from: Set<JobState>? = nil, error: String? = nil) throws(StoreError) -> JobRecord {
+    public func transition(_ id: String, to: JobState, from: Set<JobState>? = nil, error: String? = nil) throws(StoreError) -> StateChange {
         try write { db in try Self.transition(db, id, to: to, from: from, error: error) }
     }
 
     /// Claims the oldest queued job for a trainer slot (queued → running), atomically.
-    public func claimNextQueued() throws(StoreError) -> JobRecord? {
+    public func claimNextQueued() throws(StoreError) -> StateChange? {
         try write { db in
             guard let next = try JobRecord.filter(JobRecord.CodingKeys.state == JobState.queued.rawValue)
                 .order(JobRecord.CodingKeys.seq).fetchOne(db) else { return nil }
@@ -216,7 +216,7 @@ extension Store {
 
     @discardableResult
     static func transition(_ db: Database, _ id: String, to: JobState, from: Set<JobState>?, error: String?,
-                           reason: String? = nil) throws -> JobRecord {
+                           reason: String? = nil) throws -> StateChange {
         guard var job = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound("job \(id)") }
         guard job.state.successors.contains(to), from?.contains(job.state) ?? true else {
             throw StoreError.illegalTransition(id: id, from: job.state, to: to)
@@ -233,13 +233,16 @@ extension Store {
         var data: [String: Any] = ["state": to.rawValue]
         if let error { data["error"] = error }
         if let reason { data["reason"] = reason }
-        try appendEvent(db, jobID: id, kind: .state, data: data)
-        return job
+        let eventID = try appendEvent(db, jobID: id, kind: .state, data: data)
+        return StateChange(job: job, eventID: eventID)
     }
 
-    static func appendEvent(_ db: Database, jobID: String, kind: JobEventRecord.Kind, data: [String: Any]) throws {
+    /// Inserts an event and returns its id (the SSE event id clients resume from).
+    @discardableResult
+    static func appendEvent(_ db: Database, jobID: String, kind: JobEventRecord.Kind, data: [String: Any]) throws -> Int64 {
         let json = String(decoding: try JSONSerialization.data(withJSONObject: data, options: [.sortedKeys]), as: UTF8.self)
         try JobEventRecord(id: nil, jobID: jobID, kind: kind, dataJSON: json, createdAt: Date()).insert(db)
+        return db.lastInsertedRowID
     }
 
     static func newJobID() -> String {
@@ -248,4 +251,14 @@ extension Store {
         let hex = String(n, radix: 16)
         return "j" + String(repeating: "0", count: 16 - hex.count) + hex
     }
+}
+
+/// A job after a state change, and the id of the event the change inserted in the same
+/// transaction (so a publisher never has to look it up, and never gets another's).
+@dynamicMemberLookup
+public struct StateChange: Sendable {
+    public let job: JobRecord
+    public let eventID: Int64
+
+    public subscript<T>(dynamicMember path: KeyPath<JobRecord, T>) -> T { job[keyPath: path] }
 }

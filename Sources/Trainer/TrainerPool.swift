@@ -126,10 +126,10 @@ public final class TrainerPool: Sendable {
     /// Puts a paused job back in the queue; it continues from its last checkpoint.
     @discardableResult
     public func resume(_ id: String) throws(StoreError) -> JobRecord {
-        let job = try store.transition(id, to: .queued, from: [.paused])
-        bus.publish(.state(jobID: id, .queued, error: nil, eventID: try? store.events(jobID: id).last?.id ?? nil))
+        let change = try store.transition(id, to: .queued, from: [.paused])
+        bus.publish(.state(jobID: id, .queued, error: nil, eventID: change.eventID))
         notify()
-        return job
+        return change.job
     }
 
     private func request(_ id: String, _ stop: StopRequest, direct: JobState, allowedFrom: Set<JobState>) throws(StoreError) -> JobRecord {
@@ -142,9 +142,9 @@ public final class TrainerPool: Sendable {
                 return job
             }
             do {
-                let row = try store.transition(id, to: direct, from: allowedFrom)
-                bus.publish(.state(jobID: id, direct, error: nil, eventID: try? store.events(jobID: id).last?.id ?? nil))
-                return row
+                let change = try store.transition(id, to: direct, from: allowedFrom)
+                bus.publish(.state(jobID: id, direct, error: nil, eventID: change.eventID))
+                return change.job
             } catch .illegalTransition(_, let from, _) where from == .running {
                 continue
             }
@@ -156,19 +156,20 @@ public final class TrainerPool: Sendable {
 
     private func slotLoop(_ slot: Int) {
         while !state.withLock({ $0.stopping }) {
-            let job: JobRecord?
+            let claimed: StateChange?
             do {
-                job = try store.claimNextQueued()
+                claimed = try store.claimNextQueued()
             } catch {
                 options.log("slot \(slot): cannot claim a job: \(error)")
                 _ = wake.wait(timeout: .now() + 1)
                 continue
             }
-            guard let job else {
+            guard let claimed else {
                 _ = wake.wait(timeout: .now() + 1)
                 continue
             }
-            bus.publish(.state(jobID: job.id, .running, error: nil, eventID: try? store.events(jobID: job.id).last?.id ?? nil))
+            let job = claimed.job
+            bus.publish(.state(jobID: job.id, .running, error: nil, eventID: claimed.eventID))
             options.claimed?(job.id)
             // A cancel or pause that saw the job `running` between the claim and this line has
             // already left its request: keep it (a stale one is cleared when the run ends).

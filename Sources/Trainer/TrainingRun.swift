@@ -133,9 +133,8 @@ final class TrainingRun {
 
     private func finish(_ state: JobState, error: String?) {
         do {
-            let row = try store.transition(job.id, to: state, from: [.running], error: error)
-            let eventID = try? store.events(jobID: job.id).last?.id
-            bus.publish(.state(jobID: job.id, row.state, error: error, eventID: eventID ?? nil))
+            let change = try store.transition(job.id, to: state, from: [.running], error: error)
+            bus.publish(.state(jobID: job.id, change.state, error: error, eventID: change.eventID))
         } catch {
             options.log("job \(job.id): cannot record \(state.rawValue): \(error)")
         }
@@ -150,8 +149,8 @@ final class TrainingRun {
         try AtomicFile.write(bytes, to: options.dataRoot.appendingPathComponent(relative))
         let record = CheckpointRecord(jobID: job.id, step: step, path: relative, bytes: Int64(bytes.count),
                                       sha256: AtomicFile.sha256Hex(bytes), isFinal: final)
-        try store.addCheckpoint(record)
-        bus.publish(.checkpoint(record, eventID: try? store.events(jobID: job.id).last?.id ?? nil))
+        let eventID = try store.addCheckpoint(record)
+        bus.publish(.checkpoint(record, eventID: eventID))
         try prune()
     }
 

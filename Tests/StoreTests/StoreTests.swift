@@ -124,6 +124,20 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         #expect(counts[.queued] == 2 && counts[.running] == 1 && counts[.failed] == 0)
     }
 
+    /// Each change reports the id of the very event it inserted, in the same transaction.
+    @Test func stateChangesAndCheckpointsReturnTheirEventIDs() throws {
+        let store = try makeStore()
+        let id = try store.submit(newJob()).job.id
+        let claimed = try #require(try store.claimNextQueued())
+        #expect(claimed.eventID == (try store.events(jobID: id).last?.id))
+        let other = try store.submit(newJob(9)).job.id  // events of another job in between
+        _ = other
+        let checkpoint = try store.addCheckpoint(CheckpointRecord(jobID: id, step: 1, path: "c/1", bytes: 1, sha256: "a", isFinal: false))
+        let done = try store.transition(id, to: .succeeded)
+        let ids = try store.events(jobID: id).map(\.id)
+        #expect(ids.suffix(2) == [checkpoint, done.eventID] && done.state == .succeeded)
+    }
+
     /// A job that takes its process down with it runs at most three times.
     @Test func aJobInterruptedThreeTimesFailsInsteadOfLooping() throws {
         let store = try makeStore()
