@@ -99,6 +99,19 @@ func makeCore(_ c: ServerConfiguration) throws -> ServerCore {
                       dataDirLock: lock)
 }
 
+extension ServerCore {
+    /// `text` with the server's own folders named by their flag instead of their absolute path:
+    /// a client learns which dataset or file is at fault, never where the server keeps it.
+    func withoutServerPaths(_ text: String) -> String {
+        var folders = [(dataRoot.path, "<data-dir>")]
+        if let dir = configuration.fashionMNISTDir { folders.append((dir, "<fashion-mnist-dir>")) }
+        if let dir = publicDir { folders.append((dir, "<public-dir>")) }
+        return folders.sorted { $0.0.count > $1.0.count }.reduce(text) { t, f in
+            f.0.isEmpty ? t : t.replacingOccurrences(of: f.0, with: f.1)
+        }
+    }
+}
+
 /// The router with every middleware and route; also returns the routes as "METHOD /path".
 func makeRouter(_ core: ServerCore) -> (Router<BasicRequestContext>, [String]) {
     let router = Router(context: BasicRequestContext.self)

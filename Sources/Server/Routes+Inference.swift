@@ -90,7 +90,7 @@ extension APIRoutes {
             let datasetID = body.dataset ?? "synthetic"
             let train: any ImageDataset
             do { train = try core.datasets.open(datasetID) } catch {
-                throw APIError.invalid("dataset", "\(error)")
+                throw APIError.invalid("dataset", core.withoutServerPaths("\(error)"))
             }
             // Fashion-MNIST has a test split of its own.
             let test: (any ImageDataset)? = datasetID == "fashion-mnist" ? try? core.datasets.open("fashion-mnist-test") : nil

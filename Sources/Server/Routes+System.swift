@@ -63,7 +63,7 @@ extension APIRoutes {
 
         on(.get, "/v1/datasets/{id}") { _, context in
             let id = try context.id()
-            do { return try JSON.response(try core.datasets.open(id).info) } catch { throw Self.datasetError(error) }
+            do { return try JSON.response(try core.datasets.open(id).info) } catch { throw Self.datasetError(error, core: core) }
         }
 
         // Registers (or rescans) an image folder placed under <data-dir>/datasets/<id>.
@@ -79,7 +79,7 @@ extension APIRoutes {
             }
             core.datasets.forget(body.id)
             let info: DatasetInfo
-            do { info = try core.datasets.open(body.id).info } catch { throw Self.datasetError(error) }
+            do { info = try core.datasets.open(body.id).info } catch { throw Self.datasetError(error, core: core) }
             let classes = info.classes.isEmpty ? nil : String(decoding: try JSONEncoder().encode(info.classes), as: UTF8.self)
             try core.store.upsert(dataset: DatasetRecord(id: info.id, kind: info.kind.rawValue, name: info.name, path: "datasets/\(info.id)",
                                                          imageCount: info.count, classesJSON: classes, imageSize: info.imageWidth,
@@ -93,9 +93,10 @@ extension APIRoutes {
         r.makeGauge(descriptor: MetricNameDescriptor(namespace: "mimserve", metricName: name, unitName: "", helpText: help), labels: labels)
     }
 
-    static func datasetError(_ error: any Error) -> APIError {
-        if case DatasetError.unknownDataset = error { return APIError(.notFound, "Not found", "\(error)") }
-        return APIError(.unprocessableContent, "Unusable dataset", "\(error)", fields: [FieldError("dataset", "\(error)")])
+    static func datasetError(_ error: any Error, core: ServerCore) -> APIError {
+        let text = core.withoutServerPaths("\(error)")
+        if case DatasetError.unknownDataset = error { return APIError(.notFound, "Not found", text) }
+        return APIError(.unprocessableContent, "Unusable dataset", text, fields: [FieldError("dataset", text)])
     }
 }
 

@@ -103,6 +103,23 @@ import FoundationNetworking
         #expect(!presets.isEmpty && presets.allSatisfy { ($0["estimate"] as? [String: Any])?["peak_bytes"] != nil })
     }
 
+    /// A dataset folder the server cannot use is named by its id, never by where the data lives.
+    @Test func datasetErrorsDoNotRevealTheDataDirectory() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let folder = server.dataDir.appendingPathComponent("datasets/empty")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try Data("not an image".utf8).write(to: folder.appendingPathComponent("a.png"))
+        for reply in [try await server.request("POST", "/v1/datasets", json: ["id": "empty"]),
+                      try await server.get("/v1/datasets/empty")] {
+            #expect(reply.status == 422 && reply.isProblem, "\(reply.status) \(reply.text)")
+            // Decoded, since JSON may escape the slashes of a path.
+            let detail = reply.object["detail"] as? String ?? ""
+            #expect(!detail.contains(server.dataDir.path) && !detail.contains(FileManager.default.temporaryDirectory.path), "\(detail)")
+            #expect(detail.contains("<data-dir>/datasets/empty"), "\(detail)")
+        }
+    }
+
     @Test func aSecondServerOnTheSameDataDirectoryExitsAtStart() async throws {
         let first = try await LiveServer.start()
         defer { Task { await first.stop() } }
@@ -141,7 +158,7 @@ import FoundationNetworking
         let body = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let id = try #require(body["error_id"] as? String)
         #expect((body["detail"] as? String)?.contains(id) == true)
-        let text = String(decoding: data, as: UTF8.self)
+        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\\/", with: "/")  // JSON may escape "/"
         #expect(!text.contains("SELECT") && !text.contains("/srv/") && !text.contains("SQLite"), "\(text)")
     }
 }
