@@ -46,6 +46,7 @@ public final class TrainerPool: Sendable {
         var aliveSlots = 0
         var stopping = false
         var stepsDone = 0
+        var memoryReleases = 0
     }
 
     private let state = Mutex(State())
@@ -103,6 +104,8 @@ public final class TrainerPool: Sendable {
 
     public var aliveSlots: Int { state.withLock { $0.aliveSlots } }
     public var runningJobs: Set<String> { state.withLock { $0.running } }
+    /// How many times the pool went idle and gave its buffers back (benchmarks wait on it).
+    public var memoryReleases: Int { state.withLock { $0.memoryReleases } }
     /// Training steps completed since start (for a steps/s rate).
     public var stepsDone: Int { state.withLock { $0.stepsDone } }
 
@@ -185,7 +188,10 @@ public final class TrainerPool: Sendable {
             }
             // The job's tensors are back in the buffer pool: when no job trains any more, give
             // them to the system, or the server would keep the largest job's memory for good.
-            if idle { BufferPool.shared.trim() }
+            if idle {
+                BufferPool.shared.trim()
+                state.withLock { $0.memoryReleases += 1 }
+            }
         }
     }
 

@@ -58,9 +58,14 @@ enum Report {
     }
 
     /// Peak resident set size of this process in MB (VmHWM).
-    static func peakRSSMB() -> Double {
+    static func peakRSSMB() -> Double { statusMB("VmHWM:") }
+
+    /// Resident memory now.
+    static func residentMB() -> Double { statusMB("VmRSS:") }
+
+    private static func statusMB(_ key: String) -> Double {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return .nan }
-        for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        for line in s.split(separator: "\n") where line.hasPrefix(key) {
             let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? .nan
             return kb / 1024
         }
