@@ -12,7 +12,8 @@ extension APIRoutes {
             let bytes = try await request.bytes(limit: min(core.configuration.maxBodyBytes, 1 << 20))
             let body = try decodeJSON(JobRequest.self, from: bytes)
             let config = try JobConfig.resolve(body, datasetExists: core.datasetExists,
-                                               maxJobMemory: core.configuration.jobMemoryLimit)
+                                               maxJobMemory: core.configuration.jobMemoryLimit,
+                                               maxJobDisk: core.configuration.maxJobDisk)
             let key = request.headers[.init("Idempotency-Key")!]
             if let key, key.isEmpty || key.count > 255 {
                 throw APIError.invalid("Idempotency-Key", "must be 1–255 characters")

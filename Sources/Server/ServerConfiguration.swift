@@ -29,6 +29,9 @@ public struct ServerConfiguration: Sendable {
     var jobMemoryLimit: Int {
         maxJobMemory ?? Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.5) / max(1, trainerSlots)
     }
+    /// `--max-job-disk` / `MIMSERVE_MAX_JOB_DISK`: bytes one job's kept checkpoints may take
+    /// (`keep_checkpoints` + the final one, each weights and both AdamW moments). Default 32 GiB.
+    public var maxJobDisk = 32 << 30
     /// `--max-queued` / `MIMSERVE_MAX_QUEUED`: jobs that may wait for a trainer slot; one more
     /// submission gets 429 with Retry-After. Default 100.
     public var maxQueued = 100
@@ -75,6 +78,7 @@ public struct ServerConfiguration: Sendable {
         if maxBodyBytes < 1024 { p.append("max-body-bytes: must be ≥ 1024, got \(maxBodyBytes)") }
         if !(sseHeartbeatSeconds >= 0.05 && sseHeartbeatSeconds <= 3600) { p.append("sse-heartbeat: must be in 0.05…3600 s, got \(sseHeartbeatSeconds)") }
         if let m = maxJobMemory, m < 64 << 20 { p.append("max-job-memory: must be at least 64 MiB (67108864), got \(m)") }
+        if maxJobDisk < 1 << 20 { p.append("max-job-disk: must be at least 1 MiB (1048576), got \(maxJobDisk)") }
         if !(1...1_000_000).contains(maxQueued) { p.append("max-queued: must be in 1…1000000, got \(maxQueued)") }
         if let r = maxRequestPixels, r < 64 { p.append("max-request-pixels: must be ≥ 64, got \(r)") }
         if maxPixels < 64 { p.append("max-pixels: must be ≥ 64, got \(maxPixels)") }

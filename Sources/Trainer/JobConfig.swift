@@ -89,8 +89,10 @@ extension JobConfig {
     /// name. Throws every problem at once, each naming its field (`overrides.mask_ratio`, …).
     /// With `maxJobMemory`, a job whose estimated peak (`ModelConfig.estimate`) is larger is refused,
     /// naming `batch_size` (with the largest batch that fits) or, when no batch fits, the preset.
+    /// With `maxJobDisk`, a job whose kept checkpoints (`keep_checkpoints` + the final one) would
+    /// take more disk is refused, naming `overrides.keep_checkpoints`.
     public static func resolve(_ r: JobRequest, datasetExists: (String) -> Bool = { _ in true },
-                               maxJobMemory: Int? = nil) throws(ConfigError) -> JobConfig {
+                               maxJobMemory: Int? = nil, maxJobDisk: Int? = nil) throws(ConfigError) -> JobConfig {
         guard let method = Method(rawValue: r.method) else {
             throw ConfigError(errors: [FieldError("method", "unknown method '\(r.method)'; choose one of \(Method.allCases.map(\.rawValue).joined(separator: ", "))")])
         }
@@ -117,6 +119,14 @@ extension JobConfig {
         if !errors.isEmpty { throw ConfigError(errors: errors) }
         if let limit = maxJobMemory, let problem = Self.memoryProblem(model, batch: batch, limit: limit) {
             throw ConfigError(errors: [problem])
+        }
+        if let limit = maxJobDisk {
+            let each = model.estimate(batch: 1).checkpointBytes, kept = training.keepCheckpoints + 1
+            if each.multipliedReportingOverflow(by: kept).partialValue > limit || each > limit / kept {
+                let gb = { (b: Int) in String(format: "%.2f GB", Double(b) / Double(1 << 30)) }
+                throw ConfigError(errors: [FieldError("overrides.keep_checkpoints",
+                    "\(kept) checkpoints of \(gb(each)) each need \(gb(each * kept)); the limit is \(gb(limit)) (--max-job-disk)")])
+            }
         }
         return JobConfig(method: method, preset: preset.name, dataset: dataset, model: model, training: training)
     }

@@ -16,6 +16,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest image in pixels, checked before decoding (MIMSERVE_MAX_PIXELS; default 40000000).") var maxPixels: Int?
     @Option(help: "Pixels all images of one inference request may declare together (MIMSERVE_MAX_REQUEST_PIXELS; default: --max-pixels).") var maxRequestPixels: Int?
     @Option(help: "Bytes one job may need at its peak, by the cost model (MIMSERVE_MAX_JOB_MEMORY; default: RAM × 0.5 ÷ trainer slots).") var maxJobMemory: Int?
+    @Option(help: "Bytes one job's kept checkpoints may take (MIMSERVE_MAX_JOB_DISK; default 34359738368).") var maxJobDisk: Int?
     @Option(help: "Jobs that may wait in the queue; more get 429 (MIMSERVE_MAX_QUEUED; default 100).") var maxQueued: Int?
     @Option(help: "Concurrent inference requests (MIMSERVE_INFERENCE_SLOTS; default 2).") var inferenceSlots: Int?
     @Option(help: "Checkpoints kept loaded for inference (MIMSERVE_MODEL_CACHE; default 4).") var modelCache: Int?
@@ -43,6 +44,7 @@ struct Serve: AsyncParsableCommand {
         c.maxPixels = try pick(maxPixels, "MAX_PIXELS", Int.init) ?? c.maxPixels
         c.maxRequestPixels = try pick(maxRequestPixels, "MAX_REQUEST_PIXELS", Int.init)
         c.maxJobMemory = try pick(maxJobMemory, "MAX_JOB_MEMORY", Int.init)
+        c.maxJobDisk = try pick(maxJobDisk, "MAX_JOB_DISK", Int.init) ?? c.maxJobDisk
         c.maxQueued = try pick(maxQueued, "MAX_QUEUED", Int.init) ?? c.maxQueued
         c.inferenceSlots = try pick(inferenceSlots, "INFERENCE_SLOTS", Int.init) ?? c.inferenceSlots
         c.modelCacheSize = try pick(modelCache, "MODEL_CACHE", Int.init) ?? c.modelCacheSize

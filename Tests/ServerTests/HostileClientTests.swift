@@ -98,6 +98,10 @@ import FoundationNetworking
         let ok = try await server.request("POST", "/v1/jobs", json: ["method": "mae", "preset": "tiny", "total_steps": 2])
         let estimate = try #require(ok.object["estimate"] as? [String: Any])
         #expect(ok.status == 201 && (estimate["peak_bytes"] as? Int ?? 0) > 0 && (estimate["parameters"] as? Int ?? 0) > 0)
+        // Checkpoints are bounded too: 101 ViT-B checkpoints would need about 130 GB.
+        let disk = try await server.request("POST", "/v1/jobs", json: [
+            "method": "mae", "preset": "default", "batch_size": 1, "overrides": ["keep_checkpoints": 100]])
+        #expect(disk.status == 422 && disk.errorFields == ["overrides.keep_checkpoints"], "\(disk.status) \(disk.text)")
         let methods = try await server.get("/v1/methods").object["methods"] as? [[String: Any]] ?? []
         let presets = methods.flatMap { $0["presets"] as? [[String: Any]] ?? [] }
         #expect(!presets.isEmpty && presets.allSatisfy { ($0["estimate"] as? [String: Any])?["peak_bytes"] != nil })
