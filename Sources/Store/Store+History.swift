@@ -5,16 +5,35 @@ extension Store {
     // MARK: - Metrics
 
     /// Logged steps after `afterStep`, in order; with `maxPoints`, evenly thinned to at most
-    /// that many (the last step always kept, so a chart ends where training is).
+    /// that many (the first and the last step always kept, so a chart ends where training is).
+    ///
+    /// Thinned in SQL: the rows nearest `maxPoints` evenly spaced steps between the first and
+    /// the last, each found by one seek in the (job_id, step) primary key, so the cost grows
+    /// with `maxPoints`, not with the job's history (200 of 100 000 rows: 202 seeks).
     public func metrics(jobID: String, afterStep: Int = 0, maxPoints: Int? = nil) throws(StoreError) -> [MetricRecord] {
-        let rows = try read { db in
-            try MetricRecord.filter(MetricRecord.CodingKeys.jobID == jobID && MetricRecord.CodingKeys.step > afterStep)
-                .order(MetricRecord.CodingKeys.step).fetchAll(db)
+        try read { db in
+            let all = MetricRecord.filter(MetricRecord.CodingKeys.jobID == jobID && MetricRecord.CodingKeys.step > afterStep)
+                .order(MetricRecord.CodingKeys.step)
+            guard let maxPoints, maxPoints >= 1 else { return try all.fetchAll(db) }
+            let bounds = try Row.fetchOne(db, sql: "SELECT MIN(step) AS lo, MAX(step) AS hi FROM metrics WHERE job_id = ? AND step > ?",
+                                          arguments: [jobID, afterStep])
+            guard let lo: Int = bounds?["lo"], let hi: Int = bounds?["hi"] else { return [] }
+            // Fewer steps than points: every row (a step is logged at most once).
+            if hi - lo + 1 <= maxPoints { return try all.fetchAll(db) }
+            if maxPoints == 1 { return try all.filter(MetricRecord.CodingKeys.step == hi).fetchAll(db) }
+            let seek = try db.cachedStatement(sql: "SELECT * FROM metrics WHERE job_id = ? AND step >= ? ORDER BY step LIMIT 1")
+            var rows: [MetricRecord] = []
+            rows.reserveCapacity(maxPoints)
+            var next = lo
+            for i in 0..<maxPoints {
+                // The i-th of maxPoints evenly spaced steps in [lo, hi], never before the row after the last one taken.
+                let target = max(next, lo + Int((Double(i) * Double(hi - lo) / Double(maxPoints - 1)).rounded()))
+                guard target <= hi, let row = try MetricRecord.fetchOne(seek, arguments: [jobID, target]) else { break }
+                rows.append(row)
+                next = row.step + 1
+            }
+            return rows
         }
-        guard let maxPoints, maxPoints >= 1, rows.count > maxPoints else { return rows }
-        if maxPoints == 1 { return [rows.last!] }
-        let stride = Double(rows.count - 1) / Double(maxPoints - 1)
-        return (0..<maxPoints).map { rows[Int((Double($0) * stride).rounded())] }
     }
 
     public func metricCount(jobID: String) throws(StoreError) -> Int {
