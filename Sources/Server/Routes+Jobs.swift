@@ -105,12 +105,7 @@ extension APIRoutes {
                                                        .contentDisposition: "attachment; filename=\"\(id)-metrics.csv\""],
                                 body: .init(byteBuffer: ByteBuffer(string: csv)))
             }
-            struct Body: Encodable {
-                let jobID: String
-                let metrics: [MetricResource]
-                enum CodingKeys: String, CodingKey { case jobID = "job_id", metrics }
-            }
-            return try JSON.response(Body(jobID: id, metrics: rows.map(MetricResource.init)))
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: MetricResource.list(jobID: id, rows)))
         }
 
         on(.get, "/v1/jobs/{id}/checkpoints") { _, context in
