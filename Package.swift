@@ -47,6 +47,7 @@ let package = Package(
         .target(name: "Server",
                 dependencies: ["Store", "Trainer", "ImageData", "Models",
                                .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "HummingbirdCore", package: "hummingbird"),
                                .product(name: "Prometheus", package: "swift-prometheus"),
                                .product(name: "Logging", package: "swift-log"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),

@@ -128,8 +128,84 @@ export const api = {
     request('POST', `${job(id)}/reconstruct`, { query, body: image, headers: { 'Content-Type': image.type } }),
 };
 
-/** The SSE URL of a job; EventSource cannot send headers, so the token rides in the query. */
-export function eventsURL(id, query = {}) {
-  const token = getToken();
-  return url(`${job(id)}/events`, token ? { ...query, access_token: token } : query);
+/**
+ * A job's Server-Sent Events read through fetch, so the token travels in the Authorization
+ * header like every other call (never in the URL, where logs and history would keep it).
+ * Calls onEvent(type, data, id) per event and onClose({status}) once when the stream ends, fails
+ * or is refused; it does not reconnect by itself (the caller decides, with after_step or
+ * lastEventId). Returns { close() }.
+ */
+export function openEventStream(id, { query, lastEventId, onOpen, onEvent, onClose } = {}) {
+  const controller = new AbortController();
+  let closed = false;
+  const done = (status) => {
+    if (closed) return;
+    closed = true;
+    if (onClose) onClose({ status });
+  };
+  (async () => {
+    const h = new Headers({ Accept: 'text/event-stream' });
+    const token = getToken();
+    if (token) h.set('Authorization', `Bearer ${token}`);
+    if (lastEventId) h.set('Last-Event-ID', lastEventId);
+    let res;
+    try {
+      res = await fetch(url(`${job(id)}/events`, lastEventId ? {} : query), { headers: h, signal: controller.signal, cache: 'no-store' });
+    } catch {
+      done(0);
+      return;
+    }
+    if (!res.ok || !res.body) { done(res.status); return; }
+    if (onOpen) onOpen();
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    try {
+      for (;;) {
+        const { value, done: finished } = await reader.read();
+        if (finished) break;
+        buffer = (buffer + value).replace(/\r\n?/g, '\n');
+        let at;
+        while ((at = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, at);
+          buffer = buffer.slice(at + 2);
+          let type = 'message';
+          let eventId = null;
+          const data = [];
+          for (const line of block.split('\n')) {
+            if (!line || line.startsWith(':')) continue;
+            const colon = line.indexOf(':');
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const text = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+            if (field === 'event') type = text;
+            else if (field === 'data') data.push(text);
+            else if (field === 'id') eventId = text;
+          }
+          if (data.length && !closed && onEvent) onEvent(type, data.join('\n'), eventId);
+        }
+      }
+    } catch { /* aborted or dropped: reported below */ }
+    done(res.status);
+  })();
+  return {
+    close() {
+      closed = true;
+      controller.abort();
+    },
+  };
+}
+
+/**
+ * Downloads a file the server guards with the token: a plain link cannot send the
+ * Authorization header, so the file is fetched with it and handed to the browser as a Blob.
+ */
+export async function downloadWithToken(path, filename) {
+  const blob = await request('GET', path);
+  const href = URL.createObjectURL(blob instanceof Blob ? blob : new Blob([JSON.stringify(blob)]));
+  const a = document.createElement('a');
+  a.href = href;
+  a.download = filename || '';
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 60000);
 }

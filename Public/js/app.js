@@ -1,6 +1,6 @@
 // Hash router, navigation, the access-token dialog and the unreachable-server banner.
 
-import { api, getToken, setToken, onTokenNeeded, onConnectionChange } from './api.js';
+import { api, getToken, setToken, onTokenNeeded, onConnectionChange, downloadWithToken } from './api.js';
 import { parseHash } from './dom.js';
 import * as jobs from './jobs.js';
 import * as newJob from './newjob.js';
@@ -74,8 +74,17 @@ onTokenNeeded(async (reason) => {
   return token;
 });
 
-document.getElementById('token-button').addEventListener('click', () => openTokenDialog('Set the bearer token used for changes (and event streams).'));
+document.getElementById('token-button').addEventListener('click', () => openTokenDialog('Set the bearer token this server asks for.'));
 document.getElementById('token-banner-button').addEventListener('click', () => openTokenDialog('Enter the server\'s access token.'));
+
+// Links to guarded files (checkpoints, metrics CSV) cannot carry the token: with one set,
+// they are fetched with the Authorization header instead.
+document.addEventListener('click', (e) => {
+  const a = e.target instanceof Element ? e.target.closest('a[download][href^="/v1/"]') : null;
+  if (!a || !getToken()) return;
+  e.preventDefault();
+  downloadWithToken(a.getAttribute('href'), a.getAttribute('download')).catch(() => {});
+});
 
 // ---- connectivity -----------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 // Job page: progress, live loss / lr / throughput charts (history first, then SSE), the
 // failure text, reconstruction, checkpoints, evaluations and the resolved config.
 
-import { api, eventsURL } from './api.js';
+import { api, openEventStream } from './api.js';
 import { h, fill, stateBadge, progressCell, num, rate, bytes, duration, timeAgo, shortId, statusLine, errorText, isTerminal, kvTable, median } from './dom.js';
 import { LineChart, PALETTE } from './chart.js';
 import { actionButtons } from './ui.js';
@@ -177,28 +177,31 @@ export function mount(main, { id }) {
 
   /**
    * Opens the event stream after the history: `after_step` makes the server replay every
-   * metric past what the page holds; a reconnect resumes by Last-Event-ID.
+   * metric past what the page holds. When the stream drops, the next poll opens it again.
    */
   function connect() {
     if (events || !alive) return;
-    events = new EventSource(eventsURL(id, { after_step: Math.max(0, series.lastStep) }));
-    const data = (e) => { try { return JSON.parse(e.data); } catch { return {}; } };
-    events.addEventListener('metric', (e) => { series.add(data(e)); redrawCharts(); });
-    events.addEventListener('progress', (e) => {
-      const p = data(e);
-      setJob({ ...job, ...p, state: job.state === 'queued' ? 'running' : job.state });
+    const data = (text) => { try { return JSON.parse(text); } catch { return {}; } };
+    const stream = openEventStream(id, {
+      query: { after_step: Math.max(0, series.lastStep) },
+      onEvent: (type, text) => {
+        const d = data(text);
+        if (type === 'metric') { series.add(d); redrawCharts(); }
+        else if (type === 'progress') setJob({ ...job, ...d, state: job.state === 'queued' ? 'running' : job.state });
+        else if (type === 'state') {
+          setJob({ ...job, state: d.state, error: d.error ?? job.error });
+          if (isTerminal(d.state)) { disconnect(); finish(); }
+        } else if (type === 'checkpoint') loadCheckpoints();
+        else if (type === 'evaluation') evaluations.refresh();
+        else if (type === 'end') {
+          // deleted: the job is gone; shutdown: the server is stopping (the poll reconnects).
+          disconnect();
+          if (d.reason === 'deleted') fill(errorBox, statusLine('error', 'This job no longer exists.'));
+        }
+      },
+      onClose: () => { if (events === stream) events = null; },
     });
-    events.addEventListener('state', (e) => {
-      const s = data(e);
-      setJob({ ...job, state: s.state, error: s.error ?? job.error });
-      if (isTerminal(s.state)) { disconnect(); finish(); }
-    });
-    events.addEventListener('checkpoint', () => loadCheckpoints());
-    events.addEventListener('evaluation', () => evaluations.refresh());
-    events.addEventListener('error', () => {
-      // CLOSED means the browser gave up (e.g. 404 or 401); polling keeps the page current.
-      if (events && events.readyState === EventSource.CLOSED) disconnect();
-    });
+    events = stream;
   }
 
   function disconnect() {

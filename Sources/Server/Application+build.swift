@@ -1,7 +1,9 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import ImageData
 import Logging
+import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import Store
@@ -23,11 +25,23 @@ final class ServerCore: Sendable {
     let startedAt = Date()
     /// Held while the server runs: one server per data directory.
     let dataDirLock: DataDirLock
+    /// Open event streams (`--max-streams`), ended first on shutdown.
+    let streams: StreamRegistry
+    /// Host / Origin allow-list (`--allowed-host`).
+    let hosts: HostAllowList
+    /// Per-connection limits and their counters.
+    let limits: ConnectionLimits
 
     init(configuration: ServerConfiguration, store: Store, bus: EventBus, pool: TrainerPool, datasets: DatasetRegistry,
          inference: InferenceService, prometheus: PrometheusCollectorRegistry, publicDir: String?, dataRoot: URL, logger: Logger,
          dataDirLock: DataDirLock) {
         self.dataDirLock = dataDirLock
+        let streams = StreamRegistry(limit: configuration.maxStreams)
+        self.streams = streams
+        hosts = HostAllowList(boundHost: configuration.host, extra: configuration.allowedHosts)
+        limits = ConnectionLimits(headerTimeout: configuration.headerTimeoutSeconds, bodyIdleTimeout: configuration.bodyIdleTimeoutSeconds,
+                                  idleTimeout: configuration.idleTimeoutSeconds, maxConnections: configuration.maxConnections,
+                                  onQuiesce: { streams.shutdown() })
         self.dataRoot = dataRoot
         self.logger = logger
         self.configuration = configuration
@@ -41,6 +55,12 @@ final class ServerCore: Sendable {
     }
 
     func datasetExists(_ id: String) -> Bool { datasets.ids().contains(id) }
+
+    /// Runs blocking work (SQLite, file reads) on NIO's blocking thread pool: never on an event
+    /// loop, and never holding one of the few threads of Swift's cooperative pool.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(body)
+    }
 }
 
 public struct StartupError: Error, CustomStringConvertible {
@@ -56,10 +76,14 @@ public func buildApplication(configuration c: ServerConfiguration,
     let host = c.host
     return Application(
         router: router,
+        server: GuardedHTTP1Channel.builder(limits: core.limits),
         configuration: .init(address: .hostname(c.host, port: c.port), serverName: "MIMServe"),
-        services: [TrainerService(pool: core.pool, logger: core.logger)],
+        // Shut down after the HTTP server: by then every event stream has ended (they end as
+        // soon as the server starts to quiesce), so running jobs checkpoint at once.
+        services: [TrainerService(pool: core.pool, streams: core.streams, logger: core.logger)],
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? c.port
+            core.hosts.listeningPort.store(port, ordering: .relaxed)
             await onListening(host, port)
         },
         logger: core.logger)
@@ -117,7 +141,10 @@ func makeRouter(_ core: ServerCore) -> (Router<BasicRequestContext>, [String]) {
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: RequestMetricsMiddleware(registry: core.prometheus))
     router.add(middleware: ProblemMiddleware())
-    if let token = core.configuration.token, !token.isEmpty { router.add(middleware: BearerAuthMiddleware(token: Array(token.utf8))) }
+    router.add(middleware: HostOriginMiddleware(hosts: core.hosts))
+    if let token = core.configuration.token, !token.isEmpty {
+        router.add(middleware: BearerAuthMiddleware(token: Array(token.utf8), guardReads: core.configuration.guardsReads))
+    }
     if let publicDir = core.publicDir {
         router.add(middleware: FileMiddleware(publicDir, searchForIndexHtml: true, logger: core.logger))
     } else {
@@ -157,11 +184,13 @@ private func addMethodNotAllowed(_ router: Router<BasicRequestContext>, _ routes
 /// every running job checkpoints and returns to the queue.
 struct TrainerService: Service {
     let pool: TrainerPool
+    let streams: StreamRegistry
     let logger: Logger
 
     func run() async throws {
         try pool.start()
         try? await gracefulShutdown()
+        streams.shutdown()
         logger.notice("stopping the trainer pool (running jobs checkpoint and re-queue)")
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             Thread.detachNewThread {

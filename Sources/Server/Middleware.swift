@@ -3,17 +3,28 @@ import Hummingbird
 import Prometheus
 
 /// With a token configured, every mutating call (POST, PUT, PATCH, DELETE) must carry
-/// `Authorization: Bearer <token>`. Compared in constant time; the token is never logged.
+/// `Authorization: Bearer <token>`, and with `guardReads` every other call under `/v1/` and
+/// `/metrics` too (`/healthz`, `/readyz`, `/openapi.json` and the dashboard's files stay open).
+/// The token is read from that header only, never from the query string. Compared in constant
+/// time; never logged.
 struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: [UInt8]
+    var guardReads = false
+
+    func needsToken(_ request: Request) -> Bool {
+        if [.post, .put, .patch, .delete].contains(request.method) { return true }
+        guard guardReads else { return false }
+        let path = request.uri.path
+        return path.hasPrefix("/v1/") || path == "/v1" || path == "/metrics"
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard [.post, .put, .patch, .delete].contains(request.method) else { return try await next(request, context) }
+        guard needsToken(request) else { return try await next(request, context) }
         let header = request.headers[.authorization] ?? ""
         let given = header.hasPrefix("Bearer ") ? Array(header.utf8.dropFirst(7)) : []
         guard Self.constantTimeEqual(given, token) else {
             var e = APIError(.unauthorized, "Unauthorized",
-                             header.isEmpty ? "this server needs 'Authorization: Bearer <token>' for changes" : "the bearer token is wrong")
+                             header.isEmpty ? "this server needs 'Authorization: Bearer <token>'\(guardReads ? "" : " for changes")" : "the bearer token is wrong")
             e.headers[.wwwAuthenticate] = "Bearer"
             return e.response()
         }

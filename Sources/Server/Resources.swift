@@ -93,6 +93,30 @@ struct MetricResource: Encodable {
     }
 }
 
+extension MetricResource {
+    /// `{"job_id": …, "metrics": [...]}` written directly: the same JSON as `JSON.encoder` makes
+    /// (sorted keys, null for a missing rate, non-finite numbers as strings), at a fraction of
+    /// its cost — Foundation's encoder was a third of the time of a 200-point history request.
+    static func list(jobID: String, _ rows: [MetricRecord]) -> ByteBuffer {
+        func number(_ v: Double?) -> String {
+            guard let v else { return "null" }
+            if v.isNaN { return "\"NaN\"" }
+            if v.isInfinite { return v > 0 ? "\"Infinity\"" : "\"-Infinity\"" }
+            return v.description
+        }
+        let id = (try? JSON.encoder.encode(jobID)).map { String(decoding: $0, as: UTF8.self) } ?? "\"\""
+        var s = "{\"job_id\":\(id),\"metrics\":["
+        s.reserveCapacity(32 + rows.count * 110)
+        for (i, m) in rows.enumerated() {
+            if i > 0 { s += "," }
+            s += "{\"images_per_s\":\(number(m.imagesPerS)),\"loss\":\(number(m.loss)),\"lr\":\(number(m.lr)),"
+            s += "\"step\":\(m.step),\"wall_time_s\":\(number(m.wallTimeS))}"
+        }
+        s += "]}"
+        return ByteBuffer(string: s)
+    }
+}
+
 struct CheckpointResource: Encodable {
     let step: Int
     let bytes: Int64

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Store
+import Synchronization
 import Trainer
 
 /// Where a client is in a job's stream: the last job event (state / checkpoint / evaluation)
@@ -28,8 +29,7 @@ extension APIRoutes {
         let core = self.core
         on(.get, "/v1/jobs/{id}/events") { request, context in
             let id = try context.id()
-            let job = try core.job(id)
-            // Resume point: Last-Event-ID (EventSource reconnects), or ?last_event_id=, or
+            // Resume point: Last-Event-ID (a reconnecting client), or ?last_event_id=, or
             // ?after_step= (a dashboard that loaded the history first); else from now.
             var start: StreamCursor?
             if let raw = request.headers[.init("Last-Event-ID")!] ?? request.query("last_event_id") {
@@ -40,11 +40,16 @@ extension APIRoutes {
             } else if let after = try request.queryInt("after_step", in: 0...Int(Int32.max)) {
                 start = StreamCursor(eventID: .max, step: after)
             }
+            let job = try await core.blocking { try core.job(id) }
+            let ticket = try core.streams.admit()
             let stream = EventStream(core: core, jobID: id, initialState: job.state, start: start,
                                      heartbeat: core.configuration.sseHeartbeatSeconds)
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache",
                                                    .init("X-Accel-Buffering")!: "no"],
-                            body: ResponseBody { writer in try await stream.run(&writer) })
+                            body: ResponseBody { writer in
+                                // The body holds the ticket: its place is given back when the stream ends.
+                                try await stream.run(&writer, ticket: ticket)
+                            })
         }
     }
 }
@@ -62,32 +67,51 @@ struct EventStream: Sendable {
         case event(JobEvent)
         case lagged
         case heartbeat
+        case end(StreamEnd)
     }
 
-    func run(_ writer: inout any ResponseBodyWriter) async throws {
+    func run(_ writer: inout any ResponseBodyWriter, ticket: StreamRegistry.Ticket) async throws {
         var cursor: StreamCursor
         var sub = core.bus.subscribe(jobID: jobID)
+        let jobID = self.jobID, core = self.core
+        /// The final event of a stream whose job was deleted or whose server is stopping.
+        func end(_ reason: StreamEnd, _ writer: inout any ResponseBodyWriter, _ cursor: StreamCursor) async throws {
+            core.bus.unsubscribe(sub)
+            try await send(&writer, "end", .object(["reason": .string(reason.rawValue)]), cursor)
+            try await writer.finish(nil)
+        }
         if let start {
             cursor = start
-            if cursor.eventID == .max { cursor.eventID = try core.store.events(jobID: jobID).last?.id ?? 0 }
+            if cursor.eventID == .max { cursor.eventID = try await core.blocking { try core.store.events(jobID: jobID).last?.id ?? 0 } }
         } else {
             // A new client: the current state and progress, then everything after it.
-            let job = try core.job(jobID)
-            cursor = StreamCursor(eventID: try core.store.events(jobID: jobID).last?.id ?? 0, step: job.step)
+            let (job, lastEvent) = try await core.blocking { () throws -> (JobRecord?, Int64) in
+                (try core.store.job(jobID), try core.store.events(jobID: jobID).last?.id ?? 0)
+            }
+            guard let job else { return try await end(.deleted, &writer, StreamCursor(eventID: lastEvent, step: 0)) }
+            cursor = StreamCursor(eventID: lastEvent, step: job.step)
             try await send(&writer, "state", .object(["state": .string(job.state.rawValue), "error": job.error.map(JSONValue.string) ?? .null]), cursor)
             try await send(&writer, "progress", progressData(job), cursor)
             if job.state.isTerminal {
+                core.bus.unsubscribe(sub)
                 try await writer.finish(nil)
                 return
             }
         }
         while true {
-            if try await replay(&writer, &cursor, recent: sub.recent) {
+            if let reason = ticket.ended { return try await end(reason, &writer, cursor) }
+            switch try await replay(&writer, &cursor, recent: sub.recent) {
+            case .terminal:
                 core.bus.unsubscribe(sub)
                 try await writer.finish(nil)
                 return
+            case .deleted:
+                return try await end(.deleted, &writer, cursor)
+            case .live:
+                break
             }
             let (items, continuation) = AsyncStream<Item>.makeStream(bufferingPolicy: .bufferingOldest(core.bus.bufferSize))
+            ticket.attach(continuation)
             let events = sub.events
             let forward = Task {
                 for await e in events {
@@ -107,9 +131,14 @@ struct EventStream: Sendable {
             loop: for await item in items {
                 switch item {
                 case .heartbeat:
+                    if let reason = ticket.ended { return try await end(reason, &writer, cursor) }
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                 case .lagged:
                     break loop
+                case .end(let reason):
+                    forward.cancel()
+                    beat.cancel()
+                    return try await end(reason, &writer, cursor)
                 case .event(let e):
                     switch e {
                     case .metric(let m):
@@ -131,6 +160,10 @@ struct EventStream: Sendable {
                         if let eventID, eventID <= cursor.eventID { continue }
                         if let eventID { cursor.eventID = eventID }
                         try await send(&writer, "checkpoint", checkpointData(c), cursor)
+                    case .deleted:
+                        forward.cancel()
+                        beat.cancel()
+                        return try await end(.deleted, &writer, cursor)
                     }
                 }
             }
@@ -142,10 +175,18 @@ struct EventStream: Sendable {
         }
     }
 
-    /// Sends what the database (and the bus's recent metrics) hold after `cursor`; true when
-    /// the job has reached a terminal state and the stream should end.
-    private func replay(_ writer: inout any ResponseBodyWriter, _ cursor: inout StreamCursor, recent: [MetricRecord]) async throws -> Bool {
-        var metrics = try core.store.metrics(jobID: jobID, afterStep: cursor.step)
+    enum ReplayOutcome { case live, terminal, deleted }
+
+    /// Sends what the database (and the bus's recent metrics) hold after `cursor`, and says
+    /// whether the job is still live, has reached a terminal state, or is gone.
+    private func replay(_ writer: inout any ResponseBodyWriter, _ cursor: inout StreamCursor, recent: [MetricRecord]) async throws -> ReplayOutcome {
+        let (core, jobID, after) = (self.core, self.jobID, cursor)
+        // One read transaction's worth of rows, off the event loops and the cooperative pool.
+        let (stored, events, job) = try await core.blocking { () throws -> ([MetricRecord], [JobEventRecord], JobRecord?) in
+            (try core.store.metrics(jobID: jobID, afterStep: after.step), try core.store.events(jobID: jobID, afterID: after.eventID),
+             try core.store.job(jobID))
+        }
+        var metrics = stored
         if let last = metrics.last?.step ?? Optional(cursor.step) {
             metrics += recent.filter { $0.step > last }
         }
@@ -154,7 +195,7 @@ struct EventStream: Sendable {
             try await send(&writer, "metric", metricData(m), cursor)
         }
         var terminal = false
-        for e in try core.store.events(jobID: jobID, afterID: cursor.eventID) {
+        for e in events {
             cursor.eventID = e.id ?? cursor.eventID
             let data = (try? JSONDecoder().decode(JSONValue.self, from: Data(e.dataJSON.utf8))) ?? .null
             switch e.kind {
@@ -169,12 +210,13 @@ struct EventStream: Sendable {
                 try await send(&writer, "evaluation", data, cursor)
             }
         }
-        if !terminal, let job = try core.store.job(jobID), job.state.isTerminal {
+        guard let job else { return .deleted }
+        if !terminal, job.state.isTerminal {
             // The terminal event was sent before this cursor: say it again so the client knows.
             try await send(&writer, "state", .object(["state": .string(job.state.rawValue), "error": job.error.map(JSONValue.string) ?? .null]), cursor)
             terminal = true
         }
-        return terminal
+        return terminal ? .terminal : .live
     }
 
     private func send(_ writer: inout any ResponseBodyWriter, _ event: String, _ data: JSONValue, _ cursor: StreamCursor) async throws {
@@ -199,5 +241,106 @@ struct EventStream: Sendable {
 
     private func checkpointData(_ c: CheckpointRecord) -> JSONValue {
         .object(["step": .number(Double(c.step)), "bytes": .number(Double(c.bytes)), "sha256": .string(c.sha256), "final": .bool(c.isFinal)])
+    }
+}
+
+/// Why a stream ended without its job reaching a terminal state: sent as a final `end` event.
+enum StreamEnd: String, Sendable {
+    case deleted
+    case shutdown
+}
+
+/// The open event streams: at most `--max-streams` at once, and all of them ended (with a
+/// final `end` event) when the server begins its graceful shutdown, so that the HTTP server
+/// drains at once and the trainer pool checkpoints its jobs within the grace period.
+final class StreamRegistry: Sendable {
+    let limit: Int
+
+    /// One stream's hold on a place; the place is given back when the ticket is released (the
+    /// response body, which holds it, ran or was dropped).
+    final class Ticket: Sendable {
+        fileprivate let registry: StreamRegistry
+        fileprivate let id: Int
+        fileprivate let state = Mutex<(ended: StreamEnd?, current: AsyncStream<EventStream.Item>.Continuation?)>((nil, nil))
+
+        fileprivate init(registry: StreamRegistry, id: Int) {
+            self.registry = registry
+            self.id = id
+        }
+
+        deinit { registry.release(id) }
+
+        /// The shutdown reason, once the server is stopping.
+        var ended: StreamEnd? { state.withLock { $0.ended } }
+
+        /// Where the stream reads its items now; an end already decided is delivered at once.
+        func attach(_ continuation: AsyncStream<EventStream.Item>.Continuation) {
+            let ended = state.withLock { s -> StreamEnd? in
+                s.current = continuation
+                return s.ended
+            }
+            if let ended { continuation.yield(.end(ended)) }
+        }
+
+        fileprivate func end(_ reason: StreamEnd) {
+            let target = state.withLock { s -> AsyncStream<EventStream.Item>.Continuation? in
+                guard s.ended == nil else { return nil }
+                s.ended = reason
+                return s.current
+            }
+            target?.yield(.end(reason))
+        }
+    }
+
+    private struct State {
+        var next = 0
+        var open: [Int: WeakTicket] = [:]
+        var stopping = false
+    }
+
+    private struct WeakTicket: @unchecked Sendable {
+        weak var ticket: Ticket?
+    }
+
+    private let state = Mutex(State())
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    var openCount: Int { state.withLock { $0.open.count } }
+
+    /// A place for one more stream, or a 503 (full, or the server is stopping).
+    func admit() throws -> Ticket {
+        try state.withLock { s throws -> Ticket in
+            if s.stopping {
+                var e = APIError(.serviceUnavailable, "Shutting down", "the server is stopping; reconnect once it is back")
+                e.headers[.retryAfter] = "5"
+                throw e
+            }
+            guard s.open.count < limit else {
+                var e = APIError(.serviceUnavailable, "Too many event streams",
+                                 "\(limit) event streams are open, the most this server allows (--max-streams); retry shortly")
+                e.headers[.retryAfter] = "5"
+                throw e
+            }
+            s.next += 1
+            let ticket = Ticket(registry: self, id: s.next)
+            s.open[s.next] = WeakTicket(ticket: ticket)
+            return ticket
+        }
+    }
+
+    fileprivate func release(_ id: Int) {
+        _ = state.withLock { $0.open.removeValue(forKey: id) }
+    }
+
+    /// Ends every open stream and refuses new ones (graceful shutdown).
+    func shutdown() {
+        let tickets = state.withLock { s -> [Ticket] in
+            s.stopping = true
+            return s.open.values.compactMap(\.ticket)
+        }
+        for t in tickets { t.end(.shutdown) }
     }
 }

@@ -15,7 +15,7 @@ extension APIRoutes {
             let step = try request.queryInt("step", in: 0...Int(Int32.max))
             let format = request.query("format") ?? "png"
             guard ["png", "json"].contains(format) else { throw APIError.invalid("format", "must be png or json, got '\(format)'") }
-            _ = try core.job(id)
+            try await core.requireJob(id)
             let image = try await core.imageBody(request)
             let r = try await core.inference.reconstruct(jobID: id, step: step, image: image, maskRatio: maskRatio, seed: seed)
             let headers: HTTPFields = [.init("X-Checkpoint-Step")!: String(r.step), .init("X-Mask-Ratio")!: String(r.maskRatio)]
@@ -37,7 +37,7 @@ extension APIRoutes {
             let id = try context.id()
             let pool = try request.queryEnum("pool", Pooling.self) ?? .mean
             let step = try request.queryInt("step", in: 0...Int(Int32.max))
-            _ = try core.job(id)
+            try await core.requireJob(id)
             let images: [[UInt8]]
             if request.headers[.contentType]?.hasPrefix("application/json") == true {
                 // Several images: {"images": ["<base64>", …]}
@@ -81,12 +81,12 @@ extension APIRoutes {
                 let step: Int?
                 let options: EvaluationOptions?
             }
-            let bytes = try await request.bytes(limit: 64 << 10)
+            let bytes = try await request.jsonBytes(limit: 64 << 10, optional: true)
             let body = bytes.isEmpty ? Body(dataset: nil, step: nil, options: nil) : try decodeJSON(Body.self, from: bytes)
             let options = body.options ?? EvaluationOptions()
             let problems = options.problems()
             if !problems.isEmpty { throw APIError.invalid(problems.map { FieldError("options.\($0.field)", $0.reason) }) }
-            _ = try core.job(id)
+            try await core.requireJob(id)
             let datasetID = body.dataset ?? "synthetic"
             let train: any ImageDataset
             do { train = try core.datasets.open(datasetID) } catch {
@@ -100,13 +100,21 @@ extension APIRoutes {
 
         on(.get, "/v1/jobs/{id}/evaluations") { _, context in
             let id = try context.id()
-            _ = try core.job(id)
-            return try JSON.response(["evaluations": try core.store.evaluations(jobID: id).map(EvaluationResource.init)])
+            let rows = try await core.blocking {
+                _ = try core.job(id)
+                return try core.store.evaluations(jobID: id)
+            }
+            return try JSON.response(["evaluations": rows.map(EvaluationResource.init)])
         }
     }
 }
 
 extension ServerCore {
+    /// 404 unless the job exists (read on the blocking pool).
+    func requireJob(_ id: String) async throws {
+        _ = try await blocking { [self] in try job(id) }
+    }
+
     /// A raw PNG or JPEG body, checked for its type and declared size before any decoding.
     func imageBody(_ request: Request) async throws -> [UInt8] {
         let type = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }

@@ -9,7 +9,7 @@ extension APIRoutes {
         let core = self.core
 
         on(.post, "/v1/jobs") { request, _ in
-            let bytes = try await request.bytes(limit: min(core.configuration.maxBodyBytes, 1 << 20))
+            let bytes = try await request.jsonBytes(limit: min(core.configuration.maxBodyBytes, 1 << 20))
             let body = try decodeJSON(JobRequest.self, from: bytes)
             let config = try JobConfig.resolve(body, datasetExists: core.datasetExists,
                                                maxJobMemory: core.configuration.jobMemoryLimit,
@@ -18,10 +18,10 @@ extension APIRoutes {
             if let key, key.isEmpty || key.count > 255 {
                 throw APIError.invalid("Idempotency-Key", "must be 1–255 characters")
             }
-            let (job, created) = try core.store.submit(NewJob(
+            let new = NewJob(
                 method: config.method.rawValue, preset: config.preset, configJSON: config.json(), datasetID: config.dataset,
-                totalSteps: config.training.totalSteps, idempotencyKey: key, requestHash: key == nil ? nil : AtomicFile.sha256Hex(bytes)),
-                maxQueued: core.configuration.maxQueued)
+                totalSteps: config.training.totalSteps, idempotencyKey: key, requestHash: key == nil ? nil : AtomicFile.sha256Hex(bytes))
+            let (job, created) = try await core.blocking { try core.store.submit(new, maxQueued: core.configuration.maxQueued) }
             if created { core.pool.notify() }
             return try JSON.response(JobResource(job), status: created ? .created : .ok,
                                      headers: [.location: "/v1/jobs/\(job.id)"])
@@ -43,7 +43,8 @@ extension APIRoutes {
                 }
                 query.method = method
             }
-            let page = try core.store.jobs(query)
+            let q = query
+            let page = try await core.blocking { try core.store.jobs(q) }
             struct Body: Encodable {
                 let jobs: [JobResource]
                 let nextPageToken: String?
@@ -57,30 +58,48 @@ extension APIRoutes {
             return try JSON.response(Body(jobs: page.jobs.map(JobResource.init), nextPageToken: page.nextPageToken))
         }
 
-        on(.get, "/v1/jobs/{id}") { _, context in try JSON.response(JobResource(try core.job(context.id()))) }
+        on(.get, "/v1/jobs/{id}") { _, context in
+            let id = try context.id()
+            return try JSON.response(JobResource(try await core.blocking { try core.job(id) }))
+        }
 
-        on(.post, "/v1/jobs/{id}/cancel") { _, context in try JSON.response(JobResource(try core.pool.cancel(context.id()))) }
-        on(.post, "/v1/jobs/{id}/pause") { _, context in try JSON.response(JobResource(try core.pool.pause(context.id()))) }
-        on(.post, "/v1/jobs/{id}/resume") { _, context in try JSON.response(JobResource(try core.pool.resume(context.id()))) }
+        on(.post, "/v1/jobs/{id}/cancel") { _, context in
+            let id = try context.id()
+            return try JSON.response(JobResource(try await core.blocking { try core.pool.cancel(id) }))
+        }
+        on(.post, "/v1/jobs/{id}/pause") { _, context in
+            let id = try context.id()
+            return try JSON.response(JobResource(try await core.blocking { try core.pool.pause(id) }))
+        }
+        on(.post, "/v1/jobs/{id}/resume") { _, context in
+            let id = try context.id()
+            return try JSON.response(JobResource(try await core.blocking { try core.pool.resume(id) }))
+        }
 
         on(.delete, "/v1/jobs/{id}") { _, context in
             let id = try context.id()
-            let paths = try core.store.delete(id)
-            for p in paths { try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent(p)) }
-            try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent("checkpoints/\(id)"))
+            try await core.blocking {
+                let paths = try core.store.delete(id)
+                for p in paths { try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent(p)) }
+                try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent("checkpoints/\(id)"))
+            }
             core.inference.forget(jobID: id)
+            // Its open event streams end with a final event.
+            core.bus.publish(.deleted(jobID: id))
             core.bus.forget(jobID: id)
             return Response(status: .noContent)
         }
 
         on(.get, "/v1/jobs/{id}/metrics") { request, context in
             let id = try context.id()
-            _ = try core.job(id)
             let after = try request.queryInt("after_step", in: 0...Int(Int32.max)) ?? 0
             let maxPoints = try request.queryInt("max_points", in: 1...1_000_000)
             let format = request.query("format") ?? "json"
             guard ["json", "csv"].contains(format) else { throw APIError.invalid("format", "must be json or csv, got '\(format)'") }
-            let rows = try core.store.metrics(jobID: id, afterStep: after, maxPoints: maxPoints)
+            let rows = try await core.blocking {
+                _ = try core.job(id)
+                return try core.store.metrics(jobID: id, afterStep: after, maxPoints: maxPoints)
+            }
             if format == "csv" {
                 var csv = "step,loss,lr,images_per_s,wall_time_s\n"
                 for m in rows { csv += "\(m.step),\(m.loss),\(m.lr),\(m.imagesPerS.map { String($0) } ?? ""),\(m.wallTimeS)\n" }
@@ -88,31 +107,35 @@ extension APIRoutes {
                                                        .contentDisposition: "attachment; filename=\"\(id)-metrics.csv\""],
                                 body: .init(byteBuffer: ByteBuffer(string: csv)))
             }
-            struct Body: Encodable {
-                let jobID: String
-                let metrics: [MetricResource]
-                enum CodingKeys: String, CodingKey { case jobID = "job_id", metrics }
-            }
-            return try JSON.response(Body(jobID: id, metrics: rows.map(MetricResource.init)))
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: MetricResource.list(jobID: id, rows)))
         }
 
         on(.get, "/v1/jobs/{id}/checkpoints") { _, context in
             let id = try context.id()
-            _ = try core.job(id)
-            return try JSON.response(["checkpoints": try core.store.checkpoints(jobID: id).map(CheckpointResource.init)])
+            let rows = try await core.blocking {
+                _ = try core.job(id)
+                return try core.store.checkpoints(jobID: id)
+            }
+            return try JSON.response(["checkpoints": rows.map(CheckpointResource.init)])
         }
 
         on(.get, "/v1/jobs/{id}/checkpoints/{step}") { _, context in
             let id = try context.id()
             guard let raw = context.parameters.get("step"), let step = Int(raw) else { throw APIError.invalid("step", "must be an integer") }
-            _ = try core.job(id)
-            guard let ck = try core.store.checkpoint(jobID: id, step: step) else { throw APIError.notFound("checkpoint at step \(step) of job \(id)") }
+            let ck = try await core.blocking {
+                _ = try core.job(id)
+                guard let ck = try core.store.checkpoint(jobID: id, step: step) else { throw APIError.notFound("checkpoint at step \(step) of job \(id)") }
+                return ck
+            }
             let path = core.dataRoot.appendingPathComponent(ck.path).path
-            guard let handle = FileHandle(forReadingAtPath: path) else { throw APIError(.gone, "Checkpoint file missing", "\(ck.path) is gone from the data directory") }
-            // Streamed in 1 MiB pieces: paper-scale checkpoints are over a gigabyte.
+            guard let handle = FileHandle(forReadingAtPath: path) else {
+                throw APIError(.gone, "Checkpoint file missing", "the checkpoint file of step \(step) is gone from the data directory")
+            }
+            let file = SendableFile(handle)
+            // Streamed in 1 MiB pieces, each read on the blocking pool: paper-scale checkpoints are over a gigabyte.
             let body = ResponseBody(contentLength: Int(ck.bytes)) { writer in
-                defer { try? handle.close() }
-                while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                defer { file.close() }
+                while let chunk = try await core.blocking({ try file.read(1 << 20) }), !chunk.isEmpty {
                     try await writer.write(ByteBuffer(bytes: chunk))
                 }
                 try await writer.finish(nil)
@@ -124,6 +147,15 @@ extension APIRoutes {
             ], body: body)
         }
     }
+}
+
+/// A file read from one request's body writer, one chunk at a time, each on the blocking pool
+/// (never two reads at once: the writer awaits each).
+final class SendableFile: @unchecked Sendable {
+    private let handle: FileHandle
+    init(_ handle: FileHandle) { self.handle = handle }
+    func read(_ count: Int) throws -> Data? { try handle.read(upToCount: count) }
+    func close() { try? handle.close() }
 }
 
 extension ServerCore {

@@ -12,8 +12,7 @@ extension APIRoutes {
         on(.get, "/healthz") { _, _ in try JSON.response(["status": "ok"]) }
 
         on(.get, "/readyz") { _, _ in
-            let writable = core.store.probeWrite()
-            let applied = (try? core.store.appliedMigrations()) ?? []
+            let (writable, applied) = try await core.blocking { (core.store.probeWrite(), (try? core.store.appliedMigrations()) ?? []) }
             let migrated = applied == core.store.migrations.files.map(\.name)
             let alive = core.pool.aliveSlots == core.configuration.trainerSlots
             let checks: [String: Bool] = ["database_writable": writable, "migrations_applied": migrated, "trainer_pool_running": alive]
@@ -24,7 +23,10 @@ extension APIRoutes {
         }
 
         on(.get, "/metrics") { _, _ in
-            let counts = (try? core.store.countsByState()) ?? [:]
+            let running = core.pool.runningJobs
+            let (counts, runningJobs) = try await core.blocking { () -> ([JobState: Int], [JobRecord]) in
+                ((try? core.store.countsByState()) ?? [:], running.compactMap { try? core.store.job($0) })
+            }
             let r = core.prometheus
             for state in JobState.allCases {
                 Self.gauge(r, "jobs", "Jobs by state", [("state", state.rawValue)]).set(Double(counts[state] ?? 0))
@@ -36,12 +38,18 @@ extension APIRoutes {
             Self.gauge(r, "training_steps_completed", "Training steps completed since start").set(Double(core.pool.stepsDone))
             Self.gauge(r, "trainer_slots_alive", "Trainer threads running").set(Double(core.pool.aliveSlots))
             Self.gauge(r, "inference_in_flight", "Inference requests running").set(Double(core.inference.inFlight))
-            for id in core.pool.runningJobs {
-                if let job = try? core.store.job(id), let loss = job.loss {
-                    Self.gauge(r, "job_last_loss", "Last logged loss of a running job", [("job", id), ("method", job.method)])
+            for job in runningJobs {
+                if let loss = job.loss {
+                    Self.gauge(r, "job_last_loss", "Last logged loss of a running job", [("job", job.id), ("method", job.method)])
                         .set(loss)
                 }
             }
+            Self.gauge(r, "http_connections_open", "Open HTTP connections").set(Double(core.limits.openConnections))
+            Self.gauge(r, "http_connections_refused", "Connections refused since start (--max-connections)")
+                .set(Double(core.limits.refusedConnections))
+            Self.gauge(r, "http_connections_timed_out", "Connections closed by a header, body or idle timeout since start")
+                .set(Double(core.limits.timedOutConnections))
+            Self.gauge(r, "event_streams_open", "Open event streams").set(Double(core.streams.openCount))
             var bytes: [UInt8] = []
             r.emit(into: &bytes)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -49,7 +57,8 @@ extension APIRoutes {
         }
 
         on(.get, "/openapi.json") { _, _ in
-            guard let dir = core.publicDir, let data = FileManager.default.contents(atPath: "\(dir)/openapi.json") else {
+            let data = try await core.blocking { core.publicDir.flatMap { FileManager.default.contents(atPath: "\($0)/openapi.json") } }
+            guard let data else {
                 throw APIError.notFound("openapi.json (Public/ is not configured)")
             }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
@@ -58,18 +67,18 @@ extension APIRoutes {
         on(.get, "/v1/methods") { _, _ in try JSON.response(MethodsDocument.make()) }
 
         on(.get, "/v1/datasets") { _, _ in
-            try JSON.response(["datasets": core.datasets.list()])
+            try JSON.response(["datasets": try await core.blocking { core.datasets.list() }])
         }
 
         on(.get, "/v1/datasets/{id}") { _, context in
             let id = try context.id()
-            do { return try JSON.response(try core.datasets.open(id).info) } catch { throw Self.datasetError(error, core: core) }
+            do { return try JSON.response(try await core.blocking { try core.datasets.open(id).info }) } catch { throw Self.datasetError(error, core: core) }
         }
 
         // Registers (or rescans) an image folder placed under <data-dir>/datasets/<id>.
         on(.post, "/v1/datasets") { request, _ in
             struct Body: Decodable { let id: String }
-            let body = try decodeJSON(Body.self, from: try await request.bytes(limit: 64 << 10))
+            let body = try decodeJSON(Body.self, from: try await request.jsonBytes(limit: 64 << 10))
             do { try DatasetRegistry.validate(id: body.id) } catch { throw APIError.invalid("id", "\(error)") }
             guard !DatasetRegistry.builtInIDs.contains(body.id) else { throw APIError.invalid("id", "'\(body.id)' is a built-in dataset") }
             let folder = try core.datasets.folderPath(for: body.id)
@@ -79,11 +88,11 @@ extension APIRoutes {
             }
             core.datasets.forget(body.id)
             let info: DatasetInfo
-            do { info = try core.datasets.open(body.id).info } catch { throw Self.datasetError(error, core: core) }
+            do { info = try await core.blocking { try core.datasets.open(body.id).info } } catch { throw Self.datasetError(error, core: core) }
             let classes = info.classes.isEmpty ? nil : String(decoding: try JSONEncoder().encode(info.classes), as: UTF8.self)
-            try core.store.upsert(dataset: DatasetRecord(id: info.id, kind: info.kind.rawValue, name: info.name, path: "datasets/\(info.id)",
+            try await core.blocking { try core.store.upsert(dataset: DatasetRecord(id: info.id, kind: info.kind.rawValue, name: info.name, path: "datasets/\(info.id)",
                                                          imageCount: info.count, classesJSON: classes, imageSize: info.imageWidth,
-                                                         licence: info.licence))
+                                                         licence: info.licence)) }
             return try JSON.response(info, status: .created)
         }
     }

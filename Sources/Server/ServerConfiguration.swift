@@ -43,9 +43,40 @@ public struct ServerConfiguration: Sendable {
     var inferenceAdmitted: (@Sendable () -> Void)?
     /// `--model-cache` / `MIMSERVE_MODEL_CACHE`: checkpoints kept loaded for inference. Default 4.
     public var modelCacheSize = 4
-    /// `--token` / `MIMSERVE_TOKEN`: bearer token for mutating calls. Required when `host` is not
-    /// a loopback address. Never logged.
+    /// `--token` / `MIMSERVE_TOKEN`: bearer token for mutating calls (and reads, see `authReads`).
+    /// Required when `host` is not a loopback address. Only ever read from the `Authorization`
+    /// header, never from the query string. Never logged.
     public var token: String?
+    /// `--auth-reads` / `MIMSERVE_AUTH_READS` (true/false): with a token set, GET requests need it
+    /// too. Default: on whenever a token is set. `/healthz`, `/readyz`, `/openapi.json` and the
+    /// dashboard's static files stay open; `/metrics` is guarded (it names jobs and their losses).
+    public var authReads: Bool?
+    var guardsReads: Bool { !(token ?? "").isEmpty && (authReads ?? true) }
+    /// `--allowed-host` / `MIMSERVE_ALLOWED_HOSTS` (comma-separated): more names the `Host`
+    /// header may carry, as `name` (any port) or `name:port`; `*` turns the check off (behind a
+    /// proxy that checks it). Always allowed: the bound address, `localhost`, `127.0.0.1` and
+    /// `[::1]`, without a port or with the port the server listens on. Anything else gets 421
+    /// (DNS-rebinding defence), and a POST/PUT/PATCH/DELETE whose `Origin` is not
+    /// `http(s)://<allowed host>` gets 403.
+    public var allowedHosts: [String] = []
+
+    /// `--header-timeout` / `MIMSERVE_HEADER_TIMEOUT`: seconds a client may take to send a
+    /// request's head, from its first byte (a head trickled a byte at a time is closed too).
+    /// Default 10.
+    public var headerTimeoutSeconds = 10.0
+    /// `--body-idle-timeout` / `MIMSERVE_BODY_IDLE_TIMEOUT`: seconds a request body may go
+    /// without a byte arriving before the connection is closed. Default 30.
+    public var bodyIdleTimeoutSeconds = 30.0
+    /// `--idle-timeout` / `MIMSERVE_IDLE_TIMEOUT`: seconds a keep-alive connection may sit with
+    /// no request before it is closed (a response being written, such as an event stream, is
+    /// never idle). Default 60.
+    public var idleTimeoutSeconds = 60.0
+    /// `--max-connections` / `MIMSERVE_MAX_CONNECTIONS`: open HTTP connections; one more is
+    /// answered 503 (Retry-After: 1) and closed at once. Default 512.
+    public var maxConnections = 512
+    /// `--max-streams` / `MIMSERVE_MAX_STREAMS`: event streams open at once; one more gets 503
+    /// with Retry-After. Default 32.
+    public var maxStreams = 32
     /// `--log-level` / `MIMSERVE_LOG_LEVEL`: trace, debug, info, notice, warning, error. Default info.
     public var logLevel = "info"
     /// `--public-dir` / `MIMSERVE_PUBLIC_DIR`: the dashboard's static files. Default: `Public/`
@@ -82,6 +113,15 @@ public struct ServerConfiguration: Sendable {
         if !(1...1_000_000).contains(maxQueued) { p.append("max-queued: must be in 1…1000000, got \(maxQueued)") }
         if let r = maxRequestPixels, r < 64 { p.append("max-request-pixels: must be ≥ 64, got \(r)") }
         if maxPixels < 64 { p.append("max-pixels: must be ≥ 64, got \(maxPixels)") }
+        for (name, v) in [("header-timeout", headerTimeoutSeconds), ("body-idle-timeout", bodyIdleTimeoutSeconds),
+                          ("idle-timeout", idleTimeoutSeconds)] where !(v >= 0.05 && v <= 86400) {
+            p.append("\(name): must be in 0.05…86400 s, got \(v)")
+        }
+        if !(1...100_000).contains(maxConnections) { p.append("max-connections: must be in 1…100000, got \(maxConnections)") }
+        if !(1...10_000).contains(maxStreams) { p.append("max-streams: must be in 1…10000, got \(maxStreams)") }
+        for h in allowedHosts where h.isEmpty || h.contains(where: { $0 == "/" || $0 == " " || $0 == "," }) {
+            p.append("allowed-host: '\(h)' is not a host name (name or name:port)")
+        }
         if let t = token, t.count < 8 { p.append("token: must be at least 8 characters") }
         if !isLoopback && (token ?? "").isEmpty {
             p.append("token: binding to \(host) (not loopback) requires a token (--token or MIMSERVE_TOKEN)")

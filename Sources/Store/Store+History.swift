@@ -5,16 +5,51 @@ extension Store {
     // MARK: - Metrics
 
     /// Logged steps after `afterStep`, in order; with `maxPoints`, evenly thinned to at most
-    /// that many (the last step always kept, so a chart ends where training is).
+    /// that many (the first and the last step always kept, so a chart ends where training is).
+    ///
+    /// Thinned in SQL, in one statement: for each of `maxPoints` evenly spaced steps between the
+    /// first and the last, the first row at or after it, each found by one seek in the
+    /// (job_id, step) primary key. The cost grows with `maxPoints`, not with the job's history
+    /// (200 points of 100 000 rows: about 400 seeks, no scan).
     public func metrics(jobID: String, afterStep: Int = 0, maxPoints: Int? = nil) throws(StoreError) -> [MetricRecord] {
-        let rows = try read { db in
-            try MetricRecord.filter(MetricRecord.CodingKeys.jobID == jobID && MetricRecord.CodingKeys.step > afterStep)
-                .order(MetricRecord.CodingKeys.step).fetchAll(db)
+        try read { db in
+            guard let maxPoints, maxPoints >= 1 else {
+                return try MetricRecord.filter(MetricRecord.CodingKeys.jobID == jobID && MetricRecord.CodingKeys.step > afterStep)
+                    .order(MetricRecord.CodingKeys.step).fetchAll(db)
+            }
+            // Two seeks (MIN and MAX in one query would scan the whole range).
+            // (Cached statements: compiling these costs more than running them.)
+            let first = try db.cachedStatement(sql: "SELECT step FROM metrics WHERE job_id = ? AND step > ? ORDER BY step LIMIT 1")
+            let last = try db.cachedStatement(sql: "SELECT step FROM metrics WHERE job_id = ? AND step > ? ORDER BY step DESC LIMIT 1")
+            guard let lo = try Int.fetchOne(first, arguments: [jobID, afterStep]),
+                  let hi = try Int.fetchOne(last, arguments: [jobID, afterStep]) else { return [] }
+            let columns = "job_id, step, loss, lr, images_per_s, wall_time_s"
+            let rows: RowCursor
+            if hi - lo + 1 <= maxPoints {
+                // No more steps than points: every row (a step is logged at most once).
+                rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT \(columns) FROM metrics WHERE job_id = ? AND step >= ? ORDER BY step"),
+                                           arguments: [jobID, lo])
+            } else if maxPoints == 1 {
+                rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT \(columns) FROM metrics WHERE job_id = ? AND step = ?"),
+                                           arguments: [jobID, hi])
+            } else {
+                rows = try Row.fetchCursor(db.cachedStatement(sql: """
+                    WITH RECURSIVE points(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM points WHERE i + 1 < :n)
+                    SELECT \(columns) FROM metrics WHERE job_id = :job AND step IN (
+                        SELECT (SELECT step FROM metrics WHERE job_id = :job
+                                AND step >= :lo + CAST(ROUND(i * (:hi - :lo) * 1.0 / (:n - 1)) AS INTEGER) ORDER BY step LIMIT 1)
+                        FROM points)
+                    ORDER BY step
+                    """), arguments: ["n": maxPoints, "job": jobID, "lo": lo, "hi": hi])
+            }
+            // Columns by position: the record's Codable decoding costs more than the query here.
+            var out: [MetricRecord] = []
+            out.reserveCapacity(min(maxPoints, hi - lo + 1))
+            while let row = try rows.next() {
+                out.append(MetricRecord(jobID: row[0], step: row[1], loss: row[2], lr: row[3], imagesPerS: row[4], wallTimeS: row[5]))
+            }
+            return out
         }
-        guard let maxPoints, maxPoints >= 1, rows.count > maxPoints else { return rows }
-        if maxPoints == 1 { return [rows.last!] }
-        let stride = Double(rows.count - 1) / Double(maxPoints - 1)
-        return (0..<maxPoints).map { rows[Int((Double($0) * stride).rounded())] }
     }
 
     public func metricCount(jobID: String) throws(StoreError) -> Int {

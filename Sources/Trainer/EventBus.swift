@@ -12,6 +12,8 @@ public enum JobEvent: Sendable, Equatable {
     case state(jobID: String, JobState, error: String?, eventID: Int64?)
     /// A checkpoint that is on disk and in the database.
     case checkpoint(CheckpointRecord, eventID: Int64?)
+    /// The job and its history were deleted: its streams end.
+    case deleted(jobID: String)
 
     public var jobID: String {
         switch self {
@@ -19,6 +21,7 @@ public enum JobEvent: Sendable, Equatable {
         case .metric(let m): m.jobID
         case .state(let id, _, _, _): id
         case .checkpoint(let c, _): c.jobID
+        case .deleted(let id): id
         }
     }
 }
@@ -82,6 +85,8 @@ public final class EventBus: Sendable {
                 s.recent[m.jobID, default: []].append(m)
                 if s.recent[m.jobID]!.count > recentLimit { s.recent[m.jobID]!.removeFirst(s.recent[m.jobID]!.count - recentLimit) }
             case .state(let id, let state, _, _) where state.isTerminal:
+                s.recent[id] = nil
+            case .deleted(let id):
                 s.recent[id] = nil
             default: break
             }

@@ -20,7 +20,14 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Jobs that may wait in the queue; more get 429 (MIMSERVE_MAX_QUEUED; default 100).") var maxQueued: Int?
     @Option(help: "Concurrent inference requests (MIMSERVE_INFERENCE_SLOTS; default 2).") var inferenceSlots: Int?
     @Option(help: "Checkpoints kept loaded for inference (MIMSERVE_MODEL_CACHE; default 4).") var modelCache: Int?
-    @Option(help: "Bearer token required for changes (MIMSERVE_TOKEN).") var token: String?
+    @Option(help: "Bearer token required for changes, and for reads unless --auth-reads false (MIMSERVE_TOKEN). Read from the Authorization header only.") var token: String?
+    @Option(help: "With a token: GETs under /v1/ and /metrics need it too; /healthz, /readyz, /openapi.json and the dashboard stay open (MIMSERVE_AUTH_READS; default true when a token is set).") var authReads: Bool?
+    @Option(help: ArgumentHelp("Another name the Host header may carry, as name or name:port; repeatable; * turns the check off (MIMSERVE_ALLOWED_HOSTS, comma-separated). Always allowed: the bound address, localhost, 127.0.0.1, [::1], with no port or the listening port.", valueName: "host")) var allowedHost: [String] = []
+    @Option(help: "Seconds a client may take to send a request head, from its first byte (MIMSERVE_HEADER_TIMEOUT; default 10).") var headerTimeout: Double?
+    @Option(help: "Seconds a request body may go without a byte before the connection closes (MIMSERVE_BODY_IDLE_TIMEOUT; default 30).") var bodyIdleTimeout: Double?
+    @Option(help: "Seconds a keep-alive connection may wait for its next request (MIMSERVE_IDLE_TIMEOUT; default 60).") var idleTimeout: Double?
+    @Option(help: "Open HTTP connections; one more is answered 503 and closed (MIMSERVE_MAX_CONNECTIONS; default 512).") var maxConnections: Int?
+    @Option(help: "Event streams open at once; one more gets 503 with Retry-After (MIMSERVE_MAX_STREAMS; default 32).") var maxStreams: Int?
     @Option(help: "trace, debug, info, notice, warning or error (MIMSERVE_LOG_LEVEL; default info).") var logLevel: String?
     @Option(help: "Dashboard folder (MIMSERVE_PUBLIC_DIR; default: Public/ found near the executable).") var publicDir: String?
     @Option(help: "SQL migrations folder (MIMSERVE_MIGRATIONS; default: Migrations/ found near the executable).") var migrationsDir: String?
@@ -49,6 +56,15 @@ struct Serve: AsyncParsableCommand {
         c.inferenceSlots = try pick(inferenceSlots, "INFERENCE_SLOTS", Int.init) ?? c.inferenceSlots
         c.modelCacheSize = try pick(modelCache, "MODEL_CACHE", Int.init) ?? c.modelCacheSize
         c.token = try pick(token, "TOKEN", { $0 })
+        c.authReads = try pick(authReads, "AUTH_READS", { ["true": true, "1": true, "false": false, "0": false][$0.lowercased()] })
+        c.allowedHosts = allowedHost.isEmpty
+            ? (env["MIMSERVE_ALLOWED_HOSTS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            : allowedHost
+        c.headerTimeoutSeconds = try pick(headerTimeout, "HEADER_TIMEOUT", Double.init) ?? c.headerTimeoutSeconds
+        c.bodyIdleTimeoutSeconds = try pick(bodyIdleTimeout, "BODY_IDLE_TIMEOUT", Double.init) ?? c.bodyIdleTimeoutSeconds
+        c.idleTimeoutSeconds = try pick(idleTimeout, "IDLE_TIMEOUT", Double.init) ?? c.idleTimeoutSeconds
+        c.maxConnections = try pick(maxConnections, "MAX_CONNECTIONS", Int.init) ?? c.maxConnections
+        c.maxStreams = try pick(maxStreams, "MAX_STREAMS", Int.init) ?? c.maxStreams
         c.logLevel = try pick(logLevel, "LOG_LEVEL", { $0 }) ?? c.logLevel
         c.publicDir = try pick(publicDir, "PUBLIC_DIR", { $0 })
         c.migrationsDir = try pick(migrationsDir, "MIGRATIONS", { $0 })

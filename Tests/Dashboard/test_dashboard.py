@@ -97,7 +97,9 @@ class Server:
         least every heartbeat) and a line count."""
         deadline = time.monotonic() + timeout
         event = None
-        with urllib.request.urlopen(f"{self.url}/v1/jobs/{job_id}/events", timeout=10) as stream:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(f"{self.url}/v1/jobs/{job_id}/events", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as stream:
             for n, raw in enumerate(stream):
                 if n > 100_000 or time.monotonic() > deadline:
                     break
@@ -148,27 +150,50 @@ class Page:
 
     def __init__(self, browser, base, width=1280, height=800):
         self.context = browser.new_context(viewport={"width": width, "height": height})
-        # Record what reaches any EventSource, to tell SSE points from history: streams opened,
-        # state events in order, and metric events counted by the last state announced before them.
+        # Record what reaches the page's event streams (read through fetch), to tell SSE points
+        # from history: streams opened, state events in order, and metric events counted by the
+        # last state announced before them. The page's own reader gets an untouched copy.
         self.context.add_init_script("""
             window.__sseOpened = 0;
             window.__sseMetrics = 0;
             window.__sseStates = [];
             window.__sseMetricsByState = {};
-            const Native = window.EventSource;
-            window.EventSource = class extends Native {
-              constructor(...args) {
-                super(...args);
-                this.addEventListener('open', () => { window.__sseOpened += 1; });
-                this.addEventListener('state', (e) => {
-                  try { window.__sseStates.push(JSON.parse(e.data).state); } catch { window.__sseStates.push('?'); }
-                });
-                this.addEventListener('metric', () => {
-                  window.__sseMetrics += 1;
-                  const state = window.__sseStates.length ? window.__sseStates[window.__sseStates.length - 1] : 'none';
-                  window.__sseMetricsByState[state] = (window.__sseMetricsByState[state] || 0) + 1;
-                });
-              }
+            const nativeFetch = window.fetch.bind(window);
+            window.fetch = async (input, init) => {
+              const res = await nativeFetch(input, init);
+              const url = typeof input === 'string' ? input : input.url;
+              if (!/\\/events(\\?|$)/.test(url) || !res.ok || !res.body) return res;
+              window.__sseOpened += 1;
+              const [mine, theirs] = res.body.tee();
+              (async () => {
+                const reader = mine.pipeThrough(new TextDecoderStream()).getReader();
+                let buffer = '';
+                try {
+                  for (;;) {
+                    const { value, done } = await reader.read();
+                    if (done) break;
+                    buffer += value;
+                    let at;
+                    while ((at = buffer.indexOf('\\n\\n')) >= 0) {
+                      const block = buffer.slice(0, at);
+                      buffer = buffer.slice(at + 2);
+                      let event = 'message', data = '';
+                      for (const line of block.split('\\n')) {
+                        if (line.startsWith('event: ')) event = line.slice(7);
+                        else if (line.startsWith('data: ')) data += line.slice(6);
+                      }
+                      if (event === 'state') {
+                        try { window.__sseStates.push(JSON.parse(data).state); } catch { window.__sseStates.push('?'); }
+                      } else if (event === 'metric') {
+                        window.__sseMetrics += 1;
+                        const state = window.__sseStates.length ? window.__sseStates[window.__sseStates.length - 1] : 'none';
+                        window.__sseMetricsByState[state] = (window.__sseMetricsByState[state] || 0) + 1;
+                      }
+                    }
+                  }
+                } catch { /* the page closed its stream */ }
+              })();
+              return new Response(theirs, { status: res.status, statusText: res.statusText, headers: res.headers });
             };
         """)
         self.page = self.context.new_page()
@@ -449,22 +474,30 @@ def test_narrow_window(browser, server):
 def test_token_protected_server_prompts_for_the_token(browser):
     protected = Server(token=TOKEN)
     t = Page(browser, protected.url)
+    requests = []
+    t.page.on("request", lambda r: requests.append((r.url, r.headers.get("authorization"))))
     try:
         page = t.page
+        # Reads need the token too (--auth-reads is on with a token): the form asks at once.
         t.goto("new")
-        page.select_option("#f-method", "mae")
-        page.fill("#f-total_steps", "20")
-        page.click("#f-submit")
         dialog = page.locator("#token-dialog")
         expect(dialog).to_be_visible()
         expect(dialog).to_contain_text("token")
         t.shot("12-token-prompt", full_page=False)
         page.fill("#token-input", TOKEN)
         page.click("#token-save")
+        expect(dialog).to_be_hidden()
+        page.select_option("#f-method", "mae")
+        page.fill("#f-total_steps", "20")
+        page.click("#f-submit")
         page.wait_for_url("**/#/jobs/*")
         assert page.evaluate("() => sessionStorage.getItem('mimserve.token')") == TOKEN
         expect(page.locator(".page-head .badge")).to_have_text("succeeded", timeout=60000)
         assert t.unexpected_errors(allow_resource_errors=True) == [], t.errors
+        # The token rides in the Authorization header only, the event stream's included.
+        assert not [u for u, _ in requests if TOKEN in u or "access_token" in u], requests
+        streams = [a for u, a in requests if re.search(r"/v1/jobs/[^/]+/events", u)]
+        assert streams and all(a == f"Bearer {TOKEN}" for a in streams), requests
         # A stopped server is announced, not silently stale.
         t.goto("jobs")
         expect(page.locator("#jobs-table tbody tr")).to_have_count(1)

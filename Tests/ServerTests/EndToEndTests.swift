@@ -188,8 +188,13 @@ import Testing
         _ = try await server.waitFor(id, states: ["running"])
         #expect(try await server.request("POST", "/v1/jobs/\(id)/pause").status == 200)
         _ = try await server.waitFor(id, states: ["paused"])
-        let text = try readRaw(port: server.base.port!, path: "/v1/jobs/\(id)/events", seconds: 30) {
-            $0.components(separatedBy: ": keep-alive").count >= 3
+        // Read on a thread of its own: a blocking read on the cooperative pool would starve the
+        // server's own tasks (the heartbeats among them) when other suites keep the pool busy.
+        let port = server.base.port!, path = "/v1/jobs/\(id)/events"
+        let text = try await withCheckedThrowingContinuation { (c: CheckedContinuation<String, any Error>) in
+            DispatchQueue.global().async {
+                c.resume(with: Result { try readRaw(port: port, path: path, seconds: 60) { $0.components(separatedBy: ": keep-alive").count >= 3 } })
+            }
         }
         #expect(text.contains("text/event-stream"))
         #expect(text.contains("event: state") && text.contains("\"paused\""))

@@ -189,6 +189,27 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         }
     }
 
+    /// Thinning happens in SQL and keeps first and last, evenly spaced, also across gaps.
+    @Test func metricsThinInSQLOverALongHistory() throws {
+        let store = try makeStore()
+        let id = try store.submit(newJob()).job.id
+        func m(_ s: Int) -> MetricRecord { MetricRecord(jobID: id, step: s, loss: 1 / Double(s), lr: 0.01, imagesPerS: nil, wallTimeS: Double(s)) }
+        // 100 000 steps, with a hole from 40 001 to 60 000.
+        let steps = Array(1...40_000) + Array(60_001...100_000)
+        try store.record(progress: JobProgress(step: 100_000, loss: 0, lr: 0, imagesPerS: nil, etaS: nil), metrics: steps.map(m), for: id)
+        let thin = try store.metrics(jobID: id, maxPoints: 200)
+        #expect(thin.count <= 200 && thin.count >= 150)
+        #expect(thin.first?.step == 1 && thin.last?.step == 100_000)
+        #expect(thin.map(\.step) == thin.map(\.step).sorted() && Set(thin.map(\.step)).count == thin.count)
+        #expect(thin.allSatisfy { $0.loss == 1 / Double($0.step) && $0.imagesPerS == nil && $0.jobID == id })
+        // Spacing: about (100 000 - 1) / 199 steps apart, except across the hole and just after it.
+        let gaps = zip(thin.dropFirst(), thin).map { $0.step - $1.step }.filter { $0 < 10_000 }
+        #expect(gaps.allSatisfy { $0 <= 505 } && gaps.filter { $0 < 500 }.count <= 1, "\(Set(gaps))")
+        #expect(try store.metrics(jobID: id, afterStep: 99_990, maxPoints: 200).map(\.step) == Array(99_991...100_000))
+        #expect(try store.metrics(jobID: id, maxPoints: 1).map(\.step) == [100_000])
+        #expect(try store.metrics(jobID: id, afterStep: 100_000, maxPoints: 5).isEmpty)
+    }
+
     @Test func readersDoNotWaitForTheWriter() throws {
         let store = try makeStore()
         let id = try store.submit(newJob()).job.id

@@ -21,9 +21,10 @@ def sse_event(name, data):
                            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data}}}
 
 def problems(*codes):
-    text = {400: "Malformed request", 401: "Missing or wrong bearer token", 404: "No such resource",
+    text = {400: "Malformed request", 401: "Missing or wrong bearer token", 403: "A change from a web page of another origin",
+            404: "No such resource", 421: "The Host header names a host this server does not answer to (see --allowed-host)",
             409: "Illegal in the resource's current state", 410: "The file is gone", 413: "Body too large",
-            415: "Unsupported content type", 422: "Invalid field (see errors)",
+            415: "Unsupported content type (JSON bodies need Content-Type: application/json)", 422: "Invalid field (see errors)",
             429: "Too many jobs queued; retry after Retry-After seconds", 503: "Busy; retry after Retry-After seconds"}
     return {str(c): {"description": text[c], "content": PROBLEM} for c in codes}
 
@@ -122,7 +123,10 @@ schemas = {
                   sse_event("checkpoint", {"type": "object", "required": ["step", "bytes", "sha256", "final"], "properties": {
                       "step": {"type": "integer"}, "bytes": {"type": "integer"}, "sha256": {"type": "string"}, "final": {"type": "boolean"}}}),
                   sse_event("evaluation", {"type": "object", "required": ["id", "dataset", "step"], "properties": {
-                      "id": {"type": "integer"}, "dataset": {"type": "string"}, "step": {"type": "integer"}}})]},
+                      "id": {"type": "integer"}, "dataset": {"type": "string"}, "step": {"type": "integer"}}}),
+                  sse_event("end", {"type": "object", "required": ["reason"], "description":
+                      "The last event of a stream whose job was deleted, or whose server is shutting down (reconnect later)",
+                      "properties": {"reason": {"type": "string", "enum": ["deleted", "shutdown"]}}})]},
     "EvaluationOptions": {"type": "object", "description": "Every field is optional; a missing one keeps its default", "properties": {
         "train_limit": {"type": "integer", "minimum": 10, "maximum": 50000, "default": 2000},
         "test_limit": {"type": "integer", "minimum": 10, "maximum": 10000, "default": 500},
@@ -160,14 +164,14 @@ paths = {
             "required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["id"], "properties": {
                 "id": {"type": "string", "pattern": "^[a-z0-9_][a-z0-9_-]{0,63}$",
                        "description": "The folder's name; not a built-in id (synthetic, fashion-mnist, fashion-mnist-test, samples)"}}}}}},
-            "responses": {**ok(ref("Dataset"), "Registered", "201"), **problems(400, 401, 413, 422)}}},
+            "responses": {**ok(ref("Dataset"), "Registered", "201"), **problems(400, 401, 413, 415, 422)}}},
     "/v1/datasets/{id}": {"get": {"summary": "One dataset", "parameters": [{**ID, "description": "Dataset id"}],
                                   "responses": {**ok(ref("Dataset")), **problems(404, 422)}}},
     "/v1/jobs": {
         "post": {"summary": "Submit a job", "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
                  "requestBody": {"required": True, "content": {"application/json": {"schema": ref("JobRequest")}}},
                  "responses": {**ok(ref("Job"), "Created", "201"), **ok(ref("Job"), "The job of an earlier identical request"),
-                               **problems(400, 401, 413, 422, 429)}},
+                               **problems(400, 401, 413, 415, 422, 429)}},
         "get": {"summary": "List jobs, newest first", "parameters": [
             {"name": "state", "in": "query", "schema": {"type": "string", "pattern": f"^{STATES}(,{STATES})*$"},
              "description": "Comma-separated states"},
@@ -189,12 +193,14 @@ paths = {
         "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref("MetricList")},
                                                                "text/csv": {"schema": {"type": "string"}}}},
                       **problems(404, 422)}}},
-    "/v1/jobs/{id}/events": {"get": {"summary": "Live events (SSE): progress, metric, state, checkpoint",
-        "description": "Ends after a terminal state. Last-Event-ID (or ?last_event_id=, ?after_step=) replays what was missed.",
+    "/v1/jobs/{id}/events": {"get": {"summary": "Live events (SSE): progress, metric, state, checkpoint, evaluation, end",
+        "description": "Ends after a terminal state, or with an `end` event when the job is deleted or the server shuts down. "
+                       "Last-Event-ID (or ?last_event_id=, ?after_step=) replays what was missed. At most --max-streams are open "
+                       "at once; one more gets 503 with Retry-After.",
         "parameters": [ID, {"name": "Last-Event-ID", "in": "header", "schema": CURSOR},
                        {"name": "last_event_id", "in": "query", "schema": CURSOR},
                        {"name": "after_step", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2147483647}}],
-        "responses": {**ok(ref("JobEvent"), content_type="text/event-stream"), **problems(404, 422)}}},
+        "responses": {**ok(ref("JobEvent"), content_type="text/event-stream"), **problems(404, 422, 503)}}},
     "/v1/jobs/{id}/checkpoints": {"get": {"summary": "Checkpoints", "parameters": [ID],
                                           "responses": {**ok(ref("CheckpointList")), **problems(404)}}},
     "/v1/jobs/{id}/checkpoints/{step}": {"get": {"summary": "Download a checkpoint (safetensors)", "parameters": [
@@ -219,10 +225,25 @@ paths = {
             "dataset": {"type": ["string", "null"], "default": "synthetic"},
             "step": {"type": ["integer", "null"], "description": "Checkpoint step (default or null: the latest)"},
             "options": {"anyOf": [ref("EvaluationOptions"), {"type": "null"}]}}}}}},
-        "responses": {**ok(ref("Evaluation"), "Evaluated", "201"), **problems(400, 401, 404, 409, 413, 422, 503)}}},
+        "responses": {**ok(ref("Evaluation"), "Evaluated", "201"), **problems(400, 401, 404, 409, 413, 415, 422, 503)}}},
     "/v1/jobs/{id}/evaluations": {"get": {"summary": "Stored evaluations", "parameters": [ID],
                                           "responses": {**ok(ref("EvaluationList")), **problems(404)}}},
 }
+
+# What every operation may answer besides its own responses: a Host outside the allow-list (421, or 400
+# without one); with a token, 401 for reads under /v1/ and /metrics (--auth-reads) and for every change;
+# 403 for a change whose Origin is another site's.
+OPEN_READS = {"/healthz", "/readyz", "/openapi.json"}
+for path, ops in paths.items():
+    for method, op in ops.items():
+        extra = [400, 421]
+        if method != "get" or path not in OPEN_READS:
+            extra.append(401)
+            op["security"] = [{"bearer": []}, {}]
+        if method in ("post", "put", "patch", "delete"):
+            extra.append(403)
+        for code, response in problems(*extra).items():
+            op["responses"].setdefault(code, response)
 
 # Every operation's id, which links name.
 OPERATION_IDS = {
@@ -267,7 +288,12 @@ link("get", "/v1/jobs/{id}/checkpoints", "200", {"DownloadCheckpoint": {
 document = {
     "openapi": "3.1.0",
     "info": {"title": "MIMServe", "version": "1.0.0",
-             "description": "Masked-image-modeling pretraining server: jobs, live losses, reconstructions and features."},
+             "description": "Masked-image-modeling pretraining server: jobs, live losses, reconstructions and features.\n\n"
+                            "Browser safety: the Host header must name the server (the bound address, localhost, 127.0.0.1, [::1], "
+                            "or a --allowed-host), else 421; a POST/PUT/PATCH/DELETE with an Origin of another site gets 403; JSON "
+                            "bodies need Content-Type: application/json (else 415). With a token, changes and reads under /v1/ and "
+                            "/metrics need `Authorization: Bearer <token>` (the token is never read from the query string); "
+                            "/healthz, /readyz, /openapi.json and the dashboard stay open."},
     "servers": [{"url": "http://127.0.0.1:8080"}],
     "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "paths": paths,
