@@ -27,7 +27,9 @@ let package = Package(
     targets: [
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
-        .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: cpuFlags),
+        // gettid, which the Glibc module lacks, for per-thread priorities.
+        .target(name: "CThreads"),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CThreads"], swiftSettings: cpuFlags),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: cpuFlags),
         .target(name: "Optim", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
         .target(name: "Models", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),

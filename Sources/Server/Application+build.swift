@@ -112,9 +112,11 @@ func makeCore(_ c: ServerConfiguration) throws -> ServerCore {
     let datasets = DatasetRegistry(configuration: registryConfig)
     let bus = EventBus()
     let trainerLogger = logger
-    let pool = TrainerPool(store: store, bus: bus, options: TrainerOptions(
+    var trainerOptions = TrainerOptions(
         slots: c.trainerSlots, dataRoot: dataRoot, dataSource: ImageDataSource.make(registry: datasets),
-        log: { trainerLogger.notice("\($0)") }))
+        log: { trainerLogger.notice("\($0)") })
+    trainerOptions.nice = Int32(c.trainerNice)
+    let pool = TrainerPool(store: store, bus: bus, options: trainerOptions)
     let inference = InferenceService(store: store, dataRoot: dataRoot, maxConcurrent: c.inferenceSlots,
                                      cacheSize: c.modelCacheSize, maxPixels: c.maxPixels,
                                      onAdmitted: c.inferenceAdmitted)

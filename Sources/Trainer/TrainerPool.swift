@@ -21,6 +21,8 @@ public struct TrainerOptions: Sendable {
     /// Tests only: called with a job's id after a slot claimed it and before the slot registers
     /// it as running here, the window in which a cancel used to be lost.
     public var claimed: (@Sendable (String) -> Void)?
+    /// Nice value of the slot threads and of the kernels they run (0: the process's own).
+    public var nice: Int32 = 0
     public var log: @Sendable (String) -> Void
 
     public init(slots: Int = 1, dataRoot: URL, dataSource: @escaping DataSource,
@@ -79,6 +81,9 @@ public final class TrainerPool: Sendable {
             // libdispatch's `concurrentPerform` (our GEMM split) corrupted its continuation
             // cache when a foreign thread that had used it exited (found by ASan).
             DispatchQueue(label: "mimserve.trainer.\(slot)", qos: .userInitiated).async { [self] in
+                let own = ThreadPriority.current
+                if options.nice != own { ThreadPriority.set(options.nice) }
+                defer { if options.nice != own { ThreadPriority.set(own) } }
                 slotLoop(slot)
                 state.withLock { $0.aliveSlots -= 1 }
                 stopped.leave()

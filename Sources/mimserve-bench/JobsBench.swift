@@ -16,6 +16,7 @@ struct JobsBench: ParsableCommand {
     @Option(help: "Batch size.") var batch = 16
     @Option(help: "Checkpoint every this many steps (bookkeeping on).") var checkpointEvery = 100
     @Option(help: "Rounds (each runs both variants; medians reported).") var rounds = 3
+    @Option(help: "Nice value of the training threads (the server's --trainer-nice).") var nice: Int32 = 0
 
     func run() throws {
         var on: [Double] = [], off: [Double] = []
@@ -45,6 +46,7 @@ struct JobsBench: ParsableCommand {
         let store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
         var options = TrainerOptions(slots: 1, dataRoot: dir, dataSource: ImageDataSource.make(registry: DatasetRegistry()), log: { _ in })
         options.bookkeeping = bookkeeping
+        options.nice = nice
         let pool = TrainerPool(store: store, bus: EventBus(), options: options)
         let config = try JobConfig.resolve(JobRequest(method: method, preset: "tiny", totalSteps: steps, batchSize: batch, seed: 1,
                                                       overrides: ["checkpoint_every": .number(Double(checkpointEvery))]))

@@ -17,6 +17,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Pixels all images of one inference request may declare together (MIMSERVE_MAX_REQUEST_PIXELS; default: --max-pixels).") var maxRequestPixels: Int?
     @Option(help: "Bytes one job may need at its peak, by the cost model (MIMSERVE_MAX_JOB_MEMORY; default: RAM × 0.5 ÷ trainer slots).") var maxJobMemory: Int?
     @Option(help: "Bytes one job's kept checkpoints may take (MIMSERVE_MAX_JOB_DISK; default 34359738368).") var maxJobDisk: Int?
+    @Option(help: "Nice value 0…19 of the trainer slots' threads, so requests come first (MIMSERVE_TRAINER_NICE; default 0).") var trainerNice: Int?
     @Option(help: "Jobs that may wait in the queue; more get 429 (MIMSERVE_MAX_QUEUED; default 100).") var maxQueued: Int?
     @Option(help: "Concurrent inference requests (MIMSERVE_INFERENCE_SLOTS; default 2).") var inferenceSlots: Int?
     @Option(help: "Checkpoints kept loaded for inference (MIMSERVE_MODEL_CACHE; default 4).") var modelCache: Int?
@@ -52,6 +53,7 @@ struct Serve: AsyncParsableCommand {
         c.maxRequestPixels = try pick(maxRequestPixels, "MAX_REQUEST_PIXELS", Int.init)
         c.maxJobMemory = try pick(maxJobMemory, "MAX_JOB_MEMORY", Int.init)
         c.maxJobDisk = try pick(maxJobDisk, "MAX_JOB_DISK", Int.init) ?? c.maxJobDisk
+        c.trainerNice = try pick(trainerNice, "TRAINER_NICE", Int.init) ?? c.trainerNice
         c.maxQueued = try pick(maxQueued, "MAX_QUEUED", Int.init) ?? c.maxQueued
         c.inferenceSlots = try pick(inferenceSlots, "INFERENCE_SLOTS", Int.init) ?? c.inferenceSlots
         c.modelCacheSize = try pick(modelCache, "MODEL_CACHE", Int.init) ?? c.modelCacheSize

@@ -40,7 +40,7 @@ struct Harness {
 
     /// `realData`: batches from ImageData's loader over a small synthetic dataset instead of the seeded test double.
     /// `poisoned`: for a job's seed, the steps whose images are NaN.
-    init(slots: Int = 1, poisoned: [UInt64: Set<Int>] = [:], realData: Bool = false,
+    init(slots: Int = 1, nice: Int32 = 0, poisoned: [UInt64: Set<Int>] = [:], realData: Bool = false,
          observer: (@Sendable (String, Int, Double, Double) -> Void)? = nil,
          claimed: (@Sendable (String) -> Void)? = nil) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-trainer-\(UUID().uuidString)")
@@ -56,6 +56,7 @@ struct Harness {
         }, log: { _ in })
         options.stepObserver = observer
         options.claimed = claimed
+        options.nice = nice
         options.metricsBatchSteps = 8
         pool = TrainerPool(store: store, bus: bus, options: options)
     }

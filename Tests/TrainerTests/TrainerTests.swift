@@ -3,6 +3,7 @@ import Models
 import Synchronization
 import Testing
 import Store
+import TensorCore
 @testable import Trainer
 
 @Suite("Job configuration") struct JobConfigTests {
@@ -170,6 +171,17 @@ import Store
         defer { h.pool.shutdown() }
         let end = try h.wait(id, for: [.cancelled, .succeeded, .failed])
         #expect(end.state == .cancelled && end.step < 1_000, "\(end.state) at step \(end.step)")
+    }
+
+    /// `--trainer-nice`: the slot's thread trains at the given nice value.
+    @Test func aSlotTrainsAtItsNiceValue() throws {
+        let seen = Mutex<Set<Int32>>([])
+        let h = try Harness(nice: 5, observer: { _, _, _, _ in seen.withLock { _ = $0.insert(ThreadPriority.current) } })
+        let id = try h.submit(steps: 3)
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        try h.wait(id, for: [.succeeded])
+        #expect(seen.withLock { $0 } == [5])
     }
 
     @Test func shutdownCheckpointsAndRequeues() throws {
