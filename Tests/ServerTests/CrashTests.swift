@@ -17,10 +17,10 @@ import Synchronization
         let process = Process()
         let base: URL
 
-        init(dataDir: URL, workingDirectory: URL) throws {
+        init(dataDir: URL, workingDirectory: URL? = nil, extraArguments: [String] = []) throws {
             process.executableURL = CrashTests.executable
-            process.arguments = ["serve", "--port", "0", "--data-dir", dataDir.path, "--log-level", "error"]
-            process.currentDirectoryURL = workingDirectory
+            process.arguments = ["serve", "--port", "0", "--data-dir", dataDir.path, "--log-level", "error"] + extraArguments
+            if let workingDirectory { process.currentDirectoryURL = workingDirectory }
             let out = Pipe()
             process.standardOutput = out
             process.standardError = FileHandle.nullDevice
@@ -29,7 +29,7 @@ import Synchronization
             var line = Data()
             while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line += byte }
             let text = String(decoding: line, as: UTF8.self)
-            guard let url = text.split(separator: " ").last.flatMap({ URL(string: String($0)) }) else {
+            guard let url = text.split(separator: " ").last.flatMap({ URL(string: String($0)) }), url.port != nil else {
                 throw Failure("unexpected first line: \(text)")
             }
             base = url

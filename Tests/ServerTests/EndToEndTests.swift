@@ -191,43 +191,17 @@ import Testing
         // Read on a thread of its own: a blocking read on the cooperative pool would starve the
         // server's own tasks (the heartbeats among them) when other suites keep the pool busy.
         let port = server.base.port!, path = "/v1/jobs/\(id)/events"
-        let text = try await withCheckedThrowingContinuation { (c: CheckedContinuation<String, any Error>) in
-            DispatchQueue.global().async {
-                c.resume(with: Result { try readRaw(port: port, path: path, seconds: 60) { $0.components(separatedBy: ": keep-alive").count >= 3 } })
-            }
+        let text = try await offThread {
+            let socket = try RawSocket(port: port)
+            socket.send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n")
+            let deadline = Date().addingTimeInterval(60)
+            while socket.text.components(separatedBy: ": keep-alive").count < 3 && Date() < deadline && !socket.pump() {}
+            return socket.text
         }
         #expect(text.contains("text/event-stream"))
         #expect(text.contains("event: state") && text.contains("\"paused\""))
         #expect(text.components(separatedBy: ": keep-alive").count >= 3, "\(text)")
         _ = try await server.request("POST", "/v1/jobs/\(id)/cancel")
-    }
-
-    /// What a plain HTTP/1.1 client reads from `path` until `enough` holds or `seconds` pass
-    /// (the stream itself never ends here).
-    func readRaw(port: Int, path: String, seconds: Double, until enough: (String) -> Bool) throws -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard ok == 0 else { throw Failure("connect failed: \(errno)") }
-        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-        _ = request.withCString { send(fd, $0, strlen($0), 0) }
-        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var out = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n > 0 { out += buffer[0..<n] } else if n == 0 { break }
-            if enough(String(decoding: out, as: UTF8.self)) { break }
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -12,21 +12,12 @@ import Store
     static let generous = 60.0
 
     final class Server: @unchecked Sendable {
-        let process = Process()
-        let port: Int
+        let running: CrashTests.Running
+        var process: Process { running.process }
+        var port: Int { running.base.port! }
 
         init(dataDir: URL) throws {
-            process.executableURL = CrashTests.executable
-            process.arguments = ["serve", "--port", "0", "--data-dir", dataDir.path, "--log-level", "error", "--sse-heartbeat", "0.2"]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            var line = Data()
-            while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line += byte }
-            let text = String(decoding: line, as: UTF8.self)
-            guard let p = text.split(separator: ":").last.flatMap({ Int($0) }) else { throw Failure("unexpected first line: \(text)") }
-            port = p
+            running = try CrashTests.Running(dataDir: dataDir, extraArguments: ["--sse-heartbeat", "0.2"])
         }
 
         func job(_ id: String) throws -> [String: Any] {
