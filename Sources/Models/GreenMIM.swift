@@ -72,34 +72,9 @@ public struct GreenLayout: Sendable {
     }
 }
 
-/// The Swin encoder of GreenMIM: dense Swin parameters, visible-only forward.
-public final class GreenSwinEncoder: Module, @unchecked Sendable {
-    public let patchEmbed: NormedPatchEmbed
-    public let layers: ModuleList<SwinStage>
-    public let norm: LayerNorm
-
-    public init(config c: ModelConfig, rng: inout RandomGenerator) {
-        patchEmbed = NormedPatchEmbed(patch: c.patchSize, dim: c.embedDim, eps: c.layerNormEps, rng: &rng)
-        layers = ModuleList(SwinStage.pyramid(c, rng: &rng))
-        norm = LayerNorm(c.encoderDim, eps: c.layerNormEps)
-        super.init()
-        child("patch_embed", patchEmbed)
-        child("layers", layers)
-        child("norm", norm)
-        // GreenMIM initialises every Linear and Conv with Xavier (over Swin's truncated normal).
-        Self.xavierLinears(self, rng: &rng)
-        let w = patchEmbed.embed.weight
-        w.pointer.update(from: Init.xavierUniform(w.shape, rng: &rng).pointer, count: w.count)
-    }
-
-    static func xavierLinears(_ m: Module, rng: inout RandomGenerator) {
-        if let l = m as? Linear {
-            let w = l.weight
-            w.pointer.update(from: Init.xavierUniform(w.shape, fanIn: w.shape[1], fanOut: w.shape[0], rng: &rng).pointer, count: w.count)
-        }
-        for (_, c) in m.children { xavierLinears(c, rng: &rng) }
-    }
-
+extension SwinEncoder {
+    /// GreenMIM's encoder pass: the dense Swin's weights on the visible tokens alone (group
+    /// window attention, sparse patch merging).
     /// images (B, 3, H, W) → the final stage's visible tokens (B, N_last, C_last), raster order.
     public func callAsFunction(_ images: Tensor, layout: GreenLayout) -> Tensor {
         let tokens = patchEmbed(images)  // (B, G², C)
@@ -117,17 +92,13 @@ public final class GreenSwinEncoder: Module, @unchecked Sendable {
         }
         return norm(x)
     }
-
-    /// The dense Swin forward (every token, cyclic windows): (B, 3, H, W) → (B, L_last, C_last).
-    public func dense(_ images: Tensor) -> Tensor {
-        norm(layers.items.reduce(patchEmbed(images)) { x, stage in stage(x) })
-    }
 }
 
 /// GreenMIM: visible-only Swin encoder, one-block decoder at the unit grid, MSE on norm-pixel units.
 public final class GreenMIM: Module, MIMModel, @unchecked Sendable {
     public let config: ModelConfig
-    public let encoder: GreenSwinEncoder
+    /// A plain Swin (no mask token), run on the visible tokens only.
+    public let encoder: SwinEncoder
     let decoderEmbed: Linear
     let maskToken: Tensor
     let decoderPosEmbed: Tensor  // (1, U², Dd), fixed
@@ -140,7 +111,11 @@ public final class GreenMIM: Module, MIMModel, @unchecked Sendable {
         self.config = config
         var rng = RandomGenerator(seed: seed)
         let (Dd, q) = (config.decoderDim, config.maskUnit)
-        encoder = GreenSwinEncoder(config: config, rng: &rng)
+        let encoder = SwinEncoder(config: config, maskToken: false, rng: &rng)
+        // GreenMIM initialises every Linear and Conv with Xavier (over Swin's truncated normal).
+        Init.redrawXavierLinears(in: encoder, rng: &rng)
+        Init.redrawXavier(encoder.patchEmbed.embed.weight, rng: &rng)
+        self.encoder = encoder
         decoderEmbed = Linear(config.encoderDim, Dd, rng: &rng)
         maskToken = Init.normal([1, 1, Dd], std: 0.02, rng: &rng)
         decoderPosEmbed = SinCos.table2D(dim: Dd, grid: config.unitGrid, classToken: false)

@@ -11,64 +11,12 @@ import TensorCore
 /// units per side (= the last grid), Dd decoder width, s encoder stride in pixels,
 /// P = s²·3 target values per unit, nW windows per image, N tokens per window.
 
-/// A Swin block without shift whose attention takes an extra additive mask: names `norm1`,
-/// `attn`, `norm2`, `mlp` (the official MixMIMBlock).
-final class MixBlock: Module, @unchecked Sendable {
-    let norm1: LayerNorm
-    let attn: WindowAttention
-    let norm2: LayerNorm
-    let mlp: MLP
-    let layout: WindowLayout
-
-    init(dim: Int, heads: Int, layout: WindowLayout, mlpRatio: Int, eps: Float, rng: inout RandomGenerator) {
-        self.layout = layout
-        norm1 = LayerNorm(dim, eps: eps)
-        attn = WindowAttention(dim: dim, heads: heads, window: layout.window, rng: &rng)
-        norm2 = LayerNorm(dim, eps: eps)
-        mlp = MLP(dim, hidden: dim * mlpRatio, rng: &rng)
-        super.init()
-        child("norm1", norm1)
-        child("attn", attn)
-        child("norm2", norm2)
-        child("mlp", mlp)
-    }
-
-    /// x (B, L, C); `sourceMask` (nW, N, N) separates the two mixed images, nil when unmixed.
+extension SwinStage {
+    /// MixMIM's stage: no shift anywhere, so the only attention mask is the one that keeps the
+    /// two mixed images apart. x (B, L, C); `sourceMask` (nW, N, N), nil when unmixed.
     func callAsFunction(_ x: Tensor, sourceMask: Tensor?) -> Tensor {
-        let (B, L, C) = (x.shape[0], x.shape[1], x.shape[2])
-        let n = layout.tokensPerWindow, nW = layout.windows
-        let windows = norm1(x).gatherRows(layout.partition, batch: B, shape: [B * nW, n, C])  // (B·nW, N, C)
-        // Entry b·nW + w of the batch uses mask[w]: one mask serves every sample.
-        let attended = attn(windows, mask: sourceMask)
-        let h = x + attended.gatherRows(layout.reverse, batch: B, shape: [B, L, C])  // back to raster (B, L, C)
-        return h + mlp(norm2(h))
-    }
-}
-
-/// One stage: names `blocks.i`, `downsample` (B5 merging, which stays inside one mask unit).
-final class MixStage: Module, @unchecked Sendable {
-    let blocks: ModuleList<MixBlock>
-    let downsample: PatchMerging?
-    let layout: WindowLayout
-
-    init(dim: Int, depth: Int, heads: Int, grid: Int, window: Int, mlpRatio: Int, eps: Float, downsample: Bool,
-         rng: inout RandomGenerator) {
-        // No shifted windows anywhere; a stage no larger than the window attends over the whole map.
-        layout = WindowLayout(grid: grid, window: min(window, grid), shift: 0)
-        var made: [MixBlock] = []
-        for _ in 0..<depth {
-            made.append(MixBlock(dim: dim, heads: heads, layout: layout, mlpRatio: mlpRatio, eps: eps, rng: &rng))
-        }
-        blocks = ModuleList(made)
-        self.downsample = downsample ? PatchMerging(dim: dim, grid: grid, eps: eps, rng: &rng) : nil
-        super.init()
-        child("blocks", blocks)
-        if let d = self.downsample { child("downsample", d) }
-    }
-
-    func callAsFunction(_ x: Tensor, sourceMask: Tensor?) -> Tensor {
-        let h = blocks.items.reduce(x) { h, block in block(h, sourceMask: sourceMask) }
-        return downsample.map { $0(h) } ?? h
+        let h = blocks.items.reduce(x) { h, block in block(h, mask: sourceMask) }
+        return downsample.map { $0(h) } ?? h  // B5 merging stays inside one mask unit
     }
 }
 
@@ -95,7 +43,7 @@ public final class MixMAE: Module, MIMModel, @unchecked Sendable {
     public let config: ModelConfig
     let patchEmbed: NormedPatchEmbed
     let absolutePosEmbed: Tensor  // (1, L₁, C₁), fixed
-    let layers: ModuleList<MixStage>
+    let layers: ModuleList<SwinStage>
     let norm: LayerNorm
     let maskToken: Tensor         // (1, 1, Dd)
     let decoderEmbed: Linear
@@ -110,15 +58,9 @@ public final class MixMAE: Module, MIMModel, @unchecked Sendable {
         var rng = RandomGenerator(seed: seed)
         patchEmbed = NormedPatchEmbed(patch: c.patchSize, dim: c.embedDim, eps: c.layerNormEps, rng: &rng)
         absolutePosEmbed = SinCos.table2D(dim: c.embedDim, grid: c.grid, classToken: false)
-        var stages: [MixStage] = []
-        for s in c.depths.indices {
-            stages.append(MixStage(dim: c.stageDims[s], depth: c.depths[s], heads: c.heads[s], grid: c.stageGrids[s],
-                                   window: c.windowSize, mlpRatio: c.mlpRatio, eps: c.layerNormEps,
-                                   downsample: s < c.depths.count - 1, rng: &rng))
-        }
-        layers = ModuleList(stages)
-        // B12: every Linear is Xavier-uniform (the Swin parts default to truncated normal).
-        xavierInitLinears(layers, rng: &rng)
+        // MixMIM's blocks build their MLPs with Xavier, then B12 re-draws every Linear with it.
+        layers = ModuleList(SwinStage.pyramid(c, shifted: false, mlpInit: .xavier, rng: &rng))
+        Init.redrawXavierLinears(in: layers, rng: &rng)
         norm = LayerNorm(c.encoderDim, eps: c.layerNormEps)
         maskToken = Init.normal([1, 1, c.decoderDim], std: 0.02, rng: &rng)
         decoderEmbed = Linear(c.encoderDim, c.decoderDim, rng: &rng)
@@ -303,14 +245,4 @@ public final class MixMAE: Module, MIMModel, @unchecked Sendable {
     public func excludedFromWeightDecay(_ name: String, _ tensor: Tensor) -> Bool {
         Self.isBiasOrVector(name, tensor) || name.contains("mask_token")
     }
-}
-
-/// Re-draws every Linear weight under `module` as Xavier-uniform (bias stays 0), in tree order.
-func xavierInitLinears(_ module: Module, rng: inout RandomGenerator) {
-    if let linear = module as? Linear {
-        let (out, inp) = (linear.weight.shape[0], linear.weight.shape[1])
-        let w = Init.xavierUniform(linear.weight.shape, fanIn: inp, fanOut: out, rng: &rng)
-        linear.weight.pointer.update(from: w.pointer, count: w.count)
-    }
-    for (_, child) in module.children { xavierInitLinears(child, rng: &rng) }
 }

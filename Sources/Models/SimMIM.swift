@@ -1,35 +1,15 @@
 import NN
 import TensorCore
 
-/// The Swin encoder of SimMIM (names under `encoder.`): `patch_embed`, `mask_token`,
-/// `layers.s`, `norm`. Masked tokens are replaced by the learned token after the
-/// patch-embed LN and go through every stage (docs/methods/simmim.md#encoder).
-public final class SwinForSimMIM: Module, @unchecked Sendable {
-    public let patchEmbed: NormedPatchEmbed
-    public let maskToken: Tensor
-    public let layers: ModuleList<SwinStage>
-    public let norm: LayerNorm
-
-    public init(config c: ModelConfig, rng: inout RandomGenerator) {
-        patchEmbed = NormedPatchEmbed(patch: c.patchSize, dim: c.embedDim, eps: c.layerNormEps, rng: &rng)
-        maskToken = Init.truncatedNormal([1, 1, c.embedDim], std: 0.02, rng: &rng)
-        layers = ModuleList(SwinStage.pyramid(c, rng: &rng))
-        norm = LayerNorm(c.encoderDim, eps: c.layerNormEps)
-        super.init()
-        child("patch_embed", patchEmbed)
-        parameter("mask_token", maskToken)
-        child("layers", layers)
-        child("norm", norm)
-    }
-
+extension SwinEncoder {
+    /// SimMIM's encoder pass: masked tokens are replaced by the learned token after the
+    /// patch-embed LN and go through every stage (docs/methods/simmim.md#encoder).
     /// images (B, 3, H, W), token mask (B, L, 1) or nil → (B, L_last, C_last).
     public func callAsFunction(_ images: Tensor, tokenMask: Tensor?) -> Tensor {
-        var x = patchEmbed(images)
-        if let m = tokenMask {
-            x = x * (Tensor(repeating: 1, shape: m.shape) - m) + maskToken * m  // e·(1−m) + t·m
-        }
-        for stage in layers.items { x = stage(x) }
-        return norm(x)
+        guard let m = tokenMask else { return dense(images) }
+        guard let maskToken else { preconditionFailure("a token mask needs an encoder built with a mask token") }
+        let x = patchEmbed(images) * (Tensor(repeating: 1, shape: m.shape) - m) + maskToken * m  // e·(1−m) + t·m
+        return norm(layers.items.reduce(x) { h, stage in stage(h) })
     }
 }
 
@@ -37,7 +17,8 @@ public final class SwinForSimMIM: Module, @unchecked Sendable {
 /// shuffle to the image, L1 on masked pixels against the normalised input.
 public final class SimMIM: Module, MIMModel, @unchecked Sendable {
     public let config: ModelConfig
-    public let encoder: SwinForSimMIM
+    /// Names under `encoder.`: `patch_embed`, `mask_token`, `layers.s`, `norm`.
+    public let encoder: SwinEncoder
     let headWeight: Tensor  // decoder.0.weight (stride²·3, C_last, 1, 1)
     let headBias: Tensor
     let shuffle: RowIndex   // pixel shuffle as an element map, per sample
@@ -46,7 +27,7 @@ public final class SimMIM: Module, MIMModel, @unchecked Sendable {
         precondition(config.method == .simmim, "SimMIM built from a \(config.method) config")
         self.config = config
         var rng = RandomGenerator(seed: seed)
-        encoder = SwinForSimMIM(config: config, rng: &rng)
+        encoder = SwinEncoder(config: config, maskToken: true, rng: &rng)
         let r = config.encoderStride, cLast = config.encoderDim
         headWeight = Init.pytorchDefault([r * r * 3, cLast, 1, 1], rng: &rng)
         let bound = 1 / Float(cLast).squareRoot()
@@ -105,7 +86,7 @@ public final class SimMIM: Module, MIMModel, @unchecked Sendable {
 
     public func features(_ images: Tensor, pool: Pooling) -> Tensor {
         GradMode.withoutGrad {
-            let z = encoder(images, tokenMask: nil)
+            let z = encoder.dense(images)
             return pool == .none ? z : z.mean(axes: [1])  // no class token: .cls pools like .mean
         }
     }

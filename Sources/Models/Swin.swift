@@ -101,20 +101,23 @@ public final class WindowAttention: Module, @unchecked Sendable {
     }
 }
 
-/// A Swin block: names `norm1`, `attn`, `norm2`, `mlp`.
-public final class SwinBlock: Module, @unchecked Sendable {
+/// The pre-norm residual every Swin-style block shares: names `norm1`, `attn`, `norm2`, `mlp`.
+/// Methods differ only in their window attention (`Attention`) and in what they tell it:
+///     x ← x + reverse(attend(partition(norm1(x)))), x ← x + mlp(norm2(x))
+/// with the layout's cyclic roll folded into partition and reverse.
+public class WindowBlock<Attention: Module>: Module, @unchecked Sendable {
     public let norm1: LayerNorm
-    public let attn: WindowAttention
+    public let attn: Attention
     public let norm2: LayerNorm
     public let mlp: MLP
-    public let layout: WindowLayout
 
-    public init(dim: Int, heads: Int, layout: WindowLayout, mlpRatio: Int, eps: Float, rng: inout RandomGenerator) {
-        self.layout = layout
+    /// The caller builds `attention` first, so the seeded draws run attention, then MLP, as in
+    /// the references.
+    init(dim: Int, attention: Attention, mlpRatio: Int, mlpInit: LinearInit, eps: Float, rng: inout RandomGenerator) {
         norm1 = LayerNorm(dim, eps: eps)
-        attn = WindowAttention(dim: dim, heads: heads, window: layout.window, rng: &rng)
+        attn = attention
         norm2 = LayerNorm(dim, eps: eps)
-        mlp = MLP(dim, hidden: dim * mlpRatio, initializer: .truncatedNormal(std: 0.02), rng: &rng)
+        mlp = MLP(dim, hidden: dim * mlpRatio, initializer: mlpInit, rng: &rng)
         super.init()
         child("norm1", norm1)
         child("attn", attn)
@@ -122,14 +125,35 @@ public final class SwinBlock: Module, @unchecked Sendable {
         child("mlp", mlp)
     }
 
-    /// x (B, G·G, C) → same.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// x (B, G·G, C) → same; `attend` maps the windows (B·nW, N, C) to (B·nW, N, C).
+    func callAsFunction(_ x: Tensor, layout: WindowLayout, attend: (Tensor) -> Tensor) -> Tensor {
         let (B, L, C) = (x.shape[0], x.shape[1], x.shape[2])
         let n = layout.tokensPerWindow, nW = layout.windows
         let windows = norm1(x).gatherRows(layout.partition, batch: B, shape: [B * nW, n, C])  // roll + partition
-        let attended = attn(windows, mask: layout.mask)
-        let h = x + attended.gatherRows(layout.reverse, batch: B, shape: [B, L, C])  // reverse + roll back
+        let h = x + attend(windows).gatherRows(layout.reverse, batch: B, shape: [B, L, C])  // reverse + roll back
         return h + mlp(norm2(h))
+    }
+}
+
+/// A Swin block with the relative-position-bias table, on one fixed window layout.
+public final class SwinBlock: WindowBlock<WindowAttention>, @unchecked Sendable {
+    public let layout: WindowLayout
+
+    /// `mlpInit`: Swin's truncated normal; MixMIM builds its blocks with Xavier.
+    public init(dim: Int, heads: Int, layout: WindowLayout, mlpRatio: Int, mlpInit: LinearInit = .truncatedNormal(std: 0.02),
+                eps: Float, rng: inout RandomGenerator) {
+        self.layout = layout
+        let attention = WindowAttention(dim: dim, heads: heads, window: layout.window, rng: &rng)
+        super.init(dim: dim, attention: attention, mlpRatio: mlpRatio, mlpInit: mlpInit, eps: eps, rng: &rng)
+    }
+
+    /// x (B, G·G, C) → same, with the layout's shifted-window mask.
+    public func callAsFunction(_ x: Tensor) -> Tensor { self(x, mask: layout.mask) }
+
+    /// x (B, G·G, C) → same, with `mask` (nW, N, N) in place of the layout's: entry b·nW + w of
+    /// the batch uses mask[w], so one mask serves every sample.
+    public func callAsFunction(_ x: Tensor, mask: Tensor?) -> Tensor {
+        self(x, layout: layout) { attn($0, mask: mask) }
     }
 }
 
@@ -170,17 +194,19 @@ public final class PatchMerging: Module, @unchecked Sendable {
 public final class SwinStage: Module, @unchecked Sendable {
     public let blocks: ModuleList<SwinBlock>
     public let downsample: PatchMerging?
+    /// The stage's unshifted windows (odd blocks use the shifted ones when `shifted`).
+    public let layout: WindowLayout
 
-    public init(dim: Int, depth: Int, heads: Int, grid: Int, window: Int, shifted: Bool, mlpRatio: Int, eps: Float,
-                downsample: Bool, rng: inout RandomGenerator) {
+    public init(dim: Int, depth: Int, heads: Int, grid: Int, window: Int, shifted: Bool, mlpRatio: Int,
+                mlpInit: LinearInit = .truncatedNormal(std: 0.02), eps: Float, downsample: Bool, rng: inout RandomGenerator) {
         // A stage no larger than the window attends over the whole map, without shift.
         let w = min(window, grid)
-        let plain = WindowLayout(grid: grid, window: w, shift: 0)
-        let shiftedLayout = shifted && grid > window ? WindowLayout(grid: grid, window: w, shift: w / 2) : plain
+        layout = WindowLayout(grid: grid, window: w, shift: 0)
+        let shiftedLayout = shifted && grid > window ? WindowLayout(grid: grid, window: w, shift: w / 2) : layout
         var made: [SwinBlock] = []
         for i in 0..<depth {
-            made.append(SwinBlock(dim: dim, heads: heads, layout: i % 2 == 1 ? shiftedLayout : plain,
-                                  mlpRatio: mlpRatio, eps: eps, rng: &rng))
+            made.append(SwinBlock(dim: dim, heads: heads, layout: i % 2 == 1 ? shiftedLayout : layout,
+                                  mlpRatio: mlpRatio, mlpInit: mlpInit, eps: eps, rng: &rng))
         }
         blocks = ModuleList(made)
         self.downsample = downsample ? PatchMerging(dim: dim, grid: grid, eps: eps, rng: &rng) : nil
@@ -213,13 +239,42 @@ public final class NormedPatchEmbed: Module, @unchecked Sendable {
 }
 
 extension SwinStage {
-    /// The stages of a config's Swin pyramid (C, 2C, 4C, … with shifted windows and patch
-    /// merging between stages), built in order so the seeded init matches the reference.
-    static func pyramid(_ c: ModelConfig, rng: inout RandomGenerator) -> [SwinStage] {
+    /// The stages of a config's Swin pyramid (C, 2C, 4C, … with patch merging between stages),
+    /// built in order so the seeded init matches the reference. MixMIM turns the shift off.
+    static func pyramid(_ c: ModelConfig, shifted: Bool = true, mlpInit: LinearInit = .truncatedNormal(std: 0.02),
+                        rng: inout RandomGenerator) -> [SwinStage] {
         c.depths.indices.map { s in
             SwinStage(dim: c.stageDims[s], depth: c.depths[s], heads: c.heads[s], grid: c.stageGrids[s],
-                      window: c.windowSize, shifted: true, mlpRatio: c.mlpRatio, eps: c.layerNormEps,
+                      window: c.windowSize, shifted: shifted, mlpRatio: c.mlpRatio, mlpInit: mlpInit, eps: c.layerNormEps,
                       downsample: s < c.depths.count - 1, rng: &rng)
         }
+    }
+}
+
+/// The Swin encoder SimMIM and GreenMIM share: names `patch_embed`, `mask_token` (SimMIM only),
+/// `layers.s`, `norm`, so GreenMIM's weights load into SimMIM's encoder and back. Each method's
+/// forward pass is its own (SimMIM's mask tokens, GreenMIM's visible-only groups).
+public final class SwinEncoder: Module, @unchecked Sendable {
+    public let patchEmbed: NormedPatchEmbed
+    /// The learned token masked patches become (SimMIM); nil when masked patches never enter.
+    public let maskToken: Tensor?
+    public let layers: ModuleList<SwinStage>
+    public let norm: LayerNorm
+
+    public init(config c: ModelConfig, maskToken: Bool, rng: inout RandomGenerator) {
+        patchEmbed = NormedPatchEmbed(patch: c.patchSize, dim: c.embedDim, eps: c.layerNormEps, rng: &rng)
+        self.maskToken = maskToken ? Init.truncatedNormal([1, 1, c.embedDim], std: 0.02, rng: &rng) : nil
+        layers = ModuleList(SwinStage.pyramid(c, rng: &rng))
+        norm = LayerNorm(c.encoderDim, eps: c.layerNormEps)
+        super.init()
+        child("patch_embed", patchEmbed)
+        if let t = self.maskToken { parameter("mask_token", t) }
+        child("layers", layers)
+        child("norm", norm)
+    }
+
+    /// Every token, cyclic windows, no mask: (B, 3, H, W) → (B, L_last, C_last) after the final LN.
+    public func dense(_ images: Tensor) -> Tensor {
+        norm(layers.items.reduce(patchEmbed(images)) { x, stage in stage(x) })
     }
 }

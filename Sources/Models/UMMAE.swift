@@ -134,36 +134,20 @@ final class UMDownsample: Module, @unchecked Sendable {
 
 /// A Swin block with the coordinate-MLP bias, optionally downsampling first. Names `norm1`,
 /// `attn`, `norm2`, `mlp`, `downsample`.
-final class UMSwinBlock: Module, @unchecked Sendable {
+final class UMSwinBlock: WindowBlock<PosMLPWindowAttention>, @unchecked Sendable {
     let downsample: UMDownsample?
-    let norm1: LayerNorm
-    let attn: PosMLPWindowAttention
-    let norm2: LayerNorm
-    let mlp: MLP
 
     init(dim: Int, heads: Int, posMLP: Int, mlpRatio: Int, eps: Float, downsampleFrom: Int?, rng: inout RandomGenerator) {
         downsample = downsampleFrom.map { UMDownsample(dim: $0, eps: eps, rng: &rng) }
-        norm1 = LayerNorm(dim, eps: eps)
-        attn = PosMLPWindowAttention(dim: dim, heads: heads, hidden: posMLP, rng: &rng)
-        norm2 = LayerNorm(dim, eps: eps)
-        mlp = MLP(dim, hidden: dim * mlpRatio, rng: &rng)
-        super.init()
-        child("norm1", norm1)
-        child("attn", attn)
-        child("norm2", norm2)
-        child("mlp", mlp)
+        let attention = PosMLPWindowAttention(dim: dim, heads: heads, hidden: posMLP, rng: &rng)
+        super.init(dim: dim, attention: attention, mlpRatio: mlpRatio, mlpInit: .xavier, eps: eps, rng: &rng)
         if let d = downsample { child("downsample", d) }
     }
 
     /// x (B, g², C) on the stage grid (after any downsampling) → same. Positions roll with the
     /// features: `gaps` was built from the same (rolled) partition.
     func callAsFunction(_ x: Tensor, layout: WindowLayout, gaps: GapBias) -> Tensor {
-        let (B, L, C) = (x.shape[0], x.shape[1], x.shape[2])
-        let n = layout.tokensPerWindow, nW = layout.windows
-        let windows = norm1(x).gatherRows(layout.partition, batch: B, shape: [B * nW, n, C])  // roll + partition
-        let attended = attn(windows, gaps: gaps, mask: layout.mask)
-        let h = x + attended.gatherRows(layout.reverse, batch: B, shape: [B, L, C])  // reverse + roll back
-        return h + mlp(norm2(h))
+        self(x, layout: layout) { attn($0, gaps: gaps, mask: layout.mask) }
     }
 }
 
@@ -192,8 +176,7 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
         var rng = RandomGenerator(seed: seed)
         let Dd = c.decoderDim, q = c.maskUnit
         patchEmbed = NormedPatchEmbed(patch: c.patchSize, dim: c.embedDim, eps: c.layerNormEps, rng: &rng)
-        let w = patchEmbed.embed.weight  // re-initialised with Xavier, zero bias (reference)
-        w.pointer.update(from: Init.xavierUniform(w.shape, rng: &rng).pointer, count: w.count)
+        Init.redrawXavier(patchEmbed.embed.weight, rng: &rng)  // re-initialised with Xavier, zero bias (reference)
         patchEmbed.embed.bias.pointer.update(repeating: 0, count: patchEmbed.embed.bias.count)
         visMaskToken = c.resolvedSecondaryMaskRatio > 0 ? Init.normal([1, 1, c.embedDim], std: 0.02, rng: &rng) : nil
         var made: [UMSwinBlock] = [], stages: [Int] = []

@@ -15,6 +15,18 @@ public enum Init {
         return xavierUniform(shape, fanIn: shape[1] * receptive, fanOut: shape[0] * receptive, rng: &rng)
     }
 
+    /// Re-draws `weight` in place, Xavier-uniform: for methods whose reference re-initialises a
+    /// layer after building it, so the seeded draws follow the reference's order.
+    public static func redrawXavier(_ weight: Tensor, rng: inout RandomGenerator) {
+        weight.pointer.update(from: xavierUniform(weight.shape, rng: &rng).pointer, count: weight.count)
+    }
+
+    /// `redrawXavier` on every Linear weight under `module`, in tree order; biases are left alone.
+    public static func redrawXavierLinears(in module: Module, rng: inout RandomGenerator) {
+        if let linear = module as? Linear { redrawXavier(linear.weight, rng: &rng) }
+        for (_, child) in module.children { redrawXavierLinears(in: child, rng: &rng) }
+    }
+
     public static func uniform(_ shape: [Int], low: Float, high: Float, rng: inout RandomGenerator) -> Tensor {
         let t = Tensor(uninitialized: shape)
         for i in 0..<t.count { t.pointer[i] = low + (high - low) * rng.uniform() }
