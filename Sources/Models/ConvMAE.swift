@@ -23,7 +23,7 @@ public struct ConvMAEFeatures {
     public let pooled: Tensor
 }
 
-public final class ConvMAE: Module, MIMModel, @unchecked Sendable {
+public final class ConvMAE: Module, MIMModel, NoiseMaskedPredictor, @unchecked Sendable {
     public let config: ModelConfig
     let patchEmbed1: ConvPatchEmbed
     let patchEmbed2: ConvPatchEmbed
@@ -36,12 +36,7 @@ public final class ConvMAE: Module, MIMModel, @unchecked Sendable {
     let blocks2: ModuleList<MaskedConvBlock>
     let blocks3: ModuleList<TransformerBlock>
     let norm: LayerNorm
-    let decoderEmbed: Linear
-    let maskToken: Tensor                // (1, 1, Dd)
-    let decoderPosEmbed: Tensor          // (1, L, Dd), fixed
-    let decoderBlocks: ModuleList<TransformerBlock>
-    let decoderNorm: LayerNorm
-    let decoderPred: Linear
+    let decoder: MAEDecoder              // position table (1, L, Dd)
 
     public init(config c: ModelConfig, seed: UInt64) {
         precondition(c.method == .convmae, "ConvMAE built from a \(c.method) config")
@@ -59,13 +54,7 @@ public final class ConvMAE: Module, MIMModel, @unchecked Sendable {
         blocks2 = ModuleList((0..<c.depths[1]).map { _ in MaskedConvBlock(dim: dims[1], mlpRatio: c.mlpRatio, rng: &rng) })
         blocks3 = ModuleList(depth: c.depths[2], dim: D, heads: c.heads[2], mlpRatio: c.mlpRatio, eps: c.layerNormEps, rng: &rng)
         norm = LayerNorm(D, eps: c.layerNormEps)
-        decoderEmbed = Linear(D, c.decoderDim, rng: &rng)
-        maskToken = Init.normal([1, 1, c.decoderDim], std: 0.02, rng: &rng)
-        decoderPosEmbed = SinCos.table2D(dim: c.decoderDim, grid: G3, classToken: false)
-        decoderBlocks = ModuleList(depth: c.decoderDepth, dim: c.decoderDim, heads: c.decoderHeads,
-                                   mlpRatio: c.mlpRatio, eps: c.layerNormEps, rng: &rng)
-        decoderNorm = LayerNorm(c.decoderDim, eps: c.layerNormEps)
-        decoderPred = Linear(c.decoderDim, c.encoderStride * c.encoderStride * 3, rng: &rng)
+        decoder = MAEDecoder(config: c, classToken: false, rng: &rng)
         super.init()
         child("patch_embed1", patchEmbed1)
         child("patch_embed2", patchEmbed2)
@@ -78,55 +67,7 @@ public final class ConvMAE: Module, MIMModel, @unchecked Sendable {
         child("blocks2", blocks2)
         child("blocks3", blocks3)
         child("norm", norm)
-        child("decoder_embed", decoderEmbed)
-        parameter("mask_token", maskToken)
-        buffer("decoder_pos_embed", decoderPosEmbed)
-        child("decoder_blocks", decoderBlocks)
-        child("decoder_norm", decoderNorm)
-        child("decoder_pred", decoderPred)
-    }
-
-    var tokens: Int { config.stageGrids[2] * config.stageGrids[2] }
-
-    // MARK: Masking
-
-    public func sampleMask(batch: Int, ratio: Float?, rng: inout RandomGenerator) -> MaskSpec {
-        Masking.noise(batch: batch, tokens: tokens, ratio: ratio ?? config.maskRatio, rng: &rng)
-    }
-
-    /// B7 at the stage-3 grid, with the visibility maps of the conv stages.
-    struct Shuffle {
-        let keep: Int
-        let visible: RowIndex    // (B·keep) rows of the (B·L) stage-3 tokens, in noise order
-        let unshuffle: RowIndex  // (B·L) rows of [decoder latents (B·keep); mask token]
-        let mask: Tensor         // (B, L), 1 = masked
-        let visibility1: Tensor  // (B, G₁, G₁, 1), 1 = visible: the mask upsampled ×4
-        let visibility2: Tensor  // (B, G₂, G₂, 1): ×2
-    }
-
-    func shuffle(noise: Tensor, keep: Int) -> Shuffle {
-        let B = noise.shape[0], L = tokens, G3 = config.stageGrids[2]
-        precondition(noise.shape == [B, L], "ConvMAE noise must be (B, \(L)), got \(noise.shape)")
-        precondition(keep >= 1 && keep <= L, "ConvMAE keeps \(keep) of \(L) tokens")
-        var visible: [Int32] = [], unshuffle: [Int32] = []
-        let mask = Tensor(repeating: 1, shape: [B, L])
-        let maskRow = Int32(B * keep)
-        for (b, order) in Masking.argsortRows(noise).enumerated() {
-            var restore = [Int](repeating: 0, count: L)
-            for (rank, l) in order.enumerated() { restore[l] = rank }
-            for l in order.prefix(keep) {
-                visible.append(Int32(b * L + l))
-                mask.pointer[b * L + l] = 0
-            }
-            for l in 0..<L { unshuffle.append(restore[l] < keep ? Int32(b * keep + restore[l]) : maskRow) }
-        }
-        let visibility = GradMode.withoutGrad { Tensor(repeating: 1, shape: mask.shape) - mask }.reshaped([B, G3, G3])
-        func upsampled(_ f: Int) -> Tensor {
-            Masking.upsample(visibility, factor: f).reshaped([B, G3 * f, G3 * f, 1])
-        }
-        return Shuffle(keep: keep, visible: RowIndex(visible, sourceRows: B * L),
-                       unshuffle: RowIndex(unshuffle, sourceRows: B * keep + 1), mask: mask,
-                       visibility1: upsampled(4), visibility2: upsampled(2))
+        decoder.register(in: self)
     }
 
     // MARK: Encoder and decoder
@@ -136,7 +77,7 @@ public final class ConvMAE: Module, MIMModel, @unchecked Sendable {
     /// fusion terms E₁, E₂ (B, L, D).
     func convStages(_ images: Tensor, visibility: (Tensor, Tensor)?)
         -> (stage1: Tensor, stage2: Tensor, x: Tensor, e1: Tensor, e2: Tensor) {
-        let B = images.shape[0], L = tokens, D = config.encoderDim
+        let B = images.shape[0], L = unitCount, D = config.encoderDim
         var x = patchEmbed1(images, layout: .nchw)  // (B, G₁, G₁, C₁)
         for block in blocks1.items { x = block(x, visibility: visibility?.0) }
         let stage1 = x
@@ -150,7 +91,7 @@ public final class ConvMAE: Module, MIMModel, @unchecked Sendable {
     }
 
     /// Visible latents (B, keep, D) in noise order, after the final LN.
-    func encode(_ images: Tensor, shuffle s: Shuffle) -> Tensor {
+    func encode(_ images: Tensor, shuffle s: NoiseShuffle) -> Tensor {
         let B = images.shape[0], D = config.encoderDim
         let c = convStages(images, visibility: (s.visibility1, s.visibility2))
         let shape = [B, s.keep, D]
@@ -159,48 +100,15 @@ public final class ConvMAE: Module, MIMModel, @unchecked Sendable {
         return norm(x + c.e1.gatherRows(s.visible, shape: shape) + c.e2.gatherRows(s.visible, shape: shape))
     }
 
-    /// B8 (no class token) and the decoder: latents (B, keep, D) → (B, L, P).
-    func decode(_ latent: Tensor, shuffle s: Shuffle) -> Tensor {
-        let B = latent.shape[0], L = tokens, Dd = config.decoderDim
-        let d = decoderEmbed(latent)  // (B, keep, Dd)
-        let rows = Tensor.concat([d.reshaped([B * s.keep, Dd]), maskToken.reshaped([1, Dd])], axis: 0)
-        let full = rows.gatherRows(s.unshuffle, shape: [B, L, Dd]) + decoderPosEmbed  // raster order
-        return decoderPred(decoderNorm(decoderBlocks(full)))
-    }
-
-    /// Patch targets (B, L, P) at the encoder stride, normalised per patch when `normPixLoss`.
-    func target(_ images: Tensor) -> Tensor {
-        let patches = Patches.patchify(images, patch: config.encoderStride)
-        return config.normPixLoss ? Patches.normalizedTarget(patches) : patches.copy()
-    }
-
     // MARK: MIMModel
 
-    public func forward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput {
-        guard case let .noise(noise, keep) = spec else { preconditionFailure("ConvMAE masks by noise (B7)") }
-        let s = shuffle(noise: noise, keep: keep)
-        let latent = encode(images, shuffle: s)
-        let pred = decode(latent, shuffle: s)
-        let target = GradMode.withoutGrad { self.target(images) }
-        let loss = Tensor.maskedMSE(pred, target: target, mask: s.mask)
-        return MIMOutput(loss: loss, prediction: pred, latent: latent, mask: s.mask)
+    public func sampleMask(batch: Int, ratio: Float?, rng: inout RandomGenerator) -> MaskSpec {
+        noiseMask(batch: batch, ratio: ratio, rng: &rng)
     }
 
-    public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction {
-        GradMode.withoutGrad {
-            let out = forward(images, mask: spec)
-            let stride = config.encoderStride, G3 = config.stageGrids[2], B = images.shape[0]
-            var pred = out.prediction
-            var note: String?
-            if config.normPixLoss {
-                let stats = Patches.statistics(Patches.patchify(images, patch: stride))
-                pred = Patches.denormalize(pred, mean: stats.mean, std: stats.std)
-                note = "norm-pixel predictions de-normalised with ground-truth patch statistics"
-            }
-            let image = Patches.unpatchify(pred, patch: stride, imageSize: config.imageSize)
-            return Reconstruction(image: image, pixelMask: pixelMask(units: out.mask.reshaped([B, G3, G3])), note: note)
-        }
-    }
+    public func forward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput { noiseMaskedForward(images, mask: spec) }
+
+    public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction { forwardReconstruction(images, mask: spec) }
 
     /// Every stage densely (no mask), the ViT stage over all tokens with the fusion terms, as
     /// the pretrained final LN expects them.
@@ -217,11 +125,25 @@ public final class ConvMAE: Module, MIMModel, @unchecked Sendable {
     public func features(_ images: Tensor, pool: Pooling) -> Tensor {
         let f = multiScaleFeatures(images)
         guard pool == .none else { return f.pooled }  // no class token: .cls pools like .mean
-        return f.stage3.reshaped([images.shape[0], tokens, config.encoderDim])
+        return f.stage3.reshaped([images.shape[0], unitCount, config.encoderDim])
     }
 
     /// ConvMAE trains with MAE's `add_weight_decay`: only biases and 1-D tensors are excluded.
     public func excludedFromWeightDecay(_ name: String, _ tensor: Tensor) -> Bool {
         Self.isBiasOrVector(name, tensor)
+    }
+}
+
+extension NoiseShuffle {
+    /// ConvMAE's visibility maps of the conv stages: the stage-3 mask, inverted and upsampled
+    /// ×4 to (B, G₁, G₁, 1) and ×2 to (B, G₂, G₂, 1), 1 = visible. Masks of all scales align.
+    var visibility1: Tensor { visibility(upsampledBy: 4) }
+    var visibility2: Tensor { visibility(upsampledBy: 2) }
+
+    private func visibility(upsampledBy f: Int) -> Tensor {
+        let (B, L) = (mask.shape[0], mask.shape[1])
+        let G3 = Int(Double(L).squareRoot())
+        let visible = GradMode.withoutGrad { Tensor(repeating: 1, shape: mask.shape) - mask }.reshaped([B, G3, G3])
+        return Masking.upsample(visible, factor: f).reshaped([B, G3 * f, G3 * f, 1])
     }
 }

@@ -95,49 +95,30 @@ extension SwinEncoder {
 }
 
 /// GreenMIM: visible-only Swin encoder, one-block decoder at the unit grid, MSE on norm-pixel units.
-public final class GreenMIM: Module, MIMModel, @unchecked Sendable {
+public final class GreenMIM: Module, MIMModel, UnitPredictor, @unchecked Sendable {
     public let config: ModelConfig
     /// A plain Swin (no mask token), run on the visible tokens only.
     public let encoder: SwinEncoder
-    let decoderEmbed: Linear
-    let maskToken: Tensor
-    let decoderPosEmbed: Tensor  // (1, U², Dd), fixed
-    let decoderBlocks: ModuleList<TransformerBlock>
-    let decoderNorm: LayerNorm
-    let decoderPred: Linear
+    let decoder: MAEDecoder  // position table (1, U², Dd)
 
     public init(config: ModelConfig, seed: UInt64) {
         precondition(config.method == .greenmim, "GreenMIM built from a \(config.method) config")
         self.config = config
         var rng = RandomGenerator(seed: seed)
-        let (Dd, q) = (config.decoderDim, config.maskUnit)
         let encoder = SwinEncoder(config: config, maskToken: false, rng: &rng)
         // GreenMIM initialises every Linear and Conv with Xavier (over Swin's truncated normal).
         Init.redrawXavierLinears(in: encoder, rng: &rng)
         Init.redrawXavier(encoder.patchEmbed.embed.weight, rng: &rng)
         self.encoder = encoder
-        decoderEmbed = Linear(config.encoderDim, Dd, rng: &rng)
-        maskToken = Init.normal([1, 1, Dd], std: 0.02, rng: &rng)
-        decoderPosEmbed = SinCos.table2D(dim: Dd, grid: config.unitGrid, classToken: false)
-        decoderBlocks = ModuleList(depth: config.decoderDepth, dim: Dd, heads: config.decoderHeads,
-                                   mlpRatio: config.mlpRatio, eps: config.layerNormEps, rng: &rng)
-        decoderNorm = LayerNorm(Dd, eps: config.layerNormEps)
-        decoderPred = Linear(Dd, q * q * 3, rng: &rng)
+        decoder = MAEDecoder(config: config, classToken: false, rng: &rng)
         super.init()
         child("encoder", encoder)
-        child("decoder_embed", decoderEmbed)
-        parameter("mask_token", maskToken)
-        buffer("decoder_pos_embed", decoderPosEmbed)
-        child("decoder_blocks", decoderBlocks)
-        child("decoder_norm", decoderNorm)
-        child("decoder_pred", decoderPred)
+        decoder.register(in: self)
     }
-
-    var units: Int { config.unitGrid * config.unitGrid }
 
     /// One noise row for the whole batch (B7 on units): the ⌊U²·(1 − r)⌋ lowest stay visible.
     public func sampleMask(batch: Int, ratio: Float?, rng: inout RandomGenerator) -> MaskSpec {
-        Masking.noise(batch: 1, tokens: units, ratio: ratio ?? config.maskRatio, rng: &rng)
+        Masking.noise(batch: 1, tokens: unitCount, ratio: ratio ?? config.maskRatio, rng: &rng)
     }
 
     /// The batch's masked units and the order in which the reference decoder would unshuffle
@@ -145,20 +126,20 @@ public final class GreenMIM: Module, MIMModel, @unchecked Sendable {
     func batchMask(_ spec: MaskSpec) -> (masked: [Bool], noiseOrder: [Int]?) {
         switch spec {
         case let .noise(noise, keep):
-            precondition(noise.rank == 2 && noise.shape[1] == units, "GreenMIM noise must be (1, \(units)), got \(noise.shape)")
-            let values = noise.scalars, first = Array(values[0..<units])
-            precondition((1..<noise.shape[0]).allSatisfy { Array(values[($0 * units)..<(($0 + 1) * units)]) == first },
+            precondition(noise.rank == 2 && noise.shape[1] == unitCount, "GreenMIM noise must be (1, \(unitCount)), got \(noise.shape)")
+            let values = noise.scalars, first = Array(values[0..<unitCount])
+            precondition((1..<noise.shape[0]).allSatisfy { Array(values[($0 * unitCount)..<(($0 + 1) * unitCount)]) == first },
                          "GreenMIM masks per batch: one noise row (or identical rows)")
-            precondition(keep >= 1 && keep <= units, "GreenMIM keeps \(keep) of \(units) units")
-            let order = Masking.argsortRows(Tensor(first, shape: [1, units]))[0]
-            var masked = [Bool](repeating: true, count: units)
+            precondition(keep >= 1 && keep <= unitCount, "GreenMIM keeps \(keep) of \(unitCount) units")
+            let order = Masking.argsortRows(Tensor(first, shape: [1, unitCount]))[0]
+            var masked = [Bool](repeating: true, count: unitCount)
             for u in order.prefix(keep) { masked[u] = false }
             return (masked, order)
         case let .units(t):
             let B = t.shape[0]
             precondition(t.shape == [B, config.unitGrid, config.unitGrid], "GreenMIM unit mask must be (B, \(config.unitGrid), \(config.unitGrid)), got \(t.shape)")
-            let row = (0..<units).map { t.pointer[$0] != 0 }
-            precondition((0..<B).allSatisfy { b in (0..<units).allSatisfy { (t.pointer[b * units + $0] != 0) == row[$0] } },
+            let row = (0..<unitCount).map { t.pointer[$0] != 0 }
+            precondition((0..<B).allSatisfy { b in (0..<unitCount).allSatisfy { (t.pointer[b * unitCount + $0] != 0) == row[$0] } },
                          "GreenMIM masks per batch: every sample needs the same unit mask")
             return (row, nil)
         case .uniform:
@@ -170,7 +151,7 @@ public final class GreenMIM: Module, MIMModel, @unchecked Sendable {
     /// latents or the mask-token row B·N_last.
     func placement(masked: [Bool], noiseOrder: [Int]?, batch B: Int) -> RowIndex {
         let visibleUnits = masked.indices.filter { !masked[$0] }, n = visibleUnits.count
-        var slot = [Int](repeating: -1, count: units)  // unit → latent index
+        var slot = [Int](repeating: -1, count: unitCount)  // unit → latent index
         switch config.resolvedDecoderPositions {
         case .true:
             for (k, u) in visibleUnits.enumerated() { slot[u] = k }
@@ -180,16 +161,13 @@ public final class GreenMIM: Module, MIMModel, @unchecked Sendable {
             for (k, u) in order.prefix(n).enumerated() { slot[u] = k }
         }
         var idx: [Int] = []
-        for b in 0..<B { for u in 0..<units { idx.append(slot[u] >= 0 ? b * n + slot[u] : B * n) } }
+        for b in 0..<B { for u in 0..<unitCount { idx.append(slot[u] >= 0 ? b * n + slot[u] : B * n) } }
         return RowIndex(idx, sourceRows: B * n + 1)
     }
 
+    /// Latents (B, N_last, C_last) → (B, U², q²·3).
     func decode(_ latent: Tensor, placement: RowIndex) -> Tensor {
-        let (B, n, Dd) = (latent.shape[0], latent.shape[1], config.decoderDim)
-        let d = decoderEmbed(latent).reshaped([B * n, Dd])
-        let rows = Tensor.concat([d, maskToken.reshaped([1, Dd])], axis: 0)
-        let full = rows.gatherRows(placement, shape: [B, units, Dd]) + decoderPosEmbed  // (B, U², Dd)
-        return decoderPred(decoderNorm(decoderBlocks(full)))  // (B, U², q²·3)
+        decoder(rows: decoder.embedRows(latent), placement: placement)
     }
 
     public func forward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput {
@@ -198,39 +176,17 @@ public final class GreenMIM: Module, MIMModel, @unchecked Sendable {
         let layout = GreenLayout(config: config, maskedUnits: masked)
         let latent = encoder(images, layout: layout)
         let pred = decode(latent, placement: placement(masked: masked, noiseOrder: order, batch: B))
-        let lossMask = Tensor((0..<B).flatMap { _ in masked.map { $0 ? Float(1) : 0 } }, shape: [B, units])
-        let target = GradMode.withoutGrad { self.target(images) }
-        let loss = Tensor.maskedMSE(pred, target: target, mask: lossMask)
+        let lossMask = Tensor((0..<B).flatMap { _ in masked.map { $0 ? Float(1) : 0 } }, shape: [B, unitCount])
+        let loss = unitLoss(pred, images: images, mask: lossMask)
         return MIMOutput(loss: loss, prediction: pred, latent: latent,
                          mask: lossMask.reshaped([B, config.unitGrid, config.unitGrid]))
     }
 
-    /// Unit targets (B, U², q²·3), normalised per unit when `normPixLoss`.
-    func target(_ images: Tensor) -> Tensor {
-        let patches = Patches.patchify(images, patch: config.maskUnit)
-        return config.normPixLoss ? Patches.normalizedTarget(patches) : patches.copy()
-    }
-
-    public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction {
-        GradMode.withoutGrad {
-            let out = forward(images, mask: spec)
-            var pred = out.prediction, note: String?
-            if config.normPixLoss {
-                let stats = Patches.statistics(Patches.patchify(images, patch: config.maskUnit))
-                pred = Patches.denormalize(pred, mean: stats.mean, std: stats.std)
-                note = "norm-pixel predictions de-normalised with ground-truth patch statistics"
-            }
-            let image = Patches.unpatchify(pred, patch: config.maskUnit, imageSize: config.imageSize)
-            return Reconstruction(image: image, pixelMask: pixelMask(units: out.mask), note: note)
-        }
-    }
+    public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction { forwardReconstruction(images, mask: spec) }
 
     /// The dense Swin on every token (the weights are plain Swin weights): final LN, then pooling.
     public func features(_ images: Tensor, pool: Pooling) -> Tensor {
-        GradMode.withoutGrad {
-            let z = encoder.dense(images)
-            return pool == .none ? z : z.mean(axes: [1])  // no class token: .cls pools like .mean
-        }
+        GradMode.withoutGrad { pooledWithoutClassToken(encoder.dense(images), pool) }
     }
 
     /// GreenMIM exempts names containing "position_bias" or "token" (docs/methods/common.md#no-decay-rules).

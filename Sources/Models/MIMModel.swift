@@ -55,4 +55,9 @@ extension MIMModel {
         let up = Masking.upsample(units, factor: config.maskUnit)
         return up.reshaped([units.shape[0], 1, config.imageSize, config.imageSize])
     }
+
+    /// Encoder tokens (B, L, D) pooled for an encoder without a class token: `.cls` pools like `.mean`.
+    func pooledWithoutClassToken(_ tokens: Tensor, _ pool: Pooling) -> Tensor {
+        pool == .none ? tokens : tokens.mean(axes: [1])
+    }
 }

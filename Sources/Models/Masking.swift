@@ -52,3 +52,77 @@ public enum Masking {
         return out
     }
 }
+
+/// B7's per-sample shuffle and B8's way back (docs/methods/common.md#b7-noise-sort-masking), for
+/// the methods that mask by noise per sample (MAE, ConvMAE): which tokens the encoder sees, in
+/// noise order, and where each decoder row goes.
+///
+/// Legend: B batch, L tokens per sample, c = 1 with a class row in front of the latents, else 0.
+struct NoiseShuffle {
+    let keep: Int
+    /// (B·keep) rows of the (B·L) tokens, in noise order.
+    let visible: RowIndex
+    /// (B·(c + L)) rows of [decoder latents (B·(c + keep)); mask token], raster order.
+    let unshuffle: RowIndex
+    /// (B, L), 1 = masked.
+    let mask: Tensor
+
+    init(noise: Tensor, keep: Int, classToken: Bool) {
+        precondition(noise.rank == 2, "noise must be (B, L), got \(noise.shape)")
+        let (B, L) = (noise.shape[0], noise.shape[1])
+        precondition(keep >= 1 && keep <= L, "keeps \(keep) of \(L) tokens")
+        let c = classToken ? 1 : 0, perSample = c + keep
+        var visible: [Int32] = [], unshuffle: [Int32] = []
+        let mask = Tensor(repeating: 1, shape: [B, L])
+        let maskRow = Int32(B * perSample)
+        for (b, order) in Masking.argsortRows(noise).enumerated() {
+            var restore = [Int](repeating: 0, count: L)
+            for (rank, l) in order.enumerated() { restore[l] = rank }
+            for l in order.prefix(keep) {
+                visible.append(Int32(b * L + l))
+                mask.pointer[b * L + l] = 0
+            }
+            if classToken { unshuffle.append(Int32(b * perSample)) }  // the class latent stays in front
+            for l in 0..<L {
+                unshuffle.append(restore[l] < keep ? Int32(b * perSample + c + restore[l]) : maskRow)
+            }
+        }
+        self.keep = keep
+        self.visible = RowIndex(visible, sourceRows: B * L)
+        self.unshuffle = RowIndex(unshuffle, sourceRows: B * perSample + 1)
+        self.mask = mask
+    }
+}
+
+/// MAE and ConvMAE: per-sample noise masking (B7), an encoder that sees only the visible tokens
+/// in noise order, and B8 to put the decoder's rows back. Each brings its own encoder.
+protocol NoiseMaskedPredictor: UnitPredictor {
+    /// Visible latents (B, c + keep, D), c = 1 with the decoder's class row, after the final LN.
+    func encode(_ images: Tensor, shuffle: NoiseShuffle) -> Tensor
+}
+
+extension NoiseMaskedPredictor {
+    /// `MIMModel.sampleMask`: noise per sample over the U² units.
+    func noiseMask(batch: Int, ratio: Float?, rng: inout RandomGenerator) -> MaskSpec {
+        Masking.noise(batch: batch, tokens: unitCount, ratio: ratio ?? config.maskRatio, rng: &rng)
+    }
+
+    func shuffle(noise: Tensor, keep: Int) -> NoiseShuffle {
+        precondition(noise.shape == [noise.shape[0], unitCount], "\(config.method) noise must be (B, \(unitCount)), got \(noise.shape)")
+        return NoiseShuffle(noise: noise, keep: keep, classToken: decoder.classToken)
+    }
+
+    /// Latents (B, c + keep, D) → (B, U², q²·3).
+    func decode(_ latent: Tensor, shuffle s: NoiseShuffle) -> Tensor {
+        decoder(rows: decoder.embedRows(latent), placement: s.unshuffle)
+    }
+
+    /// `MIMModel.forward` for a `.noise` mask: loss on the masked units.
+    func noiseMaskedForward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput {
+        guard case let .noise(noise, keep) = spec else { preconditionFailure("\(config.method) masks by noise (B7)") }
+        let s = shuffle(noise: noise, keep: keep)
+        let latent = encode(images, shuffle: s)
+        let pred = decode(latent, shuffle: s)
+        return MIMOutput(loss: unitLoss(pred, images: images, mask: s.mask), prediction: pred, latent: latent, mask: s.mask)
+    }
+}

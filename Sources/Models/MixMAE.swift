@@ -39,18 +39,13 @@ struct MixPlan {
 
 /// MixMAE: names `patch_embed`, `absolute_pos_embed` (fixed), `layers.s`, `norm`, `mask_token`,
 /// `decoder_embed`, `decoder_pos_embed` (fixed), `decoder_blocks.i`, `decoder_norm`, `decoder_pred`.
-public final class MixMAE: Module, MIMModel, @unchecked Sendable {
+public final class MixMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable {
     public let config: ModelConfig
     let patchEmbed: NormedPatchEmbed
     let absolutePosEmbed: Tensor  // (1, L₁, C₁), fixed
     let layers: ModuleList<SwinStage>
     let norm: LayerNorm
-    let maskToken: Tensor         // (1, 1, Dd)
-    let decoderEmbed: Linear
-    let decoderPosEmbed: Tensor   // (1, U², Dd), fixed
-    let decoderBlocks: ModuleList<TransformerBlock>
-    let decoderNorm: LayerNorm
-    let decoderPred: Linear
+    let decoder: MAEDecoder       // position table (1, U², Dd)
 
     public init(config c: ModelConfig, seed: UInt64) {
         precondition(c.method == .mixmae, "MixMAE built from a \(c.method) config")
@@ -62,27 +57,15 @@ public final class MixMAE: Module, MIMModel, @unchecked Sendable {
         layers = ModuleList(SwinStage.pyramid(c, shifted: false, mlpInit: .xavier, rng: &rng))
         Init.redrawXavierLinears(in: layers, rng: &rng)
         norm = LayerNorm(c.encoderDim, eps: c.layerNormEps)
-        maskToken = Init.normal([1, 1, c.decoderDim], std: 0.02, rng: &rng)
-        decoderEmbed = Linear(c.encoderDim, c.decoderDim, rng: &rng)
-        decoderPosEmbed = SinCos.table2D(dim: c.decoderDim, grid: c.unitGrid, classToken: false)
-        decoderBlocks = ModuleList(depth: c.decoderDepth, dim: c.decoderDim, heads: c.decoderHeads,
-                                   mlpRatio: c.mlpRatio, eps: c.layerNormEps, rng: &rng)
-        decoderNorm = LayerNorm(c.decoderDim, eps: c.layerNormEps)
-        decoderPred = Linear(c.decoderDim, c.encoderStride * c.encoderStride * 3, rng: &rng)
+        let maskToken = Init.normal([1, 1, c.decoderDim], std: 0.02, rng: &rng)  // drawn first, as in models_mixmim.py
+        decoder = MAEDecoder(config: c, classToken: false, maskToken: maskToken, rng: &rng)
         super.init()
         child("patch_embed", patchEmbed)
         child("layers", layers)
         child("norm", norm)
-        parameter("mask_token", maskToken)
         buffer("absolute_pos_embed", absolutePosEmbed)
-        buffer("decoder_pos_embed", decoderPosEmbed)
-        child("decoder_embed", decoderEmbed)
-        child("decoder_blocks", decoderBlocks)
-        child("decoder_norm", decoderNorm)
-        child("decoder_pred", decoderPred)
+        decoder.register(in: self)
     }
-
-    var unitCount: Int { config.unitGrid * config.unitGrid }
 
     // MARK: Masking
 
@@ -179,20 +162,10 @@ public final class MixMAE: Module, MIMModel, @unchecked Sendable {
         return norm(x)
     }
 
-    /// Latent (B, U², C_last) → both branches' predictions (2B, U², P).
+    /// Latent (B, U², C_last) → both branches' predictions (2B, U², P): branch A = z·(1−m₄) + t·m₄,
+    /// branch B = z·m₄ + t·(1−m₄), stacked.
     func decode(_ latent: Tensor, plan: MixPlan) -> Tensor {
-        let (B, n, Dd) = (latent.shape[0], unitCount, config.decoderDim)
-        let z = decoderEmbed(latent)  // (B, U², Dd)
-        let rows = Tensor.concat([z.reshaped([B * n, Dd]), maskToken.reshaped([1, Dd])], axis: 0)  // (B·U² + 1, Dd)
-        // Branch A = z·(1−m₄) + t·m₄, branch B = z·m₄ + t·(1−m₄), stacked: (2B, U², Dd).
-        let x = rows.gatherRows(plan.branches, shape: [2 * B, n, Dd]) + decoderPosEmbed
-        return decoderPred(decoderNorm(decoderBlocks(x)))
-    }
-
-    /// Patch targets (B, U², P) at the encoder stride, normalised per patch when `normPixLoss`.
-    func target(_ images: Tensor) -> Tensor {
-        let patches = Patches.patchify(images, patch: config.encoderStride)
-        return config.normPixLoss ? Patches.normalizedTarget(patches) : patches.copy()
+        decoder(rows: decoder.embedRows(latent), placement: plan.branches)
     }
 
     func unitTensor(_ units: [Bool], batch: Int) -> Tensor {
@@ -209,9 +182,8 @@ public final class MixMAE: Module, MIMModel, @unchecked Sendable {
         let both = decode(latent, plan: p)  // (2B, U², P)
         // Un-mix: pred_i = A_i·m₄ + B_π(i)·(1−m₄).
         let pred = both.gatherRows(p.unmix, shape: [B, n, both.dim(-1)])
-        let target = GradMode.withoutGrad { self.target(images) }
         // Every unit of every image is scored: a plain mean.
-        let loss = Tensor.maskedMSE(pred, target: target, mask: Tensor(repeating: 1, shape: [B, n]))
+        let loss = unitLoss(pred, images: images, mask: Tensor(repeating: 1, shape: [B, n]))
         return MIMOutput(loss: loss, prediction: pred, latent: latent, mask: unitTensor(p.units, batch: B))
     }
 
@@ -219,26 +191,16 @@ public final class MixMAE: Module, MIMModel, @unchecked Sendable {
     /// attention mask and the mask tokens keep the partner out), with the pixel mask m.
     public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction {
         GradMode.withoutGrad {
-            let B = images.shape[0], s = config.encoderStride
+            let B = images.shape[0]
             let p = plan(batch: B, units: sharedUnits(spec, batch: B))
-            var pred = decode(encode(images, plan: p), plan: p).slice(axis: 0, start: 0, length: B)  // (B, U², P)
-            var note: String?
-            if config.normPixLoss {
-                let stats = Patches.statistics(Patches.patchify(images, patch: s))
-                pred = Patches.denormalize(pred, mean: stats.mean, std: stats.std)
-                note = "norm-pixel predictions de-normalised with ground-truth patch statistics"
-            }
-            let image = Patches.unpatchify(pred, patch: s, imageSize: config.imageSize)
-            return Reconstruction(image: image, pixelMask: pixelMask(units: unitTensor(p.units, batch: B)), note: note)
+            let pred = decode(encode(images, plan: p), plan: p).slice(axis: 0, start: 0, length: B)  // (B, U², P)
+            return reconstruction(pred, images: images, units: unitTensor(p.units, batch: B))
         }
     }
 
     /// The unmixed encoder (no attention mask) after its final LN: (B, U², C_last) or pooled.
     public func features(_ images: Tensor, pool: Pooling) -> Tensor {
-        GradMode.withoutGrad {
-            let z = encode(images, plan: nil)
-            return pool == .none ? z : z.mean(axes: [1])  // no class token: .cls pools like .mean
-        }
+        GradMode.withoutGrad { pooledWithoutClassToken(encode(images, plan: nil), pool) }
     }
 
     /// MixMIM declares `no_weight_decay = {mask_token}` besides biases and 1-D tensors.

@@ -34,3 +34,4 @@ import Darwin
 @inline(__always) func Foundation_pow(_ a: Double, _ b: Double) -> Double { pow(a, b) }
 @inline(__always) func Foundation_sin(_ a: Double) -> Double { sin(a) }
 @inline(__always) func Foundation_cos(_ a: Double) -> Double { cos(a) }
+@inline(__always) func Foundation_log1p(_ a: Double) -> Double { log1p(a) }

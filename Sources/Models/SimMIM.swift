@@ -85,10 +85,7 @@ public final class SimMIM: Module, MIMModel, @unchecked Sendable {
     }
 
     public func features(_ images: Tensor, pool: Pooling) -> Tensor {
-        GradMode.withoutGrad {
-            let z = encoder.dense(images)
-            return pool == .none ? z : z.mean(axes: [1])  // no class token: .cls pools like .mean
-        }
+        GradMode.withoutGrad { pooledWithoutClassToken(encoder.dense(images), pool) }
     }
 
     /// SimMIM also exempts the mask token and relative-position tables

@@ -152,19 +152,15 @@ final class UMSwinBlock: WindowBlock<PosMLPWindowAttention>, @unchecked Sendable
 }
 
 /// UM-MAE with its Swin-T-style encoder and MAE-style decoder.
-public final class UMMAE: Module, MIMModel, @unchecked Sendable {
+public final class UMMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable {
     public let config: ModelConfig
     let patchEmbed: NormedPatchEmbed
     let visMaskToken: Tensor?
     let blocks: ModuleList<UMSwinBlock>
     let stageOfBlock: [Int]
     let norm: LayerNorm
-    let decoderEmbed: Linear
-    let maskToken: Tensor
-    let decoderPosEmbed: Tensor  // (1, U², Dd), fixed
-    let decoderBlocks: ModuleList<TransformerBlock>
-    let decoderNorm: LayerNorm
-    let decoderPred: Linear
+    /// `decoder_embed` widens to 4·Dd for the ×2 pixel shuffle; position table (1, U², Dd).
+    let decoder: MAEDecoder
     /// Window layouts (plain, shifted) per stage grid, compacted and full.
     let layouts: [Int: (plain: WindowLayout, shifted: WindowLayout)]
     /// Decoder pixel shuffle ×2 as an element map per sample: (2M)²·Dd of M²·4Dd.
@@ -174,7 +170,7 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
         precondition(c.method == .ummae, "UMMAE built from a \(c.method) config")
         config = c
         var rng = RandomGenerator(seed: seed)
-        let Dd = c.decoderDim, q = c.maskUnit
+        let Dd = c.decoderDim
         patchEmbed = NormedPatchEmbed(patch: c.patchSize, dim: c.embedDim, eps: c.layerNormEps, rng: &rng)
         Init.redrawXavier(patchEmbed.embed.weight, rng: &rng)  // re-initialised with Xavier, zero bias (reference)
         patchEmbed.embed.bias.pointer.update(repeating: 0, count: patchEmbed.embed.bias.count)
@@ -190,13 +186,7 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
         blocks = ModuleList(made)
         stageOfBlock = stages
         norm = LayerNorm(c.encoderDim, eps: c.layerNormEps)
-        decoderEmbed = Linear(c.encoderDim, 4 * Dd, rng: &rng)
-        maskToken = Init.normal([1, 1, Dd], std: 0.02, rng: &rng)
-        decoderPosEmbed = SinCos.table2D(dim: Dd, grid: c.unitGrid, classToken: false)
-        decoderBlocks = ModuleList(depth: c.decoderDepth, dim: Dd, heads: c.decoderHeads, mlpRatio: c.mlpRatio,
-                                   eps: c.layerNormEps, rng: &rng)
-        decoderNorm = LayerNorm(Dd, eps: c.layerNormEps)
-        decoderPred = Linear(Dd, q * q * 3, rng: &rng)
+        decoder = MAEDecoder(config: c, classToken: false, embedWidth: 4 * Dd, rng: &rng)
         var layouts: [Int: (plain: WindowLayout, shifted: WindowLayout)] = [:]
         for g in c.stageGrids + c.stageGrids.map({ $0 / 2 }) where layouts[g] == nil {
             // A stage no larger than the window attends over the whole map, without shift.
@@ -211,12 +201,7 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
         if let t = visMaskToken { parameter("vis_mask_token", t) }
         child("blocks", blocks)
         child("norm", norm)
-        child("decoder_embed", decoderEmbed)
-        parameter("mask_token", maskToken)
-        buffer("decoder_pos_embed", decoderPosEmbed)
-        child("decoder_blocks", decoderBlocks)
-        child("decoder_norm", decoderNorm)
-        child("decoder_pred", decoderPred)
+        decoder.register(in: self)
     }
 
     /// PixelShuffle(2) on tokens: out token (2i + a, 2j + b) channel c = in token (i, j)
@@ -228,8 +213,6 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
         } } }
         return RowIndex(idx, sourceRows: idx.count)
     }
-
-    var units: Int { config.unitGrid * config.unitGrid }
 
     /// Uniform sampling fixes the primary ratio at 0.75, so `ratio` is not used.
     public func sampleMask(batch: Int, ratio: Float?, rng: inout RandomGenerator) -> MaskSpec {
@@ -283,13 +266,12 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
         return RowIndex(idx, sourceRows: B * n + 1)
     }
 
+    /// Latents (B, M², C_last), M = U/4 → (B, U², q²·3).
     func decode(_ latent: Tensor, placement: RowIndex) -> Tensor {
         let (B, M, Dd) = (latent.shape[0], config.unitGrid / 4, config.decoderDim)
-        let expanded = decoderEmbed(latent)  // (B, M², 4Dd)
+        let expanded = decoder.embed(latent)  // (B, M², 4Dd)
             .gatherRows(shuffle, rowLength: 1, batch: B, shape: [B * 4 * M * M, Dd])  // (B·Ug², Dd), group-raster
-        let rows = Tensor.concat([expanded, maskToken.reshaped([1, Dd])], axis: 0)
-        let full = rows.gatherRows(placement, shape: [B, units, Dd]) + decoderPosEmbed  // (B, U², Dd)
-        return decoderPred(decoderNorm(decoderBlocks(full)))  // (B, U², q²·3)
+        return decoder(rows: expanded, placement: placement)
     }
 
     func masks(_ spec: MaskSpec) -> (primary: Tensor, secondary: Tensor) {
@@ -310,15 +292,8 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
         }
         let latent = encode(x, grid: Gc, positions: compaction.positions)
         let pred = decode(latent, placement: placement(compaction))
-        let lossMask = primary.reshaped([B, units]).detached()
-        let target = GradMode.withoutGrad { self.target(images) }
-        return MIMOutput(loss: Tensor.maskedMSE(pred, target: target, mask: lossMask), prediction: pred, latent: latent, mask: primary)
-    }
-
-    /// Unit targets (B, U², q²·3), normalised per unit when `normPixLoss`.
-    func target(_ images: Tensor) -> Tensor {
-        let patches = Patches.patchify(images, patch: config.maskUnit)
-        return config.normPixLoss ? Patches.normalizedTarget(patches) : patches.copy()
+        let lossMask = primary.reshaped([B, unitCount]).detached()
+        return MIMOutput(loss: unitLoss(pred, images: images, mask: lossMask), prediction: pred, latent: latent, mask: primary)
     }
 
     /// Everything the encoder did not see (primary and secondary units) is the masked area.
@@ -326,16 +301,9 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
         GradMode.withoutGrad {
             let (primary, secondary) = masks(spec)
             let out = forward(images, mask: spec)
-            var pred = out.prediction, note: String?
-            if config.normPixLoss {
-                let stats = Patches.statistics(Patches.patchify(images, patch: config.maskUnit))
-                pred = Patches.denormalize(pred, mean: stats.mean, std: stats.std)
-                note = "norm-pixel predictions de-normalised with ground-truth patch statistics"
-            }
-            let image = Patches.unpatchify(pred, patch: config.maskUnit, imageSize: config.imageSize)
             let hidden = Tensor(zeros: primary.shape)
             for i in 0..<hidden.count { hidden.pointer[i] = max(primary.pointer[i], secondary.pointer[i]) }
-            return Reconstruction(image: image, pixelMask: pixelMask(units: hidden), note: note)
+            return reconstruction(out.prediction, images: images, units: hidden)
         }
     }
 
@@ -348,8 +316,7 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
             var positions: [Int32] = []
             positions.reserveCapacity(2 * B * G * G)
             for _ in 0..<B { for t in 0..<(G * G) { positions += [Int32(t / G), Int32(t % G)] } }
-            let z = encode(x, grid: G, positions: positions)
-            return pool == .none ? z : z.mean(axes: [1])  // no class token: .cls pools like .mean
+            return pooledWithoutClassToken(encode(x, grid: G, positions: positions), pool)
         }
     }
 
@@ -359,10 +326,3 @@ public final class UMMAE: Module, MIMModel, @unchecked Sendable {
         Self.isBiasOrVector(name, tensor)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-@inline(__always) func Foundation_log1p(_ a: Double) -> Double { log1p(a) }
