@@ -64,10 +64,11 @@ public enum HFViTMAE {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let configPath = directory + "/config.json"
-        do {
-            let json = try encoder.encode(HFConfig(model.config)) + Data("\n".utf8)
-            try json.write(to: URL(fileURLWithPath: configPath), options: .atomic)
-        } catch {
+        let json: Data
+        do { json = try encoder.encode(HFConfig(model.config)) + Data("\n".utf8) } catch {
+            throw .io(operation: "encode", path: configPath, reason: "\(error)")
+        }
+        do { try AtomicFile.write([UInt8](json), to: configPath) } catch {
             throw .io(operation: "write", path: configPath, reason: "\(error)")
         }
         var tensors: [String: Tensor] = [:]

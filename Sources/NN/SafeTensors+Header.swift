@@ -5,7 +5,7 @@ import Darwin
 #endif
 import TensorCore
 
-// The safetensors header parser and the file I/O beneath `SafeTensors.read` / `write`.
+// The safetensors header parser and the file reading beneath `SafeTensors.read`.
 
 /// Just enough JSON for the header. JSONSerialization would silently keep one of two duplicate
 /// keys and cannot tell 2 from 2.0 or true from 1, all of which the format must reject.
@@ -199,20 +199,6 @@ func quoted(_ s: String) -> String {
         }
     }
     return out + "\""
-}
-
-func writeAndSync(_ bytes: [UInt8], to path: String) throws(SafeTensorsError) {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw .io(operation: "open", path: path, code: errno) }
-    defer { close(fd) }
-    var written = 0
-    while written < bytes.count {
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-        if n < 0 && errno == EINTR { continue }
-        guard n > 0 else { throw .io(operation: "write", path: path, code: errno) }
-        written += n
-    }
-    guard fsync(fd) == 0 else { throw .io(operation: "fsync", path: path, code: errno) }
 }
 
 func readAll(_ path: String) throws(SafeTensorsError) -> [UInt8] {

@@ -143,22 +143,11 @@ public enum SafeTensors {
         return (tensors, metadata)
     }
 
-    /// Atomic: readers see the old file or the new one, never a torn write, even across a crash.
+    /// Through `AtomicFile`: readers see the old file or the new one, even across a crash.
     public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to path: String) throws(SafeTensorsError) {
-        let temporary = path + ".tmp"
-        do throws(SafeTensorsError) {
-            try writeAndSync(encode(tensors, metadata: metadata), to: temporary)
-            guard rename(temporary, path) == 0 else { throw .io(operation: "rename to", path: path, code: errno) }
-        } catch {
-            unlink(temporary)
-            throw error
+        do { try AtomicFile.write(encode(tensors, metadata: metadata), to: path) } catch {
+            throw .io(operation: error.operation, path: error.path, code: error.code)
         }
-        // The rename itself lives in the directory entry; without this a crash can lose it.
-        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        let fd = open(directory, O_RDONLY)
-        guard fd >= 0 else { throw .io(operation: "open", path: directory, code: errno) }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw .io(operation: "fsync", path: directory, code: errno) }
     }
 
     public static func read(path: String) throws(SafeTensorsError) -> (tensors: [String: Tensor], metadata: [String: String]) {

@@ -20,7 +20,7 @@ extension APIRoutes {
             }
             let new = NewJob(
                 method: config.method.rawValue, preset: config.preset, configJSON: config.json(), datasetID: config.dataset,
-                totalSteps: config.training.totalSteps, idempotencyKey: key, requestHash: key == nil ? nil : AtomicFile.sha256Hex(bytes))
+                totalSteps: config.training.totalSteps, idempotencyKey: key, requestHash: key == nil ? nil : Checksum.sha256Hex(bytes))
             let (job, created) = try await core.blocking { try core.store.submit(new, maxQueued: core.configuration.maxQueued) }
             if created { core.pool.notify() }
             return try JSON.response(JobResource(job), status: created ? .created : .ok,

@@ -67,35 +67,8 @@ public enum CheckpointError: Error, CustomStringConvertible {
     }
 }
 
-/// Durable file writes: a temp file in the same folder, fsync, rename over the target, fsync
-/// the folder. A crash at any point leaves either the old file or the new one, never half.
-public enum AtomicFile {
-    public static func write(_ bytes: [UInt8], to url: URL) throws(CheckpointError) {
-        let dir = url.deletingLastPathComponent()
-        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
-            throw .io("cannot create \(dir.path): \(error.localizedDescription)")
-        }
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
-        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard fd >= 0 else { throw .io("cannot create \(tmp.path): errno \(errno)") }
-        var offset = 0
-        let ok = bytes.withUnsafeBytes { raw -> Bool in
-            while offset < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 { return false }
-                offset += n
-            }
-            return fsync(fd) == 0
-        }
-        close(fd)
-        guard ok, rename(tmp.path, url.path) == 0 else {
-            unlink(tmp.path)
-            throw .io("cannot write \(url.path): errno \(errno)")
-        }
-        let dfd = open(dir.path, O_RDONLY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
-    }
-
+/// SHA-256 as lowercase hex: a checkpoint's recorded digest, an idempotent request's hash.
+public enum Checksum {
     public static func sha256Hex(_ bytes: [UInt8]) -> String {
         SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }

@@ -146,9 +146,15 @@ final class TrainingRun {
                             weights: model.stateDict(), moments: optimizer.state())
         let bytes = ck.encode()
         let relative = "checkpoints/\(job.id)/step-\(String(format: "%08d", step)).safetensors"
-        try AtomicFile.write(bytes, to: options.dataRoot.appendingPathComponent(relative))
+        let url = options.dataRoot.appendingPathComponent(relative)
+        do {
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try AtomicFile.write(bytes, to: url.path)
+        } catch {
+            throw CheckpointError.io("cannot write \(url.path): \(error)")
+        }
         let record = CheckpointRecord(jobID: job.id, step: step, path: relative, bytes: Int64(bytes.count),
-                                      sha256: AtomicFile.sha256Hex(bytes), isFinal: final)
+                                      sha256: Checksum.sha256Hex(bytes), isFinal: final)
         let eventID = try store.addCheckpoint(record)
         bus.publish(.checkpoint(record, eventID: eventID))
         try prune()
@@ -173,7 +179,7 @@ final class TrainingRun {
                 continue
             }
             let bytes = [UInt8](data)
-            guard AtomicFile.sha256Hex(bytes) == record.sha256 else {
+            guard Checksum.sha256Hex(bytes) == record.sha256 else {
                 options.log("job \(job.id): checkpoint \(record.path) fails its sha256; trying an older one")
                 continue
             }

@@ -62,7 +62,7 @@ import TensorCore
         #expect(cks.map(\.step) == [15, 20, 23] && cks.last!.isFinal)
         for ck in cks {
             let bytes = [UInt8](try Data(contentsOf: h.dir.appendingPathComponent(ck.path)))
-            #expect(AtomicFile.sha256Hex(bytes) == ck.sha256 && Int64(bytes.count) == ck.bytes)
+            #expect(Checksum.sha256Hex(bytes) == ck.sha256 && Int64(bytes.count) == ck.bytes)
             let decoded = try Checkpoint.decode(bytes)
             #expect(decoded.step == ck.step && decoded.config.training.totalSteps == 23)
         }
