@@ -78,11 +78,7 @@ extension APIRoutes {
 
         on(.delete, "/v1/jobs/{id}") { _, context in
             let id = try context.id()
-            try await core.blocking {
-                let paths = try core.store.delete(id)
-                for p in paths { try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent(p)) }
-                try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent("checkpoints/\(id)"))
-            }
+            try await core.blocking { try core.pool.delete(id) }
             core.inference.forget(jobID: id)
             // Its open event streams end with a final event.
             core.bus.publish(.deleted(jobID: id))
@@ -127,7 +123,7 @@ extension APIRoutes {
                 guard let ck = try core.store.checkpoint(jobID: id, step: step) else { throw APIError.notFound("checkpoint at step \(step) of job \(id)") }
                 return ck
             }
-            let path = core.dataRoot.appendingPathComponent(ck.path).path
+            let path = core.pool.options.checkpoints.url(ck.path).path
             guard let handle = FileHandle(forReadingAtPath: path) else {
                 throw APIError(.gone, "Checkpoint file missing", "the checkpoint file of step \(step) is gone from the data directory")
             }

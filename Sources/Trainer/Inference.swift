@@ -189,12 +189,12 @@ public final class InferenceService: Sendable {
             s.cache.append(hit)
             return hit
         }) { return hit }
-        guard let data = FileManager.default.contents(atPath: dataRoot.appendingPathComponent(record.path).path) else {
+        guard let bytes = CheckpointDirectory(dataRoot: dataRoot).read(record.path) else {
             throw .internalFailure("checkpoint file \(record.path) is missing")
         }
         let loaded: Loaded
         do {
-            let ck = try Checkpoint.decode([UInt8](data))
+            let ck = try Checkpoint.decode(bytes)
             let model = try ModelRegistry.make(ck.config.model, seed: 0)
             try model.loadState(ck.weights)
             loaded = Loaded(key: key, model: model, config: ck.config, step: ck.step)

@@ -25,6 +25,8 @@ public struct TrainerOptions: Sendable {
     public var nice: Int32 = 0
     public var log: @Sendable (String) -> Void
 
+    public var checkpoints: CheckpointDirectory { CheckpointDirectory(dataRoot: dataRoot) }
+
     public init(slots: Int = 1, dataRoot: URL, dataSource: @escaping DataSource,
                 log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("trainer: " + $0 + "\n").utf8)) }) {
         self.slots = slots
@@ -138,6 +140,12 @@ public final class TrainerPool: Sendable {
         bus.publish(.state(jobID: id, .queued, error: nil, eventID: change.eventID))
         notify()
         return change.job
+    }
+
+    /// Deletes a job that is not running, with every checkpoint file it wrote.
+    public func delete(_ id: String) throws(StoreError) {
+        let paths = try store.delete(id)
+        options.checkpoints.removeJob(id, recorded: paths)
     }
 
     private func request(_ id: String, _ stop: StopRequest, direct: JobState, allowedFrom: Set<JobState>) throws(StoreError) -> JobRecord {

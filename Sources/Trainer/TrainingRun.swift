@@ -145,14 +145,7 @@ final class TrainingRun {
         let ck = Checkpoint(config: config, step: step, optimizerSteps: optimizer.stepCount, rng: rng, wallTimeS: wall,
                             weights: model.stateDict(), moments: optimizer.state())
         let bytes = ck.encode()
-        let relative = "checkpoints/\(job.id)/step-\(String(format: "%08d", step)).safetensors"
-        let url = options.dataRoot.appendingPathComponent(relative)
-        do {
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try AtomicFile.write(bytes, to: url.path)
-        } catch {
-            throw CheckpointError.io("cannot write \(url.path): \(error)")
-        }
+        let relative = try options.checkpoints.write(bytes, job: job.id, step: step)
         let record = CheckpointRecord(jobID: job.id, step: step, path: relative, bytes: Int64(bytes.count),
                                       sha256: Checksum.sha256Hex(bytes), isFinal: final)
         let eventID = try store.addCheckpoint(record)
@@ -166,7 +159,7 @@ final class TrainingRun {
         let periodic = try store.checkpoints(jobID: job.id).filter { !$0.isFinal }
         for old in periodic.dropLast(config.training.keepCheckpoints) {
             try store.deleteCheckpoint(jobID: job.id, step: old.step)
-            try? FileManager.default.removeItem(at: options.dataRoot.appendingPathComponent(old.path))
+            options.checkpoints.remove(old.path)
         }
     }
 
@@ -174,11 +167,10 @@ final class TrainingRun {
     /// the newest is damaged, and none means a fresh start.
     func loadLatestCheckpoint() throws -> Checkpoint? {
         for record in try store.checkpoints(jobID: job.id).reversed() {
-            guard let data = FileManager.default.contents(atPath: options.dataRoot.appendingPathComponent(record.path).path) else {
+            guard let bytes = options.checkpoints.read(record.path) else {
                 options.log("job \(job.id): checkpoint \(record.path) is missing; trying an older one")
                 continue
             }
-            let bytes = [UInt8](data)
             guard Checksum.sha256Hex(bytes) == record.sha256 else {
                 options.log("job \(job.id): checkpoint \(record.path) fails its sha256; trying an older one")
                 continue

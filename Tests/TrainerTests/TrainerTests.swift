@@ -77,6 +77,24 @@ import TensorCore
         #expect(states == [.running, .succeeded] && metricSteps == Array(1...23))
     }
 
+    @Test func deletingAJobRemovesEveryFileItWrote() throws {
+        let h = try Harness()
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        let id = try h.submit(steps: 6, overrides: ["checkpoint_every": .number(2)])
+        try h.wait(id, for: [.succeeded])
+        let folder = h.pool.options.checkpoints.url("checkpoints/\(id)")
+        // A file a crash left unrecorded goes too.
+        try Data([1]).write(to: folder.appendingPathComponent("step-00000099.safetensors.tmp"))
+        let recorded = try h.store.checkpoints(jobID: id).count
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+        #expect(recorded == 3 && files.count == recorded + 1)
+        try h.pool.delete(id)
+        let row = try h.store.job(id)
+        #expect(!FileManager.default.fileExists(atPath: folder.path) && row == nil)
+        #expect(throws: StoreError.self) { try h.pool.delete(id) }
+    }
+
     /// The acceptance test of resume: 40 steps straight equal 20, pause, resume, 20 more, for
     /// both methods, with images from the real loader (shuffles and augmentations included).
     @Test(arguments: ["mae", "simmim"]) func resumedCurveEqualsTheUninterruptedOne(method: String) throws {

@@ -1,0 +1,44 @@
+import Foundation
+import NN
+
+/// Where a job's checkpoints live: `checkpoints/<job id>/step-<8 digits>.safetensors` under the
+/// data directory. The store records each file by that path relative to the data directory;
+/// this type alone builds, resolves and removes them.
+public struct CheckpointDirectory: Sendable {
+    public let dataRoot: URL
+
+    public init(dataRoot: URL) { self.dataRoot = dataRoot }
+
+    /// The file a recorded checkpoint path names.
+    public func url(_ relativePath: String) -> URL { dataRoot.appendingPathComponent(relativePath) }
+
+    func jobFolder(_ id: String) -> URL { dataRoot.appendingPathComponent("checkpoints/\(id)") }
+
+    /// Writes the checkpoint of `job` at `step` durably and returns its recorded path.
+    func write(_ bytes: [UInt8], job: String, step: Int) throws(CheckpointError) -> String {
+        let relative = "checkpoints/\(job)/step-\(String(format: "%08d", step)).safetensors"
+        let folder = jobFolder(job)
+        do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+            throw .io("cannot create \(folder.path): \(error.localizedDescription)")
+        }
+        do { try AtomicFile.write(bytes, to: url(relative).path) } catch { throw .io("\(error)") }
+        return relative
+    }
+
+    /// The bytes of a recorded checkpoint; nil when its file is gone.
+    func read(_ relativePath: String) -> [UInt8]? {
+        FileManager.default.contents(atPath: url(relativePath).path).map { [UInt8]($0) }
+    }
+
+    /// Removes one recorded checkpoint's file; one already gone is fine.
+    func remove(_ relativePath: String) {
+        try? FileManager.default.removeItem(at: url(relativePath))
+    }
+
+    /// Removes every file of a deleted job: its recorded checkpoints and its folder, with any
+    /// file a crash left there unrecorded.
+    public func removeJob(_ id: String, recorded paths: [String]) {
+        for p in paths { remove(p) }
+        try? FileManager.default.removeItem(at: jobFolder(id))
+    }
+}
