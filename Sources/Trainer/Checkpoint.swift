@@ -5,12 +5,11 @@ import NN
 import Optim
 import TensorCore
 
-/// A training checkpoint: safetensors with `model.<name>` weights, `optim.exp_avg.<name>` and
-/// `optim.exp_avg_sq.<name>` moments, and metadata (format, step, optimizer step count, RNG
-/// state, wall time, the resolved job config), so a resumed job continues the same curve.
+/// A training checkpoint: a `WeightsFile` (so `mimserve export-hf` and inference read it like any
+/// weights file) whose `config` is the resolved job configuration, with the AdamW moments as
+/// `optim.exp_avg.<name>` and `optim.exp_avg_sq.<name>` and metadata `step`, `optimizer_steps`,
+/// `rng`, `wall_time_s` and `preset`, so a resumed job continues the same curve.
 public struct Checkpoint {
-    public static let format = "mimserve-checkpoint-1"
-
     public var config: JobConfig
     public var step: Int
     public var optimizerSteps: Int
@@ -20,36 +19,33 @@ public struct Checkpoint {
     public var moments: [String: Tensor]
 
     public func encode() -> [UInt8] {
-        var tensors: [String: Tensor] = [:]
-        for (k, v) in weights { tensors["model." + k] = v }
-        for (k, v) in moments { tensors["optim." + k] = v }
+        var optim: [String: Tensor] = [:]
+        for (k, v) in moments { optim["optim." + k] = v }
         let metadata = [
-            "format": Self.format, "step": String(step), "optimizer_steps": String(optimizerSteps),
+            "step": String(step), "optimizer_steps": String(optimizerSteps),
             "rng": rng.state.map(String.init).joined(separator: ","), "wall_time_s": String(wallTimeS),
-            "method": config.method.rawValue, "preset": config.preset, "config": config.json(),
+            "preset": config.preset,
         ]
-        return SafeTensors.encode(tensors, metadata: metadata)
+        return WeightsFile.encode(weights: weights, method: config.method, config: config.json(),
+                                  extraTensors: optim, extraMetadata: metadata)
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> Checkpoint {
-        let (tensors, meta) = try SafeTensors.decode(bytes)
-        guard meta["format"] == format else {
-            throw CheckpointError.invalid("not a MIMServe checkpoint (format \(meta["format"] ?? "missing"))")
-        }
+        let file = try WeightsFile.decode(bytes)
+        let meta = file.metadata
         guard let step = meta["step"].flatMap(Int.init), let optSteps = meta["optimizer_steps"].flatMap(Int.init),
               let words = meta["rng"]?.split(separator: ",").compactMap({ UInt64($0) }), words.count == 4,
               let wall = meta["wall_time_s"].flatMap(Double.init), let configJSON = meta["config"] else {
-            throw CheckpointError.invalid("metadata lacks step, optimizer_steps, rng, wall_time_s or config")
+            throw CheckpointError.invalid("a weights file without training state: metadata lacks step, optimizer_steps, rng or wall_time_s")
         }
         let config = try JobConfig.decode(configJSON)
-        var weights: [String: Tensor] = [:], moments: [String: Tensor] = [:]
-        for (k, v) in tensors {
-            if k.hasPrefix("model.") { weights[String(k.dropFirst(6))] = v }
-            else if k.hasPrefix("optim.") { moments[String(k.dropFirst(6))] = v }
-            else { throw CheckpointError.invalid("unexpected tensor '\(k)'") }
+        var moments: [String: Tensor] = [:]
+        for (k, v) in file.extraTensors {
+            guard k.hasPrefix("optim.") else { throw CheckpointError.invalid("unexpected tensor '\(k)'") }
+            moments[String(k.dropFirst(6))] = v
         }
         return Checkpoint(config: config, step: step, optimizerSteps: optSteps, rng: RandomGenerator(state: words),
-                          wallTimeS: wall, weights: weights, moments: moments)
+                          wallTimeS: wall, weights: file.weights, moments: moments)
     }
 }
 

@@ -2,7 +2,7 @@ import ArgumentParser
 import Models
 
 /// `mimserve import-hf DIR --output FILE.safetensors`: a Hugging Face ViTMAEForPreTraining
-/// directory to a MIMServe weights file.
+/// directory to a MIMServe weights file (the format of training checkpoints, without training state).
 struct ImportHF: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import-hf",
