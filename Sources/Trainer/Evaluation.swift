@@ -1,6 +1,7 @@
 import Foundation
 import ImageData
 import Models
+import Optim
 import TensorCore
 
 /// How an evaluation samples its data and trains its probe.
@@ -158,61 +159,53 @@ public struct Evaluator {
                            epochs: options.probeEpochs, lr: options.probeLR)
     }
 
-    /// Full-batch softmax regression with Adam on features standardised by the training set's statistics.
+    /// Full-batch softmax regression on features standardised by the training set's statistics,
+    /// trained with the same AdamW as pretraining; the gradients are written by hand into the
+    /// parameters' `grad`, as AdamW's own tests teacher-force them.
     static func probeAccuracy(train: Matrix, trainLabels: [Int], test: Matrix, testLabels: [Int], classes: Int,
                               epochs: Int = 300, lr: Float = 0.01) -> Double {
         let (mean, std) = train.columnStatistics()
         let x = train.standardised(mean: mean, std: std), y = test.standardised(mean: mean, std: std)
         let n = x.rows, d = x.cols, c = classes
-        var w = [Float](repeating: 0, count: d * c), bias = [Float](repeating: 0, count: c)
-        var m1 = w, m2 = w, b1 = bias, b2 = bias
-        var logits = [Float](repeating: 0, count: n * c), gw = w
-        for t in 1...epochs {
+        let w = Tensor(zeros: [d, c]), bias = Tensor(zeros: [c])
+        w.grad = Tensor(zeros: [d, c])
+        bias.grad = Tensor(zeros: [c])
+        let (gw, gb) = (w.grad!.pointer, bias.grad!.pointer)
+        // The bias, 1-D, gets no decay (AdamW's default rule).
+        let optimizer = AdamW(parameters: [("weight", w), ("bias", bias)], weightDecay: 1e-4, betas: (0.9, 0.999))
+        var logits = [Float](repeating: 0, count: n * c)
+        for _ in 0..<epochs {
             x.values.withUnsafeBufferPointer { xp in
-                w.withUnsafeBufferPointer { wp in
-                    logits.withUnsafeMutableBufferPointer { lp in
-                        gemm(transA: false, transB: false, m: n, n: c, k: d, a: xp.baseAddress!, lda: d, b: wp.baseAddress!, ldb: c,
-                             c: lp.baseAddress!, ldc: c)
-                    }
+                logits.withUnsafeMutableBufferPointer { lp in
+                    gemm(transA: false, transB: false, m: n, n: c, k: d, a: xp.baseAddress!, lda: d, b: w.pointer, ldb: c,
+                         c: lp.baseAddress!, ldc: c)
                 }
             }
-            var gb = [Float](repeating: 0, count: c)
+            gb.update(repeating: 0, count: c)
             for i in 0..<n {
                 var mx = -Float.infinity
-                for j in 0..<c { logits[i * c + j] += bias[j]; mx = max(mx, logits[i * c + j]) }
+                for j in 0..<c { logits[i * c + j] += bias.pointer[j]; mx = max(mx, logits[i * c + j]) }
                 var sum: Float = 0
                 for j in 0..<c { logits[i * c + j] = exp(logits[i * c + j] - mx); sum += logits[i * c + j] }
                 for j in 0..<c {
-                    logits[i * c + j] = (logits[i * c + j] / sum - (j == trainLabels[i] ? 1 : 0)) / Float(n)
+                    logits[i * c + j] = (logits[i * c + j] / sum - (j == trainLabels[i] ? 1 : 0)) / Float(n)  // ∂loss/∂logit
                     gb[j] += logits[i * c + j]
                 }
             }
             x.values.withUnsafeBufferPointer { xp in
                 logits.withUnsafeBufferPointer { lp in
-                    gw.withUnsafeMutableBufferPointer { gp in
-                        gemm(transA: true, transB: false, m: d, n: c, k: n, a: xp.baseAddress!, lda: d, b: lp.baseAddress!, ldb: c,
-                             c: gp.baseAddress!, ldc: c)
-                    }
+                    gemm(transA: true, transB: false, m: d, n: c, k: n, a: xp.baseAddress!, lda: d, b: lp.baseAddress!, ldb: c,
+                         c: gw, ldc: c)
                 }
             }
-            let c1 = 1 - pow(0.9, Float(t)), c2 = 1 - pow(0.999, Float(t))
-            func adam(_ p: inout [Float], _ g: [Float], _ m: inout [Float], _ v: inout [Float], decay: Float) {
-                for i in p.indices {
-                    let gi = g[i] + decay * p[i]
-                    m[i] = 0.9 * m[i] + 0.1 * gi
-                    v[i] = 0.999 * v[i] + 0.001 * gi * gi
-                    p[i] -= lr * (m[i] / c1) / ((v[i] / c2).squareRoot() + 1e-8)
-                }
-            }
-            adam(&w, gw, &m1, &m2, decay: 1e-4)
-            adam(&bias, gb, &b1, &b2, decay: 0)
+            optimizer.step(lr: lr)
         }
         var correct = 0
         for i in 0..<y.rows {
             var best = 0, bestScore = -Float.infinity
             for j in 0..<c {
-                var s = bias[j]
-                for k in 0..<d { s += y.values[i * d + k] * w[k * c + j] }
+                var s = bias.pointer[j]
+                for k in 0..<d { s += y.values[i * d + k] * w.pointer[k * c + j] }
                 if s > bestScore { bestScore = s; best = j }
             }
             if best == testLabels[i] { correct += 1 }
