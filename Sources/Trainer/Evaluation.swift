@@ -91,9 +91,8 @@ public struct Evaluator {
             trainSet = Subset(train, indices: Array(0..<min(train.count, options.trainLimit)))
             testSet = Subset(test, indices: Array(0..<min(test.count, options.testLimit)))
         } else {
-            var order = Array(0..<train.count)
             var rng = RandomGenerator(seed: 0x65_76_61_6C)
-            order.shuffle(using: &rng)
+            let order = rng.permutation(train.count)
             let nTest = min(options.testLimit, max(1, train.count / 5))
             testSet = Subset(train, indices: Array(order.prefix(nTest)))
             trainSet = Subset(train, indices: Array(order.dropFirst(nTest).prefix(options.trainLimit)))
