@@ -4,8 +4,25 @@ import Foundation
 import ImageData
 import Testing
 @testable import Server
+import Store
 
 @Suite("HTTP end to end", .serialized) struct EndToEndTests {
+    /// A stream that starts from the beginning of a long history reads it in pages and misses
+    /// nothing: more rows than one page, then the terminal state.
+    @Test func aLongHistoryReplaysInPages() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let id = try await server.submit(steps: 1)
+        _ = try await server.waitFor(id, states: ["succeeded"])
+        let extra = 2 * EventStream.replayPageSize + 7
+        let store = try Store(path: server.dataDir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
+        let rows = (2...(extra + 1)).map { MetricRecord(jobID: id, step: $0, loss: 1, lr: 0, imagesPerS: nil, wallTimeS: Double($0)) }
+        try store.record(progress: JobProgress(step: extra + 1, loss: 1, lr: 0, imagesPerS: nil, etaS: nil), metrics: rows, for: id)
+        let events = SSEEvent.parse(try await server.get("/v1/jobs/\(id)/events", headers: ["Last-Event-ID": "0:0"]).text)
+        #expect(events.filter { $0.event == "metric" }.map { $0.json["step"] as! Int } == Array(1...(extra + 1)))
+        #expect(events.last?.event == "state" && events.last?.json["state"] as? String == "succeeded")
+    }
+
     @Test func aTinyJobFromSubmissionToReconstruction() async throws {
         let server = try await LiveServer.start()
         defer { Task { await server.stop() } }

@@ -173,6 +173,20 @@ import TensorCore
         #expect(end.state == .cancelled && end.step < 1_000, "\(end.state) at step \(end.step)")
     }
 
+    /// A cancel written by another process sharing the database (another API node) reaches the
+    /// trainer within a step: the request lives on the job's row, not in this pool's memory.
+    @Test func aCancelFromAnotherProcessIsHonoured() throws {
+        let h = try Harness()
+        let id = try h.submit(steps: 100_000)
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        try h.wait(id, for: [.running])
+        let other = try Store(path: h.store.path, migrations: h.store.migrations)
+        guard case .requested = try other.requestStop(id, .cancel) else { Issue.record("not requested"); return }
+        let end = try h.wait(id, for: [.cancelled, .succeeded, .failed])
+        #expect(end.state == .cancelled && end.step < 100_000)
+    }
+
     /// `--trainer-nice`: the slot's thread trains at the given nice value.
     @Test func aSlotTrainsAtItsNiceValue() throws {
         let seen = Mutex<Set<Int32>>([])
