@@ -84,6 +84,7 @@ extension APIRoutes {
                 try? FileManager.default.removeItem(at: core.dataRoot.appendingPathComponent("checkpoints/\(id)"))
             }
             core.inference.forget(jobID: id)
+            core.metricHistories.forget(jobID: id)
             // Its open event streams end with a final event.
             core.bus.publish(.deleted(jobID: id))
             core.bus.forget(jobID: id)
@@ -96,18 +97,27 @@ extension APIRoutes {
             let maxPoints = try request.queryInt("max_points", in: 1...1_000_000)
             let format = request.query("format") ?? "json"
             guard ["json", "csv"].contains(format) else { throw APIError.invalid("format", "must be json or csv, got '\(format)'") }
-            let rows = try await core.blocking {
-                _ = try core.job(id)
-                return try core.store.metrics(jobID: id, afterStep: after, maxPoints: maxPoints)
+            let key = MetricHistoryCache.Key(jobID: id, afterStep: after, maxPoints: maxPoints, format: format)
+            let (version, body) = try await core.blocking { () throws -> (String, ByteBuffer) in
+                let version = MetricHistoryCache.version(of: try core.job(id))
+                return (version, try core.metricHistories.body(key, version: version) {
+                    let rows = try core.store.metrics(jobID: id, afterStep: after, maxPoints: maxPoints)
+                    return format == "csv" ? MetricResource.csv(rows) : MetricResource.list(jobID: id, rows)
+                })
+            }
+            // A client that holds this version (a chart polling an idle or finished job) gets a 304.
+            let etag = "\"\(version)\""
+            var headers: HTTPFields = [.eTag: etag, .cacheControl: "no-cache"]
+            if let held = request.headers[.ifNoneMatch], held.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag }) {
+                return Response(status: .notModified, headers: headers)
             }
             if format == "csv" {
-                var csv = "step,loss,lr,images_per_s,wall_time_s\n"
-                for m in rows { csv += "\(m.step),\(m.loss),\(m.lr),\(m.imagesPerS.map { String($0) } ?? ""),\(m.wallTimeS)\n" }
-                return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8",
-                                                       .contentDisposition: "attachment; filename=\"\(id)-metrics.csv\""],
-                                body: .init(byteBuffer: ByteBuffer(string: csv)))
+                headers[.contentType] = "text/csv; charset=utf-8"
+                headers[.contentDisposition] = "attachment; filename=\"\(id)-metrics.csv\""
+            } else {
+                headers[.contentType] = "application/json"
             }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: MetricResource.list(jobID: id, rows)))
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
         }
 
         on(.get, "/v1/jobs/{id}/checkpoints") { _, context in

@@ -23,6 +23,30 @@ import Store
         #expect(events.last?.event == "state" && events.last?.json["state"] as? String == "succeeded")
     }
 
+    /// A rendered history is reused only while the job's row is unchanged: new rows show at
+    /// once, and a client holding the current ETag gets a 304.
+    @Test func aHistoryIsNeverStaleAndAnsweredNotModified() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let id = try await server.submit(steps: 1)
+        _ = try await server.waitFor(id, states: ["succeeded"])
+        let path = "/v1/jobs/\(id)/metrics?max_points=200"
+        let first = try await server.get(path)
+        let etag = try #require(first.headers["etag"])
+        #expect((first.object["metrics"] as? [Any])?.count == 1)
+        #expect(try await server.get(path, headers: ["If-None-Match": etag]).status == 304)
+        let csv = try await server.get("/v1/jobs/\(id)/metrics?max_points=200&format=csv")
+        #expect(csv.headers["content-type"] == "text/csv; charset=utf-8" && csv.text.split(separator: "\n").count == 2)
+
+        let store = try Store(path: server.dataDir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
+        let rows = (2...6).map { MetricRecord(jobID: id, step: $0, loss: 1, lr: 0, imagesPerS: nil, wallTimeS: Double($0)) }
+        try store.record(progress: JobProgress(step: 6, loss: 1, lr: 0, imagesPerS: nil, etaS: nil), metrics: rows, for: id)
+        let second = try await server.get(path, headers: ["If-None-Match": etag])
+        #expect(second.status == 200 && second.headers["etag"] != etag)
+        #expect((second.object["metrics"] as? [[String: Any]])?.map { $0["step"] as! Int } == Array(1...6))
+        #expect(try await server.get("/v1/jobs/\(id)/metrics?max_points=200&format=csv").text.split(separator: "\n").count == 7)
+    }
+
     @Test func aTinyJobFromSubmissionToReconstruction() async throws {
         let server = try await LiveServer.start()
         defer { Task { await server.stop() } }
