@@ -1,3 +1,4 @@
+import Config
 import NN
 import TensorCore
 
@@ -54,5 +55,20 @@ extension MIMModel {
     func pixelMask(units: Tensor) -> Tensor {
         let up = Masking.upsample(units, factor: config.maskUnit)
         return up.reshaped([units.shape[0], 1, config.imageSize, config.imageSize])
+    }
+}
+
+/// Builds the model of a (validated) configuration.
+public enum ModelRegistry {
+    public static func make(_ config: ModelConfig, seed: UInt64) throws(ConfigError) -> any MIMModel {
+        try config.validate()
+        switch config.method {
+        case .mae: return MAE(config: config, seed: seed)
+        case .simmim: return SimMIM(config: config, seed: seed)
+        case .ummae: return UMMAE(config: config, seed: seed)
+        case .greenmim: return GreenMIM(config: config, seed: seed)
+        case .mixmae: return MixMAE(config: config, seed: seed)
+        case .convmae: return ConvMAE(config: config, seed: seed)
+        }
     }
 }

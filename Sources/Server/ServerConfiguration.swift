@@ -1,3 +1,4 @@
+import Config
 import Foundation
 
 /// Every setting of the server, in one place. The `mimserve serve` command fills it from

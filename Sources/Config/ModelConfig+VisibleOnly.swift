@@ -29,7 +29,7 @@ extension ModelConfig {
     public var resolvedGrouping: GroupingMode { grouping ?? .search }
 
     /// UM-MAE: tokens per mask unit side (K).
-    var unitTokens: Int { maskUnit / max(patchSize, 1) }
+    public var unitTokens: Int { maskUnit / max(patchSize, 1) }
 
     /// The UM-MAE and GreenMIM constraints, each naming its field.
     func visibleOnlyErrors() -> [FieldError] {

@@ -1,5 +1,4 @@
 import Foundation
-import Models
 
 /// A job submission as a client sends it (`POST /v1/jobs`). Everything but `method` has a
 /// default from the preset and its recipe; `overrides` may set any model or training field.
