@@ -41,10 +41,6 @@ public struct Reconstruction {
     public let note: String?
 }
 
-public enum Pooling: String, Sendable, CaseIterable, Codable {
-    case mean, cls, none
-}
-
 extension MIMModel {
     /// Biases and 1-D tensors get no decay (B11); methods add their own exclusions.
     public static func isBiasOrVector(_ name: String, _ tensor: Tensor) -> Bool {

@@ -47,6 +47,26 @@ import Store
         #expect(try await server.get("/v1/jobs/\(id)/metrics?max_points=200&format=csv").text.split(separator: "\n").count == 7)
     }
 
+    /// Inference options a model cannot honour are refused, naming the field, and answers report
+    /// what was used: SimMIM has no class token; UM-MAE always masks 0.75.
+    @Test func inferenceOptionsAreHonestPerMethod() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let swin = try await server.submit("simmim", steps: 1)
+        let um = try await server.submit("ummae", steps: 1)
+        _ = try await server.waitFor(swin, states: ["succeeded"])
+        _ = try await server.waitFor(um, states: ["succeeded"])
+        let png = ["Content-Type": "image/png"]
+        let cls = try await server.request("POST", "/v1/jobs/\(swin)/features?pool=cls", body: samplePNG(), headers: png)
+        #expect(cls.status == 422 && cls.errorFields == ["pool"], "\(cls.text)")
+        let mean = try await server.request("POST", "/v1/jobs/\(swin)/features?pool=mean", body: samplePNG(), headers: png)
+        #expect(mean.status == 200 && mean.object["pool"] as? String == "mean")
+        let half = try await server.request("POST", "/v1/jobs/\(um)/reconstruct?mask_ratio=0.5&format=json", body: samplePNG(), headers: png)
+        #expect(half.status == 422 && half.errorFields == ["mask_ratio"], "\(half.text)")
+        let fixed = try await server.request("POST", "/v1/jobs/\(um)/reconstruct?format=json", body: samplePNG(), headers: png)
+        #expect(fixed.status == 200 && fixed.object["mask_ratio"] as? Double == 0.75, "\(fixed.text)")
+    }
+
     @Test func aTinyJobFromSubmissionToReconstruction() async throws {
         let server = try await LiveServer.start()
         defer { Task { await server.stop() } }
@@ -179,7 +199,8 @@ import Store
         let methods = try await server.get("/v1/methods").object
         let names = (methods["methods"] as! [[String: Any]]).map { $0["name"] as! String }
         #expect(names.contains("mae") && names.contains("simmim"))
-        let fields = (methods["fields"] as! [[String: Any]]).map { $0["name"] as! String }
+        let overrides = ((methods["schema"] as? [String: Any])?["properties"] as? [String: Any])?["overrides"] as? [String: Any]
+        let fields = (overrides?["properties"] as? [String: Any] ?? [:]).keys
         #expect(fields.contains("mask_ratio") && fields.contains("base_lr") && fields.contains("clip_grad"))
         let datasets = try await server.get("/v1/datasets").object["datasets"] as! [[String: Any]]
         #expect(datasets.contains { $0["id"] as? String == "synthetic" })

@@ -42,7 +42,7 @@ import TensorCore
         #expect(fields(JobRequest(method: "mae", preset: "tiny", overrides: ["patch_size": .number(5)])).contains("overrides.patch_size"))
         #expect(fields(JobRequest(method: "simmim", preset: "tiny", overrides: ["window_size": .number(3)])) == ["overrides.window_size"])
         #expect(fields(JobRequest(method: "mae", preset: "tiny", overrides: ["base_lr": .number(-1), "method": .string("simmim")]))
-            == ["overrides.method", "overrides.base_lr"])
+            == ["overrides.base_lr", "overrides.method"])
     }
 }
 
