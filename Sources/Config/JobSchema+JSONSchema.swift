@@ -1,5 +1,6 @@
 /// The job request as a JSON Schema (draft 2020-12, which OpenAPI 3.1 embeds), rendered from
-/// `JobSchema.fields`. `x-methods` lists the methods a field applies to when not all of them.
+/// `JobSchema.fields`. `x-methods` lists the methods a field applies to when not all of them;
+/// `x-group` says whether an override is a model or a training setting.
 extension JobSchema {
     public static func jsonSchema() -> JSONValue {
         var top: [String: JSONValue] = [
@@ -51,6 +52,7 @@ extension JobSchema {
         }
         if let d = f.fixedDefault { p["default"] = d }
         if let methods = f.methods { p["x-methods"] = .array(methods.map { .string($0.rawValue) }) }
+        if f.group != .request { p["x-group"] = .string(f.group.rawValue) }
         return .object(p)
     }
 }

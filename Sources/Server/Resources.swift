@@ -40,6 +40,8 @@ struct JobResource: Encodable {
     let etaS: Double?
     let peakRSSMB: Double?
     let error: String?
+    /// What a client may do to the job in its state.
+    let actions: [JobAction]
     let createdAt: Date
     let startedAt: Date?
     let finishedAt: Date?
@@ -50,12 +52,12 @@ struct JobResource: Encodable {
         config = try? JobConfig.decode(j.configJSON)
         estimate = config.map { $0.model.estimate(batch: $0.training.batchSize) }
         step = j.step; totalSteps = j.totalSteps; loss = j.loss; lr = j.lr; imagesPerS = j.imagesPerS; etaS = j.etaS
-        peakRSSMB = j.peakRSSMB; error = j.error
+        peakRSSMB = j.peakRSSMB; error = j.error; actions = j.state.actions
         createdAt = j.createdAt; startedAt = j.startedAt; finishedAt = j.finishedAt; updatedAt = j.updatedAt
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, method, preset, dataset, config, estimate, step, loss, lr, error
+        case id, state, method, preset, dataset, config, estimate, step, loss, lr, error, actions
         case totalSteps = "total_steps", imagesPerS = "images_per_s", etaS = "eta_s", peakRSSMB = "peak_rss_mb"
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at", updatedAt = "updated_at"
     }
@@ -68,7 +70,8 @@ struct JobResource: Encodable {
         try c.encode(estimate, forKey: .estimate)
         try c.encode(step, forKey: .step); try c.encode(totalSteps, forKey: .totalSteps); try c.encode(loss, forKey: .loss)
         try c.encode(lr, forKey: .lr); try c.encode(imagesPerS, forKey: .imagesPerS); try c.encode(etaS, forKey: .etaS)
-        try c.encode(peakRSSMB, forKey: .peakRSSMB); try c.encode(error, forKey: .error); try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(peakRSSMB, forKey: .peakRSSMB); try c.encode(error, forKey: .error); try c.encode(actions, forKey: .actions)
+        try c.encode(createdAt, forKey: .createdAt)
         try c.encode(startedAt, forKey: .startedAt); try c.encode(finishedAt, forKey: .finishedAt); try c.encode(updatedAt, forKey: .updatedAt)
     }
 }

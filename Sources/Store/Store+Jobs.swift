@@ -144,6 +144,9 @@ extension Store {
     public func requestStop(_ id: String, _ kind: StopKind) throws(StoreError) -> StopOutcome {
         try write { db in
             guard let job = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound("job \(id)") }
+            guard job.state.actions.contains(kind == .cancel ? .cancel : .pause) else {
+                throw StoreError.illegalTransition(id: id, from: job.state, to: kind == .cancel ? .cancelled : .paused)
+            }
             switch (kind, job.state) {
             case (_, .running):
                 try db.execute(sql: """
@@ -232,7 +235,7 @@ extension Store {
     public func delete(_ id: String) throws(StoreError) -> [String] {
         try write { db in
             guard let job = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound("job \(id)") }
-            guard job.state != .running else {
+            guard job.state.actions.contains(.delete) else {
                 throw StoreError.conflict("job \(id) is running; cancel it before deleting it")
             }
             let paths = try String.fetchAll(db, sql: "SELECT path FROM checkpoints WHERE job_id = ?", arguments: [id])

@@ -317,3 +317,37 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         #expect(store.probeWrite())
     }
 }
+
+/// The actions a job resource lists are exactly those the store carries out in its state.
+@Suite("Store: job actions") struct JobActionTests {
+    func job(in state: JobState, _ store: Store) throws -> String {
+        let id = try store.submit(newJob(Int.random(in: 0..<1_000_000))).job.id
+        if state == .queued { return id }
+        while try store.claimNextQueued().map({ $0.id != id }) ?? false {}
+        if state != .running { try store.transition(id, to: state) }
+        return id
+    }
+
+    func perform(_ action: JobAction, on id: String, _ store: Store) -> Bool {
+        do {
+            switch action {
+            case .pause: _ = try store.requestStop(id, .pause)
+            case .cancel: _ = try store.requestStop(id, .cancel)
+            case .resume: try store.transition(id, to: .queued, from: [.paused])
+            case .delete: _ = try store.delete(id)
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    @Test(arguments: JobState.allCases)
+    func listedActionsAreExactlyTheAcceptedOnes(state: JobState) throws {
+        let store = try makeStore()
+        for action in JobAction.allCases {
+            let id = try job(in: state, store)
+            #expect(perform(action, on: id, store) == state.actions.contains(action), "\(action) on a \(state) job")
+        }
+    }
+}
