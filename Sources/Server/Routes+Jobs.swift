@@ -10,7 +10,7 @@ extension APIRoutes {
         let core = self.core
 
         on(.post, "/v1/jobs") { request, _ in
-            let bytes = try await request.jsonBytes(limit: min(core.configuration.maxBodyBytes, 1 << 20))
+            let bytes = try await request.jsonBytes(limit: core.configuration.maxJobBodyBytes)
             let body = try decodeJSON(JobRequest.self, from: bytes)
             let config = try JobConfig.resolve(body, datasetExists: core.datasetExists,
                                                maxJobMemory: core.configuration.jobMemoryLimit,

@@ -66,6 +66,9 @@ extension APIRoutes {
         }
 
         on(.get, "/v1/methods") { _, _ in try JSON.response(MethodsDocument.make()) }
+        on(.get, "/v1/samples") { _, _ in
+            try JSON.response(["samples": try await core.blocking { try SampleEntry.list(publicDir: core.publicDir) }])
+        }
 
         on(.get, "/v1/datasets") { _, _ in
             try JSON.response(["datasets": try await core.blocking { core.datasets.list() }])
@@ -158,5 +161,39 @@ struct MethodsDocument: Encodable {
             })
         }
         return MethodsDocument(methods: methods, schema: JobSchema.jsonSchema())
+    }
+}
+
+/// `GET /v1/samples`: the photos shipped in `Public/samples`, with their size and licence (from
+/// `samples.json`, which `Tools/samples/make_samples.py` writes beside them). The dashboard's
+/// reconstruction panel offers these.
+struct SampleEntry: Encodable {
+    let name: String
+    let url: String
+    let bytes: Int
+    let width: Int
+    let height: Int
+    let subject: String
+    let source: String
+    let licence: String
+
+    struct Manifest: Decodable {
+        struct Item: Decodable { let file: String, subject: String, source: String, licence: String }
+        let samples: [Item]
+    }
+
+    /// Listed files that are missing or unreadable are left out (and logged by nobody: the
+    /// folder is ours, and a test reads every entry).
+    static func list(publicDir: String?) throws -> [SampleEntry] {
+        guard let publicDir else { return [] }
+        let dir = URL(fileURLWithPath: publicDir).appendingPathComponent("samples")
+        guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent("samples.json").path) else { return [] }
+        let manifest = try JSONDecoder().decode(Manifest.self, from: data)
+        return manifest.samples.compactMap { item in
+            guard !item.file.contains("/"), let bytes = FileManager.default.contents(atPath: dir.appendingPathComponent(item.file).path),
+                  let header = try? ImageCodec.probe([UInt8](bytes)) else { return nil }
+            return SampleEntry(name: item.file, url: "samples/\(item.file)", bytes: bytes.count, width: header.width, height: header.height,
+                               subject: item.subject, source: item.source, licence: item.licence)
+        }
     }
 }

@@ -202,6 +202,14 @@ import Store
         let overrides = ((methods["schema"] as? [String: Any])?["properties"] as? [String: Any])?["overrides"] as? [String: Any]
         let fields = (overrides?["properties"] as? [String: Any] ?? [:]).keys
         #expect(fields.contains("mask_ratio") && fields.contains("base_lr") && fields.contains("clip_grad"))
+        // The sample photos, each served where the list says, with its size and licence.
+        let samples = try await server.get("/v1/samples").object["samples"] as? [[String: Any]] ?? []
+        #expect(samples.count == 8)
+        for s in samples {
+            let file = try await server.get(s["url"] as? String ?? "")
+            #expect(file.status == 200 && file.body.count == s["bytes"] as? Int && s["width"] as? Int == 224, "\(s)")
+            #expect(!(s["licence"] as? String ?? "").isEmpty)
+        }
         let datasets = try await server.get("/v1/datasets").object["datasets"] as! [[String: Any]]
         #expect(datasets.contains { $0["id"] as? String == "synthetic" })
         #expect(try await server.get("/v1/datasets/synthetic").status == 200)
