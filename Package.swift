@@ -32,7 +32,10 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CThreads"], swiftSettings: cpuFlags),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: cpuFlags),
         .target(name: "Optim", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
-        .target(name: "Models", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
+        // Job requests, model and training configuration, presets, the cost model and the job
+        // request's JSON Schema: every fact about a setting, once. No tensor code.
+        .target(name: "Config"),
+        .target(name: "Models", dependencies: ["Config", "TensorCore", "NN"], swiftSettings: cpuFlags),
         // Image data: libpng's simplified API and zlib through module maps; libjpeg inside a C
         // target of its own, because its errors longjmp and Swift must never be jumped over.
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
@@ -43,11 +46,11 @@ let package = Package(
         .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
         // Trainer pool, training loop, checkpoints, event bus, evaluation.
         .target(name: "Trainer",
-                dependencies: ["Store", "Models", "NN", "Optim", "TensorCore", "ImageData", .product(name: "Crypto", package: "swift-crypto")],
+                dependencies: ["Config", "Store", "Models", "NN", "Optim", "TensorCore", "ImageData", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: cpuFlags),
         // HTTP: routes, SSE, auth, limits, problem+json, OpenAPI, static Public/. Never touches tensors.
         .target(name: "Server",
-                dependencies: ["Store", "Trainer", "ImageData", "Models",
+                dependencies: ["Config", "Store", "Trainer", "ImageData", "Models",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "HummingbirdCore", package: "hummingbird"),
                                .product(name: "Prometheus", package: "swift-prometheus"),
@@ -56,14 +59,14 @@ let package = Package(
         .executableTarget(
             name: "mimserve-bench",
             dependencies: [
-                "TensorCore", "NN", "Optim", "Models", "ImageData", "Store", "Trainer",
+                "Config", "TensorCore", "NN", "Optim", "Models", "ImageData", "Store", "Trainer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),
         .executableTarget(
             name: "mimserve",
             dependencies: [
-                "Models", "NN", "TensorCore", "Server",
+                "Config", "Models", "NN", "TensorCore", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),
@@ -71,12 +74,13 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ModelsTests", dependencies: ["Config", "Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageDataTests", dependencies: ["ImageData"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Store", "Trainer", "ImageData", .product(name: "Crypto", package: "swift-crypto"),
+        .testTarget(name: "ServerTests", dependencies: ["Config", "Server", "Store", "Trainer", "ImageData", .product(name: "Crypto", package: "swift-crypto"),
                                                         .product(name: "Hummingbird", package: "hummingbird")]),
-        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Store", "Models", "NN", "TensorCore", "ImageData", "TestSupport"]),
+        .testTarget(name: "TrainerTests", dependencies: ["Config", "Trainer", "Store", "Models", "NN", "TensorCore", "ImageData", "TestSupport"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]

@@ -110,6 +110,7 @@ const job = (id) => `/v1/jobs/${encodeURIComponent(id)}`;
 export const api = {
   health: () => request('GET', '/healthz'),
   methods: () => request('GET', '/v1/methods'),
+  samples: () => request('GET', '/v1/samples'),
   datasets: () => request('GET', '/v1/datasets'),
   jobs: (query) => request('GET', '/v1/jobs', { query }),
   job: (id) => request('GET', job(id)),

@@ -187,9 +187,13 @@ export function mount(main, { id }) {
       onEvent: (type, text) => {
         const d = data(text);
         if (type === 'metric') { series.add(d); redrawCharts(); }
-        else if (type === 'progress') setJob({ ...job, ...d, state: job.state === 'queued' ? 'running' : job.state });
-        else if (type === 'state') {
-          setJob({ ...job, state: d.state, error: d.error ?? job.error });
+        else if (type === 'progress') {
+          if (job.state === 'queued') refresh();
+          setJob({ ...job, ...d });
+        } else if (type === 'state') {
+          // The new state's actions are the server's to say: no button is offered until it has.
+          setJob({ ...job, state: d.state, error: d.error ?? job.error, actions: [] });
+          refresh();
           if (isTerminal(d.state)) { disconnect(); finish(); }
         } else if (type === 'checkpoint') loadCheckpoints();
         else if (type === 'evaluation') evaluations.refresh();
@@ -202,6 +206,15 @@ export function mount(main, { id }) {
       onClose: () => { if (events === stream) events = null; },
     });
     events = stream;
+  }
+
+  /** The job row again (after a state change the stream reported). */
+  let refreshing = false;
+  function refresh() {
+    if (refreshing) return;
+    refreshing = true;
+    api.job(id).then((next) => { if (alive) setJob(next); }).catch(() => { /* the poll shows the error */ })
+      .finally(() => { refreshing = false; });
   }
 
   function disconnect() {
@@ -255,6 +268,10 @@ export function mount(main, { id }) {
       input.value = String(ratio);
       input.dispatchEvent(new Event('input'));
     }
+    api.methods().then((doc) => {
+      const m = (doc.methods || []).find((x) => x.name === job.method);
+      if (alive && m && m.fixed_mask_ratio != null) recon.fixRatio(m.fixed_mask_ratio);
+    }).catch(() => { /* the slider stays free; the server still says what it used */ });
     try { await loadHistory(); } catch (err) { fill(errorBox, statusLine('error', `Could not load metrics: ${errorText(err)}`)); }
     redrawCharts();
     if (!isTerminal(job.state)) connect();

@@ -1,11 +1,10 @@
-// New job: a form built from GET /v1/methods (method → preset → overridable fields) and the
-// dataset list; the server validates and its field errors are shown next to their inputs.
+// New job: a form rendered from the job request's JSON Schema in GET /v1/methods (method →
+// preset → the fields that method reads) and the dataset list. Each field's input follows its
+// type: a select for choices, a checkbox for booleans, a list for lists; its help and default
+// are shown. The server validates; its field errors are shown next to their inputs.
 
 import { api, newIdempotencyKey } from './api.js';
 import { h, fill, statusLine, errorText } from './dom.js';
-
-// Top-level request fields; everything else the preset defines goes into `overrides`.
-const TOP_LEVEL = ['total_steps', 'batch_size', 'seed'];
 
 export function mount(main, { query }) {
   let alive = true;
@@ -16,9 +15,40 @@ export function mount(main, { query }) {
   return () => { alive = false; };
 }
 
+/**
+ * The settings a request may carry, from the schema: top-level ones (group "request") and the
+ * overrides (group "model" or "training"), each {name, group, type, nullable, choices, help,
+ * default, methods, min, max}.
+ */
+export function schemaFields(schema) {
+  const top = schema.properties || {};
+  const overrides = (top.overrides && top.overrides.properties) || {};
+  const describe = (name, p, group) => {
+    const types = Array.isArray(p.type) ? p.type : [p.type];
+    return {
+      name, group,
+      type: types.find((t) => t !== 'null'),
+      nullable: types.includes('null'),
+      choices: p.enum ? p.enum.filter((v) => v !== null) : null,
+      help: p.description || '',
+      default: p.default,
+      methods: p['x-methods'] || null,
+      min: p.minimum ?? p.exclusiveMinimum, max: p.maximum ?? p.exclusiveMaximum,
+    };
+  };
+  const request = Object.entries(top).filter(([n, p]) => n !== 'overrides' && ['integer', 'number'].includes(p.type))
+    .map(([n, p]) => describe(n, p, 'request'));
+  return [...request, ...Object.entries(overrides).map(([n, p]) => describe(n, p, p['x-group'] || 'model'))];
+}
+
 function inputFor(field, id) {
   if (field.type === 'boolean') return h('input', { type: 'checkbox', id, name: field.name });
-  const mode = field.type === 'integer' ? 'numeric' : field.type === 'number' ? 'decimal' : 'text';
+  if (field.choices) {
+    return h('select', { id, name: field.name },
+      field.nullable ? h('option', { value: '' }, 'none') : null,
+      field.choices.map((c) => h('option', { value: c }, c)));
+  }
+  const mode = field.type === 'integer' || field.type === 'array' ? 'numeric' : field.type === 'number' ? 'decimal' : 'text';
   return h('input', { type: 'text', id, name: field.name, inputmode: mode, autocomplete: 'off', spellcheck: 'false' });
 }
 
@@ -28,13 +58,14 @@ function show(value) {
 }
 
 /**
- * Reads an input as the field's JSON type; throws a sentence for the user. Integers are read
- * as numbers: the server checks integrality and says which field is wrong.
+ * Reads an input as the field's JSON type; throws a sentence for the user. Ranges are the
+ * server's to check: it names the field and says what the field takes.
  */
 function parse(field, input) {
   if (field.type === 'boolean') return input.checked;
   const text = input.value.trim();
   if (text === '' || text.toLowerCase() === 'none' || text.toLowerCase() === 'null') return null;
+  if (field.choices) return text;
   const number = (s) => {
     const v = Number(s);
     if (s === '' || !Number.isFinite(v)) throw new Error(`expected a number, got “${s}”`);
@@ -48,7 +79,7 @@ function parse(field, input) {
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 function render(main, methodsDoc, datasets, from) {
-  const fieldDocs = new Map((methodsDoc.fields || []).map((f) => [f.name, f]));
+  const fields = schemaFields(methodsDoc.schema || {});
   const methods = methodsDoc.methods;
   let idempotencyKey = newIdempotencyKey();
   let controls = new Map(); // field name → {field, input, defaultValue, errorEl}
@@ -98,23 +129,22 @@ function render(main, methodsDoc, datasets, from) {
     if (pick) presetSelect.value = pick.name;
   }
 
-  function fieldControl(name, value, group) {
-    const doc = fieldDocs.get(name) || {
-      name, group, help: '',
-      type: Array.isArray(value) ? 'array' : typeof value === 'boolean' ? 'boolean' : Number.isInteger(value) ? 'integer' : 'number',
-    };
+  function fieldControl(doc, value) {
+    const name = doc.name;
     const id = `f-${name}`;
     const input = inputFor(doc, id);
     const errorEl = h('p', { class: 'field-error', id: `err-${name}`, hidden: true });
     const said = (doc.help || '').trim();
     const sentence = !said || /[.!?)]$/.test(said) ? said : `${said}.`;
-    const help = h('p', { class: 'hint', id: `help-${name}` }, sentence, value !== undefined ? ` Default: ${show(value) || 'none'}.` : '');
+    const listHint = doc.type === 'array' ? ' A list, comma-separated.' : '';
+    const help = h('p', { class: 'hint', id: `help-${name}` }, sentence, listHint, value !== undefined ? ` Default: ${show(value) || 'none'}.` : '');
     input.setAttribute('aria-describedby', `help-${name} err-${name}`);
-    if (doc.type === 'boolean') input.checked = !!value; else { input.value = show(value); input.placeholder = value === null ? 'none' : ''; }
+    setValue(doc, input, value);
+    if (doc.type !== 'boolean' && !doc.choices) input.placeholder = value === null ? 'none' : '';
     const wrap = h('div', { class: `field${doc.type === 'boolean' ? ' check' : ''}` },
       doc.type === 'boolean' ? h('label', { for: id }, input, ` ${name}`) : [h('label', { for: id }, name), input],
       help, errorEl);
-    input.addEventListener('input', () => {
+    input.addEventListener(doc.choices || doc.type === 'boolean' ? 'change' : 'input', () => {
       wrap.classList.toggle('changed', !matchesDefault(name));
       clearError(name);
       idempotencyKey = newIdempotencyKey();
@@ -128,15 +158,23 @@ function render(main, methodsDoc, datasets, from) {
     try { return same(parse(c.field, c.input), c.defaultValue ?? null); } catch { return false; }
   }
 
+  /** The preset's value of a field, else the method's documented default, else none. */
+  function defaultOf(field, p) {
+    const own = { ...(p.training || {}), ...(p.model || {}) };
+    if (field.name in own) return own[field.name];
+    if (field.default !== undefined) return field.default;
+    return field.nullable ? null : undefined;
+  }
+
   function fillFields() {
     const p = preset();
+    const m = method();
     controls = new Map();
-    const training = p.training || {};
-    basics.replaceChildren(...TOP_LEVEL.map((name) => fieldControl(name, training[name] ?? (name === 'seed' ? 0 : undefined), 'training')));
-    modelFields.replaceChildren(...Object.entries(p.model || {}).filter(([k]) => k !== 'method' && !TOP_LEVEL.includes(k))
-      .map(([k, v]) => fieldControl(k, v, 'model')));
-    trainingFields.replaceChildren(...Object.entries(training).filter(([k]) => !TOP_LEVEL.includes(k))
-      .map(([k, v]) => fieldControl(k, v, 'training')));
+    const mine = fields.filter((f) => !f.methods || f.methods.includes(m.name));
+    const group = (g) => mine.filter((f) => f.group === g).map((f) => fieldControl(f, defaultOf(f, p)));
+    basics.replaceChildren(...group('request'));
+    modelFields.replaceChildren(...group('model'));
+    trainingFields.replaceChildren(...group('training'));
     presetHelp.textContent = p.summary || '';
     clearAllErrors();
   }
@@ -192,7 +230,7 @@ function render(main, methodsDoc, datasets, from) {
     for (const [name, c] of controls) {
       let value;
       try { value = parse(c.field, c.input); } catch (err) { problems.push({ field: name, reason: err.message }); continue; }
-      if (TOP_LEVEL.includes(name)) { if (value !== null) body[name] = value; continue; }
+      if (c.field.group === 'request') { if (value !== null) body[name] = value; continue; }
       // A cleared field means "the preset's value"; only real changes are sent.
       if (value === null && c.defaultValue !== null) continue;
       if (!same(value, c.defaultValue ?? null)) overrides[name] = value;
@@ -207,7 +245,7 @@ function render(main, methodsDoc, datasets, from) {
     const { body, problems } = buildRequest();
     if (problems.length) {
       const { first } = showErrors(problems);
-      fill(summary, statusLine('error', 'Some values are not numbers; see the marked fields.'));
+      fill(summary, statusLine('error', 'Some values cannot be read; see the marked fields.'));
       first?.focus();
       return;
     }
@@ -254,8 +292,13 @@ function render(main, methodsDoc, datasets, from) {
     const values = { ...(config.training || {}), ...(config.model || {}) };
     for (const [name, c] of controls) {
       if (!(name in values)) continue;
-      if (c.field.type === 'boolean') c.input.checked = !!values[name]; else c.input.value = show(values[name]);
+      setValue(c.field, c.input, values[name]);
       c.wrap.classList.toggle('changed', !matchesDefault(name));
     }
   }
+}
+
+function setValue(field, input, value) {
+  if (field.type === 'boolean') input.checked = !!value;
+  else input.value = show(value);
 }

@@ -4,8 +4,6 @@
 import { api } from './api.js';
 import { h, fill, statusLine, errorText, bytes, num } from './dom.js';
 
-// The photos shipped in Public/samples/ (see Public/samples/LICENSE.md).
-const SAMPLES = ['astronaut.jpg', 'brick.jpg', 'camera.png', 'cat.jpg', 'coffee.jpg', 'hubble.jpg', 'retina.jpg', 'rocket.jpg'];
 const PARTS = ['original', 'masked', 'reconstruction', 'reconstruction + visible'];
 
 function pngBlob(base64) {
@@ -35,19 +33,24 @@ export function reconstructionPanel(jobId, defaultMaskRatio = 0.75) {
   let urls = { preview: null, strip: null };
   let busy = false;
   let checkpoints = [];
+  let fixedRatio = null; // a method that always masks one ratio (UM-MAE) takes no mask_ratio
 
   const fileInput = h('input', { type: 'file', id: 'recon-file', accept: 'image/png,image/jpeg,image/*', class: 'visually-hidden' });
   const drop = h('label', { for: 'recon-file', class: 'dropzone', id: 'recon-drop', tabindex: 0 },
     h('strong', {}, 'Drop an image here'), h('span', {}, ' or press to choose a PNG or JPEG'));
   const preview = h('img', { class: 'recon-preview', alt: '', hidden: true });
   const imageName = h('span', { class: 'muted', id: 'recon-image-name' }, 'No image chosen');
-  const samples = h('div', { class: 'samples', role: 'group', 'aria-label': 'Sample photos' },
-    SAMPLES.map((name) => {
-      const b = h('button', { type: 'button', class: 'sample', title: name, 'aria-label': `Use sample photo ${name}`, dataset: { sample: name } },
-        h('img', { src: `samples/${name}`, alt: '', loading: 'lazy', width: 56, height: 56 }));
-      b.addEventListener('click', () => useSample(name));
+  // The photos the server ships (GET /v1/samples), with their subject and licence as tooltips.
+  const samples = h('div', { class: 'samples', role: 'group', 'aria-label': 'Sample photos' });
+  api.samples().then((doc) => {
+    samples.replaceChildren(...(doc.samples || []).map((s) => {
+      const b = h('button', { type: 'button', class: 'sample', title: `${s.subject} (${s.width}×${s.height}; ${s.licence})`,
+        'aria-label': `Use sample photo ${s.name}`, dataset: { sample: s.name } },
+      h('img', { src: s.url, alt: '', loading: 'lazy', width: 56, height: 56 }));
+      b.addEventListener('click', () => useSample(s.name, s.url));
       return b;
     }));
+  }).catch((err) => fill(samples, h('span', { class: 'muted' }, `No sample photos: ${errorText(err)}`)));
   const ratio = h('input', { type: 'range', id: 'recon-ratio', min: 0.05, max: 0.95, step: 0.05, value: String(defaultMaskRatio) });
   const ratioOut = h('output', { for: 'recon-ratio', id: 'recon-ratio-out' }, Number(defaultMaskRatio).toFixed(2));
   const seed = h('input', { type: 'number', id: 'recon-seed', min: 0, step: 1, value: '0', class: 'short' });
@@ -92,9 +95,9 @@ export function reconstructionPanel(jobId, defaultMaskRatio = 0.75) {
     run();
   }
 
-  async function useSample(name) {
+  async function useSample(name, url) {
     try {
-      const res = await fetch(`samples/${name}`);
+      const res = await fetch(url);
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       choose(await res.blob(), name);
     } catch (err) {
@@ -109,7 +112,7 @@ export function reconstructionPanel(jobId, defaultMaskRatio = 0.75) {
     fill(status, statusLine('info', 'Reconstructing…'));
     try {
       // JSON carries the strip with the checkpoint step and the masked-patch error.
-      const query = { mask_ratio: ratio.value, seed: seed.value || 0, step: ckpt.value, format: 'json' };
+      const query = { mask_ratio: fixedRatio === null ? ratio.value : undefined, seed: seed.value || 0, step: ckpt.value, format: 'json' };
       const r = await api.reconstruct(jobId, image.blob, query);
       const src = setObjectURL('strip', pngBlob(r.png_base64));
       strip.src = src;
@@ -153,6 +156,14 @@ export function reconstructionPanel(jobId, defaultMaskRatio = 0.75) {
       ckpt.replaceChildren(h('option', { value: '' }, 'latest'),
         ...[...list].sort((a, b) => b.step - a.step).map((c) => h('option', { value: String(c.step) }, `step ${c.step}${c.final ? ' (final)' : ''}`)));
       if (list.some((c) => String(c.step) === keep)) ckpt.value = keep;
+    },
+    /** The job's method masks `value` whatever is asked: show it, and do not send a ratio. */
+    fixRatio(value) {
+      fixedRatio = value;
+      ratio.value = String(value);
+      ratio.disabled = true;
+      ratio.title = `This method always masks ${value}`;
+      ratioOut.textContent = `${Number(value).toFixed(2)} (fixed by the method)`;
     },
     destroy() { setObjectURL('preview', null); setObjectURL('strip', null); },
   };

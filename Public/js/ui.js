@@ -28,12 +28,13 @@ export function notify(text, kind = 'info') {
   if (kind !== 'error') setTimeout(() => note.remove(), 4000);
 }
 
-// What each lifecycle action means to the user, and in which states it is offered.
+// What each lifecycle action means to the user. Which ones a job offers is the server's word:
+// every job resource lists its `actions`.
 export const ACTIONS = {
-  pause: { label: 'Pause', states: ['queued', 'running'], ask: 'Pause job %? It stops after the current step and can be resumed from its last checkpoint.' },
-  resume: { label: 'Resume', states: ['paused'], ask: 'Resume job %? It is queued again and continues from its last checkpoint.' },
-  cancel: { label: 'Cancel', states: ['queued', 'running', 'paused'], ask: 'Cancel job %? Training stops for good; checkpoints already written stay.', danger: true },
-  delete: { label: 'Delete', states: ['succeeded', 'failed', 'cancelled'], ask: 'Delete job %? Its metrics and checkpoints are removed. This cannot be undone.', danger: true },
+  pause: { label: 'Pause', ask: 'Pause job %? It stops after the current step and can be resumed from its last checkpoint.' },
+  resume: { label: 'Resume', ask: 'Resume job %? It is queued again and continues from its last checkpoint.' },
+  cancel: { label: 'Cancel', ask: 'Cancel job %? Training stops for good; checkpoints already written stay.', danger: true },
+  delete: { label: 'Delete', ask: 'Delete job %? Its metrics and checkpoints are removed. This cannot be undone.', danger: true },
 };
 
 /** Asks, performs the action and returns the updated job (null after delete, undefined when declined or failed). */
@@ -50,7 +51,7 @@ export async function runAction(job, action) {
   }
 }
 
-/** The action buttons of a job; `update(job)` shows only those legal in its state. */
+/** The action buttons of a job; `update(job)` shows those the job resource lists. */
 export function actionButtons(onDone) {
   let current = null;
   const buttons = Object.entries(ACTIONS).map(([action, a]) => {
@@ -67,7 +68,7 @@ export function actionButtons(onDone) {
     update(job) {
       current = job;
       for (const b of buttons) {
-        b.hidden = !ACTIONS[b.dataset.action].states.includes(job.state);
+        b.hidden = !(job.actions || []).includes(b.dataset.action);
         b.setAttribute('aria-label', `${ACTIONS[b.dataset.action].label} job ${shortId(job.id)}`);
       }
     },

@@ -1,3 +1,5 @@
+import Config
+
 /// GreenMIM's optimal grouping (docs/methods/greenmim.md#grouping): pack the visible tokens of
 /// uneven local windows into groups of equal size g so one batched dense attention call serves every window.
 ///

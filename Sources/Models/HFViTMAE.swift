@@ -1,4 +1,5 @@
 #if canImport(FoundationEssentials)
+import Config
 import FoundationEssentials
 #else
 import Foundation

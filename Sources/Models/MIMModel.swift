@@ -1,3 +1,4 @@
+import Config
 import NN
 import TensorCore
 
@@ -40,10 +41,6 @@ public struct Reconstruction {
     public let note: String?
 }
 
-public enum Pooling: String, Sendable, CaseIterable, Codable {
-    case mean, cls, none
-}
-
 extension MIMModel {
     /// Biases and 1-D tensors get no decay (B11); methods add their own exclusions.
     public static func isBiasOrVector(_ name: String, _ tensor: Tensor) -> Bool {
@@ -59,5 +56,20 @@ extension MIMModel {
     /// Encoder tokens (B, L, D) pooled for an encoder without a class token: `.cls` pools like `.mean`.
     func pooledWithoutClassToken(_ tokens: Tensor, _ pool: Pooling) -> Tensor {
         pool == .none ? tokens : tokens.mean(axes: [1])
+    }
+}
+
+/// Builds the model of a (validated) configuration.
+public enum ModelRegistry {
+    public static func make(_ config: ModelConfig, seed: UInt64) throws(ConfigError) -> any MIMModel {
+        try config.validate()
+        switch config.method {
+        case .mae: return MAE(config: config, seed: seed)
+        case .simmim: return SimMIM(config: config, seed: seed)
+        case .ummae: return UMMAE(config: config, seed: seed)
+        case .greenmim: return GreenMIM(config: config, seed: seed)
+        case .mixmae: return MixMAE(config: config, seed: seed)
+        case .convmae: return ConvMAE(config: config, seed: seed)
+        }
     }
 }

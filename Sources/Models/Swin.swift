@@ -1,3 +1,4 @@
+import Config
 import NN
 import TensorCore
 

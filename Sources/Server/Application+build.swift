@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -31,6 +32,8 @@ final class ServerCore: Sendable {
     let hosts: HostAllowList
     /// Per-connection limits and their counters.
     let limits: ConnectionLimits
+    /// Rendered metric histories, reused until their job's row changes.
+    let metricHistories = MetricHistoryCache()
 
     init(configuration: ServerConfiguration, store: Store, bus: EventBus, pool: TrainerPool, datasets: DatasetRegistry,
          inference: InferenceService, prometheus: PrometheusCollectorRegistry, publicDir: String?, dataRoot: URL, logger: Logger,

@@ -2,6 +2,7 @@ import Foundation
 import HummingbirdCore
 import Logging
 import NIOCore
+import HTTPTypes
 import NIOHTTPTypes
 import Synchronization
 
@@ -189,10 +190,17 @@ final class HTTPPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head:
+        case .head(let head):
             clock.requestOpen = true
             clock.headStarted = nil
             clock.responsesPending += 1
+            // A client that asks before sending its body (curl does above 1 MB) would otherwise
+            // wait a second for an answer. Every route reads or refuses the body itself, so
+            // the body is always welcome here; the previous response on this connection has
+            // ended before the next head reaches this handler.
+            if head.headerFields[.expect]?.lowercased() == "100-continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+            }
         case .body:
             break
         case .end:

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Hummingbird
 import Models
@@ -39,6 +40,8 @@ struct JobResource: Encodable {
     let etaS: Double?
     let peakRSSMB: Double?
     let error: String?
+    /// What a client may do to the job in its state.
+    let actions: [JobAction]
     let createdAt: Date
     let startedAt: Date?
     let finishedAt: Date?
@@ -49,12 +52,12 @@ struct JobResource: Encodable {
         config = try? JobConfig.decode(j.configJSON)
         estimate = config.map { $0.model.estimate(batch: $0.training.batchSize) }
         step = j.step; totalSteps = j.totalSteps; loss = j.loss; lr = j.lr; imagesPerS = j.imagesPerS; etaS = j.etaS
-        peakRSSMB = j.peakRSSMB; error = j.error
+        peakRSSMB = j.peakRSSMB; error = j.error; actions = j.state.actions
         createdAt = j.createdAt; startedAt = j.startedAt; finishedAt = j.finishedAt; updatedAt = j.updatedAt
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, method, preset, dataset, config, estimate, step, loss, lr, error
+        case id, state, method, preset, dataset, config, estimate, step, loss, lr, error, actions
         case totalSteps = "total_steps", imagesPerS = "images_per_s", etaS = "eta_s", peakRSSMB = "peak_rss_mb"
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at", updatedAt = "updated_at"
     }
@@ -67,7 +70,8 @@ struct JobResource: Encodable {
         try c.encode(estimate, forKey: .estimate)
         try c.encode(step, forKey: .step); try c.encode(totalSteps, forKey: .totalSteps); try c.encode(loss, forKey: .loss)
         try c.encode(lr, forKey: .lr); try c.encode(imagesPerS, forKey: .imagesPerS); try c.encode(etaS, forKey: .etaS)
-        try c.encode(peakRSSMB, forKey: .peakRSSMB); try c.encode(error, forKey: .error); try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(peakRSSMB, forKey: .peakRSSMB); try c.encode(error, forKey: .error); try c.encode(actions, forKey: .actions)
+        try c.encode(createdAt, forKey: .createdAt)
         try c.encode(startedAt, forKey: .startedAt); try c.encode(finishedAt, forKey: .finishedAt); try c.encode(updatedAt, forKey: .updatedAt)
     }
 }
@@ -97,6 +101,13 @@ extension MetricResource {
     /// `{"job_id": …, "metrics": [...]}` written directly: the same JSON as `JSON.encoder` makes
     /// (sorted keys, null for a missing rate, non-finite numbers as strings), at a fraction of
     /// its cost — Foundation's encoder was a third of the time of a 200-point history request.
+    /// The history as CSV, one row per logged step (an empty cell for an unknown throughput).
+    static func csv(_ rows: [MetricRecord]) -> ByteBuffer {
+        var csv = "step,loss,lr,images_per_s,wall_time_s\n"
+        for m in rows { csv += "\(m.step),\(m.loss),\(m.lr),\(m.imagesPerS.map { String($0) } ?? ""),\(m.wallTimeS)\n" }
+        return ByteBuffer(string: csv)
+    }
+
     static func list(jobID: String, _ rows: [MetricRecord]) -> ByteBuffer {
         func number(_ v: Double?) -> String {
             guard let v else { return "null" }

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Hummingbird
 import Store
@@ -82,11 +83,11 @@ struct EventStream: Sendable {
         }
         if let start {
             cursor = start
-            if cursor.eventID == .max { cursor.eventID = try await core.blocking { try core.store.events(jobID: jobID).last?.id ?? 0 } }
+            if cursor.eventID == .max { cursor.eventID = try await core.blocking { try core.store.lastEventID(jobID: jobID) } }
         } else {
             // A new client: the current state and progress, then everything after it.
             let (job, lastEvent) = try await core.blocking { () throws -> (JobRecord?, Int64) in
-                (try core.store.job(jobID), try core.store.events(jobID: jobID).last?.id ?? 0)
+                (try core.store.job(jobID), try core.store.lastEventID(jobID: jobID))
             }
             guard let job else { return try await end(.deleted, &writer, StreamCursor(eventID: lastEvent, step: 0)) }
             cursor = StreamCursor(eventID: lastEvent, step: job.step)
@@ -180,44 +181,49 @@ struct EventStream: Sendable {
     /// Sends what the database (and the bus's recent metrics) hold after `cursor`, and says
     /// whether the job is still live, has reached a terminal state, or is gone.
     private func replay(_ writer: inout any ResponseBodyWriter, _ cursor: inout StreamCursor, recent: [MetricRecord]) async throws -> ReplayOutcome {
-        let (core, jobID, after) = (self.core, self.jobID, cursor)
-        // One read transaction's worth of rows, off the event loops and the cooperative pool.
-        let (stored, events, job) = try await core.blocking { () throws -> ([MetricRecord], [JobEventRecord], JobRecord?) in
-            (try core.store.metrics(jobID: jobID, afterStep: after.step), try core.store.events(jobID: jobID, afterID: after.eventID),
-             try core.store.job(jobID))
-        }
-        var metrics = stored
-        if let last = metrics.last?.step ?? Optional(cursor.step) {
-            metrics += recent.filter { $0.step > last }
-        }
-        for m in metrics where m.step > cursor.step {
-            cursor.step = m.step
-            try await send(&writer, "metric", metricData(m), cursor)
-        }
+        let (core, jobID) = (self.core, self.jobID)
         var terminal = false
-        for e in events {
-            cursor.eventID = e.id ?? cursor.eventID
-            let data = (try? JSONDecoder().decode(JSONValue.self, from: Data(e.dataJSON.utf8))) ?? .null
-            switch e.kind {
-            case .state:
-                var fields: [String: JSONValue] = ["error": .null]
-                if case .object(let o) = data { fields.merge(o) { $1 } }
-                try await send(&writer, "state", .object(fields), cursor)
-                if case .string(let s)? = fields["state"], JobState(rawValue: s)?.isTerminal == true { terminal = true }
-            case .checkpoint:
-                try await send(&writer, "checkpoint", data, cursor)
-            case .evaluation:
-                try await send(&writer, "evaluation", data, cursor)
+        // In pages, off the event loops and the cooperative pool: a client that reconnects to a
+        // long job never makes the server hold all of its history at once.
+        while true {
+            let after = cursor
+            let page = try await core.blocking {
+                try core.store.historyPage(jobID: jobID, afterStep: after.step, afterEventID: after.eventID, limit: Self.replayPageSize)
             }
+            var metrics = page.metrics
+            if page.isLast { metrics += recent.filter { $0.step > (metrics.last?.step ?? after.step) } }
+            for m in metrics where m.step > cursor.step {
+                cursor.step = m.step
+                try await send(&writer, "metric", metricData(m), cursor)
+            }
+            for e in page.events {
+                cursor.eventID = e.id ?? cursor.eventID
+                let data = (try? JSONDecoder().decode(JSONValue.self, from: Data(e.dataJSON.utf8))) ?? .null
+                switch e.kind {
+                case .state:
+                    var fields: [String: JSONValue] = ["error": .null]
+                    if case .object(let o) = data { fields.merge(o) { $1 } }
+                    try await send(&writer, "state", .object(fields), cursor)
+                    if case .string(let s)? = fields["state"], JobState(rawValue: s)?.isTerminal == true { terminal = true }
+                case .checkpoint:
+                    try await send(&writer, "checkpoint", data, cursor)
+                case .evaluation:
+                    try await send(&writer, "evaluation", data, cursor)
+                }
+            }
+            guard page.isLast else { continue }
+            guard let job = page.job else { return .deleted }
+            if !terminal, job.state.isTerminal {
+                // The terminal event was sent before this cursor: say it again so the client knows.
+                try await send(&writer, "state", .object(["state": .string(job.state.rawValue), "error": job.error.map(JSONValue.string) ?? .null]), cursor)
+                terminal = true
+            }
+            return terminal ? .terminal : .live
         }
-        guard let job else { return .deleted }
-        if !terminal, job.state.isTerminal {
-            // The terminal event was sent before this cursor: say it again so the client knows.
-            try await send(&writer, "state", .object(["state": .string(job.state.rawValue), "error": job.error.map(JSONValue.string) ?? .null]), cursor)
-            terminal = true
-        }
-        return terminal ? .terminal : .live
     }
+
+    /// Rows per replay read: a few hundred KB of JSON at most.
+    static let replayPageSize = 1_000
 
     private func send(_ writer: inout any ResponseBodyWriter, _ event: String, _ data: JSONValue, _ cursor: StreamCursor) async throws {
         let json = String(decoding: try JSON.encoder.encode(data), as: UTF8.self)

@@ -1,7 +1,9 @@
+import Config
 import Foundation
 import Hummingbird
 import ImageData
 import Models
+import Store
 import Trainer
 
 extension APIRoutes {
@@ -15,7 +17,10 @@ extension APIRoutes {
             let step = try request.queryInt("step", in: 0...Int(Int32.max))
             let format = request.query("format") ?? "png"
             guard ["png", "json"].contains(format) else { throw APIError.invalid("format", "must be png or json, got '\(format)'") }
-            try await core.requireJob(id)
+            let method = try await core.requireJob(id)
+            if let fixed = method.fixedMaskRatio, let asked = maskRatio, asked != fixed {
+                throw APIError.invalid("mask_ratio", "\(method.rawValue) always masks \(fixed) (one unit kept per 2×2 group), got \(asked); leave it out")
+            }
             let image = try await core.imageBody(request)
             let r = try await core.inference.reconstruct(jobID: id, step: step, image: image, maskRatio: maskRatio, seed: seed)
             let headers: HTTPFields = [.init("X-Checkpoint-Step")!: String(r.step), .init("X-Mask-Ratio")!: String(r.maskRatio)]
@@ -37,7 +42,10 @@ extension APIRoutes {
             let id = try context.id()
             let pool = try request.queryEnum("pool", Pooling.self) ?? .mean
             let step = try request.queryInt("step", in: 0...Int(Int32.max))
-            try await core.requireJob(id)
+            let method = try await core.requireJob(id)
+            guard method.pools.contains(pool) else {
+                throw APIError.invalid("pool", "\(method.rawValue) offers \(method.pools.map(\.rawValue).joined(separator: ", ")) (only MAE's ViT has a class token), got '\(pool.rawValue)'")
+            }
             let images: [[UInt8]]
             if request.headers[.contentType]?.hasPrefix("application/json") == true {
                 // Several images: {"images": ["<base64>", …]}
@@ -86,7 +94,7 @@ extension APIRoutes {
             let options = body.options ?? EvaluationOptions()
             let problems = options.problems()
             if !problems.isEmpty { throw APIError.invalid(problems.map { FieldError("options.\($0.field)", $0.reason) }) }
-            try await core.requireJob(id)
+            _ = try await core.requireJob(id)
             let datasetID = body.dataset ?? "synthetic"
             let train: any ImageDataset
             do { train = try core.datasets.open(datasetID) } catch {
@@ -110,9 +118,11 @@ extension APIRoutes {
 }
 
 extension ServerCore {
-    /// 404 unless the job exists (read on the blocking pool).
-    func requireJob(_ id: String) async throws {
-        _ = try await blocking { [self] in try job(id) }
+    /// The job's method; a 404 unless the job exists (read on the blocking pool).
+    func requireJob(_ id: String) async throws -> Method {
+        let job: JobRecord = try await blocking { [self] in try self.job(id) }
+        guard let method = Method(rawValue: job.method) else { throw APIError.notFound("method of job \(id)") }
+        return method
     }
 
     /// A raw PNG or JPEG body, checked for its type and declared size before any decoding.

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Hummingbird
 import Models
@@ -9,7 +10,7 @@ extension APIRoutes {
         let core = self.core
 
         on(.post, "/v1/jobs") { request, _ in
-            let bytes = try await request.jsonBytes(limit: min(core.configuration.maxBodyBytes, 1 << 20))
+            let bytes = try await request.jsonBytes(limit: core.configuration.maxJobBodyBytes)
             let body = try decodeJSON(JobRequest.self, from: bytes)
             let config = try JobConfig.resolve(body, datasetExists: core.datasetExists,
                                                maxJobMemory: core.configuration.jobMemoryLimit,
@@ -80,6 +81,7 @@ extension APIRoutes {
             let id = try context.id()
             try await core.blocking { try core.pool.delete(id) }
             core.inference.forget(jobID: id)
+            core.metricHistories.forget(jobID: id)
             // Its open event streams end with a final event.
             core.bus.publish(.deleted(jobID: id))
             core.bus.forget(jobID: id)
@@ -92,18 +94,27 @@ extension APIRoutes {
             let maxPoints = try request.queryInt("max_points", in: 1...1_000_000)
             let format = request.query("format") ?? "json"
             guard ["json", "csv"].contains(format) else { throw APIError.invalid("format", "must be json or csv, got '\(format)'") }
-            let rows = try await core.blocking {
-                _ = try core.job(id)
-                return try core.store.metrics(jobID: id, afterStep: after, maxPoints: maxPoints)
+            let key = MetricHistoryCache.Key(jobID: id, afterStep: after, maxPoints: maxPoints, format: format)
+            let (version, body) = try await core.blocking { () throws -> (String, ByteBuffer) in
+                let version = MetricHistoryCache.version(of: try core.job(id))
+                return (version, try core.metricHistories.body(key, version: version) {
+                    let rows = try core.store.metrics(jobID: id, afterStep: after, maxPoints: maxPoints)
+                    return format == "csv" ? MetricResource.csv(rows) : MetricResource.list(jobID: id, rows)
+                })
+            }
+            // A client that holds this version (a chart polling an idle or finished job) gets a 304.
+            let etag = "\"\(version)\""
+            var headers: HTTPFields = [.eTag: etag, .cacheControl: "no-cache"]
+            if let held = request.headers[.ifNoneMatch], held.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag }) {
+                return Response(status: .notModified, headers: headers)
             }
             if format == "csv" {
-                var csv = "step,loss,lr,images_per_s,wall_time_s\n"
-                for m in rows { csv += "\(m.step),\(m.loss),\(m.lr),\(m.imagesPerS.map { String($0) } ?? ""),\(m.wallTimeS)\n" }
-                return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8",
-                                                       .contentDisposition: "attachment; filename=\"\(id)-metrics.csv\""],
-                                body: .init(byteBuffer: ByteBuffer(string: csv)))
+                headers[.contentType] = "text/csv; charset=utf-8"
+                headers[.contentDisposition] = "attachment; filename=\"\(id)-metrics.csv\""
+            } else {
+                headers[.contentType] = "application/json"
             }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: MetricResource.list(jobID: id, rows)))
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
         }
 
         on(.get, "/v1/jobs/{id}/checkpoints") { _, context in

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Hummingbird
 import ImageData
@@ -65,6 +66,9 @@ extension APIRoutes {
         }
 
         on(.get, "/v1/methods") { _, _ in try JSON.response(MethodsDocument.make()) }
+        on(.get, "/v1/samples") { _, _ in
+            try JSON.response(["samples": try await core.blocking { try SampleEntry.list(publicDir: core.publicDir) }])
+        }
 
         on(.get, "/v1/datasets") { _, _ in
             try JSON.response(["datasets": try await core.blocking { core.datasets.list() }])
@@ -109,7 +113,8 @@ extension APIRoutes {
     }
 }
 
-/// `GET /v1/methods`: what can be trained, with every preset and overridable field.
+/// `GET /v1/methods`: what can be trained, with every preset, and the JSON Schema of a job
+/// request (`JobSchema`) from which clients build their forms.
 struct MethodsDocument: Encodable {
     struct PresetEntry: Encodable {
         let name: String
@@ -118,98 +123,77 @@ struct MethodsDocument: Encodable {
         let `default`: Bool
         let model: ModelConfig
         let training: TrainingConfig
+        let recipe: Recipe
         /// What training this preset at its default batch costs (memory, FLOPs, checkpoint size).
         let estimate: CostEstimate
     }
     struct MethodEntry: Encodable {
         let name: String
         let summary: String
+        /// `pool` values of `POST /v1/jobs/{id}/features`.
+        let pools: [Pooling]
+        /// The ratio reconstruction always masks, when the method fixes it.
+        let fixedMaskRatio: Float?
         let presets: [PresetEntry]
-    }
-    struct Field: Encodable {
-        let name: String
-        let group: String
-        let type: String
-        let help: String
+
+        enum CodingKeys: String, CodingKey { case name, summary, pools, presets, fixedMaskRatio = "fixed_mask_ratio" }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(summary, forKey: .summary)
+            try c.encode(pools, forKey: .pools)
+            try c.encode(fixedMaskRatio, forKey: .fixedMaskRatio)
+            try c.encode(presets, forKey: .presets)
+        }
     }
     let methods: [MethodEntry]
-    let fields: [Field]
+    let schema: JSONValue
 
     static func make() -> MethodsDocument {
         let methods = Method.allCases.map { m in
-            MethodEntry(name: m.rawValue, summary: summaries[m.rawValue] ?? m.rawValue, presets: Presets.forMethod(m).compactMap { p in
+            MethodEntry(name: m.rawValue, summary: m.summary, pools: m.pools, fixedMaskRatio: m.fixedMaskRatio,
+                        presets: Presets.forMethod(m).compactMap { p in
                 guard let resolved = try? JobConfig.resolve(JobRequest(method: m.rawValue, preset: p.name)) else { return nil }
                 return PresetEntry(name: p.name, summary: p.summary, tiny: p.isTiny, default: p.isDefault, model: p.model,
-                                   training: resolved.training, estimate: p.model.estimate(batch: resolved.training.batchSize))
+                                   training: resolved.training, recipe: p.recipe,
+                                   estimate: p.model.estimate(batch: resolved.training.batchSize))
             })
         }
-        let sample = try? JobConfig.resolve(JobRequest(method: "mae", preset: "tiny"))
-        var fields: [Field] = []
-        for (group, object) in [("model", sample.map { JSONValue.object(of: $0.model) } ?? [:]),
-                                ("training", sample.map { JSONValue.object(of: $0.training) } ?? [:])] {
-            for (name, value) in object.sorted(by: { $0.key < $1.key }) where name != "method" {
-                fields.append(Field(name: name, group: group, type: types[name] ?? value.typeName, help: help[name] ?? ""))
-            }
-        }
-        if !fields.contains(where: { $0.name == "clip_grad" }) {
-            fields.append(Field(name: "clip_grad", group: "training", type: "number", help: help["clip_grad"]!))
-        }
-        return MethodsDocument(methods: methods, fields: fields)
+        return MethodsDocument(methods: methods, schema: JobSchema.jsonSchema())
     }
-
-    static let summaries = [
-        "mae": "MAE: ViT encoder on visible patches only, light decoder, norm-pixel MSE on masked patches",
-        "simmim": "SimMIM: Swin encoder over all tokens with a learned mask token, 1×1 head, L1 on masked pixels",
-        "ummae": "UM-MAE: uniform masking (one kept unit per 2×2) + secondary masking; compact visible input for Swin",
-        "greenmim": "GreenMIM: Swin over visible tokens only with group window attention and optimal grouping",
-        "mixmae": "MixMAE: two images mixed by a mask, large-window Swin, dual reconstruction",
-        "convmae": "ConvMAE: masked convolution stages + ViT over visible tokens, block-wise masking, multi-scale fusion",
-    ]
-
-    /// JSON types by field (a sample value cannot tell 0 the number from 0 the integer).
-    static let types: [String: String] = {
-        var t: [String: String] = [:]
-        for f in ["image_size", "patch_size", "embed_dim", "window_size", "mlp_ratio", "mask_unit", "decoder_dim", "decoder_depth",
-                  "decoder_heads", "total_steps", "batch_size", "seed", "warmup_steps", "checkpoint_every", "keep_checkpoints",
-                  "data_workers", "pos_mlp_dim", "group_size_max"] { t[f] = "integer" }
-        for f in ["layer_norm_eps", "mask_ratio", "base_lr", "min_lr", "weight_decay", "beta1", "beta2", "clip_grad",
-                  "crop_scale_min", "secondary_mask_ratio"] { t[f] = "number" }
-        for f in ["norm_pix_loss", "hflip"] { t[f] = "boolean" }
-        for f in ["depths", "heads", "stage_widths"] { t[f] = "array" }
-        return t
-    }()
-
-    static let help: [String: String] = [
-        "image_size": "Input side in pixels", "patch_size": "Patch side in pixels", "embed_dim": "Encoder width (first stage for Swin)",
-        "depths": "Blocks per stage", "heads": "Attention heads per stage", "window_size": "Swin window side in tokens",
-        "mlp_ratio": "MLP hidden width ÷ width", "layer_norm_eps": "LayerNorm epsilon", "mask_ratio": "Share of masked units, in (0, 1)",
-        "mask_unit": "Masking granularity in pixels", "decoder_dim": "Decoder width", "decoder_depth": "Decoder blocks",
-        "decoder_heads": "Decoder attention heads", "norm_pix_loss": "Normalise each target patch by its mean and std",
-        "total_steps": "Training steps", "batch_size": "Images per step", "seed": "Seed for init, data order, augmentation and masks",
-        "base_lr": "Peak learning rate after warm-up", "min_lr": "Final learning rate of the cosine schedule",
-        "warmup_steps": "Linear warm-up steps", "weight_decay": "AdamW decoupled weight decay", "beta1": "AdamW β1",
-        "beta2": "AdamW β2", "clip_grad": "Global gradient-norm clip (null: none)",
-        "crop_scale_min": "RandomResizedCrop smallest area share", "hflip": "Random horizontal flips",
-        "checkpoint_every": "Steps between checkpoints", "keep_checkpoints": "Periodic checkpoints kept (plus the final)",
-        "data_workers": "Image decoding threads",
-        "secondary_mask_ratio": "UM-MAE: share of kept units hidden again by the mask token",
-        "pos_mlp_dim": "UM-MAE: hidden width of the relative-position MLP",
-        "decoder_positions": "UM-MAE: true (the units' real positions) or reference (the papers' code ordering)",
-        "grouping": "GreenMIM: search (cost-optimal group size) or fixed (the reference code)",
-        "group_size_max": "GreenMIM: largest group of visible tokens per attention call",
-        "stage_widths": "ConvMAE: width of each stage",
-    ]
 }
 
-extension JSONValue {
-    var typeName: String {
-        switch self {
-        case .null: "null"
-        case .bool: "boolean"
-        case .number: "number"
-        case .string: "string"
-        case .array: "array"
-        case .object: "object"
+/// `GET /v1/samples`: the photos shipped in `Public/samples`, with their size and licence (from
+/// `samples.json`, which `Tools/samples/make_samples.py` writes beside them). The dashboard's
+/// reconstruction panel offers these.
+struct SampleEntry: Encodable {
+    let name: String
+    let url: String
+    let bytes: Int
+    let width: Int
+    let height: Int
+    let subject: String
+    let source: String
+    let licence: String
+
+    struct Manifest: Decodable {
+        struct Item: Decodable { let file: String, subject: String, source: String, licence: String }
+        let samples: [Item]
+    }
+
+    /// Listed files that are missing or unreadable are left out (and logged by nobody: the
+    /// folder is ours, and a test reads every entry).
+    static func list(publicDir: String?) throws -> [SampleEntry] {
+        guard let publicDir else { return [] }
+        let dir = URL(fileURLWithPath: publicDir).appendingPathComponent("samples")
+        guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent("samples.json").path) else { return [] }
+        let manifest = try JSONDecoder().decode(Manifest.self, from: data)
+        return manifest.samples.compactMap { item in
+            guard !item.file.contains("/"), let bytes = FileManager.default.contents(atPath: dir.appendingPathComponent(item.file).path),
+                  let header = try? ImageCodec.probe([UInt8](bytes)) else { return nil }
+            return SampleEntry(name: item.file, url: "samples/\(item.file)", bytes: bytes.count, width: header.width, height: header.height,
+                               subject: item.subject, source: item.source, licence: item.licence)
         }
     }
 }

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 
 /// Every setting of the server, in one place. The `mimserve serve` command fills it from
@@ -13,6 +14,9 @@ public struct ServerConfiguration: Sendable {
     public var trainerSlots = 1
     /// `--max-body-bytes` / `MIMSERVE_MAX_BODY_BYTES`: largest request body; more gets 413. Default 32 MiB.
     public var maxBodyBytes = 32 << 20
+    /// `--max-job-body-bytes` / `MIMSERVE_MAX_JOB_BODY_BYTES`: largest job submission
+    /// (`POST /v1/jobs`, JSON); more gets 413. Default 1 MiB (a request is a few hundred bytes).
+    public var maxJobBodyBytes = 1 << 20
     /// `--max-pixels` / `MIMSERVE_MAX_PIXELS`: largest decoded image (width × height); more gets 422
     /// before any pixel is decoded. Default 40 000 000.
     public var maxPixels = 40_000_000
@@ -113,6 +117,7 @@ public struct ServerConfiguration: Sendable {
         if !(1...16).contains(inferenceSlots) { p.append("inference-slots: must be in 1…16, got \(inferenceSlots)") }
         if !(1...64).contains(modelCacheSize) { p.append("model-cache: must be in 1…64, got \(modelCacheSize)") }
         if maxBodyBytes < 1024 { p.append("max-body-bytes: must be ≥ 1024, got \(maxBodyBytes)") }
+        if maxJobBodyBytes < 1024 { p.append("max-job-body-bytes: must be ≥ 1024, got \(maxJobBodyBytes)") }
         if !(sseHeartbeatSeconds >= 0.05 && sseHeartbeatSeconds <= 3600) { p.append("sse-heartbeat: must be in 0.05…3600 s, got \(sseHeartbeatSeconds)") }
         if let m = maxJobMemory, m < 64 << 20 { p.append("max-job-memory: must be at least 64 MiB (67108864), got \(m)") }
         if !(0...19).contains(trainerNice) { p.append("trainer-nice: must be in 0…19, got \(trainerNice)") }

@@ -190,3 +190,20 @@ public struct EvaluationRecord: Codable, Sendable, Equatable, FetchableRecord, P
 
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
+
+/// What a client may do to a job. The server refuses an action its job's state does not list,
+/// and the dashboard offers exactly the listed ones (`actions` of every job resource).
+public enum JobAction: String, Codable, Sendable, CaseIterable {
+    case pause, resume, cancel, delete
+}
+
+extension JobState {
+    public var actions: [JobAction] {
+        switch self {
+        case .queued: [.cancel, .delete]
+        case .running: [.pause, .cancel]
+        case .paused: [.resume, .cancel, .delete]
+        case .succeeded, .failed, .cancelled: [.delete]
+        }
+    }
+}

@@ -89,10 +89,35 @@ extension Store {
 
     // MARK: - Events
 
-    /// State, checkpoint and evaluation events of a job after `afterID`, in order.
-    public func events(jobID: String, afterID: Int64 = 0) throws(StoreError) -> [JobEventRecord] {
-        try read { try JobEventRecord.filter(JobEventRecord.CodingKeys.jobID == jobID && JobEventRecord.CodingKeys.id > afterID)
-            .order(JobEventRecord.CodingKeys.id).fetchAll($0) }
+    /// State, checkpoint and evaluation events of a job after `afterID`, in order (at most `limit`).
+    public func events(jobID: String, afterID: Int64 = 0, limit: Int? = nil) throws(StoreError) -> [JobEventRecord] {
+        try read { try Self.events($0, jobID: jobID, afterID: afterID, limit: limit) }
+    }
+
+    /// The id of a job's latest event (0 when it has none): where a new stream starts.
+    public func lastEventID(jobID: String) throws(StoreError) -> Int64 {
+        try read { try Int64.fetchOne($0, sql: "SELECT MAX(id) FROM job_events WHERE job_id = ?", arguments: [jobID]) ?? 0 }
+    }
+
+    /// One page of what a stream missed after (`afterStep`, `afterEventID`): up to `limit`
+    /// metric rows; when those reach the end, the events after `afterEventID` (up to `limit`)
+    /// and the job, read in the same snapshot. Metrics are committed before the state change
+    /// that ends a job, so a page that shows the job ended holds all of its metrics.
+    public func historyPage(jobID: String, afterStep: Int, afterEventID: Int64, limit: Int) throws(StoreError) -> HistoryPage {
+        try read { db in
+            let metrics = try MetricRecord.filter(MetricRecord.CodingKeys.jobID == jobID && MetricRecord.CodingKeys.step > afterStep)
+                .order(MetricRecord.CodingKeys.step).limit(limit).fetchAll(db)
+            guard metrics.count < limit else { return HistoryPage(metrics: metrics, events: [], job: nil, isLast: false) }
+            let events = try Self.events(db, jobID: jobID, afterID: afterEventID, limit: limit)
+            return HistoryPage(metrics: metrics, events: events, job: try JobRecord.fetchOne(db, key: jobID), isLast: events.count < limit)
+        }
+    }
+
+    static func events(_ db: Database, jobID: String, afterID: Int64, limit: Int?) throws -> [JobEventRecord] {
+        var request = JobEventRecord.filter(JobEventRecord.CodingKeys.jobID == jobID && JobEventRecord.CodingKeys.id > afterID)
+            .order(JobEventRecord.CodingKeys.id)
+        if let limit { request = request.limit(limit) }
+        return try request.fetchAll(db)
     }
 
     // MARK: - Datasets
@@ -125,4 +150,14 @@ extension Store {
         try read { try EvaluationRecord.filter(EvaluationRecord.CodingKeys.jobID == jobID)
             .order(EvaluationRecord.CodingKeys.id).fetchAll($0) }
     }
+}
+
+/// A page of a job's history for a stream that catches up (`Store.historyPage`).
+public struct HistoryPage: Sendable {
+    public let metrics: [MetricRecord]
+    public let events: [JobEventRecord]
+    /// The job as of this page's snapshot; nil when it was deleted, or when more metrics follow.
+    public let job: JobRecord?
+    /// True when nothing more was stored at this page's snapshot.
+    public let isLast: Bool
 }

@@ -137,11 +137,51 @@ extension Store {
         }
     }
 
+    /// Asks a job to stop, atomically with the check of its state. A queued (or, for cancel,
+    /// paused) job moves at once; a running job gets the request written on its row, and its
+    /// trainer honours it at the next step, wherever that trainer runs. A pending cancel is never
+    /// downgraded to a pause.
+    public func requestStop(_ id: String, _ kind: StopKind) throws(StoreError) -> StopOutcome {
+        try write { db in
+            guard let job = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound("job \(id)") }
+            guard job.state.actions.contains(kind == .cancel ? .cancel : .pause) else {
+                throw StoreError.illegalTransition(id: id, from: job.state, to: kind == .cancel ? .cancelled : .paused)
+            }
+            switch (kind, job.state) {
+            case (_, .running):
+                try db.execute(sql: """
+                    UPDATE jobs SET stop_request = CASE WHEN stop_request = 'cancel' THEN 'cancel' ELSE ? END WHERE id = ?
+                    """, arguments: [kind.rawValue, id])
+                return .requested(job)
+            case (.cancel, .queued), (.cancel, .paused):
+                return .moved(try Self.transition(db, id, to: .cancelled, from: nil, error: nil))
+            default:
+                throw StoreError.illegalTransition(id: id, from: job.state, to: kind == .cancel ? .cancelled : .paused)
+            }
+        }
+    }
+
+    /// The stop a running job has been asked for, if any (its trainer reads it every step).
+    public func stopRequest(_ id: String) throws(StoreError) -> StopKind? {
+        try read { db in
+            try String.fetchOne(db, sql: "SELECT stop_request FROM jobs WHERE id = ?", arguments: [id]).flatMap(StopKind.init)
+        }
+    }
+
     /// Start-up: jobs left `running` by a process that died go back to the queue; they resume
-    /// from their last checkpoint. Returns their ids.
+    /// from their last checkpoint. A cancel or pause asked before the crash is honoured instead.
     public func requeueInterrupted() throws(StoreError) -> Interrupted {
         try write { db in
             var found = Interrupted()
+            let pending = try Row.fetchAll(db, sql: """
+                SELECT id, stop_request FROM jobs WHERE state = 'running' AND stop_request IS NOT NULL ORDER BY seq
+                """)
+            for row in pending {
+                let id: String = row["id"]
+                let to: JobState = row["stop_request"] == StopKind.cancel.rawValue ? .cancelled : .paused
+                try Self.transition(db, id, to: to, from: [.running], error: nil, reason: "interrupted")
+                found.stopped.append(StateChange.Summary(id: id, state: to))
+            }
             let ids = try String.fetchAll(db, sql: "SELECT id FROM jobs WHERE state = 'running' ORDER BY seq")
             for id in ids {
                 try db.execute(sql: "UPDATE jobs SET interruptions = interruptions + 1 WHERE id = ?", arguments: [id])
@@ -168,6 +208,8 @@ extension Store {
         public var requeued: [String] = []
         /// Failed: interrupted `maxInterruptions` times.
         public var failed: [String] = []
+        /// Cancelled or paused, as asked before the process died.
+        public var stopped: [StateChange.Summary] = []
     }
 
     /// Progress on the job row and the new metric rows, in one transaction. Re-logged steps
@@ -193,7 +235,7 @@ extension Store {
     public func delete(_ id: String) throws(StoreError) -> [String] {
         try write { db in
             guard let job = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound("job \(id)") }
-            guard job.state != .running else {
+            guard job.state.actions.contains(.delete) else {
                 throw StoreError.conflict("job \(id) is running; cancel it before deleting it")
             }
             let paths = try String.fetchAll(db, sql: "SELECT path FROM checkpoints WHERE job_id = ?", arguments: [id])
@@ -230,6 +272,9 @@ extension Store {
         if to == .queued || to == .paused { job.imagesPerS = nil }
         if let error { job.error = error }
         try job.update(db)
+        if to != .running {
+            try db.execute(sql: "UPDATE jobs SET stop_request = NULL WHERE id = ?", arguments: [id])
+        }
         var data: [String: Any] = ["state": to.rawValue]
         if let error { data["error"] = error }
         if let reason { data["reason"] = reason }
@@ -261,4 +306,23 @@ public struct StateChange: Sendable {
     public let eventID: Int64
 
     public subscript<T>(dynamicMember path: KeyPath<JobRecord, T>) -> T { job[keyPath: path] }
+
+    /// A job and the state it moved to.
+    public struct Summary: Sendable, Equatable {
+        public let id: String
+        public let state: JobState
+    }
+}
+
+/// A stop asked of a job by a client (a shutdown is the process's own affair, never stored).
+public enum StopKind: String, Sendable {
+    case cancel, pause
+}
+
+/// What `requestStop` did.
+public enum StopOutcome: Sendable {
+    /// The job was not running and moved at once.
+    case moved(StateChange)
+    /// The job is running; its trainer stops it at the next step.
+    case requested(JobRecord)
 }

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Store
 import Synchronization
@@ -38,14 +39,14 @@ public struct TrainerOptions: Sendable {
 
 /// N trainer slots, each a dedicated thread (never an event loop, never Swift concurrency's
 /// cooperative pool) that claims the oldest queued job in a transaction and trains it.
-/// Cancel, pause and shutdown are flags each running job reads at every step boundary.
+/// Cancel and pause are written on the job's row (any process may write them); each running
+/// job reads them, and this process's shutdown flag, at every step boundary.
 public final class TrainerPool: Sendable {
     public let store: Store
     public let bus: EventBus
     public let options: TrainerOptions
 
     private struct State {
-        var requests: [String: StopRequest] = [:]
         var running: Set<String> = []
         var aliveSlots = 0
         var stopping = false
@@ -69,6 +70,10 @@ public final class TrainerPool: Sendable {
         for id in interrupted.requeued {
             options.log("job \(id) was interrupted; re-queued to resume from its last checkpoint")
             bus.publish(.state(jobID: id, .queued, error: nil, eventID: nil))
+        }
+        for job in interrupted.stopped {
+            options.log("job \(job.id) was interrupted after a request to stop; it is \(job.state.rawValue)")
+            bus.publish(.state(jobID: job.id, job.state, error: nil, eventID: nil))
         }
         for id in interrupted.failed {
             let error = "interrupted \(Store.maxInterruptions) times by process crashes"
@@ -103,7 +108,6 @@ public final class TrainerPool: Sendable {
     public func shutdown(timeout: TimeInterval = 120) {
         state.withLock { s in
             s.stopping = true
-            for id in s.running { s.requests[id] = .shutdown }
         }
         for _ in 0..<max(1, options.slots) { wake.signal() }
         _ = stopped.wait(timeout: .now() + timeout)
@@ -121,16 +125,13 @@ public final class TrainerPool: Sendable {
     /// Cancels a queued, paused or running job. A running job stops at its next step.
     @discardableResult
     public func cancel(_ id: String) throws(StoreError) -> JobRecord {
-        try request(id, .cancel, direct: .cancelled, allowedFrom: [.queued, .paused])
+        try request(id, .cancel)
     }
 
     /// Pauses a running job: it checkpoints at its next step and waits, `paused`, for resume.
     @discardableResult
     public func pause(_ id: String) throws(StoreError) -> JobRecord {
-        guard let job = try store.job(id) else { throw .notFound("job \(id)") }
-        guard job.state == .running else { throw .illegalTransition(id: id, from: job.state, to: .paused) }
-        state.withLock { $0.requests[id] = .pause }
-        return job
+        try request(id, .pause)
     }
 
     /// Puts a paused job back in the queue; it continues from its last checkpoint.
@@ -148,24 +149,14 @@ public final class TrainerPool: Sendable {
         options.checkpoints.removeJob(id, recorded: paths)
     }
 
-    private func request(_ id: String, _ stop: StopRequest, direct: JobState, allowedFrom: Set<JobState>) throws(StoreError) -> JobRecord {
-        // A queued job may be claimed between the read and the write: try the direct
-        // transition, and on a race fall back to the running job's flag.
-        for _ in 0..<3 {
-            guard let job = try store.job(id) else { throw .notFound("job \(id)") }
-            if job.state == .running {
-                state.withLock { $0.requests[id] = stop }
-                return job
-            }
-            do {
-                let change = try store.transition(id, to: direct, from: allowedFrom)
-                bus.publish(.state(jobID: id, direct, error: nil, eventID: change.eventID))
-                return change.job
-            } catch .illegalTransition(_, let from, _) where from == .running {
-                continue
-            }
+    private func request(_ id: String, _ kind: StopKind) throws(StoreError) -> JobRecord {
+        switch try store.requestStop(id, kind) {
+        case .moved(let change):
+            bus.publish(.state(jobID: id, change.state, error: nil, eventID: change.eventID))
+            return change.job
+        case .requested(let job):
+            return job
         }
-        throw .conflict("job \(id) changed state while being cancelled; try again")
     }
 
     // MARK: - Slots
@@ -187,16 +178,10 @@ public final class TrainerPool: Sendable {
             let job = claimed.job
             bus.publish(.state(jobID: job.id, .running, error: nil, eventID: claimed.eventID))
             options.claimed?(job.id)
-            // A cancel or pause that saw the job `running` between the claim and this line has
-            // already left its request: keep it (a stale one is cleared when the run ends).
-            state.withLock { s in
-                s.running.insert(job.id)
-                if s.stopping && s.requests[job.id] == nil { s.requests[job.id] = .shutdown }
-            }
+            state.withLock { _ = $0.running.insert(job.id) }
             run(job)
             let idle = state.withLock { s -> Bool in
                 s.running.remove(job.id)
-                s.requests[job.id] = nil
                 return s.running.isEmpty
             }
             // The job's tensors are back in the buffer pool: when no job trains any more, give
@@ -222,8 +207,17 @@ public final class TrainerPool: Sendable {
             state.withLock { $0.stepsDone += 1 }
             observer?(id, step, wait, seconds)
         }
-        let id = job.id
         TrainingRun(job: job, config: config, store: store, bus: bus, options: opts,
-                    stopRequested: { [self] in state.withLock { $0.requests[id] } }).run()
+                    stopRequested: { [self] in stopRequest(job.id) }).run()
+    }
+
+    /// A client's request on the job's row wins over this process's shutdown: a job asked to
+    /// pause during shutdown ends paused, not re-queued. An unreadable row stops nothing.
+    private func stopRequest(_ id: String) -> StopRequest? {
+        switch (try? store.stopRequest(id)) ?? nil {
+        case .cancel: .cancel
+        case .pause: .pause
+        case nil: state.withLock { $0.stopping } ? .shutdown : nil
+        }
     }
 }

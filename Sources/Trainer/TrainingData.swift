@@ -1,3 +1,4 @@
+import Config
 import TensorCore
 
 /// The batches one job trains on. Batch k depends only on the job's seed and k, so a source

@@ -19,6 +19,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bytes one job's kept checkpoints may take (MIMSERVE_MAX_JOB_DISK; default 34359738368).") var maxJobDisk: Int?
     @Option(help: "Nice value 0…19 of the trainer slots' threads, so requests come first (MIMSERVE_TRAINER_NICE; default 0).") var trainerNice: Int?
     @Option(help: "Jobs that may wait in the queue; more get 429 (MIMSERVE_MAX_QUEUED; default 100).") var maxQueued: Int?
+    @Option(help: "Largest job submission body in bytes (MIMSERVE_MAX_JOB_BODY_BYTES; default 1048576).") var maxJobBodyBytes: Int?
     @Option(help: "Concurrent inference requests (MIMSERVE_INFERENCE_SLOTS; default 2).") var inferenceSlots: Int?
     @Option(help: "Checkpoints kept loaded for inference (MIMSERVE_MODEL_CACHE; default 4).") var modelCache: Int?
     @Option(help: "Bearer token required for changes, and for reads unless --auth-reads false (MIMSERVE_TOKEN). Read from the Authorization header only.") var token: String?
@@ -55,6 +56,7 @@ struct Serve: AsyncParsableCommand {
         c.maxJobDisk = try pick(maxJobDisk, "MAX_JOB_DISK", Int.init) ?? c.maxJobDisk
         c.trainerNice = try pick(trainerNice, "TRAINER_NICE", Int.init) ?? c.trainerNice
         c.maxQueued = try pick(maxQueued, "MAX_QUEUED", Int.init) ?? c.maxQueued
+        c.maxJobBodyBytes = try pick(maxJobBodyBytes, "MAX_JOB_BODY_BYTES", Int.init) ?? c.maxJobBodyBytes
         c.inferenceSlots = try pick(inferenceSlots, "INFERENCE_SLOTS", Int.init) ?? c.inferenceSlots
         c.modelCacheSize = try pick(modelCache, "MODEL_CACHE", Int.init) ?? c.modelCacheSize
         c.token = try pick(token, "TOKEN", { $0 })

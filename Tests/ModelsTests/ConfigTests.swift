@@ -1,3 +1,4 @@
+import Config
 import Testing
 import TensorCore
 @testable import Models

@@ -1,3 +1,4 @@
+import Config
 import Testing
 import TestSupport
 import NN

@@ -4,7 +4,7 @@ import Testing
 
 @Suite("HTTP bad input", .serialized) struct BadInputTests {
     @Test func everyBadRequestIsAProblemThatNamesItsFieldAndChangesNothing() async throws {
-        let server = try await LiveServer.start { $0.maxBodyBytes = 64 << 10; $0.maxPixels = 100_000 }
+        let server = try await LiveServer.start { $0.maxBodyBytes = 64 << 10; $0.maxJobBodyBytes = 100 << 10; $0.maxPixels = 100_000 }
         defer { Task { await server.stop() } }
         func post(_ body: String, _ path: String = "/v1/jobs") async throws -> LiveServer.Reply {
             try await server.request("POST", path, body: Data(body.utf8), headers: ["Content-Type": "application/json"])
@@ -25,10 +25,12 @@ import Testing
             == ["overrides.window_size"])
         #expect(try await post("{\"method\": \"mae\", \"overrides\": {\"colour\": 1}}").errorFields == ["overrides.colour"])
         #expect(try await post("{\"method\": \"mae\", \"overrides\": {\"mask_ratio\": \"high\"}}").errorFields == ["overrides.mask_ratio"])
-        // Oversized body: 413 as problem+json.
+        // Oversized body: 413 as problem+json, at the job submission's own limit (not --max-body-bytes).
         let huge = try await server.request("POST", "/v1/jobs", body: Data(repeating: 32, count: 200 << 10),
                                             headers: ["Content-Type": "application/json"])
         #expect(huge.status == 413 && huge.isProblem)
+        let padded = try await post("{\"method\": \"nope\"}" + String(repeating: " ", count: 80 << 10))
+        #expect(padded.status == 422 && padded.errorFields == ["method"], "a body under --max-job-body-bytes is read whole")
         // Nothing above created a job.
         #expect((try await server.get("/v1/jobs").object["jobs"] as! [Any]).isEmpty)
 

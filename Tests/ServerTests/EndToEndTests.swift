@@ -4,8 +4,69 @@ import Foundation
 import ImageData
 import Testing
 @testable import Server
+import Store
 
 @Suite("HTTP end to end", .serialized) struct EndToEndTests {
+    /// A stream that starts from the beginning of a long history reads it in pages and misses
+    /// nothing: more rows than one page, then the terminal state.
+    @Test func aLongHistoryReplaysInPages() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let id = try await server.submit(steps: 1)
+        _ = try await server.waitFor(id, states: ["succeeded"])
+        let extra = 2 * EventStream.replayPageSize + 7
+        let store = try Store(path: server.dataDir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
+        let rows = (2...(extra + 1)).map { MetricRecord(jobID: id, step: $0, loss: 1, lr: 0, imagesPerS: nil, wallTimeS: Double($0)) }
+        try store.record(progress: JobProgress(step: extra + 1, loss: 1, lr: 0, imagesPerS: nil, etaS: nil), metrics: rows, for: id)
+        let events = SSEEvent.parse(try await server.get("/v1/jobs/\(id)/events", headers: ["Last-Event-ID": "0:0"]).text)
+        #expect(events.filter { $0.event == "metric" }.map { $0.json["step"] as! Int } == Array(1...(extra + 1)))
+        #expect(events.last?.event == "state" && events.last?.json["state"] as? String == "succeeded")
+    }
+
+    /// A rendered history is reused only while the job's row is unchanged: new rows show at
+    /// once, and a client holding the current ETag gets a 304.
+    @Test func aHistoryIsNeverStaleAndAnsweredNotModified() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let id = try await server.submit(steps: 1)
+        _ = try await server.waitFor(id, states: ["succeeded"])
+        let path = "/v1/jobs/\(id)/metrics?max_points=200"
+        let first = try await server.get(path)
+        let etag = try #require(first.headers["etag"])
+        #expect((first.object["metrics"] as? [Any])?.count == 1)
+        #expect(try await server.get(path, headers: ["If-None-Match": etag]).status == 304)
+        let csv = try await server.get("/v1/jobs/\(id)/metrics?max_points=200&format=csv")
+        #expect(csv.headers["content-type"] == "text/csv; charset=utf-8" && csv.text.split(separator: "\n").count == 2)
+
+        let store = try Store(path: server.dataDir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
+        let rows = (2...6).map { MetricRecord(jobID: id, step: $0, loss: 1, lr: 0, imagesPerS: nil, wallTimeS: Double($0)) }
+        try store.record(progress: JobProgress(step: 6, loss: 1, lr: 0, imagesPerS: nil, etaS: nil), metrics: rows, for: id)
+        let second = try await server.get(path, headers: ["If-None-Match": etag])
+        #expect(second.status == 200 && second.headers["etag"] != etag)
+        #expect((second.object["metrics"] as? [[String: Any]])?.map { $0["step"] as! Int } == Array(1...6))
+        #expect(try await server.get("/v1/jobs/\(id)/metrics?max_points=200&format=csv").text.split(separator: "\n").count == 7)
+    }
+
+    /// Inference options a model cannot honour are refused, naming the field, and answers report
+    /// what was used: SimMIM has no class token; UM-MAE always masks 0.75.
+    @Test func inferenceOptionsAreHonestPerMethod() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let swin = try await server.submit("simmim", steps: 1)
+        let um = try await server.submit("ummae", steps: 1)
+        _ = try await server.waitFor(swin, states: ["succeeded"])
+        _ = try await server.waitFor(um, states: ["succeeded"])
+        let png = ["Content-Type": "image/png"]
+        let cls = try await server.request("POST", "/v1/jobs/\(swin)/features?pool=cls", body: samplePNG(), headers: png)
+        #expect(cls.status == 422 && cls.errorFields == ["pool"], "\(cls.text)")
+        let mean = try await server.request("POST", "/v1/jobs/\(swin)/features?pool=mean", body: samplePNG(), headers: png)
+        #expect(mean.status == 200 && mean.object["pool"] as? String == "mean")
+        let half = try await server.request("POST", "/v1/jobs/\(um)/reconstruct?mask_ratio=0.5&format=json", body: samplePNG(), headers: png)
+        #expect(half.status == 422 && half.errorFields == ["mask_ratio"], "\(half.text)")
+        let fixed = try await server.request("POST", "/v1/jobs/\(um)/reconstruct?format=json", body: samplePNG(), headers: png)
+        #expect(fixed.status == 200 && fixed.object["mask_ratio"] as? Double == 0.75, "\(fixed.text)")
+    }
+
     @Test func aTinyJobFromSubmissionToReconstruction() async throws {
         let server = try await LiveServer.start()
         defer { Task { await server.stop() } }
@@ -138,8 +199,17 @@ import Testing
         let methods = try await server.get("/v1/methods").object
         let names = (methods["methods"] as! [[String: Any]]).map { $0["name"] as! String }
         #expect(names.contains("mae") && names.contains("simmim"))
-        let fields = (methods["fields"] as! [[String: Any]]).map { $0["name"] as! String }
+        let overrides = ((methods["schema"] as? [String: Any])?["properties"] as? [String: Any])?["overrides"] as? [String: Any]
+        let fields = (overrides?["properties"] as? [String: Any] ?? [:]).keys
         #expect(fields.contains("mask_ratio") && fields.contains("base_lr") && fields.contains("clip_grad"))
+        // The sample photos, each served where the list says, with its size and licence.
+        let samples = try await server.get("/v1/samples").object["samples"] as? [[String: Any]] ?? []
+        #expect(samples.count == 8)
+        for s in samples {
+            let file = try await server.get(s["url"] as? String ?? "")
+            #expect(file.status == 200 && file.body.count == s["bytes"] as? Int && s["width"] as? Int == 224, "\(s)")
+            #expect(!(s["licence"] as? String ?? "").isEmpty)
+        }
         let datasets = try await server.get("/v1/datasets").object["datasets"] as! [[String: Any]]
         #expect(datasets.contains { $0["id"] as? String == "synthetic" })
         #expect(try await server.get("/v1/datasets/synthetic").status == 200)

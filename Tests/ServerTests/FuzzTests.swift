@@ -1,3 +1,4 @@
+import Config
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking

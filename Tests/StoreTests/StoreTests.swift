@@ -152,6 +152,66 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         #expect(try store.claimNextQueued() == nil)
     }
 
+    /// Cancel and pause are decided and written in one transaction with the state they depend on.
+    @Test func stopRequestsAreWrittenWithTheStateCheck() throws {
+        let store = try makeStore()
+        let queued = try store.submit(newJob(1)).job.id
+        #expect(throws: StoreError.self) { try store.requestStop(queued, .pause) }
+        guard case .moved(let change) = try store.requestStop(queued, .cancel) else { Issue.record("not moved"); return }
+        #expect(try change.state == .cancelled && change.eventID == store.lastEventID(jobID: queued))
+
+        let running = try store.submit(newJob(2)).job.id
+        _ = try store.claimNextQueued()
+        #expect(try store.stopRequest(running) == nil)
+        guard case .requested(let job) = try store.requestStop(running, .pause) else { Issue.record("not requested"); return }
+        #expect(try job.state == .running && store.stopRequest(running) == .pause)
+        _ = try store.requestStop(running, .cancel)
+        _ = try store.requestStop(running, .pause)  // never downgrades a cancel
+        #expect(try store.stopRequest(running) == .cancel)
+        try store.transition(running, to: .cancelled)
+        #expect(try store.stopRequest(running) == nil)
+        #expect(throws: StoreError.self) { try store.requestStop(running, .cancel) }
+        #expect(throws: StoreError.self) { try store.requestStop("j-none", .cancel) }
+    }
+
+    /// A request made before the process died is honoured at start-up, not lost to a re-queue.
+    @Test func startUpHonoursRequestsMadeBeforeACrash() throws {
+        let store = try makeStore()
+        let ids = try (0..<3).map { try store.submit(newJob($0)).job.id }
+        for _ in ids { _ = try store.claimNextQueued() }
+        _ = try store.requestStop(ids[0], .cancel)
+        _ = try store.requestStop(ids[1], .pause)
+        let found = try store.requeueInterrupted()
+        #expect(found.stopped == [.init(id: ids[0], state: .cancelled), .init(id: ids[1], state: .paused)])
+        #expect(found.requeued == [ids[2]])
+        #expect(try ids.map { try store.job($0)!.state } == [.cancelled, .paused, .queued])
+        #expect(try ids.map { try store.stopRequest($0) } == [nil, nil, nil])
+    }
+
+    /// A stream catches up in pages; the page that reaches the end reads events and job in the
+    /// same snapshot as the last metrics.
+    @Test func historyComesInPages() throws {
+        let store = try makeStore()
+        let id = try store.submit(newJob()).job.id
+        _ = try store.claimNextQueued()
+        let rows = (1...25).map { MetricRecord(jobID: id, step: $0, loss: 1 / Double($0), lr: 0.1, imagesPerS: nil, wallTimeS: Double($0)) }
+        try store.record(progress: JobProgress(step: 25, loss: 0.04, lr: 0.1, imagesPerS: nil, etaS: nil), metrics: rows, for: id)
+        try store.transition(id, to: .succeeded)
+        var step = 0, eventID: Int64 = 0, pages = 0, seen: [Int] = []
+        var last: HistoryPage
+        repeat {
+            last = try store.historyPage(jobID: id, afterStep: step, afterEventID: eventID, limit: 10)
+            pages += 1
+            seen += last.metrics.map(\.step)
+            step = last.metrics.last?.step ?? step
+            eventID = last.events.last?.id ?? eventID
+            #expect(last.isLast || last.job == nil)
+        } while !last.isLast
+        #expect(seen == Array(1...25) && pages == 3)
+        #expect(try last.job?.state == .succeeded && eventID == store.lastEventID(jobID: id))
+        #expect(try store.lastEventID(jobID: "j-none") == 0)
+    }
+
     @Test func deleteRefusesRunningAndCascades() throws {
         let store = try makeStore()
         let job = try store.submit(newJob()).job
@@ -255,5 +315,39 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         #expect(e.id != nil)
         #expect(try store.evaluations(jobID: id).map(\.id) == [e.id])
         #expect(store.probeWrite())
+    }
+}
+
+/// The actions a job resource lists are exactly those the store carries out in its state.
+@Suite("Store: job actions") struct JobActionTests {
+    func job(in state: JobState, _ store: Store) throws -> String {
+        let id = try store.submit(newJob(Int.random(in: 0..<1_000_000))).job.id
+        if state == .queued { return id }
+        while try store.claimNextQueued().map({ $0.id != id }) ?? false {}
+        if state != .running { try store.transition(id, to: state) }
+        return id
+    }
+
+    func perform(_ action: JobAction, on id: String, _ store: Store) -> Bool {
+        do {
+            switch action {
+            case .pause: _ = try store.requestStop(id, .pause)
+            case .cancel: _ = try store.requestStop(id, .cancel)
+            case .resume: try store.transition(id, to: .queued, from: [.paused])
+            case .delete: _ = try store.delete(id)
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    @Test(arguments: JobState.allCases)
+    func listedActionsAreExactlyTheAcceptedOnes(state: JobState) throws {
+        let store = try makeStore()
+        for action in JobAction.allCases {
+            let id = try job(in: state, store)
+            #expect(perform(action, on: id, store) == state.actions.contains(action), "\(action) on a \(state) job")
+        }
     }
 }

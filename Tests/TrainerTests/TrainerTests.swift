@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Models
 import Synchronization
@@ -41,7 +42,7 @@ import TensorCore
         #expect(fields(JobRequest(method: "mae", preset: "tiny", overrides: ["patch_size": .number(5)])).contains("overrides.patch_size"))
         #expect(fields(JobRequest(method: "simmim", preset: "tiny", overrides: ["window_size": .number(3)])) == ["overrides.window_size"])
         #expect(fields(JobRequest(method: "mae", preset: "tiny", overrides: ["base_lr": .number(-1), "method": .string("simmim")]))
-            == ["overrides.method", "overrides.base_lr"])
+            == ["overrides.base_lr", "overrides.method"])
     }
 }
 
@@ -189,6 +190,20 @@ import TensorCore
         defer { h.pool.shutdown() }
         let end = try h.wait(id, for: [.cancelled, .succeeded, .failed])
         #expect(end.state == .cancelled && end.step < 1_000, "\(end.state) at step \(end.step)")
+    }
+
+    /// A cancel written by another process sharing the database (another API node) reaches the
+    /// trainer within a step: the request lives on the job's row, not in this pool's memory.
+    @Test func aCancelFromAnotherProcessIsHonoured() throws {
+        let h = try Harness()
+        let id = try h.submit(steps: 100_000)
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        try h.wait(id, for: [.running])
+        let other = try Store(path: h.store.path, migrations: h.store.migrations)
+        guard case .requested = try other.requestStop(id, .cancel) else { Issue.record("not requested"); return }
+        let end = try h.wait(id, for: [.cancelled, .succeeded, .failed])
+        #expect(end.state == .cancelled && end.step < 100_000)
     }
 
     /// `--trainer-nice`: the slot's thread trains at the given nice value.

@@ -8,8 +8,10 @@ Regenerate with:
 Each photo is centre-cropped to a square and resized to 224 px (bicubic), then saved as JPEG
 (quality 85) or, for the gray camera picture, PNG — so the folder exercises both decoders.
 Every source is public domain or CC0 (see the docstrings in skimage/data/_fetchers.py);
-LICENSE.md beside the photos lists them. The folder stays well under 1 MB.
+LICENSE.md beside the photos lists them for people, samples.json for the server (GET /v1/samples).
+The folder stays well under 1 MB.
 """
+import json
 import os
 
 from PIL import Image
@@ -39,7 +41,7 @@ def square(img):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    rows = []
+    rows, manifest = [], []
     for name, load, subject, credit in SOURCES:
         img = square(Image.fromarray(load()))
         path = os.path.join(OUT, name)
@@ -48,6 +50,10 @@ def main():
         else:
             img.save(path, quality=85, optimize=True)
         rows.append(f"| `{name}` | {subject} | skimage.data.{load.__name__} | {credit} |")
+        manifest.append({"file": name, "subject": subject, "source": f"skimage.data.{load.__name__}", "licence": credit})
+    with open(os.path.join(OUT, "samples.json"), "w") as f:
+        json.dump({"samples": manifest}, f, indent=1, ensure_ascii=False)
+        f.write("\n")
     with open(os.path.join(OUT, "LICENSE.md"), "w") as f:
         f.write("# Sample photos\n\n"
                 f"Cut by `Tools/samples/make_samples.py` from scikit-image's bundled data: centre square, {SIZE} px.\n"

@@ -5,11 +5,11 @@ extension Presets {
     /// MixMIM: AdamW (0.9, 0.95), wd 0.05, blr 1.5e-4 per 256 at batch 2048, 40 of 600 epochs warm-up.
     static let mixmaeRecipe = Recipe(blr: 1.5e-4, lrBatchDivisor: 256, absoluteLR: nil, minLR: 0,
                                      warmupFraction: 40.0 / 600, weightDecay: 0.05, beta1: 0.9, beta2: 0.95,
-                                     clipGrad: nil, batchSize: 2048)
+                                     clipGrad: nil, paperBatchSize: 2048)
     /// ConvMAE: as MAE but batch 2048, 40 of 1600 epochs warm-up.
     static let convmaeRecipe = Recipe(blr: 1.5e-4, lrBatchDivisor: 256, absoluteLR: nil, minLR: 0,
                                       warmupFraction: 40.0 / 1600, weightDecay: 0.05, beta1: 0.9, beta2: 0.95,
-                                      clipGrad: nil, batchSize: 2048)
+                                      clipGrad: nil, paperBatchSize: 2048)
 
     static func mixmae(_ name: String, _ summary: String, image: Int, patch: Int, dim: Int, depths: [Int], heads: [Int],
                        window: Int, decoder: (Int, Int, Int), tiny: Bool = false, isDefault: Bool = false) -> Preset {

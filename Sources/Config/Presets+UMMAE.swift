@@ -2,7 +2,7 @@
 extension Presets {
     /// AdamW (0.9, 0.95), wd 0.05, blr 1.5e-4 per 256 at batch 4096, 10 of 200 epochs warm-up.
     static let ummaeRecipe = Recipe(blr: 1.5e-4, lrBatchDivisor: 256, absoluteLR: nil, minLR: 0, warmupFraction: 0.05,
-                                    weightDecay: 0.05, beta1: 0.9, beta2: 0.95, clipGrad: nil, batchSize: 4096)
+                                    weightDecay: 0.05, beta1: 0.9, beta2: 0.95, clipGrad: nil, paperBatchSize: 4096)
 
     static func ummae(_ name: String, _ summary: String, image: Int, patch: Int, dim: Int, depths: [Int], heads: [Int],
                       window: Int, unit: Int, posMLP: Int, decoder: (Int, Int, Int), tiny: Bool = false,

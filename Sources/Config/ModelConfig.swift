@@ -136,31 +136,12 @@ extension ModelConfig {
         func check(_ ok: Bool, _ field: String, _ reason: @autoclosure () -> String) {
             if !ok { e.append(FieldError(field, reason())) }
         }
-        check(imageSize >= 8 && imageSize <= 1024, "image_size", "must be in 8…1024, got \(imageSize)")
-        check(patchSize >= 1, "patch_size", "must be ≥ 1, got \(patchSize)")
-        if patchSize >= 1 {
-            check(imageSize % patchSize == 0, "patch_size", "\(patchSize) does not divide image_size \(imageSize)")
-        }
-        check(embedDim >= 1 && embedDim <= 4096, "embed_dim", "must be in 1…4096, got \(embedDim)")
-        check(!depths.isEmpty && depths.allSatisfy { $0 >= 1 && $0 <= 64 }, "depths", "each depth must be in 1…64, got \(depths)")
+        // Types and ranges come from the schema. Nothing below runs on a field out of its range
+        // (a 65-stage list would overflow the stride `patch << stages`).
+        e = JobSchema.problems(in: JSONValue.object(of: self), group: .model)
+        if !e.isEmpty { throw ConfigError(merging: e) }
+        check(imageSize % patchSize == 0, "patch_size", "\(patchSize) does not divide image_size \(imageSize)")
         check(heads.count == depths.count, "heads", "needs one entry per stage (\(depths.count)), got \(heads.count)")
-        // Stage widths and the encoder stride double per stage: beyond a handful of stages they
-        // overflow (`patch << stages` becomes 0), so nothing below may run on such a list.
-        check(depths.count <= Self.maxStages, "depths", "at most \(Self.maxStages) stages, got \(depths.count)")
-        check(heads.count <= Self.maxStages, "heads", "at most \(Self.maxStages) stages, got \(heads.count)")
-        check((stageWidths?.count ?? 0) <= Self.maxStages, "stage_widths", "at most \(Self.maxStages) stages, got \(stageWidths?.count ?? 0)")
-        if depths.count > Self.maxStages || heads.count > Self.maxStages || (stageWidths?.count ?? 0) > Self.maxStages {
-            throw ConfigError(merging: e)
-        }
-        check(mlpRatio >= 1 && mlpRatio <= 16, "mlp_ratio", "must be in 1…16, got \(mlpRatio)")
-        // The decoder's sizes (methods without a decoder ignore them, but they still must be sane).
-        check((0...4096).contains(decoderDim), "decoder_dim", "must be in 0…4096, got \(decoderDim)")
-        check((0...64).contains(decoderDepth), "decoder_depth", "must be in 0…64, got \(decoderDepth)")
-        check((0...256).contains(decoderHeads), "decoder_heads", "must be in 0…256, got \(decoderHeads)")
-        check(heads.allSatisfy { (1...256).contains($0) }, "heads", "each must be in 1…256, got \(heads)")
-        check((0...1024).contains(windowSize), "window_size", "must be in 0…1024, got \(windowSize)")
-        check(layerNormEps > 0 && layerNormEps < 0.1, "layer_norm_eps", "must be in (0, 0.1), got \(layerNormEps)")
-        check(maskRatio > 0 && maskRatio < 1, "mask_ratio", "must be in (0, 1), got \(maskRatio)")
         if heads.count == depths.count && embedDim >= 1 && (stageWidths ?? depths).count == depths.count {
             // ConvMAE's conv stages have no attention: only its ViT stage (the last) uses heads.
             for (s, h) in heads.enumerated() where method != .convmae || s == heads.count - 1 {

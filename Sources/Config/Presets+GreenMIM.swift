@@ -2,7 +2,7 @@
 extension Presets {
     /// AdamW (0.9, 0.95), wd 0.05, blr 1.5e-4 per 256 at batch 2048, 40 of 800 epochs warm-up.
     static let greenmimRecipe = Recipe(blr: 1.5e-4, lrBatchDivisor: 256, absoluteLR: nil, minLR: 0, warmupFraction: 0.05,
-                                       weightDecay: 0.05, beta1: 0.9, beta2: 0.95, clipGrad: nil, batchSize: 2048)
+                                       weightDecay: 0.05, beta1: 0.9, beta2: 0.95, clipGrad: nil, paperBatchSize: 2048)
 
     static func greenmim(_ name: String, _ summary: String, image: Int, patch: Int, dim: Int, depths: [Int], heads: [Int],
                          window: Int, unit: Int, decoder: (Int, Int, Int), tiny: Bool = false,

@@ -1,5 +1,4 @@
 import Foundation
-import Models
 
 /// A job submission as a client sends it (`POST /v1/jobs`). Everything but `method` has a
 /// default from the preset and its recipe; `overrides` may set any model or training field.
@@ -62,6 +61,13 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 
     public static let fieldNames = CodingKeys.allCases.map(\.rawValue)
+
+    /// Defaults of a request that names none (the schema shows them; `JobConfig.resolve` applies them).
+    public static let defaultTotalSteps = 1000
+    public static let defaultKeepCheckpoints = 3
+    public static let defaultDataWorkers = 2
+    /// The default checkpoint interval is a quarter of the run, at most this many steps.
+    public static let defaultCheckpointEveryMax = 500
 }
 
 /// The fully resolved configuration of a job, stored with it and in every checkpoint.
@@ -98,19 +104,20 @@ extension JobConfig {
         }
         let preset = try Presets.resolve(method: method, preset: r.preset ?? "default")
         var errors: [FieldError] = []
-        let batch = r.batchSize ?? (preset.isTiny ? 16 : 8)
-        let total = r.totalSteps ?? 1000
         let recipe = preset.recipe
+        let batch = r.batchSize ?? recipe.defaultBatchSize
+        let total = r.totalSteps ?? TrainingConfig.defaultTotalSteps
         var training = TrainingConfig(
             totalSteps: total, batchSize: batch, seed: r.seed ?? 0, baseLR: recipe.peakLR(batch: max(batch, 1)),
             minLR: recipe.absoluteLR == nil ? recipe.minLR * Float(max(batch, 1)) / Float(recipe.lrBatchDivisor) : recipe.minLR,
             warmupSteps: Int((recipe.warmupFraction * Float(total)).rounded()),
             weightDecay: recipe.weightDecay, beta1: recipe.beta1, beta2: recipe.beta2, clipGrad: recipe.clipGrad,
-            cropScaleMin: method == .simmim ? 0.67 : 0.2, hflip: true,
-            checkpointEvery: max(1, min(500, total / 4)), keepCheckpoints: 3, dataWorkers: 2)
+            cropScaleMin: recipe.cropScaleMin, hflip: true,
+            checkpointEvery: max(1, min(TrainingConfig.defaultCheckpointEveryMax, total / 4)),
+            keepCheckpoints: TrainingConfig.defaultKeepCheckpoints, dataWorkers: TrainingConfig.defaultDataWorkers)
         var model = preset.model
         if let overrides = r.overrides {
-            (model, training) = apply(overrides, model: model, training: training, errors: &errors)
+            (model, training) = apply(overrides, method: method, model: model, training: training, errors: &errors)
         }
         let dataset = r.dataset ?? "synthetic"
         if !datasetExists(dataset) { errors.append(FieldError("dataset", "no dataset '\(dataset)'; GET /v1/datasets lists them")) }
@@ -143,36 +150,47 @@ extension JobConfig {
         return FieldError("preset", need + "; the model does not fit even at batch 1: choose a smaller preset or widths")
     }
 
-    /// Sets each override on the model or training config through their JSON field names, so
-    /// every documented field is overridable and a wrong type names its field.
-    static func apply(_ overrides: [String: JSONValue], model: ModelConfig, training: TrainingConfig,
+    /// Sets each override on the model or training config through their JSON field names. Each
+    /// value is checked against its `JobSchema` field first (type, range, the methods it applies
+    /// to), so every problem names its field and says what the field takes.
+    static func apply(_ overrides: [String: JSONValue], method: Method, model: ModelConfig, training: TrainingConfig,
                       errors: inout [FieldError]) -> (ModelConfig, TrainingConfig) {
         var modelFields = JSONValue.object(of: model), trainingFields = JSONValue.object(of: training)
+        let before = errors.count
         for (key, value) in overrides.sorted(by: { $0.key < $1.key }) {
-            if key == "method" {
-                errors.append(FieldError("overrides.method", "the method is chosen by the top-level 'method' field"))
-            } else if modelFields[key] != nil {
-                modelFields[key] = value
-            } else if trainingFields[key] != nil || key == "clip_grad" {
-                trainingFields[key] = value
-            } else {
-                let known = (modelFields.keys.filter { $0 != "method" } + trainingFields.keys).sorted().joined(separator: ", ")
-                errors.append(FieldError("overrides.\(key)", "unknown field; overridable: \(known)"))
+            let name = "overrides.\(key)"
+            guard let field = JobSchema.field(named: key) else {
+                let reason = key == "method" ? "the method is chosen by the top-level 'method' field"
+                    : "unknown field; overridable: \(JobSchema.overridable.map(\.name).sorted().joined(separator: ", "))"
+                errors.append(FieldError(name, reason))
+                continue
+            }
+            switch field.group {
+            case .request:
+                errors.append(FieldError(name, "set \(key) at the top level of the request, not in overrides"))
+            case _ where !field.applies(to: method):
+                let to = (field.methods ?? []).map(\.rawValue).joined(separator: ", ")
+                errors.append(FieldError(name, "applies to \(to) only, not \(method.rawValue)"))
+            case .model, .training:
+                if let reason = field.problem(with: value) {
+                    errors.append(FieldError(name, reason))
+                } else if field.group == .model {
+                    modelFields[key] = value
+                } else {
+                    trainingFields[key] = value
+                }
             }
         }
+        guard errors.count == before else { return (model, training) }
         func decode<T: Decodable>(_ fields: [String: JSONValue], as: T.Type, fallback: T) -> T {
             do {
                 return try JSONDecoder().decode(T.self, from: JSONEncoder().encode(fields))
-            } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
-                let field = context.codingPath.first?.stringValue ?? "?"
-                errors.append(FieldError("overrides.\(field)", "expected \(JSONValue.describe(type))"))
-            } catch let DecodingError.dataCorrupted(context) {
-                let field = context.codingPath.first?.stringValue ?? "?"
-                errors.append(FieldError("overrides.\(field)", context.debugDescription))
             } catch {
-                errors.append(FieldError("overrides", "\(error)"))
+                // The schema checked every value above; a value it let through that the struct
+                // cannot hold is a bug in the table, reported rather than crashed on.
+                errors.append(FieldError("overrides", "cannot apply: \(error)"))
+                return fallback
             }
-            return fallback
         }
         return (decode(modelFields, as: ModelConfig.self, fallback: model),
                 decode(trainingFields, as: TrainingConfig.self, fallback: training))
@@ -180,25 +198,13 @@ extension JobConfig {
 }
 
 extension TrainingConfig {
+    /// Ranges come from `JobSchema`; what relates two fields is checked here.
     func problems() -> [FieldError] {
-        var e: [FieldError] = []
-        func check(_ ok: Bool, _ field: String, _ reason: @autoclosure () -> String) {
-            if !ok { e.append(FieldError(field, reason())) }
-        }
-        check((1...10_000_000).contains(totalSteps), "total_steps", "must be in 1…10000000, got \(totalSteps)")
-        check((1...4096).contains(batchSize), "batch_size", "must be in 1…4096, got \(batchSize)")
-        let lrValid = baseLR.isFinite && baseLR > 0 && baseLR < 10
-        check(lrValid, "overrides.base_lr", "must be in (0, 10), got \(baseLR)")
-        if lrValid { check(minLR.isFinite && minLR >= 0 && minLR <= baseLR, "overrides.min_lr", "must be in [0, base_lr \(baseLR)], got \(minLR)") }
-        check(warmupSteps >= 0 && warmupSteps <= totalSteps, "overrides.warmup_steps", "must be in 0…total_steps, got \(warmupSteps)")
-        check(weightDecay.isFinite && weightDecay >= 0 && weightDecay < 10, "overrides.weight_decay", "must be in [0, 10), got \(weightDecay)")
-        check(beta1 >= 0 && beta1 < 1, "overrides.beta1", "must be in [0, 1), got \(beta1)")
-        check(beta2 >= 0 && beta2 < 1, "overrides.beta2", "must be in [0, 1), got \(beta2)")
-        if let c = clipGrad { check(c.isFinite && c > 0, "overrides.clip_grad", "must be > 0 or null, got \(c)") }
-        check(cropScaleMin > 0 && cropScaleMin <= 1, "overrides.crop_scale_min", "must be in (0, 1], got \(cropScaleMin)")
-        check(checkpointEvery >= 1, "overrides.checkpoint_every", "must be ≥ 1, got \(checkpointEvery)")
-        check((1...100).contains(keepCheckpoints), "overrides.keep_checkpoints", "must be in 1…100, got \(keepCheckpoints)")
-        check((1...16).contains(dataWorkers), "overrides.data_workers", "must be in 1…16, got \(dataWorkers)")
+        let values = JSONValue.object(of: self)
+        var e = JobSchema.problems(in: values, group: .request) + JobSchema.problems(in: values, group: .training, prefix: "overrides.")
+        guard e.isEmpty else { return e }
+        if minLR > baseLR { e.append(FieldError("overrides.min_lr", "must be at most base_lr \(baseLR), got \(minLR)")) }
+        if warmupSteps > totalSteps { e.append(FieldError("overrides.warmup_steps", "must be at most total_steps \(totalSteps), got \(warmupSteps)")) }
         return e
     }
 }

@@ -29,7 +29,7 @@ extension ModelConfig {
     public var resolvedGrouping: GroupingMode { grouping ?? .search }
 
     /// UM-MAE: tokens per mask unit side (K).
-    var unitTokens: Int { maskUnit / max(patchSize, 1) }
+    public var unitTokens: Int { maskUnit / max(patchSize, 1) }
 
     /// The UM-MAE and GreenMIM constraints, each naming its field.
     func visibleOnlyErrors() -> [FieldError] {
@@ -50,10 +50,7 @@ extension ModelConfig {
         if decoderHeads >= 1 { check(decoderDim % decoderHeads == 0, "decoder_heads", "decoder_dim \(decoderDim) is not divisible by \(decoderHeads)") }
         check(decoderDim % 4 == 0, "decoder_dim", "the sin-cos decoder table needs a width divisible by 4, got \(decoderDim)")
         if method == .ummae {
-            check(secondaryMaskRatio == nil || (0..<1).contains(resolvedSecondaryMaskRatio), "secondary_mask_ratio",
-                  "must be in [0, 1), got \(resolvedSecondaryMaskRatio)")
-            check(resolvedPosMLPDim >= 1 && resolvedPosMLPDim <= 1024, "pos_mlp_dim", "must be in 1…1024, got \(resolvedPosMLPDim)")
-            check(maskRatio == 0.75, "mask_ratio", "UM-MAE keeps one unit per 2×2 group, so the ratio is 0.75, got \(maskRatio)")
+            check(maskRatio == Method.ummae.fixedMaskRatio, "mask_ratio", "UM-MAE keeps one unit per 2×2 group, so the ratio is 0.75, got \(maskRatio)")
             check(grouping == nil && groupSizeMax == nil, "grouping", "applies to greenmim only")
             // The decoder's ×2 pixel shuffle turns the last stage into one token per 2×2 group.
             check(encoderStride == 2 * maskUnit, "mask_unit",
@@ -70,7 +67,6 @@ extension ModelConfig {
             check(secondaryMaskRatio == nil && posMLPDim == nil, "secondary_mask_ratio", "applies to ummae only")
             check(maskUnit == encoderStride, "mask_unit",
                   "GreenMIM masks units of the encoder's largest patch, \(encoderStride) px, got \(maskUnit)")
-            check((groupSizeMax ?? 1) >= 1, "group_size_max", "must be ≥ 1, got \(groupSizeMax ?? 0)")
             let units = unitGrid * unitGrid
             if maskRatio > 0 && maskRatio < 1 {
                 check(Int(Float(units) * (1 - maskRatio)) >= 1, "mask_ratio", "keeps no unit of \(units)")

@@ -16,7 +16,12 @@ public struct Recipe: Codable, Sendable, Equatable {
     public var beta2: Float
     /// Global gradient-norm clip (SimMIM: 5), or nil.
     public var clipGrad: Float?
-    public var batchSize: Int
+    /// The batch the paper trained with (the learning rate scales from `blr` either way).
+    public var paperBatchSize: Int
+    /// RandomResizedCrop's smallest area share (SimMIM 0.67; the MAE family 0.2).
+    public var cropScaleMin: Float = 0.2
+    /// A job's batch when the request names none: what fits a CPU server, not the paper's.
+    public var defaultBatchSize = 8
 
     public func peakLR(batch: Int) -> Float { absoluteLR ?? blr * Float(batch) / Float(lrBatchDivisor) }
 
@@ -24,7 +29,7 @@ public struct Recipe: Codable, Sendable, Equatable {
         case blr, beta1, beta2
         case lrBatchDivisor = "lr_batch_divisor", absoluteLR = "absolute_lr", minLR = "min_lr"
         case warmupFraction = "warmup_fraction", weightDecay = "weight_decay", clipGrad = "clip_grad"
-        case batchSize = "batch_size"
+        case paperBatchSize = "paper_batch_size", cropScaleMin = "crop_scale_min", defaultBatchSize = "default_batch_size"
     }
 }
 
@@ -41,16 +46,16 @@ public struct Preset: Sendable, Equatable {
 
 public enum Presets {
     static let maeRecipe = Recipe(blr: 1.5e-4, lrBatchDivisor: 256, absoluteLR: nil, minLR: 0, warmupFraction: 0.025,
-                                  weightDecay: 0.05, beta1: 0.9, beta2: 0.95, clipGrad: nil, batchSize: 4096)
+                                  weightDecay: 0.05, beta1: 0.9, beta2: 0.95, clipGrad: nil, paperBatchSize: 4096)
     static let simmimRecipe = Recipe(blr: 2e-4, lrBatchDivisor: 512, absoluteLR: nil, minLR: 1e-5, warmupFraction: 0.1,
-                                     weightDecay: 0.05, beta1: 0.9, beta2: 0.999, clipGrad: 5, batchSize: 2048)
+                                     weightDecay: 0.05, beta1: 0.9, beta2: 0.999, clipGrad: 5, paperBatchSize: 2048, cropScaleMin: 0.67)
 
     static func tinyRecipe(_ r: Recipe) -> Recipe {
         var t = r
         t.absoluteLR = 1e-3
         t.minLR = 0
         t.warmupFraction = 0.05
-        t.batchSize = 16
+        t.defaultBatchSize = 16
         return t
     }
 
@@ -105,20 +110,5 @@ public enum Presets {
             throw ConfigError(errors: [FieldError("preset", "unknown preset '\(preset)' for \(method.rawValue); choose one of \(names)")])
         }
         return found
-    }
-}
-
-/// Builds the model of a (validated) configuration.
-public enum ModelRegistry {
-    public static func make(_ config: ModelConfig, seed: UInt64) throws(ConfigError) -> any MIMModel {
-        try config.validate()
-        switch config.method {
-        case .mae: return MAE(config: config, seed: seed)
-        case .simmim: return SimMIM(config: config, seed: seed)
-        case .ummae: return UMMAE(config: config, seed: seed)
-        case .greenmim: return GreenMIM(config: config, seed: seed)
-        case .mixmae: return MixMAE(config: config, seed: seed)
-        case .convmae: return ConvMAE(config: config, seed: seed)
-        }
     }
 }

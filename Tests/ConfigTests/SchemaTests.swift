@@ -1,0 +1,103 @@
+import Config
+import Foundation
+import Testing
+
+/// `JobSchema` is the one description of every setting: these tests hold the presets, the
+/// request validation and the rendered JSON Schema to it.
+@Suite("Job schema") struct SchemaTests {
+    func problems(_ method: Method, _ overrides: [String: JSONValue]) -> [FieldError] {
+        do { _ = try JobConfig.resolve(JobRequest(method: method.rawValue, preset: "tiny", overrides: overrides)); return [] }
+        catch { return error.errors }
+    }
+
+    /// Every setting of every preset is a field of the table, and its value has the field's type and range.
+    @Test(arguments: Presets.all.map(\.name))
+    func everyPresetSettingIsDescribed(preset name: String) throws {
+        let preset = try #require(Presets.named(name))
+        let job = try JobConfig.resolve(JobRequest(method: preset.model.method.rawValue, preset: name))
+        let values = JSONValue.object(of: job.model).merging(JSONValue.object(of: job.training)) { a, _ in a }
+        for (key, value) in values where key != "method" {
+            let field = try #require(JobSchema.field(named: key), "\(key) of \(name) is not in the schema")
+            #expect(field.problem(with: value) == nil, "\(name).\(key) = \(value): \(field.problem(with: value) ?? "")")
+        }
+        // Every field the method reads is either set by the preset or has a documented default.
+        for field in JobSchema.fields where field.applies(to: preset.model.method) {
+            #expect(values[field.name] != nil || field.fixedDefault != nil || field.nullable, "\(name) leaves \(field.name) undescribed")
+        }
+    }
+
+    /// What the table accepts, the server accepts: each preset's own values, sent back as overrides, resolve to the same job.
+    @Test(arguments: Method.allCases)
+    func thePresetsOwnValuesAreAcceptedAsOverrides(method: Method) throws {
+        let job = try JobConfig.resolve(JobRequest(method: method.rawValue, preset: "tiny"))
+        var overrides = JSONValue.object(of: job.model).merging(JSONValue.object(of: job.training)) { a, _ in a }
+        overrides = overrides.filter { key, _ in JobSchema.field(named: key).map { $0.group != .request && $0.applies(to: method) } ?? false }
+        #expect(problems(method, overrides) == [])
+        let again = try JobConfig.resolve(JobRequest(method: method.rawValue, preset: "tiny", overrides: overrides))
+        #expect(again == job)
+    }
+
+    /// What the table refuses, the server refuses, naming the field: a value of the wrong type, one
+    /// just outside the range, and a field the method does not read.
+    @Test(arguments: Method.allCases)
+    func theServerRefusesWhatTheTableRefuses(method: Method) {
+        for field in JobSchema.overridable {
+            let name = "overrides.\(field.name)"
+            guard field.applies(to: method) else {
+                let e = problems(method, [field.name: .number(1)])
+                #expect(e.map(\.field) == [name] && e.first?.reason.contains("applies to") == true, "\(method) \(field.name): \(e)")
+                continue
+            }
+            let wrongType: JSONValue = if case .text = field.kind { .number(1) } else if case .choice = field.kind { .number(1) } else { .string("x") }
+            #expect(problems(method, [field.name: wrongType]).map(\.field) == [name], "\(method) \(field.name) as a string")
+            for outside in Self.outside(field.kind) {
+                #expect(problems(method, [field.name: outside]).map(\.field) == [name], "\(method) \(field.name) = \(outside)")
+            }
+            if !field.nullable {
+                #expect(problems(method, [field.name: .null]).map(\.field) == [name], "\(method) \(field.name) = null")
+            }
+        }
+    }
+
+    /// Values just past each end of a field's range.
+    static func outside(_ kind: JobField.Kind) -> [JSONValue] {
+        switch kind {
+        case .integer(let r): [.number(Double(r.lowerBound) - 1), .number(Double(r.upperBound) + 1), .number(Double(r.lowerBound) + 0.5)]
+        case .number(let i):
+            [.number(i.lowerOpen ? i.lower : i.lower.nextDown), .number(i.upperOpen ? i.upper : i.upper.nextUp)]
+        case .boolean: [.number(0)]
+        case .choice: [.string("neither")]
+        case .integers(let each, let count):
+            [.array(Array(repeating: .number(Double(each.lowerBound)), count: count.upperBound + 1)), .array([]),
+             .array([.number(Double(each.upperBound) + 1)])]
+        case .text: []
+        }
+    }
+
+    /// The rendered JSON Schema lists exactly the table, with each field's type, range and methods.
+    @Test func theJSONSchemaIsTheTable() throws {
+        guard case .object(let root) = JobSchema.jsonSchema(), case .object(let top)? = root["properties"],
+              case .object(let overrides)? = top["overrides"], case .object(let props)? = overrides["properties"] else {
+            Issue.record("no properties")
+            return
+        }
+        #expect(Set(props.keys) == Set(JobSchema.overridable.map(\.name)))
+        #expect(Set(top.keys) == Set(["method", "preset", "dataset", "overrides"] + JobSchema.fields.filter { $0.group == .request }.map(\.name)))
+        guard case .object(let grouping)? = props["grouping"], case .object(let ratio)? = props["mask_ratio"],
+              case .object(let depths)? = props["depths"] else { Issue.record("missing fields"); return }
+        #expect(grouping["enum"] == .array([.string("search"), .string("fixed")]) && grouping["x-methods"] == .array([.string("greenmim")]))
+        #expect(ratio["exclusiveMinimum"] == .number(0) && ratio["exclusiveMaximum"] == .number(1) && ratio["type"] == .string("number"))
+        #expect(depths["type"] == .string("array") && depths["maxItems"] == .number(Double(ModelConfig.maxStages)))
+    }
+
+    /// Defaults live once: the recipe's batch and crop scale, the bookkeeping constants.
+    @Test func defaultsComeFromTheRecipe() throws {
+        for preset in Presets.all {
+            let job = try JobConfig.resolve(JobRequest(method: preset.model.method.rawValue, preset: preset.name))
+            #expect(job.training.batchSize == preset.recipe.defaultBatchSize)
+            #expect(job.training.cropScaleMin == preset.recipe.cropScaleMin)
+            #expect(job.training.keepCheckpoints == TrainingConfig.defaultKeepCheckpoints)
+            #expect(job.training.totalSteps == TrainingConfig.defaultTotalSteps)
+        }
+    }
+}
