@@ -1,9 +1,9 @@
 #if canImport(FoundationEssentials)
-import Config
 import FoundationEssentials
 #else
 import Foundation
 #endif
+import Config
 import NN
 import TensorCore
 
