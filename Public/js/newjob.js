@@ -34,11 +34,13 @@ export function schemaFields(schema) {
       default: p.default,
       methods: p['x-methods'] || null,
       min: p.minimum ?? p.exclusiveMinimum, max: p.maximum ?? p.exclusiveMaximum,
+      order: p['x-order'] ?? 0,
     };
   };
   const request = Object.entries(top).filter(([n, p]) => n !== 'overrides' && ['integer', 'number'].includes(p.type))
     .map(([n, p]) => describe(n, p, 'request'));
-  return [...request, ...Object.entries(overrides).map(([n, p]) => describe(n, p, p['x-group'] || 'model'))];
+  return [...request, ...Object.entries(overrides).map(([n, p]) => describe(n, p, p['x-group'] || 'model'))]
+    .sort((a, b) => a.order - b.order);
 }
 
 function inputFor(field, id) {
@@ -135,7 +137,7 @@ function render(main, methodsDoc, datasets, from) {
     const input = inputFor(doc, id);
     const errorEl = h('p', { class: 'field-error', id: `err-${name}`, hidden: true });
     const said = (doc.help || '').trim();
-    const sentence = !said || /[.!?)]$/.test(said) ? said : `${said}.`;
+    const sentence = !said || /[.!?]$/.test(said) ? said : `${said}.`;
     const listHint = doc.type === 'array' ? ' A list, comma-separated.' : '';
     const help = h('p', { class: 'hint', id: `help-${name}` }, sentence, listHint, value !== undefined ? ` Default: ${show(value) || 'none'}.` : '');
     input.setAttribute('aria-describedby', `help-${name} err-${name}`);

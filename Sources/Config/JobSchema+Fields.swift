@@ -19,7 +19,7 @@ public enum JobSchema {
     public static let fields: [JobField] = [
         field("total_steps", .request, .integer(1...maxSteps), fixedDefault: .number(Double(TrainingConfig.defaultTotalSteps)),
               "Training steps"),
-        field("batch_size", .request, .integer(1...4096), "Images per step (default: the preset's recipe)"),
+        field("batch_size", .request, .integer(1...4096), "Images per step"),
         field("seed", .request, .integer(0...9_007_199_254_740_991), fixedDefault: .number(0),
               "Seed for initialisation, data order, augmentation and masks"),
 
@@ -52,9 +52,9 @@ public enum JobSchema {
               "true: each latent at its unit's position; reference: the reference code's ordering, to reproduce its numbers"),
         field("norm_pix_loss", .model, .boolean, "Normalise each target patch by its own mean and variance"),
 
-        field("base_lr", .training, open(0, 10), "Peak learning rate after warm-up (default: the recipe's, scaled by batch)"),
+        field("base_lr", .training, open(0, 10), "Peak learning rate after warm-up; the recipe's scales with the batch"),
         field("min_lr", .training, closedOpen(0, 10), "Final learning rate of the cosine schedule (at most base_lr)"),
-        field("warmup_steps", .training, .integer(0...maxSteps), "Linear warm-up steps (default: the recipe's share of total_steps)"),
+        field("warmup_steps", .training, .integer(0...maxSteps), "Linear warm-up steps; the recipe's are a share of total_steps"),
         field("weight_decay", .training, closedOpen(0, 10), "AdamW decoupled weight decay"),
         field("beta1", .training, closedOpen(0, 1), "AdamW β1"),
         field("beta2", .training, closedOpen(0, 1), "AdamW β2"),
@@ -62,7 +62,7 @@ public enum JobSchema {
         field("crop_scale_min", .training, openClosed(0, 1), "RandomResizedCrop's smallest area share"),
         field("hflip", .training, .boolean, fixedDefault: .bool(true), "Random horizontal flips"),
         field("checkpoint_every", .training, .integer(1...maxSteps),
-              "Steps between checkpoints (default: a quarter of total_steps, at most \(TrainingConfig.defaultCheckpointEveryMax))"),
+              "Steps between checkpoints; a quarter of total_steps unless set, at most \(TrainingConfig.defaultCheckpointEveryMax)"),
         field("keep_checkpoints", .training, .integer(1...100), fixedDefault: .number(Double(TrainingConfig.defaultKeepCheckpoints)),
               "Periodic checkpoints kept (the final one is kept too)"),
         field("data_workers", .training, .integer(1...16), fixedDefault: .number(Double(TrainingConfig.defaultDataWorkers)),

@@ -1,6 +1,6 @@
 /// The job request as a JSON Schema (draft 2020-12, which OpenAPI 3.1 embeds), rendered from
 /// `JobSchema.fields`. `x-methods` lists the methods a field applies to when not all of them;
-/// `x-group` says whether an override is a model or a training setting.
+/// `x-group` says whether an override is a model or a training setting; `x-order` is its place.
 extension JobSchema {
     public static func jsonSchema() -> JSONValue {
         var top: [String: JSONValue] = [
@@ -11,9 +11,9 @@ extension JobSchema {
             "dataset": .object(["type": .string("string"), "default": .string("synthetic"),
                                 "description": .string("A dataset id (GET /v1/datasets)")]),
         ]
-        for f in fields where f.group == .request { top[f.name] = property(f) }
+        for (i, f) in fields.enumerated() where f.group == .request { top[f.name] = property(f, order: i) }
         var overrides: [String: JSONValue] = [:]
-        for f in overridable { overrides[f.name] = property(f) }
+        for (i, f) in fields.enumerated() where f.group != .request { overrides[f.name] = property(f, order: i) }
         top["overrides"] = .object([
             "type": .string("object"), "additionalProperties": .bool(false), "properties": .object(overrides),
             "description": .string("Model and training settings that differ from the preset's"),
@@ -24,8 +24,9 @@ extension JobSchema {
         ])
     }
 
-    static func property(_ f: JobField) -> JSONValue {
-        var p: [String: JSONValue] = ["description": .string(f.help)]
+    /// `x-order` is the field's place in the table, for forms (JSON objects have no order).
+    static func property(_ f: JobField, order: Int) -> JSONValue {
+        var p: [String: JSONValue] = ["description": .string(f.help), "x-order": .number(Double(order))]
         func type(_ name: String) -> JSONValue { f.nullable ? .array([.string(name), .string("null")]) : .string(name) }
         switch f.kind {
         case .integer(let r):

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -508,3 +509,88 @@ def test_token_protected_server_prompts_for_the_token(browser):
     finally:
         t.close()
         protected.stop()
+
+
+def offered_actions(page):
+    """The lifecycle buttons the job page shows, in a stable order."""
+    return sorted(page.eval_on_selector_all(".head-actions button[data-action]", "bs => bs.filter(b => !b.hidden).map(b => b.dataset.action)"))
+
+
+def test_every_method_and_preset_starts_from_the_form(browser):
+    """The form is rendered from the job schema: every preset of every method submits through it
+    as a new user would (method, preset, steps, batch) and reaches `running`; the job page then
+    offers exactly the actions the server lists for a running job, and for a cancelled one."""
+    s = Server()
+    t = Page(browser, s.url)
+    page = t.page
+    try:
+        methods = s.call("GET", "/v1/methods")["methods"]
+        started = []
+        for m in methods:
+            for p in m["presets"]:
+                t.goto("new")
+                page.select_option("#f-method", m["name"])
+                page.select_option("#f-preset", p["name"])
+                # Choices are selects and lists are lists: the fields this method reads, typed.
+                for name, kind in [("decoder_positions", "SELECT"), ("grouping", "SELECT"), ("depths", "INPUT"), ("norm_pix_loss", "INPUT")]:
+                    if page.locator(f"#f-{name}").count():
+                        assert page.eval_on_selector(f"#f-{name}", "e => e.tagName") == kind, (m["name"], name)
+                page.fill("#f-total_steps", "100000")
+                page.fill("#f-batch_size", "2")
+                page.click("#f-submit")
+                page.wait_for_url(re.compile(r".*#/jobs/[^/?]+$"))
+                job_id = page.url.rsplit("/", 1)[1]
+                job = s.wait_for_state(job_id, {"running"}, timeout=120)
+                assert (job["method"], job["preset"]) == (m["name"], p["name"])
+                expect(page.locator(".page-head .badge")).to_have_text("running", timeout=30000)
+                expect(page.locator(".head-actions button[data-action=pause]")).to_be_visible()
+                assert offered_actions(page) == sorted(s.call("GET", f"/v1/jobs/{job_id}")["actions"]) == ["cancel", "pause"]
+                s.call("POST", f"/v1/jobs/{job_id}/cancel")
+                s.wait_for_state(job_id, {"cancelled"}, timeout=120)
+                expect(page.locator(".page-head .badge")).to_have_text("cancelled", timeout=30000)
+                expect(page.locator(".head-actions button[data-action=delete]")).to_be_visible()
+                assert offered_actions(page) == ["delete"]
+                started.append((m["name"], p["name"]))
+        assert len(started) == sum(len(m["presets"]) for m in methods) >= 12, started
+        t.shot("14-every-preset-started")
+        assert t.unexpected_errors() == [], t.errors
+    finally:
+        t.close()
+        s.stop()
+
+
+def test_queued_and_paused_jobs_offer_what_the_server_accepts(browser):
+    """A queued job (behind one holding the only slot) and a paused one show the server's actions,
+    and every action a state does not list is refused by the server."""
+    s = Server()
+    t = Page(browser, s.url)
+    page = t.page
+    try:
+        first = s.call("POST", "/v1/jobs", {**LONG_JOB, "seed": 11})
+        s.wait_for_state(first["id"], {"running"})
+        waiting = s.call("POST", "/v1/jobs", {**LONG_JOB, "seed": 12})
+        t.goto(f"jobs/{waiting['id']}")
+        expect(page.locator(".page-head .badge")).to_have_text("queued")
+        assert offered_actions(page) == sorted(waiting["actions"]) == ["cancel", "delete"]
+        refuses(s, waiting["id"], ["pause", "resume"])
+        s.call("POST", f"/v1/jobs/{first['id']}/pause")
+        s.wait_for_state(first["id"], {"paused"})
+        t.goto(f"jobs/{first['id']}")
+        expect(page.locator(".page-head .badge")).to_have_text("paused")
+        assert offered_actions(page) == ["cancel", "delete", "resume"]
+        refuses(s, first["id"], ["pause"])
+        assert t.unexpected_errors() == [], t.errors
+    finally:
+        t.close()
+        s.stop()
+
+
+def refuses(server, job_id, actions):
+    """Each action is refused with 409 (the job's state does not allow it)."""
+    for action in actions:
+        try:
+            server.call("POST", f"/v1/jobs/{job_id}/{action}")
+        except urllib.error.HTTPError as e:
+            assert e.code == 409, (action, e.code)
+            continue
+        raise AssertionError(f"{action} was accepted")
