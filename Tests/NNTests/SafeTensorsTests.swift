@@ -250,7 +250,7 @@ private func temporaryDirectory() throws -> String {
     let missing = dir + "/missing.safetensors"
     #expect(throws: SafeTensorsError.io(operation: "open", path: missing, code: ENOENT)) { try SafeTensors.read(path: missing) }
     let nowhere = dir + "/no/such/dir/model.safetensors"
-    #expect(throws: SafeTensorsError.io(operation: "open", path: nowhere + ".tmp", code: ENOENT)) {
+    #expect(throws: SafeTensorsError.io(operation: "open", path: nowhere, code: ENOENT)) {
         try SafeTensors.write(["a": Tensor(scalar: 1)], to: nowhere)
     }
     // A corrupt file surfaces the decoder's error.
