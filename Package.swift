@@ -29,7 +29,9 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         // gettid, which the Glibc module lacks, for per-thread priorities.
         .target(name: "CThreads"),
-        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CThreads"], swiftSettings: cpuFlags),
+        // bf16 GEMMs through oneDNN's matmul (Debian's libdnnl-dev); see Sources/CDNNL/cdnnl.c.
+        .target(name: "CDNNL", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CThreads", "CDNNL"], swiftSettings: cpuFlags),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: cpuFlags),
         .target(name: "Optim", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
         // Job requests, model and training configuration, presets, the cost model and the job
@@ -72,7 +74,7 @@ let package = Package(
             swiftSettings: cpuFlags),
         // Fixture reader and finite-difference checker shared by the test targets.
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
-        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CDNNL", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Config", "Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageDataTests", dependencies: ["ImageData"], resources: [.copy("Fixtures")]),

@@ -51,9 +51,11 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var keepCheckpoints: Int
     /// Background threads decoding and augmenting images.
     public var dataWorkers: Int
+    /// The number format of GEMM inputs; nil in configurations stored before it existed (fp32).
+    public var precision: Precision?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case seed, hflip, beta1, beta2
+        case seed, hflip, beta1, beta2, precision
         case totalSteps = "total_steps", batchSize = "batch_size", baseLR = "base_lr", minLR = "min_lr"
         case warmupSteps = "warmup_steps", weightDecay = "weight_decay", clipGrad = "clip_grad"
         case cropScaleMin = "crop_scale_min", checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints"
@@ -97,7 +99,9 @@ extension JobConfig {
     /// naming `batch_size` (with the largest batch that fits) or, when no batch fits, the preset.
     /// With `maxJobDisk`, a job whose kept checkpoints (`keep_checkpoints` + the final one) would
     /// take more disk is refused, naming `overrides.keep_checkpoints`.
+    /// `precisions` are those this machine runs (`bf16` needs AVX512_BF16 or AMX).
     public static func resolve(_ r: JobRequest, datasetExists: (String) -> Bool = { _ in true },
+                               precisions: [Precision] = Precision.allCases,
                                maxJobMemory: Int? = nil, maxJobDisk: Int? = nil) throws(ConfigError) -> JobConfig {
         guard let method = Method(rawValue: r.method) else {
             throw ConfigError(errors: [FieldError("method", "unknown method '\(r.method)'; choose one of \(Method.allCases.map(\.rawValue).joined(separator: ", "))")])
@@ -114,7 +118,8 @@ extension JobConfig {
             weightDecay: recipe.weightDecay, beta1: recipe.beta1, beta2: recipe.beta2, clipGrad: recipe.clipGrad,
             cropScaleMin: recipe.cropScaleMin, hflip: true,
             checkpointEvery: max(1, min(TrainingConfig.defaultCheckpointEveryMax, total / 4)),
-            keepCheckpoints: TrainingConfig.defaultKeepCheckpoints, dataWorkers: TrainingConfig.defaultDataWorkers)
+            keepCheckpoints: TrainingConfig.defaultKeepCheckpoints, dataWorkers: TrainingConfig.defaultDataWorkers,
+            precision: .fp32)
         var model = preset.model
         if let overrides = r.overrides {
             (model, training) = apply(overrides, method: method, model: model, training: training, errors: &errors)
@@ -122,6 +127,9 @@ extension JobConfig {
         let dataset = r.dataset ?? "synthetic"
         if !datasetExists(dataset) { errors.append(FieldError("dataset", "no dataset '\(dataset)'; GET /v1/datasets lists them")) }
         errors += training.problems()
+        if let p = training.precision, !precisions.contains(p) {
+            errors.append(FieldError("overrides.precision", "this machine runs \(precisions.map(\.rawValue).joined(separator: ", ")) only: \(p.rawValue) GEMMs need a CPU with AVX512_BF16 or AMX (GET /v1/system)"))
+        }
         do { try model.validate() } catch { errors += error.errors.map { FieldError("overrides.\($0.field)", $0.reason) } }
         if !errors.isEmpty { throw ConfigError(errors: errors) }
         if let limit = maxJobMemory, let problem = Self.memoryProblem(model, batch: batch, limit: limit) {
@@ -207,4 +215,10 @@ extension TrainingConfig {
         if warmupSteps > totalSteps { e.append(FieldError("overrides.warmup_steps", "must be at most total_steps \(totalSteps), got \(warmupSteps)")) }
         return e
     }
+}
+
+/// The number format of a job's GEMM inputs. `bf16` rounds both operands to bfloat16 and sums
+/// in fp32; weights, optimizer state, norms, softmax, reductions and the loss stay fp32.
+public enum Precision: String, Codable, Sendable, CaseIterable {
+    case fp32, bf16
 }

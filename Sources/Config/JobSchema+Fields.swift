@@ -65,6 +65,8 @@ public enum JobSchema {
               "Steps between checkpoints; a quarter of total_steps unless set, at most \(TrainingConfig.defaultCheckpointEveryMax)"),
         field("keep_checkpoints", .training, .integer(1...100), fixedDefault: .number(Double(TrainingConfig.defaultKeepCheckpoints)),
               "Periodic checkpoints kept (the final one is kept too)"),
+        field("precision", .training, .choice(Precision.allCases.map(\.rawValue)), fixedDefault: .string(Precision.fp32.rawValue),
+              "GEMM inputs: fp32, or bf16 with fp32 sums (CPUs with AVX512_BF16 or AMX; GET /v1/system says)"),
         field("data_workers", .training, .integer(1...16), fixedDefault: .number(Double(TrainingConfig.defaultDataWorkers)),
               "Threads decoding and augmenting images"),
     ]

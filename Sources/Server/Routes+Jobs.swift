@@ -12,7 +12,7 @@ extension APIRoutes {
         on(.post, "/v1/jobs") { request, _ in
             let bytes = try await request.jsonBytes(limit: core.configuration.maxJobBodyBytes)
             let body = try decodeJSON(JobRequest.self, from: bytes)
-            let config = try JobConfig.resolve(body, datasetExists: core.datasetExists,
+            let config = try JobConfig.resolve(body, datasetExists: core.datasetExists, precisions: Precision.supported,
                                                maxJobMemory: core.configuration.jobMemoryLimit,
                                                maxJobDisk: core.configuration.maxJobDisk)
             let key = request.headers[.init("Idempotency-Key")!]

@@ -66,6 +66,9 @@ extension APIRoutes {
         }
 
         on(.get, "/v1/methods") { _, _ in try JSON.response(MethodsDocument.make()) }
+        on(.get, "/v1/system") { _, _ in
+            try JSON.response(SystemDocument(machine: try await core.blocking { MachineInfo.current }, configuration: core.configuration))
+        }
         on(.get, "/v1/samples") { _, _ in
             try JSON.response(["samples": try await core.blocking { try SampleEntry.list(publicDir: core.publicDir) }])
         }
@@ -195,5 +198,55 @@ struct SampleEntry: Encodable {
             return SampleEntry(name: item.file, url: "samples/\(item.file)", bytes: bytes.count, width: header.width, height: header.height,
                                subject: item.subject, source: item.source, licence: item.licence)
         }
+    }
+}
+
+/// What this machine is and runs (`GET /v1/system`): the facts a user needs to choose
+/// `precision`, `batch_size` and the trainer slots.
+struct MachineInfo: Encodable, Sendable {
+    let cpuModel: String
+    let cores: Int
+    /// The vector and matrix extensions that matter to our kernels, as /proc/cpuinfo names them.
+    let cpuFeatures: [String]
+    let memoryBytes: UInt64
+
+    static let relevantFeatures = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"]
+
+    /// Read once: the CPU does not change under a running process.
+    static let current: MachineInfo = {
+        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        func field(_ name: String) -> String? {
+            text.split(separator: "\n").first { $0.hasPrefix(name) }.flatMap { $0.split(separator: ":", maxSplits: 1).last }
+                .map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        let flags = Set((field("flags") ?? "").split(separator: " ").map(String.init))
+        return MachineInfo(cpuModel: field("model name") ?? "unknown", cores: ProcessInfo.processInfo.activeProcessorCount,
+                           cpuFeatures: relevantFeatures.filter(flags.contains), memoryBytes: ProcessInfo.processInfo.physicalMemory)
+    }()
+
+    enum CodingKeys: String, CodingKey {
+        case cores, cpuModel = "cpu_model", cpuFeatures = "cpu_features", memoryBytes = "memory_bytes"
+    }
+}
+
+struct SystemDocument: Encodable {
+    let machine: MachineInfo
+    /// `precision` values a job may ask for here.
+    let precisions: [Precision]
+    let trainerSlots: Int
+    let inferenceSlots: Int
+    /// The default and current limit on a job's estimated peak memory.
+    let maxJobMemoryBytes: Int
+
+    init(machine: MachineInfo, configuration c: ServerConfiguration) {
+        self.machine = machine
+        precisions = Precision.supported
+        trainerSlots = c.trainerSlots
+        inferenceSlots = c.inferenceSlots
+        maxJobMemoryBytes = c.jobMemoryLimit
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case machine, precisions, trainerSlots = "trainer_slots", inferenceSlots = "inference_slots", maxJobMemoryBytes = "max_job_memory_bytes"
     }
 }

@@ -1,3 +1,4 @@
+import CDNNL
 import COpenBLAS
 import Synchronization
 
@@ -27,11 +28,13 @@ public func gemm(
 ) {
     if m == 0 || n == 0 { return }
     FLOPCounter.add(2 * m * n * k)
+    // Read on the calling thread: the split below runs on pool threads that never set it.
+    let call = BF16.isOn && k > 0 ? bf16Call : sgemmCall
     let t = threads ?? ComputeThreads.count
     // Below ~2 MFLOP a split costs more than it saves.
     let parts = m * n * k < 1 << 20 ? 1 : t
     if parts <= 1 {
-        sgemmCall(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     }
     // Split the larger output dimension; the other operand is shared read-only.
@@ -40,14 +43,14 @@ public func gemm(
             let lo = m * p / parts, hi = m * (p + 1) / parts
             guard lo < hi else { return }
             let aOff = transA ? lo : lo * lda
-            sgemmCall(transA, transB, hi - lo, n, k, alpha, a + aOff, lda, b, ldb, beta, c + lo * ldc, ldc)
+            call(transA, transB, hi - lo, n, k, alpha, a + aOff, lda, b, ldb, beta, c + lo * ldc, ldc)
         }
     } else {
         DispatchApply.run(parts) { p in
             let lo = n * p / parts, hi = n * (p + 1) / parts
             guard lo < hi else { return }
             let bOff = transB ? lo * ldb : lo
-            sgemmCall(transA, transB, m, hi - lo, k, alpha, a, lda, b + bOff, ldb, beta, c + lo, ldc)
+            call(transA, transB, m, hi - lo, k, alpha, a, lda, b + bOff, ldb, beta, c + lo, ldc)
         }
     }
 }
@@ -65,6 +68,18 @@ func sgemmCall(
     }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// One block of a bf16 GEMM (see `BF16`): a failure to build a oneDNN primitive for a
+/// shape is a programming error, reported with the shape.
+func bf16Call(
+    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+) {
+    precondition(beta == 0 || beta == 1, "bf16 GEMM takes beta 0 or 1, got \(beta)")
+    let status = mims_bf16_gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    precondition(status == 0, "oneDNN bf16 matmul \(m)×\(n)×\(k) (transA \(transA), transB \(transB)) failed with status \(status)")
 }
 
 /// OpenBLAS with its own threading (for the benchmark's "native" peak comparison).

@@ -52,6 +52,10 @@ final class TrainingRun {
 
     private func train() throws -> Int {
         let t = config.training
+        // A job submitted on another machine (a shared database) may ask for what this one lacks.
+        let precision = t.precision ?? .fp32
+        guard Precision.supported.contains(precision) else { throw TrainingFailure.unsupportedPrecision(precision) }
+        let bf16 = precision == .bf16
         let model = try ModelRegistry.make(config.model, seed: t.seed)
         let optimizer = AdamW(parameters: model.namedParameters(), weightDecay: t.weightDecay, betas: (t.beta1, t.beta2),
                               noDecay: model.excludedFromWeightDecay)
@@ -85,11 +89,11 @@ final class TrainingRun {
             let batch = try data.next()
             let lr = schedule.lr(step: step)
             let mask = model.sampleMask(batch: t.batchSize, ratio: nil, rng: &rng)
-            let out = model.forward(batch.images, mask: mask)
+            let out = BF16.gemms(bf16) { model.forward(batch.images, mask: mask) }
             let loss = out.loss.item
             guard loss.isFinite else { throw TrainingFailure.nonFiniteLoss(step: step + 1, value: loss) }
             optimizer.zeroGrad()
-            out.loss.backward()
+            BF16.gemms(bf16) { out.loss.backward() }
             guard gradientsAreFinite(model.parameters) else { throw TrainingFailure.nonFiniteGradient(step: step + 1) }
             if let clip = t.clipGrad { _ = clipGradNorm(model.parameters, maxNorm: clip) }
             optimizer.step(lr: lr)
@@ -186,9 +190,11 @@ final class TrainingRun {
 public enum TrainingFailure: Error, CustomStringConvertible {
     case nonFiniteLoss(step: Int, value: Float)
     case nonFiniteGradient(step: Int)
+    case unsupportedPrecision(Precision)
 
     public var description: String {
         switch self {
+        case .unsupportedPrecision(let p): "this machine cannot train in \(p.rawValue): its CPU lacks AVX512_BF16 and AMX"
         case .nonFiniteLoss(let step, let v): "the loss became \(v) at step \(step); lower base_lr or enable clip_grad"
         case .nonFiniteGradient(let step): "a gradient became non-finite at step \(step); lower base_lr or enable clip_grad"
         }

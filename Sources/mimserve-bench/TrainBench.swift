@@ -5,6 +5,7 @@ import Models
 import NN
 import Optim
 import TensorCore
+import Trainer
 
 /// `mimserve-bench train`: full pretraining steps (forward, backward, clip, AdamW) of one
 /// method and preset on random normalised images, timed after warm-up.
@@ -14,24 +15,29 @@ struct TrainBench: ParsableCommand {
 
     @Option(help: "Method: \(Method.allCases.map(\.rawValue).joined(separator: ", ")).") var method: String
     @Option(help: "Preset name, or tiny / default (paper scale).") var preset = "default"
-    @Option(help: "Batch size (default: 16 for tiny presets, 8 otherwise).") var batch: Int?
+    @Option(help: "Batch size (default: the preset recipe's).") var batch: Int?
     @Option(help: "Timed steps (median reported).") var steps = 5
     @Option(help: "Warm-up steps.") var warmup = 2
     @Option(help: "Thread count (default: all cores).") var threads: Int?
     @Flag(help: "Skip the same-run sgemm peak measurement.") var noPeak = false
+    @Option(help: "GEMM inputs: fp32, or bf16 with fp32 sums (needs AVX512_BF16 or AMX).") var precision = Precision.fp32
 
     func run() throws {
+        guard Precision.supported.contains(precision) else {
+            throw ValidationError("this CPU runs \(Precision.supported.map(\.rawValue)) only: bf16 needs AVX512_BF16 or AMX")
+        }
         guard let m = Method(rawValue: method) else {
             throw ValidationError("unknown method '\(method)'; choose one of \(Method.allCases.map(\.rawValue))")
         }
         let p = try Presets.resolve(method: m, preset: preset)
         if let threads { ComputeThreads.set(threads) }
         let peak = noPeak ? Double.nan : SGEMMPeak.measure()
-        var r = try TrainStepTimer(preset: p, batch: batch ?? (p.isTiny ? 16 : 8), warmup: warmup, steps: steps).run()
+        var r = try TrainStepTimer(preset: p, batch: batch ?? p.recipe.defaultBatchSize, warmup: warmup, steps: steps,
+                                   precision: precision).run()
         r["peak_gflops"] = peak
         r["peak_ratio"] = (r["gflops"] as! Double) / peak
         Report.emit(r)
-        Report.table([r], columns: ["method", "preset", "batch", "threads", "ms_per_step", "images_per_s", "gflops",
+        Report.table([r], columns: ["method", "preset", "precision", "batch", "threads", "ms_per_step", "images_per_s", "gflops",
                                     "peak_ratio", "peak_rss_mb", "estimated_peak_rss_mb", "fresh_allocs_per_step"])
     }
 }
@@ -57,6 +63,7 @@ struct TrainStepTimer {
     let batch: Int
     let warmup: Int
     let steps: Int
+    var precision = Precision.fp32
 
     func run() throws -> Record {
         let model = try ModelRegistry.make(preset.model, seed: 0)
@@ -67,9 +74,11 @@ struct TrainStepTimer {
         let size = preset.model.imageSize
         let images = Init.normal([batch, 3, size, size], std: 1, rng: &rng)
         func step() {
-            let out = model.forward(images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng))
+            let bf16 = precision == .bf16
+            let mask = model.sampleMask(batch: batch, ratio: nil, rng: &rng)
+            let out = BF16.gemms(bf16) { model.forward(images, mask: mask) }
             opt.zeroGrad()
-            out.loss.backward()
+            BF16.gemms(bf16) { out.loss.backward() }
             if let clip = r.clipGrad { _ = clipGradNorm(model.parameters, maxNorm: clip) }
             opt.step(lr: 1e-4)
         }
@@ -83,6 +92,7 @@ struct TrainStepTimer {
         rec["suite"] = "train"; rec["case"] = "\(preset.model.method.rawValue)/\(preset.name)"
         rec["method"] = preset.model.method.rawValue; rec["preset"] = preset.name
         rec["batch"] = batch; rec["threads"] = ComputeThreads.count; rec["steps"] = steps
+        rec["precision"] = precision.rawValue
         rec["ms_per_step"] = ms
         rec["images_per_s"] = Double(batch) / (ms / 1000)
         rec["gflops"] = flops / (ms / 1000) / 1e9
@@ -96,3 +106,5 @@ struct TrainStepTimer {
         return rec
     }
 }
+
+extension Precision: ExpressibleByArgument {}

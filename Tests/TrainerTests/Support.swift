@@ -63,8 +63,8 @@ struct Harness {
     }
 
     /// Submits a tiny job with the given overrides.
-    func submit(_ method: String = "mae", steps: Int, seed: UInt64 = 3, overrides: [String: JSONValue] = [:]) throws -> String {
-        let config = try JobConfig.resolve(JobRequest(method: method, preset: "tiny", totalSteps: steps, batchSize: 4, seed: seed,
+    func submit(_ method: String = "mae", steps: Int, seed: UInt64 = 3, batch: Int = 4, overrides: [String: JSONValue] = [:]) throws -> String {
+        let config = try JobConfig.resolve(JobRequest(method: method, preset: "tiny", totalSteps: steps, batchSize: batch, seed: seed,
                                                       overrides: overrides))
         let id = try store.submit(NewJob(method: method, preset: config.preset, configJSON: config.json(),
                                          datasetID: config.dataset, totalSteps: steps)).job.id

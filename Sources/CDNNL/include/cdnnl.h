@@ -1,0 +1,26 @@
+#ifndef CDNNL_H
+#define CDNNL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/// True when this CPU has the AVX512_BF16 dot-product instructions (or AMX) that make bf16
+/// GEMMs worth running; false otherwise (the bf16 path is then refused, never emulated).
+bool mims_bf16_supported(void);
+
+/// Row-major C = alpha · op(A) · op(B) + beta · C with bf16 inputs and fp32 accumulation:
+/// A and B are rounded to bf16 (nearest even), the products are summed in fp32 by oneDNN's
+/// matmul on the calling thread alone. Strides as in BLAS (lda, ldb, ldc are row strides).
+/// beta must be 0 or 1. Returns 0, or a oneDNN status code when a primitive could not be made.
+int mims_bf16_gemm(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+
+/// Whether GEMMs issued from the calling thread run in bf16 (a training step sets it around its
+/// forward and backward passes; every other thread stays fp32).
+void mims_set_bf16_gemm(bool on);
+bool mims_bf16_gemm_enabled(void);
+
+/// Rounds n floats to bf16 (nearest even) and back, in place: what the bf16 GEMM sees.
+void mims_round_to_bf16(float *x, size_t n);
+
+#endif
