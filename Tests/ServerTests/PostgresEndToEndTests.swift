@@ -51,7 +51,11 @@ struct PostgresEndToEndTests {
         let withPassword = location.replacingOccurrences(of: "postgres://postgres@", with: "postgres://postgres:never-shown@")
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-pg-\(UUID().uuidString)")
         let server = try CrashTests.Running(dataDir: dataDir, extraArguments: ["--database", withPassword])
-        defer { server.process.terminate(); server.process.waitUntilExit() }
+        defer {
+            server.process.terminate()
+            server.process.waitUntilExit()
+            try? FileManager.default.removeItem(at: dataDir)
+        }
         let ready = try await server.get("/readyz")
         #expect(ready["status"] as? String == "ready", "\(ready)")
         let job = try await server.post("/v1/jobs", ["method": "mae", "preset": "tiny", "total_steps": 3, "batch_size": 8])
