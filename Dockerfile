@@ -1,5 +1,6 @@
 # MIMServe container: build with the Swift toolchain, run on a slim Debian with only the
-# shared libraries. Data (SQLite, checkpoints, dataset folders) lives on the /data volume.
+# shared libraries. Data (SQLite, checkpoints, dataset folders) lives on the /data volume;
+# -e MIMSERVE_DATABASE=postgres://… keeps the job store in PostgreSQL instead.
 #   docker build -t mimserve .
 #   docker run -p 8080:8080 -e MIMSERVE_TOKEN=change-me -v mimserve-data:/data mimserve
 
@@ -27,6 +28,7 @@ RUN apt-get update \
 COPY --from=build /out/bin/mimserve /usr/local/bin/mimserve
 # Found by mimserve in ../share/mimserve beside its binary.
 COPY Public /usr/local/share/mimserve/Public
+# Both dialects: Migrations/sqlite/ and Migrations/postgres/.
 COPY Migrations /usr/local/share/mimserve/Migrations
 USER 10001
 ENV MIMSERVE_HOST=0.0.0.0 MIMSERVE_PORT=8080 MIMSERVE_DATA_DIR=/data

@@ -50,10 +50,11 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-# Unit, golden, store, trainer, HTTP and crash tests; the numeric suites again under every OpenBLAS
-# kernel family this CPU runs; then the OpenAPI contract and the container files.
+# Unit, golden, store, trainer, HTTP and crash tests (the store's on SQLite and on a throwaway
+# PostgreSQL server); the numeric suites again under every OpenBLAS kernel family this CPU runs;
+# then the OpenAPI contract and the container files.
 test: test-deps
-	$(SWIFT) test -c release -Xswiftc -enable-testing
+	bash Tests/Postgres/with-cluster.sh $(SWIFT) test -c release -Xswiftc -enable-testing
 	SWIFT=$(SWIFT) bash Tests/kernel-matrix.sh
 	bash Tests/Contract/schemathesis.sh "$$($(SWIFT) build -c release --show-bin-path)/mimserve"
 	bash Tests/Container/validate.sh

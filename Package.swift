@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
@@ -44,8 +46,12 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(name: "ImageData", dependencies: ["TensorCore", "CPNG", "CJPEG", "CZlib"], swiftSettings: cpuFlags),
-        // Jobs, metrics, checkpoints and datasets in one SQLite file; no ML imports.
-        .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        // Jobs, metrics, checkpoints and datasets: one SQLite file, or PostgreSQL for a cluster; no ML imports.
+        .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift"),
+                                              .product(name: "PostgresNIO", package: "postgres-nio"),
+                                              .product(name: "NIOCore", package: "swift-nio"),
+                                              .product(name: "NIOPosix", package: "swift-nio"),
+                                              .product(name: "Logging", package: "swift-log")]),
         // Trainer pool, training loop, checkpoints, event bus, evaluation.
         .target(name: "Trainer",
                 dependencies: ["Config", "Store", "Models", "NN", "Optim", "TensorCore", "ImageData", .product(name: "Crypto", package: "swift-crypto")],
@@ -79,7 +85,8 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Config", "Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageDataTests", dependencies: ["ImageData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", .product(name: "GRDB", package: "GRDB.swift"),
+                                                       .product(name: "PostgresNIO", package: "postgres-nio")]),
         .testTarget(name: "ServerTests", dependencies: ["Config", "Server", "Store", "Trainer", "ImageData", .product(name: "Crypto", package: "swift-crypto"),
                                                         .product(name: "Hummingbird", package: "hummingbird")]),
         .testTarget(name: "TrainerTests", dependencies: ["Config", "Trainer", "Store", "Models", "NN", "TensorCore", "ImageData", "TestSupport"]),

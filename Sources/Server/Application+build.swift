@@ -107,7 +107,9 @@ func makeCore(_ c: ServerConfiguration) throws -> ServerCore {
         throw StartupError(description: "data-dir: cannot create \(datasetsDir.path): \(error.localizedDescription)")
     }
     let lock = try DataDirLock(directory: dataRoot)
-    let store = try Store(path: c.databasePath, migrations: MigrationSet.locate(explicit: c.migrationsDir))
+    let location = try c.databaseLocation()
+    logger.info("database: \(location)")
+    let store = try Store(location, migrations: MigrationSet.locate(explicit: c.migrationsDir, dialect: location.dialect))
     let publicDir = c.locatePublic()
     var registryConfig = DatasetRegistry.Configuration(foldersRoot: datasetsDir.path,
                                                        samplesDirectory: publicDir.map { "\($0)/samples" })

@@ -1,5 +1,6 @@
 import Config
 import Foundation
+import Store
 
 /// Every setting of the server, in one place. The `mimserve serve` command fills it from
 /// flags, then `MIMSERVE_*` environment variables, then these defaults.
@@ -8,8 +9,14 @@ public struct ServerConfiguration: Sendable {
     public var host = "127.0.0.1"
     /// `--port` / `MIMSERVE_PORT`: TCP port; 0 picks a free one (printed at start). Default 8080.
     public var port = 8080
-    /// `--data-dir` / `MIMSERVE_DATA_DIR`: the SQLite file, checkpoints and dataset folders. Default `./data`.
+    /// `--data-dir` / `MIMSERVE_DATA_DIR`: checkpoints, dataset folders and (by default) the SQLite file. Default `./data`.
     public var dataDir = "./data"
+    /// `--database` / `MIMSERVE_DATABASE`: where jobs, metrics and events are stored:
+    /// `sqlite:PATH` (one file, one machine) or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`
+    /// (several nodes can share it; `?host=/socket/dir` for a unix socket, `?schema=NAME`,
+    /// `?sslmode=`, `?pool=N`: see `DatabaseLocation`). Default `sqlite:<data-dir>/mimserve.sqlite`.
+    /// The password is never logged nor shown in an error.
+    public var database: String?
     /// `--trainer-slots` / `MIMSERVE_TRAINER_SLOTS`: jobs trained at once. Default 1 (2 cores: one job uses both).
     public var trainerSlots = 1
     /// `--max-body-bytes` / `MIMSERVE_MAX_BODY_BYTES`: largest request body; more gets 413. Default 32 MiB.
@@ -92,7 +99,8 @@ public struct ServerConfiguration: Sendable {
     /// `--public-dir` / `MIMSERVE_PUBLIC_DIR`: the dashboard's static files. Default: `Public/`
     /// found beside the executable, in `../share/mimserve`, in the source tree, or in the working directory.
     public var publicDir: String?
-    /// `--migrations-dir` / `MIMSERVE_MIGRATIONS`: the SQL migrations, found like `publicDir` by default.
+    /// `--migrations-dir` / `MIMSERVE_MIGRATIONS`: the folder holding `sqlite/` and `postgres/` SQL
+    /// migrations, found like `publicDir` by default.
     public var migrationsDir: String?
     /// `--fashion-mnist-dir` / `MIMSERVE_FASHION_MNIST_DIR`: Debian's dataset-fashion-mnist files.
     public var fashionMNISTDir: String?
@@ -107,7 +115,13 @@ public struct ServerConfiguration: Sendable {
         ["127.0.0.1", "localhost", "::1"].contains(host) || host.hasPrefix("127.")
     }
 
-    public var databasePath: String { URL(fileURLWithPath: dataDir).appendingPathComponent("mimserve.sqlite").path }
+    /// `database` read, or the SQLite file in the data directory.
+    public func databaseLocation() throws(StoreError) -> DatabaseLocation {
+        guard let database, !database.isEmpty else {
+            return .sqlite(path: URL(fileURLWithPath: dataDir).appendingPathComponent("mimserve.sqlite").path)
+        }
+        return try DatabaseLocation(parsing: database)
+    }
 
     /// Problems that stop the server from starting, each naming its setting.
     public func problems() -> [String] {
@@ -134,6 +148,7 @@ public struct ServerConfiguration: Sendable {
         for h in allowedHosts where h.isEmpty || h.contains(where: { $0 == "/" || $0 == " " || $0 == "," }) {
             p.append("allowed-host: '\(h)' is not a host name (name or name:port)")
         }
+        do { _ = try databaseLocation() } catch { p.append(error.description) }
         if let t = token, t.count < 8 { p.append("token: must be at least 8 characters") }
         if !isLoopback && (token ?? "").isEmpty {
             p.append("token: binding to \(host) (not loopback) requires a token (--token or MIMSERVE_TOKEN)")

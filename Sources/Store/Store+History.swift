@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 extension Store {
     // MARK: - Metrics
@@ -12,91 +11,48 @@ extension Store {
     /// (job_id, step) primary key. The cost grows with `maxPoints`, not with the job's history
     /// (200 points of 100 000 rows: about 400 seeks, no scan).
     public func metrics(jobID: String, afterStep: Int = 0, maxPoints: Int? = nil) throws(StoreError) -> [MetricRecord] {
-        try read { db in
-            guard let maxPoints, maxPoints >= 1 else {
-                return try MetricRecord.filter(MetricRecord.CodingKeys.jobID == jobID && MetricRecord.CodingKeys.step > afterStep)
-                    .order(MetricRecord.CodingKeys.step).fetchAll(db)
-            }
-            // Two seeks (MIN and MAX in one query would scan the whole range).
-            // (Cached statements: compiling these costs more than running them.)
-            let first = try db.cachedStatement(sql: "SELECT step FROM metrics WHERE job_id = ? AND step > ? ORDER BY step LIMIT 1")
-            let last = try db.cachedStatement(sql: "SELECT step FROM metrics WHERE job_id = ? AND step > ? ORDER BY step DESC LIMIT 1")
-            guard let lo = try Int.fetchOne(first, arguments: [jobID, afterStep]),
-                  let hi = try Int.fetchOne(last, arguments: [jobID, afterStep]) else { return [] }
-            let columns = "job_id, step, loss, lr, images_per_s, wall_time_s"
-            let rows: RowCursor
-            if hi - lo + 1 <= maxPoints {
-                // No more steps than points: every row (a step is logged at most once).
-                rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT \(columns) FROM metrics WHERE job_id = ? AND step >= ? ORDER BY step"),
-                                           arguments: [jobID, lo])
-            } else if maxPoints == 1 {
-                rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT \(columns) FROM metrics WHERE job_id = ? AND step = ?"),
-                                           arguments: [jobID, hi])
-            } else {
-                rows = try Row.fetchCursor(db.cachedStatement(sql: """
-                    WITH RECURSIVE points(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM points WHERE i + 1 < :n)
-                    SELECT \(columns) FROM metrics WHERE job_id = :job AND step IN (
-                        SELECT (SELECT step FROM metrics WHERE job_id = :job
-                                AND step >= :lo + CAST(ROUND(i * (:hi - :lo) * 1.0 / (:n - 1)) AS INTEGER) ORDER BY step LIMIT 1)
-                        FROM points)
-                    ORDER BY step
-                    """), arguments: ["n": maxPoints, "job": jobID, "lo": lo, "hi": hi])
-            }
-            // Columns by position: the record's Codable decoding costs more than the query here.
-            var out: [MetricRecord] = []
-            out.reserveCapacity(min(maxPoints, hi - lo + 1))
-            while let row = try rows.next() {
-                out.append(MetricRecord(jobID: row[0], step: row[1], loss: row[2], lr: row[3], imagesPerS: row[4], wallTimeS: row[5]))
-            }
-            return out
-        }
+        try backend.metrics(jobID: jobID, afterStep: afterStep, maxPoints: maxPoints.flatMap { $0 >= 1 ? $0 : nil })
     }
 
     public func metricCount(jobID: String) throws(StoreError) -> Int {
-        try read { try MetricRecord.filter(MetricRecord.CodingKeys.jobID == jobID).fetchCount($0) }
+        try backend.metricCount(jobID: jobID)
     }
 
     // MARK: - Checkpoints
 
-    /// Records a checkpoint whose file is already written and renamed into place.
-    /// Records a checkpoint and its event; returns the event's id.
+    /// Records a checkpoint whose file is already written and renamed into place, and its
+    /// event; returns the event's id.
     @discardableResult
     public func addCheckpoint(_ c: CheckpointRecord) throws(StoreError) -> Int64 {
-        try write { db in
-            try c.upsert(db)
-            return try Self.appendEvent(db, jobID: c.jobID, kind: .checkpoint,
-                                        data: ["step": c.step, "bytes": c.bytes, "sha256": c.sha256, "final": c.isFinal])
-        }
+        try backend.addCheckpoint(c)
     }
 
     public func checkpoints(jobID: String) throws(StoreError) -> [CheckpointRecord] {
-        try read { try CheckpointRecord.filter(CheckpointRecord.CodingKeys.jobID == jobID)
-            .order(CheckpointRecord.CodingKeys.step).fetchAll($0) }
+        try backend.checkpoints(jobID: jobID)
     }
 
     public func checkpoint(jobID: String, step: Int) throws(StoreError) -> CheckpointRecord? {
-        try read { try CheckpointRecord.fetchOne($0, key: ["job_id": jobID, "step": step]) }
+        try backend.checkpoint(jobID: jobID, step: step)
     }
 
     public func latestCheckpoint(jobID: String) throws(StoreError) -> CheckpointRecord? {
-        try read { try CheckpointRecord.filter(CheckpointRecord.CodingKeys.jobID == jobID)
-            .order(CheckpointRecord.CodingKeys.step.desc).fetchOne($0) }
+        try backend.latestCheckpoint(jobID: jobID)
     }
 
     public func deleteCheckpoint(jobID: String, step: Int) throws(StoreError) {
-        _ = try write { try CheckpointRecord.deleteOne($0, key: ["job_id": jobID, "step": step]) }
+        try backend.deleteCheckpoint(jobID: jobID, step: step)
     }
 
     // MARK: - Events
 
     /// State, checkpoint and evaluation events of a job after `afterID`, in order (at most `limit`).
     public func events(jobID: String, afterID: Int64 = 0, limit: Int? = nil) throws(StoreError) -> [JobEventRecord] {
-        try read { try Self.events($0, jobID: jobID, afterID: afterID, limit: limit) }
+        try backend.events(jobID: jobID, afterID: afterID, limit: limit)
     }
 
     /// The id of a job's latest event (0 when it has none): where a new stream starts.
     public func lastEventID(jobID: String) throws(StoreError) -> Int64 {
-        try read { try Int64.fetchOne($0, sql: "SELECT MAX(id) FROM job_events WHERE job_id = ?", arguments: [jobID]) ?? 0 }
+        try backend.lastEventID(jobID: jobID)
     }
 
     /// One page of what a stream missed after (`afterStep`, `afterEventID`): up to `limit`
@@ -104,51 +60,33 @@ extension Store {
     /// and the job, read in the same snapshot. Metrics are committed before the state change
     /// that ends a job, so a page that shows the job ended holds all of its metrics.
     public func historyPage(jobID: String, afterStep: Int, afterEventID: Int64, limit: Int) throws(StoreError) -> HistoryPage {
-        try read { db in
-            let metrics = try MetricRecord.filter(MetricRecord.CodingKeys.jobID == jobID && MetricRecord.CodingKeys.step > afterStep)
-                .order(MetricRecord.CodingKeys.step).limit(limit).fetchAll(db)
-            guard metrics.count < limit else { return HistoryPage(metrics: metrics, events: [], job: nil, isLast: false) }
-            let events = try Self.events(db, jobID: jobID, afterID: afterEventID, limit: limit)
-            return HistoryPage(metrics: metrics, events: events, job: try JobRecord.fetchOne(db, key: jobID), isLast: events.count < limit)
-        }
-    }
-
-    static func events(_ db: Database, jobID: String, afterID: Int64, limit: Int?) throws -> [JobEventRecord] {
-        var request = JobEventRecord.filter(JobEventRecord.CodingKeys.jobID == jobID && JobEventRecord.CodingKeys.id > afterID)
-            .order(JobEventRecord.CodingKeys.id)
-        if let limit { request = request.limit(limit) }
-        return try request.fetchAll(db)
+        try backend.historyPage(jobID: jobID, afterStep: afterStep, afterEventID: afterEventID, limit: limit)
     }
 
     // MARK: - Datasets
 
     public func upsert(dataset: DatasetRecord) throws(StoreError) {
-        try write { try dataset.upsert($0) }
+        try backend.upsert(dataset: dataset)
     }
 
     public func datasets() throws(StoreError) -> [DatasetRecord] {
-        try read { try DatasetRecord.order(DatasetRecord.CodingKeys.id).fetchAll($0) }
+        try backend.datasets()
     }
 
     public func dataset(_ id: String) throws(StoreError) -> DatasetRecord? {
-        try read { try DatasetRecord.fetchOne($0, key: id) }
+        try backend.dataset(id)
     }
 
     // MARK: - Evaluations
 
+    /// Stores an evaluation and its event; returns it with its id.
     @discardableResult
     public func add(evaluation: EvaluationRecord) throws(StoreError) -> EvaluationRecord {
-        try write { db in
-            let e = try evaluation.inserted(db)
-            try Self.appendEvent(db, jobID: e.jobID, kind: .evaluation,
-                                 data: ["id": e.id ?? 0, "dataset": e.datasetID, "step": e.step])
-            return e
-        }
+        try backend.add(evaluation: evaluation)
     }
 
     public func evaluations(jobID: String) throws(StoreError) -> [EvaluationRecord] {
-        try read { try EvaluationRecord.filter(EvaluationRecord.CodingKeys.jobID == jobID)
-            .order(EvaluationRecord.CodingKeys.id).fetchAll($0) }
+        try backend.evaluations(jobID: jobID)
     }
 }
 

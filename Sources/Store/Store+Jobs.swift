@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// What a submission stores; the server has validated and resolved the config already.
 public struct NewJob: Sendable {
@@ -65,39 +64,23 @@ public struct JobProgress: Sendable, Equatable {
 }
 
 extension Store {
-    /// Stores a queued job. With an idempotency key seen before: the same request hash returns
-    /// the earlier job (`created == false`), another hash throws `.idempotencyConflict`.
-    /// Queues a job, or returns the one an earlier request with the same Idempotency-Key made.
-    /// With `maxQueued`, refuses (`.queueFull`) when that many jobs already wait, counted in the
-    /// same transaction as the insert so concurrent submissions cannot overshoot.
+    /// Queues a job, or returns the one an earlier request with the same Idempotency-Key made:
+    /// the same request hash returns the earlier job (`created == false`), another hash throws
+    /// `.idempotencyConflict`. With `maxQueued`, refuses (`.queueFull`) when that many jobs
+    /// already wait, counted in the same transaction as the insert so concurrent submissions
+    /// (from any node) cannot overshoot.
     public func submit(_ new: NewJob, maxQueued: Int? = nil) throws(StoreError) -> (job: JobRecord, created: Bool) {
-        try write { db in
-            if let key = new.idempotencyKey,
-               let existing = try JobRecord.filter(JobRecord.CodingKeys.idempotencyKey == key).fetchOne(db) {
-                guard existing.requestHash == new.requestHash else {
-                    throw StoreError.idempotencyConflict(key: key, jobID: existing.id)
-                }
-                return (existing, false)
-            }
-            if let maxQueued {
-                let queued = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM jobs WHERE state = 'queued'") ?? 0
-                if queued >= maxQueued { throw StoreError.queueFull(limit: maxQueued) }
-            }
-            let seq = (try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM jobs") ?? 0) + 1
-            let now = Date()
-            let job = JobRecord(id: Self.newJobID(), seq: seq, method: new.method, preset: new.preset,
-                                configJSON: new.configJSON, datasetID: new.datasetID, state: .queued, step: 0,
-                                totalSteps: new.totalSteps, loss: nil, lr: nil, imagesPerS: nil, etaS: nil, peakRSSMB: nil, error: nil,
-                                idempotencyKey: new.idempotencyKey, requestHash: new.requestHash,
-                                createdAt: now, startedAt: nil, finishedAt: nil, updatedAt: now)
-            try job.insert(db)
-            try Self.appendEvent(db, jobID: job.id, kind: .state, data: ["state": JobState.queued.rawValue])
-            return (job, true)
-        }
+        let now = Date()
+        let job = JobRecord(id: Self.newJobID(), seq: 0, method: new.method, preset: new.preset,
+                            configJSON: new.configJSON, datasetID: new.datasetID, state: .queued, step: 0,
+                            totalSteps: new.totalSteps, loss: nil, lr: nil, imagesPerS: nil, etaS: nil, peakRSSMB: nil, error: nil,
+                            idempotencyKey: new.idempotencyKey, requestHash: new.requestHash,
+                            createdAt: now, startedAt: nil, finishedAt: nil, updatedAt: now)
+        return try backend.submit(job, maxQueued: maxQueued)
     }
 
     public func job(_ id: String) throws(StoreError) -> JobRecord? {
-        try read { try JobRecord.fetchOne($0, key: id) }
+        try backend.job(id)
     }
 
     /// Jobs newest first, filtered, a page at a time.
@@ -109,32 +92,24 @@ extension Store {
             before = seq
         }
         let limit = max(1, min(query.limit, 500))
-        let rows: [JobRecord] = try read { db in
-            var request = JobRecord.order(JobRecord.CodingKeys.seq.desc)
-            if !query.states.isEmpty { request = request.filter(query.states.map(\.rawValue).contains(JobRecord.CodingKeys.state)) }
-            if let m = query.method { request = request.filter(JobRecord.CodingKeys.method == m) }
-            if let before { request = request.filter(JobRecord.CodingKeys.seq < before) }
-            return try request.limit(limit + 1).fetchAll(db)
-        }
+        let rows = try backend.jobs(states: query.states, method: query.method, beforeSeq: before, limit: limit + 1)
         let page = Array(rows.prefix(limit))
         let token = rows.count > limit ? Data("seq:\(page.last!.seq)".utf8).base64EncodedString() : nil
         return JobPage(jobs: page, nextPageToken: token)
     }
 
     /// Moves a job to `to` if the lifecycle allows it from its current state (and, when given,
-    /// only from one of `from`); otherwise throws and changes nothing. Records a state event.
+    /// only from one of `from`); otherwise throws and changes nothing. Records a state event in
+    /// the same transaction and returns its id.
     @discardableResult
     public func transition(_ id: String, to: JobState, from: Set<JobState>? = nil, error: String? = nil) throws(StoreError) -> StateChange {
-        try write { db in try Self.transition(db, id, to: to, from: from, error: error) }
+        try backend.transition(id, to: to, from: from, error: error)
     }
 
-    /// Claims the oldest queued job for a trainer slot (queued → running), atomically.
+    /// Claims the oldest queued job for a trainer slot (queued → running), atomically: two
+    /// slots, in one process or on two machines, never claim the same job.
     public func claimNextQueued() throws(StoreError) -> StateChange? {
-        try write { db in
-            guard let next = try JobRecord.filter(JobRecord.CodingKeys.state == JobState.queued.rawValue)
-                .order(JobRecord.CodingKeys.seq).fetchOne(db) else { return nil }
-            return try Self.transition(db, next.id, to: .running, from: [.queued], error: nil)
-        }
+        try backend.claimNextQueued()
     }
 
     /// Asks a job to stop, atomically with the check of its state. A queued (or, for cancel,
@@ -142,61 +117,18 @@ extension Store {
     /// trainer honours it at the next step, wherever that trainer runs. A pending cancel is never
     /// downgraded to a pause.
     public func requestStop(_ id: String, _ kind: StopKind) throws(StoreError) -> StopOutcome {
-        try write { db in
-            guard let job = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound("job \(id)") }
-            guard job.state.actions.contains(kind == .cancel ? .cancel : .pause) else {
-                throw StoreError.illegalTransition(id: id, from: job.state, to: kind == .cancel ? .cancelled : .paused)
-            }
-            switch (kind, job.state) {
-            case (_, .running):
-                try db.execute(sql: """
-                    UPDATE jobs SET stop_request = CASE WHEN stop_request = 'cancel' THEN 'cancel' ELSE ? END WHERE id = ?
-                    """, arguments: [kind.rawValue, id])
-                return .requested(job)
-            case (.cancel, .queued), (.cancel, .paused):
-                return .moved(try Self.transition(db, id, to: .cancelled, from: nil, error: nil))
-            default:
-                throw StoreError.illegalTransition(id: id, from: job.state, to: kind == .cancel ? .cancelled : .paused)
-            }
-        }
+        try backend.requestStop(id, kind)
     }
 
     /// The stop a running job has been asked for, if any (its trainer reads it every step).
     public func stopRequest(_ id: String) throws(StoreError) -> StopKind? {
-        try read { db in
-            try String.fetchOne(db, sql: "SELECT stop_request FROM jobs WHERE id = ?", arguments: [id]).flatMap(StopKind.init)
-        }
+        try backend.stopRequest(id)
     }
 
     /// Start-up: jobs left `running` by a process that died go back to the queue; they resume
     /// from their last checkpoint. A cancel or pause asked before the crash is honoured instead.
     public func requeueInterrupted() throws(StoreError) -> Interrupted {
-        try write { db in
-            var found = Interrupted()
-            let pending = try Row.fetchAll(db, sql: """
-                SELECT id, stop_request FROM jobs WHERE state = 'running' AND stop_request IS NOT NULL ORDER BY seq
-                """)
-            for row in pending {
-                let id: String = row["id"]
-                let to: JobState = row["stop_request"] == StopKind.cancel.rawValue ? .cancelled : .paused
-                try Self.transition(db, id, to: to, from: [.running], error: nil, reason: "interrupted")
-                found.stopped.append(StateChange.Summary(id: id, state: to))
-            }
-            let ids = try String.fetchAll(db, sql: "SELECT id FROM jobs WHERE state = 'running' ORDER BY seq")
-            for id in ids {
-                try db.execute(sql: "UPDATE jobs SET interruptions = interruptions + 1 WHERE id = ?", arguments: [id])
-                let count = try Int.fetchOne(db, sql: "SELECT interruptions FROM jobs WHERE id = ?", arguments: [id]) ?? 0
-                if count >= Self.maxInterruptions {
-                    try Self.transition(db, id, to: .failed, from: [.running],
-                                        error: "interrupted \(count) times by process crashes", reason: "interrupted")
-                    found.failed.append(id)
-                } else {
-                    try Self.transition(db, id, to: .queued, from: [.running], error: nil, reason: "interrupted")
-                    found.requeued.append(id)
-                }
-            }
-            return found
-        }
+        try backend.requeueInterrupted()
     }
 
     /// Crashes a job may live through: the next one fails it instead of re-queueing it.
@@ -215,86 +147,17 @@ extension Store {
     /// Progress on the job row and the new metric rows, in one transaction. Re-logged steps
     /// (after a resume) replace the earlier rows rather than duplicating them.
     public func record(progress: JobProgress, metrics: [MetricRecord], for id: String) throws(StoreError) {
-        try write { db in
-            let insert = try db.cachedStatement(sql: """
-                INSERT OR REPLACE INTO metrics (job_id, step, loss, lr, images_per_s, wall_time_s) VALUES (?, ?, ?, ?, ?, ?)
-                """)
-            for m in metrics {
-                try insert.execute(arguments: [m.jobID, m.step, m.loss, m.lr, m.imagesPerS, m.wallTimeS])
-            }
-            try db.execute(sql: """
-                UPDATE jobs SET step = ?, loss = ?, lr = ?, images_per_s = ?, eta_s = ?,
-                    peak_rss_mb = MAX(COALESCE(peak_rss_mb, 0), COALESCE(?, 0)), updated_at = ? WHERE id = ?
-                """, arguments: [progress.step, progress.loss, progress.lr, progress.imagesPerS, progress.etaS, progress.rssMB, Date(), id])
-            if db.changesCount == 0 { throw StoreError.notFound("job \(id)") }
-        }
+        try backend.record(progress: progress, metrics: metrics, for: id)
     }
 
     /// Deletes a job that is not running, with its metrics, checkpoints rows and events.
     /// Returns the checkpoint paths so the caller can remove the files.
     public func delete(_ id: String) throws(StoreError) -> [String] {
-        try write { db in
-            guard let job = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound("job \(id)") }
-            guard job.state.actions.contains(.delete) else {
-                throw StoreError.conflict("job \(id) is running; cancel it before deleting it")
-            }
-            let paths = try String.fetchAll(db, sql: "SELECT path FROM checkpoints WHERE job_id = ?", arguments: [id])
-            try job.delete(db)
-            return paths
-        }
+        try backend.delete(id)
     }
 
     public func countsByState() throws(StoreError) -> [JobState: Int] {
-        try read { db in
-            var counts = Dictionary(uniqueKeysWithValues: JobState.allCases.map { ($0, 0) })
-            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state") {
-                if let s = JobState(rawValue: row["state"]) { counts[s] = row["n"] }
-            }
-            return counts
-        }
-    }
-
-    // MARK: - Inside transactions
-
-    @discardableResult
-    static func transition(_ db: Database, _ id: String, to: JobState, from: Set<JobState>?, error: String?,
-                           reason: String? = nil) throws -> StateChange {
-        guard var job = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound("job \(id)") }
-        guard job.state.successors.contains(to), from?.contains(job.state) ?? true else {
-            throw StoreError.illegalTransition(id: id, from: job.state, to: to)
-        }
-        let now = Date()
-        job.state = to
-        job.updatedAt = now
-        if to == .running && job.startedAt == nil { job.startedAt = now }
-        if to.isTerminal { job.finishedAt = now; job.etaS = nil }
-        // A finished job keeps its last throughput; a waiting one has none.
-        if to == .queued || to == .paused { job.imagesPerS = nil }
-        if let error { job.error = error }
-        try job.update(db)
-        if to != .running {
-            try db.execute(sql: "UPDATE jobs SET stop_request = NULL WHERE id = ?", arguments: [id])
-        }
-        var data: [String: Any] = ["state": to.rawValue]
-        if let error { data["error"] = error }
-        if let reason { data["reason"] = reason }
-        let eventID = try appendEvent(db, jobID: id, kind: .state, data: data)
-        return StateChange(job: job, eventID: eventID)
-    }
-
-    /// Inserts an event and returns its id (the SSE event id clients resume from).
-    @discardableResult
-    static func appendEvent(_ db: Database, jobID: String, kind: JobEventRecord.Kind, data: [String: Any]) throws -> Int64 {
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: data, options: [.sortedKeys]), as: UTF8.self)
-        try JobEventRecord(id: nil, jobID: jobID, kind: kind, dataJSON: json, createdAt: Date()).insert(db)
-        return db.lastInsertedRowID
-    }
-
-    static func newJobID() -> String {
-        var g = SystemRandomNumberGenerator()
-        let n = g.next() as UInt64
-        let hex = String(n, radix: 16)
-        return "j" + String(repeating: "0", count: 16 - hex.count) + hex
+        try backend.countsByState()
     }
 }
 

@@ -1,90 +1,70 @@
 import Foundation
-import GRDB
 
-/// MIMServe's one SQLite file: jobs, metrics, checkpoints, datasets, events and evaluations.
+/// MIMServe's job store: jobs, metrics, checkpoints, datasets, events and evaluations, in one
+/// SQLite file (`SQLiteStore`, the default: one machine, nothing to set up) or in PostgreSQL
+/// (`PostgresStore`: several nodes share one queue). Every caller sees the same synchronous API
+/// and the same guarantees; see `StoreBackend` for how the work is split.
 ///
-/// A `DatabasePool` in WAL mode: one writer at a time, readers never wait for it, so reading a
-/// job's history while it trains never slows the trainer. `synchronous = NORMAL` keeps every
-/// committed transaction across a process crash (WAL); only a power cut can lose the last ones.
+/// Calls block their thread until the database answers. They are made from trainer slots and
+/// NIO's blocking thread pool, never from an event loop or Swift's cooperative pool.
 public final class Store: Sendable {
-    public let path: String
-    let pool: DatabasePool
+    public let location: DatabaseLocation
     public let migrations: MigrationSet
+    let backend: any StoreBackend
 
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
-    public init(path: String, migrations: MigrationSet) throws(StoreError) {
-        self.path = path
+    /// Opens (creating if needed) the database at `location` and applies pending migrations, or
+    /// refuses a database that holds migrations `migrations` does not know.
+    public init(_ location: DatabaseLocation, migrations: MigrationSet) throws(StoreError) {
+        self.location = location
         self.migrations = migrations
-        var config = Configuration()
-        config.busyMode = .timeout(10)
-        config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        switch location {
+        case .sqlite(let path): backend = try SQLiteStore(path: path, migrations: migrations)
+        case .postgres(let pg): backend = try PostgresStore(pg, migrations: migrations)
         }
-        do {
-            let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            pool = try DatabasePool(path: path, configuration: config)
-        } catch {
-            throw .database("cannot open \(path): \(error)")
-        }
-        let migrator = migrations.migrator
-        let known = Set(migrations.files.map(\.name))
-        let applied: Set<String>
-        do {
-            applied = try pool.read { try migrator.appliedIdentifiers($0) }
-        } catch {
-            throw .database("cannot read applied migrations: \(error)")
-        }
-        let unknown = applied.subtracting(known)
-        if !unknown.isEmpty { throw .newerSchema(unknown.sorted()) }
-        do {
-            try migrator.migrate(pool)
-        } catch {
-            throw .database("migration failed: \(error)")
+    }
+
+    /// Opens the SQLite file at `path` (see `init(_:migrations:)`).
+    public convenience init(path: String, migrations: MigrationSet) throws(StoreError) {
+        try self.init(.sqlite(path: path), migrations: migrations)
+    }
+
+    /// The SQLite file's path, or the PostgreSQL location without its password.
+    public var path: String {
+        switch location {
+        case .sqlite(let path): path
+        case .postgres(let pg): pg.description
         }
     }
 
     /// Names of the migrations recorded in the database, in order.
     public func appliedMigrations() throws(StoreError) -> [String] {
-        let migrator = migrations.migrator
-        let applied = try read { try migrator.appliedMigrations($0) }
-        return applied
+        try backend.appliedMigrations()
     }
 
-    /// True when a real write commits (readiness: disk not full, file not read-only).
+    /// True when a real write commits (readiness: disk not full, file not read-only, server up).
     public func probeWrite() -> Bool {
-        do {
-            try pool.write { db in
-                try db.execute(sql: "INSERT OR REPLACE INTO instance (key, value) VALUES ('last_write_probe', ?)",
-                               arguments: [Self.timestamp()])
-            }
-            return true
-        } catch {
-            return false
-        }
+        backend.probeWrite()
     }
 
-    /// `PRAGMA integrity_check` ("ok" when the file is sound).
+    /// "ok" when the database is sound: SQLite's `PRAGMA integrity_check`; for PostgreSQL, a
+    /// round trip that reads the store's own tables (the server checks its pages itself).
     public func integrityCheck() throws(StoreError) -> String {
-        try read { try String.fetchOne($0, sql: "PRAGMA integrity_check") ?? "no result" }
+        try backend.integrityCheck()
     }
 
-    // MARK: - Plumbing
-
-    func read<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
-        do { return try pool.read(body) } catch { throw Self.wrap(error) }
+    static func newJobID() -> String {
+        var g = SystemRandomNumberGenerator()
+        let n = g.next() as UInt64
+        let hex = String(n, radix: 16)
+        return "j" + String(repeating: "0", count: 16 - hex.count) + hex
     }
 
-    func write<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
-        do { return try pool.write(body) } catch { throw Self.wrap(error) }
-    }
-
-    static func wrap(_ error: any Error) -> StoreError {
-        if let e = error as? StoreError { return e }
-        return .database(String(describing: error))
-    }
-
-    static func timestamp(_ date: Date = Date()) -> String {
-        date.databaseValue.storage.value as? String ?? "\(date)"
+    /// The JSON of an event's `data_json`, keys sorted so equal events store equal text.
+    static func eventJSON(_ data: [String: Any]) throws(StoreError) -> String {
+        do {
+            return String(decoding: try JSONSerialization.data(withJSONObject: data, options: [.sortedKeys]), as: UTF8.self)
+        } catch {
+            throw .database("cannot encode an event: \(error.localizedDescription)")
+        }
     }
 }

@@ -16,7 +16,10 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case badPageToken
     /// As many jobs as the server allows already wait in the queue.
     case queueFull(limit: Int)
-    /// SQLite failed (I/O, disk full, corruption).
+    /// `--database` is not a location this build reads (the message never holds a password).
+    case badLocation(String)
+    /// The database failed (I/O, disk full, corruption, a server that cannot be reached). The
+    /// message names the failure, never SQL text or a password.
     case database(String)
 
     public var description: String {
@@ -29,6 +32,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .conflict(let m): m
         case .badPageToken: "next_page_token is not one this server issued"
         case .queueFull(let limit): "\(limit) jobs are already queued, the most this server accepts (--max-queued); retry when some have started"
+        case .badLocation(let m): "database: \(m)"
         case .database(let m): "database: \(m)"
         }
     }

@@ -10,7 +10,8 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Address to bind (MIMSERVE_HOST; default 127.0.0.1). A non-loopback address needs --token.") var host: String?
     @Option(help: "TCP port; 0 picks a free one (MIMSERVE_PORT; default 8080).") var port: Int?
-    @Option(help: "Folder of the SQLite file, checkpoints and datasets (MIMSERVE_DATA_DIR; default ./data).") var dataDir: String?
+    @Option(help: "Folder of checkpoints, datasets and the default SQLite file (MIMSERVE_DATA_DIR; default ./data).") var dataDir: String?
+    @Option(help: ArgumentHelp("sqlite:PATH or postgres://user:password@host:port/database[?host=/socket/dir&schema=NAME] (MIMSERVE_DATABASE; default sqlite:<data-dir>/mimserve.sqlite).", valueName: "location")) var database: String?
     @Option(help: "Jobs trained at once (MIMSERVE_TRAINER_SLOTS; default 1).") var trainerSlots: Int?
     @Option(help: "Largest request body in bytes (MIMSERVE_MAX_BODY_BYTES; default 33554432).") var maxBodyBytes: Int?
     @Option(help: "Largest image in pixels, checked before decoding (MIMSERVE_MAX_PIXELS; default 40000000).") var maxPixels: Int?
@@ -32,7 +33,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Event streams open at once; one more gets 503 with Retry-After (MIMSERVE_MAX_STREAMS; default 32).") var maxStreams: Int?
     @Option(help: "trace, debug, info, notice, warning or error (MIMSERVE_LOG_LEVEL; default info).") var logLevel: String?
     @Option(help: "Dashboard folder (MIMSERVE_PUBLIC_DIR; default: Public/ found near the executable).") var publicDir: String?
-    @Option(help: "SQL migrations folder (MIMSERVE_MIGRATIONS; default: Migrations/ found near the executable).") var migrationsDir: String?
+    @Option(help: "SQL migrations folder, holding sqlite/ and postgres/ (MIMSERVE_MIGRATIONS; default: Migrations/ found near the executable).") var migrationsDir: String?
     @Option(help: "Fashion-MNIST IDX folder (MIMSERVE_FASHION_MNIST_DIR; default Debian's).") var fashionMnistDir: String?
     @Option(help: "Seconds between SSE keep-alive comments (MIMSERVE_SSE_HEARTBEAT; default 15).") var sseHeartbeat: Double?
 
@@ -48,6 +49,7 @@ struct Serve: AsyncParsableCommand {
         c.host = try pick(host, "HOST", { $0 }) ?? c.host
         c.port = try pick(port, "PORT", Int.init) ?? c.port
         c.dataDir = try pick(dataDir, "DATA_DIR", { $0 }) ?? c.dataDir
+        c.database = try pick(database, "DATABASE", { $0 })
         c.trainerSlots = try pick(trainerSlots, "TRAINER_SLOTS", Int.init) ?? c.trainerSlots
         c.maxBodyBytes = try pick(maxBodyBytes, "MAX_BODY_BYTES", Int.init) ?? c.maxBodyBytes
         c.maxPixels = try pick(maxPixels, "MAX_PIXELS", Int.init) ?? c.maxPixels

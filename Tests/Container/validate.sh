@@ -16,6 +16,9 @@ need Dockerfile '^USER [0-9]+' "a non-root numeric USER"
 need Dockerfile '^HEALTHCHECK .*healthz' "a HEALTHCHECK on /healthz"
 need Dockerfile '^COPY Public ' "Public/ in the image"
 need Dockerfile '^COPY Migrations ' "Migrations/ in the image"
+for dialect in sqlite postgres; do
+  [ -f "Migrations/$dialect/0001_initial.sql" ] || { echo "Migrations/$dialect/ is missing" >&2; exit 1; }
+done
 need Dockerfile '^VOLUME \["/data"\]' "the data volume"
 need docker-compose.yml 'mimserve-data:/data' "the named volume"
 echo "container files: ok"

@@ -3,12 +3,6 @@ import Foundation
 import Testing
 @testable import Store
 
-/// A fresh database file in its own temporary directory.
-func makeStore(migrations: MigrationSet? = nil) throws -> Store {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-store-\(UUID().uuidString)")
-    return try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: migrations ?? MigrationSet.locate())
-}
-
 func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: String? = nil) -> NewJob {
     NewJob(method: method, preset: "tiny", configJSON: #"{"n":\#(n)}"#, datasetID: "synthetic", totalSteps: 10,
            idempotencyKey: key, requestHash: hash)
@@ -23,13 +17,13 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
     }
 
     /// (The crash test starts the executable from a temporary working directory too.)
-    @Test func foundWithoutHintsAndAppliedOnce() throws {
-        let set = try MigrationSet.locate(environment: [:])
+    @Test(arguments: Backend.underTest) func foundWithoutHintsAndAppliedOnce(_ backend: Backend) throws {
+        let set = try MigrationSet.locate(dialect: backend.dialect, environment: [:])
         #expect(set.files.first?.name == "0001_initial")
-        let store = try makeStore(migrations: set)
+        let store = try makeStore(backend, migrations: set)
         #expect(try store.appliedMigrations() == set.files.map(\.name))
         // Opening again applies nothing twice.
-        let again = try Store(path: store.path, migrations: set)
+        let again = try Store(store.location, migrations: set)
         #expect(try again.appliedMigrations() == set.files.map(\.name))
         #expect(try again.integrityCheck() == "ok")
     }
@@ -41,30 +35,53 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         #expect(throws: StoreError.self) { try MigrationSet.locate(explicit: "/nonexistent/migrations") }
     }
 
-    @Test func aFailingMigrationLeavesNothingBehind() throws {
-        let good = try folder(["0001_a.sql": "CREATE TABLE a (x);"])
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fail-\(UUID().uuidString).sqlite").path
-        _ = try Store(path: path, migrations: MigrationSet(directory: good))
-        let bad = try folder(["0001_a.sql": "CREATE TABLE a (x);", "0002_b.sql": "CREATE TABLE b (y); CREATE TABLE oops ("])
-        #expect(throws: StoreError.self) { try Store(path: path, migrations: MigrationSet(directory: bad)) }
-        let reopened = try Store(path: path, migrations: MigrationSet(directory: good))
-        #expect(try reopened.appliedMigrations() == ["0001_a"])
-        let tables = try reopened.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE name = 'b'") }
-        #expect(tables.isEmpty)
+    /// PostgreSQL runs a migration statement by statement; semicolons in comments, strings,
+    /// identifiers and dollar-quoted bodies do not split.
+    @Test func migrationsSplitIntoStatements() {
+        let file = MigrationSet.File(name: "0001_x", sql: """
+            -- a comment; with a semicolon
+            CREATE TABLE a (x TEXT DEFAULT 'a;b''c'); /* block; comment */
+            CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;
+            SELECT "we;ird", $1;;
+            """)
+        #expect(file.statements == ["CREATE TABLE a (x TEXT DEFAULT 'a;b''c')",
+                                    "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql",
+                                    #"SELECT "we;ird", $1"#])
     }
 
-    @Test func aNewerDatabaseIsRefused() throws {
-        let newer = try folder(["0001_a.sql": "CREATE TABLE a (x);", "0002_b.sql": "CREATE TABLE b (y);"])
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("newer-\(UUID().uuidString).sqlite").path
-        _ = try Store(path: path, migrations: MigrationSet(directory: newer))
-        let older = try folder(["0001_a.sql": "CREATE TABLE a (x);"])
-        #expect(throws: StoreError.newerSchema(["0002_b"])) { try Store(path: path, migrations: MigrationSet(directory: older)) }
+    /// Both dialects release the same migrations, under the same names.
+    @Test func bothDialectsHaveTheSameMigrations() throws {
+        let sqlite = try MigrationSet.locate(dialect: .sqlite, environment: [:])
+        let postgres = try MigrationSet.locate(dialect: .postgres, environment: [:])
+        #expect(sqlite.files.map(\.name) == postgres.files.map(\.name))
+        #expect(sqlite.directory.lastPathComponent == "sqlite" && postgres.directory.lastPathComponent == "postgres")
+        let root = sqlite.directory.deletingLastPathComponent().path
+        #expect(try MigrationSet.locate(explicit: root, dialect: .postgres).files == postgres.files)
+    }
+
+    @Test(arguments: Backend.underTest) func aFailingMigrationLeavesNothingBehind(_ backend: Backend) throws {
+        let good = try folder(["0001_a.sql": "CREATE TABLE a (x INTEGER);"])
+        let location = backend.freshLocation()
+        _ = try Store(location, migrations: MigrationSet(directory: good))
+        let bad = try folder(["0001_a.sql": "CREATE TABLE a (x INTEGER);", "0002_b.sql": "CREATE TABLE b (y INTEGER); CREATE TABLE oops ("])
+        #expect(throws: StoreError.self) { try Store(location, migrations: MigrationSet(directory: bad)) }
+        let reopened = try Store(location, migrations: MigrationSet(directory: good))
+        #expect(try reopened.appliedMigrations() == ["0001_a"])
+        #expect(try !reopened.tableExists("b"))
+    }
+
+    @Test(arguments: Backend.underTest) func aNewerDatabaseIsRefused(_ backend: Backend) throws {
+        let newer = try folder(["0001_a.sql": "CREATE TABLE a (x INTEGER);", "0002_b.sql": "CREATE TABLE b (y INTEGER);"])
+        let location = backend.freshLocation()
+        _ = try Store(location, migrations: MigrationSet(directory: newer))
+        let older = try folder(["0001_a.sql": "CREATE TABLE a (x INTEGER);"])
+        #expect(throws: StoreError.newerSchema(["0002_b"])) { try Store(location, migrations: MigrationSet(directory: older)) }
     }
 }
 
 @Suite("Store: jobs") struct JobStoreTests {
-    @Test func submitListAndPaginate() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func submitListAndPaginate(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         for i in 0..<7 { _ = try store.submit(newJob(i, method: i % 2 == 0 ? "mae" : "simmim")) }
         let first = try store.jobs(JobQuery(limit: 3))
         #expect(first.jobs.map(\.seq) == [7, 6, 5])
@@ -79,8 +96,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         #expect(one.state == .queued && one.configJSON == #"{"n":6}"#)
     }
 
-    @Test func idempotencyKeyReturnsTheSameJobOrConflicts() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func idempotencyKeyReturnsTheSameJobOrConflicts(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let (a, created) = try store.submit(newJob(1, key: "k1", hash: "h1"))
         let (b, createdAgain) = try store.submit(newJob(1, key: "k1", hash: "h1"))
         #expect(created && !createdAgain && a.id == b.id)
@@ -88,8 +105,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         #expect(try store.jobs(JobQuery()).jobs.count == 1)
     }
 
-    @Test func transitionsAreGuarded() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func transitionsAreGuarded(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let job = try store.submit(newJob()).job
         #expect(throws: StoreError.illegalTransition(id: job.id, from: .queued, to: .succeeded)) {
             try store.transition(job.id, to: .succeeded)
@@ -113,8 +130,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         #expect(throws: StoreError.self) { try store.transition(other.id, to: .cancelled, from: [.running]) }
     }
 
-    @Test func claimsOldestFirstAndRequeuesInterrupted() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func claimsOldestFirstAndRequeuesInterrupted(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let ids = try (0..<3).map { try store.submit(newJob($0)).job.id }
         #expect(try store.claimNextQueued()?.id == ids[0])
         #expect(try store.claimNextQueued()?.id == ids[1])
@@ -125,8 +142,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
     }
 
     /// Each change reports the id of the very event it inserted, in the same transaction.
-    @Test func stateChangesAndCheckpointsReturnTheirEventIDs() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func stateChangesAndCheckpointsReturnTheirEventIDs(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let id = try store.submit(newJob()).job.id
         let claimed = try #require(try store.claimNextQueued())
         #expect(claimed.eventID == (try store.events(jobID: id).last?.id))
@@ -139,8 +156,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
     }
 
     /// A job that takes its process down with it runs at most three times.
-    @Test func aJobInterruptedThreeTimesFailsInsteadOfLooping() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func aJobInterruptedThreeTimesFailsInsteadOfLooping(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let id = try store.submit(newJob()).job.id
         for crash in 1...Store.maxInterruptions {
             #expect(try store.claimNextQueued()?.id == id)
@@ -153,8 +170,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
     }
 
     /// Cancel and pause are decided and written in one transaction with the state they depend on.
-    @Test func stopRequestsAreWrittenWithTheStateCheck() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func stopRequestsAreWrittenWithTheStateCheck(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let queued = try store.submit(newJob(1)).job.id
         #expect(throws: StoreError.self) { try store.requestStop(queued, .pause) }
         guard case .moved(let change) = try store.requestStop(queued, .cancel) else { Issue.record("not moved"); return }
@@ -175,8 +192,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
     }
 
     /// A request made before the process died is honoured at start-up, not lost to a re-queue.
-    @Test func startUpHonoursRequestsMadeBeforeACrash() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func startUpHonoursRequestsMadeBeforeACrash(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let ids = try (0..<3).map { try store.submit(newJob($0)).job.id }
         for _ in ids { _ = try store.claimNextQueued() }
         _ = try store.requestStop(ids[0], .cancel)
@@ -190,8 +207,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
 
     /// A stream catches up in pages; the page that reaches the end reads events and job in the
     /// same snapshot as the last metrics.
-    @Test func historyComesInPages() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func historyComesInPages(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let id = try store.submit(newJob()).job.id
         _ = try store.claimNextQueued()
         let rows = (1...25).map { MetricRecord(jobID: id, step: $0, loss: 1 / Double($0), lr: 0.1, imagesPerS: nil, wallTimeS: Double($0)) }
@@ -212,8 +229,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         #expect(try store.lastEventID(jobID: "j-none") == 0)
     }
 
-    @Test func deleteRefusesRunningAndCascades() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func deleteRefusesRunningAndCascades(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let job = try store.submit(newJob()).job
         _ = try store.claimNextQueued()
         try store.record(progress: JobProgress(step: 1, loss: 1, lr: 0.1, imagesPerS: 5, etaS: 2),
@@ -229,8 +246,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
 }
 
 @Suite("Store: history") struct HistoryTests {
-    @Test func metricsUpsertAndThin() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func metricsUpsertAndThin(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let id = try store.submit(newJob()).job.id
         func m(_ s: Int, _ loss: Double) -> MetricRecord { MetricRecord(jobID: id, step: s, loss: loss, lr: 0.01, imagesPerS: nil, wallTimeS: Double(s)) }
         try store.record(progress: JobProgress(step: 50, loss: 0, lr: 0, imagesPerS: nil, etaS: nil),
@@ -250,8 +267,8 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
     }
 
     /// Thinning happens in SQL and keeps first and last, evenly spaced, also across gaps.
-    @Test func metricsThinInSQLOverALongHistory() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func metricsThinInSQLOverALongHistory(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let id = try store.submit(newJob()).job.id
         func m(_ s: Int) -> MetricRecord { MetricRecord(jobID: id, step: s, loss: 1 / Double(s), lr: 0.01, imagesPerS: nil, wallTimeS: Double(s)) }
         // 100 000 steps, with a hole from 40 001 to 60 000.
@@ -270,18 +287,11 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         #expect(try store.metrics(jobID: id, afterStep: 100_000, maxPoints: 5).isEmpty)
     }
 
-    @Test func readersDoNotWaitForTheWriter() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func readersDoNotWaitForTheWriter(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let id = try store.submit(newJob()).job.id
-        let writerInside = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), readDone = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            try? store.write { db in
-                try db.execute(sql: "UPDATE jobs SET step = 99 WHERE id = ?", arguments: [id])
-                writerInside.signal()
-                release.wait()
-            }
-        }
-        writerInside.wait()
+        let writer = OpenWrite(store, settingStepOf: id, to: 99)
+        let readDone = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var seen = -1
         DispatchQueue.global().async {
             seen = (try? store.job(id)?.step) ?? -2
@@ -289,12 +299,12 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         }
         // The read finishes while the write transaction is still open, and sees the state before it.
         #expect(readDone.wait(timeout: .now() + 5) == .success)
-        release.signal()
+        writer.commit()
         #expect(seen == 0)
     }
 
-    @Test func checkpointsEventsDatasetsAndEvaluations() throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest) func checkpointsEventsDatasetsAndEvaluations(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         let id = try store.submit(newJob()).job.id
         for s in [10, 20, 30] {
             try store.addCheckpoint(CheckpointRecord(jobID: id, step: s, path: "ck/\(s)", bytes: Int64(s), sha256: "x", isFinal: s == 30))
@@ -342,9 +352,9 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
         }
     }
 
-    @Test(arguments: JobState.allCases)
-    func listedActionsAreExactlyTheAcceptedOnes(state: JobState) throws {
-        let store = try makeStore()
+    @Test(arguments: Backend.underTest, JobState.allCases)
+    func listedActionsAreExactlyTheAcceptedOnes(_ backend: Backend, state: JobState) throws {
+        let store = try makeStore(backend)
         for action in JobAction.allCases {
             let id = try job(in: state, store)
             #expect(perform(action, on: id, store) == state.actions.contains(action), "\(action) on a \(state) job")
