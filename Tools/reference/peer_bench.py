@@ -206,13 +206,18 @@ def worker(args):
     opt = torch.optim.AdamW(adamw_groups(model, p["method"]), lr=1e-4, betas=betas, eps=1e-8)
     images = torch.randn(args.batch, 3, p["image"], p["image"], generator=gen)
 
+    # bf16: PyTorch's own mixed precision (autocast runs matmuls and convolutions in bf16, the
+    # rest in fp32), the set-up a PyTorch user would switch on; backward follows the forward's types.
+    bf16 = args.precision == "bf16"
+
     def step():
         opt.zero_grad(set_to_none=True)
-        if p["method"] == "mae":
-            loss = model(pixel_values=images).loss  # fresh random mask (noise) inside each forward
-        else:
-            mask = simmim_mask(torch, p, args.batch, gen)
-            loss = model(pixel_values=images, bool_masked_pos=mask).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if p["method"] == "mae":
+                loss = model(pixel_values=images).loss  # fresh random mask (noise) inside each forward
+            else:
+                mask = simmim_mask(torch, p, args.batch, gen)
+                loss = model(pixel_values=images, bool_masked_pos=mask).loss
         loss.backward()
         if p["method"] == "simmim":
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -230,7 +235,7 @@ def worker(args):
         log(f"[worker] warning: non-finite loss {loss.item()}")
     ms = statistics.median(times) * 1000
     rec = {
-        "suite": "peer", "framework": "pytorch", "method": p["method"], "preset": args.preset,
+        "suite": "peer", "framework": "pytorch", "method": p["method"], "preset": args.preset, "precision": args.precision,
         "batch": args.batch, "threads": torch.get_num_threads(), "steps": args.steps,
         "ms_per_step": round(ms, 3), "images_per_s": round(args.batch / (ms / 1000), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -260,17 +265,17 @@ def run_child(cmd, who, env=None):
     return last_json_line(proc.stdout, who), proc.stderr
 
 
-def run_ours(ours, preset, batch, steps, warmup, threads):
+def run_ours(ours, preset, batch, steps, warmup, threads, precision="fp32"):
     method = PRESETS[preset]["method"]
     cmd = [str(ours), "train", "--method", method, "--preset", preset, "--batch", str(batch),
-           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
+           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads), "--precision", precision]
     rec, _ = run_child(cmd, "mimserve-bench")
     return rec
 
 
-def run_peer(preset, batch, steps, warmup, threads):
+def run_peer(preset, batch, steps, warmup, threads, precision="fp32"):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--preset", preset, "--batch", str(batch),
-           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
+           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads), "--precision", precision]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     rec, err = run_child(cmd, "pytorch worker", env=env)
     for line in err.splitlines():
@@ -328,11 +333,11 @@ def driver(args):
         warmup = args.warmup if args.warmup is not None else (args.tiny_warmup if tiny else args.large_warmup)
         o_runs, t_runs = [], []
         for r in range(args.rounds):
-            o = run_ours(ours, preset, batch, steps, warmup, args.threads)
+            o = run_ours(ours, preset, batch, steps, warmup, args.threads, args.precision)
             o_runs.append(o)
             log(f"  {preset} b{batch} round {r + 1}/{args.rounds}: ours {o['ms_per_step']:.2f} ms/step "
                 f"({o['images_per_s']:.1f} img/s)")
-            t = run_peer(preset, batch, steps, warmup, args.threads)
+            t = run_peer(preset, batch, steps, warmup, args.threads, args.precision)
             t_runs.append(t)
             log(f"  {preset} b{batch} round {r + 1}/{args.rounds}: pytorch {t['ms_per_step']:.2f} ms/step "
                 f"({t['images_per_s']:.1f} img/s)")
@@ -340,7 +345,7 @@ def driver(args):
         t_ms = statistics.median(x["ms_per_step"] for x in t_runs)
         o_ips, t_ips = batch / (o_ms / 1000), batch / (t_ms / 1000)
         rec = {
-            "suite": "peer_compare", "method": PRESETS[preset]["method"], "preset": preset, "batch": batch,
+            "suite": "peer_compare", "method": PRESETS[preset]["method"], "preset": preset, "batch": batch, "precision": args.precision,
             "threads": args.threads, "steps": steps, "warmup": warmup, "rounds": args.rounds,
             "ours_ms_per_step": round(o_ms, 3), "ours_images_per_s": round(o_ips, 2),
             "pytorch_ms_per_step": round(t_ms, 3), "pytorch_images_per_s": round(t_ips, 2),
@@ -382,6 +387,8 @@ def main():
     ap.add_argument("--paper", action="store_true", help="(driver) also run the two paper-scale presets")
     ap.add_argument("--batch", type=int, help="batch size for every selected preset (overrides the defaults)")
     ap.add_argument("--threads", type=int, default=2, help="compute threads for both sides (default 2)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="fp32, or bf16 for both sides (ours: precision bf16; PyTorch: torch.autocast bf16)")
     ap.add_argument("--rounds", type=int, default=3, help="(driver) alternating rounds per preset (default 3)")
     ap.add_argument("--steps", type=int, help="timed steps for every preset (overrides the per-size defaults)")
     ap.add_argument("--warmup", type=int, help="warm-up steps for every preset (overrides the per-size defaults)")
