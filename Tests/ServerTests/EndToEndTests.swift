@@ -1,9 +1,11 @@
+import Config
 import Crypto
 import Hummingbird
 import Foundation
 import ImageData
 import Testing
 @testable import Server
+import Trainer
 import Store
 
 @Suite("HTTP end to end", .serialized) struct EndToEndTests {
@@ -202,6 +204,13 @@ import Store
         let overrides = ((methods["schema"] as? [String: Any])?["properties"] as? [String: Any])?["overrides"] as? [String: Any]
         let fields = (overrides?["properties"] as? [String: Any] ?? [:]).keys
         #expect(fields.contains("mask_ratio") && fields.contains("base_lr") && fields.contains("clip_grad"))
+        // What this machine runs: the precisions a job may ask for, and the CPU facts behind them.
+        let system = try await server.get("/v1/system").object
+        #expect(system["precisions"] as? [String] == Precision.supported.map(\.rawValue))
+        let machine = system["machine"] as? [String: Any] ?? [:]
+        #expect((machine["cores"] as? Int ?? 0) >= 1 && (machine["memory_bytes"] as? Int ?? 0) > 0)
+        #expect(((machine["cpu_features"] as? [String]) ?? []).contains("avx512_bf16") == Precision.supported.contains(.bf16)
+                || ((machine["cpu_features"] as? [String]) ?? []).contains("amx_bf16"))
         // The sample photos, each served where the list says, with its size and licence.
         let samples = try await server.get("/v1/samples").object["samples"] as? [[String: Any]] ?? []
         #expect(samples.count == 8)
