@@ -53,9 +53,10 @@ extension PostgresStore {
 
     // MARK: - Checkpoints
 
-    func addCheckpoint(_ c: CheckpointRecord) throws(StoreError) -> Int64 {
+    func addCheckpoint(_ c: CheckpointRecord, lease: Lease?) throws(StoreError) -> Int64 {
         try transaction { conn in
             try await Self.lockJob(conn, c.jobID)
+            try await Self.fence(conn, lease)
             try await conn.rows("""
                 INSERT INTO checkpoints (\(unescaped: CheckpointRecord.postgresColumns))
                 VALUES (\(c.jobID), \(c.step), \(c.path), \(c.bytes), \(c.sha256), \(c.isFinal), \(c.createdAt))
@@ -91,8 +92,11 @@ extension PostgresStore {
         }
     }
 
-    func deleteCheckpoint(jobID: String, step: Int) throws(StoreError) {
-        try read { conn in _ = try await conn.rows("DELETE FROM checkpoints WHERE job_id = \(jobID) AND step = \(step)") }
+    func deleteCheckpoint(jobID: String, step: Int, lease: Lease?) throws(StoreError) {
+        try transaction { conn in
+            try await Self.fence(conn, lease)
+            try await conn.rows("DELETE FROM checkpoints WHERE job_id = \(jobID) AND step = \(step)")
+        }
     }
 
     // MARK: - Events

@@ -60,17 +60,10 @@ extension PostgresStore {
         return try read { conn in try await conn.rows(query).map(JobRecord.init(postgres:)) }
     }
 
-    func transition(_ id: String, to: JobState, from: Set<JobState>?, error: String?) throws(StoreError) -> StateChange {
-        try transaction { conn in try await Self.transition(conn, id, to: to, from: from, error: error) }
-    }
-
-    func claimNextQueued() throws(StoreError) -> StateChange? {
+    func transition(_ id: String, to: JobState, from: Set<JobState>?, error: String?, lease: Lease?) throws(StoreError) -> StateChange {
         try transaction { conn in
-            // Another node's claim holds its row locked until it commits: skip it, take the next.
-            guard let row = try await conn.rows("""
-                SELECT id FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED
-                """).first else { return nil }
-            return try await Self.transition(conn, try row.decode(String.self), to: .running, from: [.queued], error: nil)
+            try await Self.fence(conn, lease)
+            return try await Self.transition(conn, id, to: to, from: from, error: error)
         }
     }
 
@@ -90,42 +83,23 @@ extension PostgresStore {
         }
     }
 
-    func stopRequest(_ id: String) throws(StoreError) -> StopKind? {
+    func stopRequest(_ id: String, lease: Lease?) throws(StoreError) -> StopKind? {
         try read { conn in
-            try await conn.rows("SELECT stop_request FROM jobs WHERE id = \(id)").first?.decode(String?.self).flatMap(StopKind.init)
+            let row = try await conn.rows("SELECT stop_request, state, lease_token FROM jobs WHERE id = \(id)").first
+            let (request, state, token) = try row?.decode((String?, String, String?).self) ?? (nil, "", nil)
+            if let lease, state != JobState.running.rawValue || token != lease.token { throw StoreError.leaseLost(jobID: id) }
+            return request.flatMap(StopKind.init)
         }
     }
 
     func requeueInterrupted() throws(StoreError) -> Store.Interrupted {
         try transaction { conn in
-            var found = Store.Interrupted()
-            let running = try await conn.rows("""
-                SELECT id, stop_request FROM jobs WHERE state = 'running' ORDER BY seq FOR UPDATE
-                """).map { try $0.decode((String, String?).self) }
-            for (id, request) in running {
-                guard let request = request.flatMap(StopKind.init) else { continue }
-                let to = JobState(honouring: request)
-                try await Self.transition(conn, id, to: to, from: [.running], error: nil, reason: "interrupted")
-                found.stopped.append(StateChange.Summary(id: id, state: to))
-            }
-            for (id, request) in running where request == nil {
-                let count = try await conn.rows("""
-                    UPDATE jobs SET interruptions = interruptions + 1 WHERE id = \(id) RETURNING interruptions
-                    """)[0].decode(Int.self)
-                if count >= Store.maxInterruptions {
-                    try await Self.transition(conn, id, to: .failed, from: [.running],
-                                              error: Store.interruptedTooOften(count), reason: "interrupted")
-                    found.failed.append(id)
-                } else {
-                    try await Self.transition(conn, id, to: .queued, from: [.running], error: nil, reason: "interrupted")
-                    found.requeued.append(id)
-                }
-            }
-            return found
+            try await Self.takeBack(conn, reason: "interrupted",
+                                    "SELECT id, stop_request FROM jobs WHERE state = 'running' ORDER BY seq FOR UPDATE")
         }
     }
 
-    func record(progress: JobProgress, metrics: [MetricRecord], for id: String) throws(StoreError) {
+    func record(progress: JobProgress, metrics: [MetricRecord], for id: String, lease: Lease?) throws(StoreError) {
         // One statement per chunk of rows (a statement takes at most 65 535 parameters); a step
         // logged twice in one batch keeps its last row, as the upsert would.
         var latest: [Int: MetricRecord] = [:]
@@ -135,6 +109,7 @@ extension PostgresStore {
             Self.metricInsert(rows[start..<min(start + 5_000, rows.count)])
         }
         try transaction { conn in
+            try await Self.fence(conn, lease)
             for insert in inserts { try await conn.rows(insert) }
             let updated = try await conn.rows("""
                 UPDATE jobs SET step = \(progress.step), loss = \(progress.loss)::float8, lr = \(progress.lr)::float8,
@@ -215,7 +190,10 @@ extension PostgresStore {
             UPDATE jobs SET state = \(moved.state.rawValue), updated_at = \(moved.updatedAt), started_at = \(moved.startedAt),
                 finished_at = \(moved.finishedAt), eta_s = \(moved.etaS)::float8, images_per_s = \(moved.imagesPerS)::float8,
                 error = \(moved.error)::text,
-                stop_request = CASE WHEN \(to.rawValue) = 'running' THEN stop_request END
+                stop_request = CASE WHEN \(to.rawValue) = 'running' THEN stop_request END,
+                lease_owner = CASE WHEN \(to.rawValue) = 'running' THEN lease_owner END,
+                lease_token = CASE WHEN \(to.rawValue) = 'running' THEN lease_token END,
+                lease_expires_at = CASE WHEN \(to.rawValue) = 'running' THEN lease_expires_at END
             WHERE id = \(id)
             RETURNING \(unescaped: JobRecord.postgresColumns)
             """)

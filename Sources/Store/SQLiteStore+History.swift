@@ -51,8 +51,9 @@ extension SQLiteStore {
 
     // MARK: - Checkpoints
 
-    func addCheckpoint(_ c: CheckpointRecord) throws(StoreError) -> Int64 {
+    func addCheckpoint(_ c: CheckpointRecord, lease: Lease?) throws(StoreError) -> Int64 {
         try write { db in
+            try Self.fence(db, lease)
             try c.upsert(db)
             return try Self.appendEvent(db, jobID: c.jobID, kind: .checkpoint,
                                         data: Store.checkpointEventData(c))
@@ -73,8 +74,11 @@ extension SQLiteStore {
             .order(CheckpointRecord.CodingKeys.step.desc).fetchOne($0) }
     }
 
-    func deleteCheckpoint(jobID: String, step: Int) throws(StoreError) {
-        _ = try write { try CheckpointRecord.deleteOne($0, key: ["job_id": jobID, "step": step]) }
+    func deleteCheckpoint(jobID: String, step: Int, lease: Lease?) throws(StoreError) {
+        _ = try write { db in
+            try Self.fence(db, lease)
+            return try CheckpointRecord.deleteOne(db, key: ["job_id": jobID, "step": step])
+        }
     }
 
     // MARK: - Events

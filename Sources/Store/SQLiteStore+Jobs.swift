@@ -37,15 +37,10 @@ extension SQLiteStore {
         }
     }
 
-    func transition(_ id: String, to: JobState, from: Set<JobState>?, error: String?) throws(StoreError) -> StateChange {
-        try write { db in try Self.transition(db, id, to: to, from: from, error: error) }
-    }
-
-    func claimNextQueued() throws(StoreError) -> StateChange? {
+    func transition(_ id: String, to: JobState, from: Set<JobState>?, error: String?, lease: Lease?) throws(StoreError) -> StateChange {
         try write { db in
-            guard let next = try JobRecord.filter(JobRecord.CodingKeys.state == JobState.queued.rawValue)
-                .order(JobRecord.CodingKeys.seq).fetchOne(db) else { return nil }
-            return try Self.transition(db, next.id, to: .running, from: [.queued], error: nil)
+            try Self.fence(db, lease)
+            return try Self.transition(db, id, to: to, from: from, error: error)
         }
     }
 
@@ -64,43 +59,20 @@ extension SQLiteStore {
         }
     }
 
-    func stopRequest(_ id: String) throws(StoreError) -> StopKind? {
+    func stopRequest(_ id: String, lease: Lease?) throws(StoreError) -> StopKind? {
         try read { db in
-            try String.fetchOne(db, sql: "SELECT stop_request FROM jobs WHERE id = ?", arguments: [id]).flatMap(StopKind.init)
+            try Self.fence(db, lease)
+            return try String.fetchOne(db, sql: "SELECT stop_request FROM jobs WHERE id = ?", arguments: [id]).flatMap(StopKind.init)
         }
     }
 
     func requeueInterrupted() throws(StoreError) -> Store.Interrupted {
-        try write { db in
-            var found = Store.Interrupted()
-            let pending = try Row.fetchAll(db, sql: """
-                SELECT id, stop_request FROM jobs WHERE state = 'running' AND stop_request IS NOT NULL ORDER BY seq
-                """)
-            for row in pending {
-                let id: String = row["id"]
-                let to = JobState(honouring: StopKind(rawValue: row["stop_request"]) ?? .cancel)
-                try Self.transition(db, id, to: to, from: [.running], error: nil, reason: "interrupted")
-                found.stopped.append(StateChange.Summary(id: id, state: to))
-            }
-            let ids = try String.fetchAll(db, sql: "SELECT id FROM jobs WHERE state = 'running' ORDER BY seq")
-            for id in ids {
-                try db.execute(sql: "UPDATE jobs SET interruptions = interruptions + 1 WHERE id = ?", arguments: [id])
-                let count = try Int.fetchOne(db, sql: "SELECT interruptions FROM jobs WHERE id = ?", arguments: [id]) ?? 0
-                if count >= Store.maxInterruptions {
-                    try Self.transition(db, id, to: .failed, from: [.running],
-                                        error: Store.interruptedTooOften(count), reason: "interrupted")
-                    found.failed.append(id)
-                } else {
-                    try Self.transition(db, id, to: .queued, from: [.running], error: nil, reason: "interrupted")
-                    found.requeued.append(id)
-                }
-            }
-            return found
-        }
+        try write { db in try Self.takeBack(db, reason: "interrupted", where: "state = 'running'", arguments: []) }
     }
 
-    func record(progress: JobProgress, metrics: [MetricRecord], for id: String) throws(StoreError) {
+    func record(progress: JobProgress, metrics: [MetricRecord], for id: String, lease: Lease?) throws(StoreError) {
         try write { db in
+            try Self.fence(db, lease)
             let insert = try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO metrics (job_id, step, loss, lr, images_per_s, wall_time_s) VALUES (?, ?, ?, ?, ?, ?)
                 """)
@@ -146,7 +118,9 @@ extension SQLiteStore {
         let job = try current.moved(to: to, from: from, error: error)
         try job.update(db)
         if to != .running {
-            try db.execute(sql: "UPDATE jobs SET stop_request = NULL WHERE id = ?", arguments: [id])
+            try db.execute(sql: """
+                UPDATE jobs SET stop_request = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = ?
+                """, arguments: [id])
         }
         let eventID = try appendEvent(db, jobID: id, kind: .state, data: Store.stateEventData(to, error: error, reason: reason))
         return StateChange(job: job, eventID: eventID)

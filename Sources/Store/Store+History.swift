@@ -21,10 +21,11 @@ extension Store {
     // MARK: - Checkpoints
 
     /// Records a checkpoint whose file is already written and renamed into place, and its
-    /// event; returns the event's id.
+    /// event; returns the event's id. With the trainer's `lease`, refused (`.leaseLost`) unless
+    /// the job still runs under it.
     @discardableResult
-    public func addCheckpoint(_ c: CheckpointRecord) throws(StoreError) -> Int64 {
-        try backend.addCheckpoint(c)
+    public func addCheckpoint(_ c: CheckpointRecord, lease: Lease? = nil) throws(StoreError) -> Int64 {
+        try backend.addCheckpoint(c, lease: lease)
     }
 
     public func checkpoints(jobID: String) throws(StoreError) -> [CheckpointRecord] {
@@ -39,8 +40,9 @@ extension Store {
         try backend.latestCheckpoint(jobID: jobID)
     }
 
-    public func deleteCheckpoint(jobID: String, step: Int) throws(StoreError) {
-        try backend.deleteCheckpoint(jobID: jobID, step: step)
+    /// With the trainer's `lease`, refused (`.leaseLost`) unless the job still runs under it.
+    public func deleteCheckpoint(jobID: String, step: Int, lease: Lease? = nil) throws(StoreError) {
+        try backend.deleteCheckpoint(jobID: jobID, step: step, lease: lease)
     }
 
     // MARK: - Events

@@ -100,16 +100,19 @@ extension Store {
 
     /// Moves a job to `to` if the lifecycle allows it from its current state (and, when given,
     /// only from one of `from`); otherwise throws and changes nothing. Records a state event in
-    /// the same transaction and returns its id.
+    /// the same transaction and returns its id. A trainer passes its `lease`: the change is then
+    /// refused (`.leaseLost`) unless the job still runs under it.
     @discardableResult
-    public func transition(_ id: String, to: JobState, from: Set<JobState>? = nil, error: String? = nil) throws(StoreError) -> StateChange {
-        try backend.transition(id, to: to, from: from, error: error)
+    public func transition(_ id: String, to: JobState, from: Set<JobState>? = nil, error: String? = nil,
+                           lease: Lease? = nil) throws(StoreError) -> StateChange {
+        try backend.transition(id, to: to, from: from, error: error, lease: lease)
     }
 
     /// Claims the oldest queued job for a trainer slot (queued → running), atomically: two
-    /// slots, in one process or on two machines, never claim the same job.
+    /// slots, in one process or on two machines, never claim the same job. The claim's lease is
+    /// `claimNext`'s; callers that write for the job should use that instead.
     public func claimNextQueued() throws(StoreError) -> StateChange? {
-        try backend.claimNextQueued()
+        try claimNext(owner: Self.workerID())?.change
     }
 
     /// Asks a job to stop, atomically with the check of its state. A queued (or, for cancel,
@@ -121,17 +124,22 @@ extension Store {
     }
 
     /// The stop a running job has been asked for, if any (its trainer reads it every step).
-    public func stopRequest(_ id: String) throws(StoreError) -> StopKind? {
-        try backend.stopRequest(id)
+    /// With the trainer's `lease`, also throws `.leaseLost` when the job is no longer its own.
+    public func stopRequest(_ id: String, lease: Lease? = nil) throws(StoreError) -> StopKind? {
+        try backend.stopRequest(id, lease: lease)
     }
 
     /// Start-up: jobs left `running` by a process that died go back to the queue; they resume
     /// from their last checkpoint. A cancel or pause asked before the crash is honoured instead.
+    /// Only for a store no other process trains from (SQLite, whose data dir this process has
+    /// locked): on a shared database it would take jobs other workers are training, so there
+    /// expired leases bring jobs back instead (`claimNext`).
     public func requeueInterrupted() throws(StoreError) -> Interrupted {
         try backend.requeueInterrupted()
     }
 
-    /// Crashes a job may live through: the next one fails it instead of re-queueing it.
+    /// Crashes (or expired leases) a job may live through: the next one fails it instead of
+    /// re-queueing it.
     public static let maxInterruptions = 3
 
     /// The jobs start-up found left `running` by a process that died.
@@ -142,12 +150,19 @@ extension Store {
         public var failed: [String] = []
         /// Cancelled or paused, as asked before the process died.
         public var stopped: [StateChange.Summary] = []
+
+        public init(requeued: [String] = [], failed: [String] = [], stopped: [StateChange.Summary] = []) {
+            self.requeued = requeued
+            self.failed = failed
+            self.stopped = stopped
+        }
     }
 
     /// Progress on the job row and the new metric rows, in one transaction. Re-logged steps
-    /// (after a resume) replace the earlier rows rather than duplicating them.
-    public func record(progress: JobProgress, metrics: [MetricRecord], for id: String) throws(StoreError) {
-        try backend.record(progress: progress, metrics: metrics, for: id)
+    /// (after a resume) replace the earlier rows rather than duplicating them. With the
+    /// trainer's `lease`, nothing is written unless the job still runs under it (`.leaseLost`).
+    public func record(progress: JobProgress, metrics: [MetricRecord], for id: String, lease: Lease? = nil) throws(StoreError) {
+        try backend.record(progress: progress, metrics: metrics, for: id, lease: lease)
     }
 
     /// Deletes a job that is not running, with its metrics, checkpoints rows and events.

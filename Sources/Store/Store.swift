@@ -28,6 +28,13 @@ public final class Store: Sendable {
         try self.init(.sqlite(path: path), migrations: migrations)
     }
 
+    /// True when other processes may train from this database too (PostgreSQL); a SQLite file
+    /// is this process's alone (the data dir's lock).
+    public var isShared: Bool {
+        if case .postgres = location { return true }
+        return false
+    }
+
     /// The SQLite file's path, or the PostgreSQL location without its password.
     public var path: String {
         switch location {

@@ -17,22 +17,27 @@ protocol StoreBackend: Sendable {
     func job(_ id: String) throws(StoreError) -> JobRecord?
     /// Newest first, at most `limit`, only `seq < beforeSeq` when given.
     func jobs(states: Set<JobState>, method: String?, beforeSeq: Int64?, limit: Int) throws(StoreError) -> [JobRecord]
-    func transition(_ id: String, to: JobState, from: Set<JobState>?, error: String?) throws(StoreError) -> StateChange
-    func claimNextQueued() throws(StoreError) -> StateChange?
+    /// With a `lease`, refused (`.leaseLost`) unless the job is running under that lease: the
+    /// same rule for every write that takes one, checked in the write's own transaction.
+    func transition(_ id: String, to: JobState, from: Set<JobState>?, error: String?, lease: Lease?) throws(StoreError) -> StateChange
+    /// Takes back running jobs whose lease expired, then claims the oldest queued job under a
+    /// new lease (`token`, expiring `leaseSeconds` from now on the database's clock).
+    func claimNext(owner: String, token: String, leaseSeconds: Double) throws(StoreError) -> Claim?
+    func renew(_ lease: Lease, leaseSeconds: Double) throws(StoreError)
     func requestStop(_ id: String, _ kind: StopKind) throws(StoreError) -> StopOutcome
-    func stopRequest(_ id: String) throws(StoreError) -> StopKind?
+    func stopRequest(_ id: String, lease: Lease?) throws(StoreError) -> StopKind?
     func requeueInterrupted() throws(StoreError) -> Store.Interrupted
-    func record(progress: JobProgress, metrics: [MetricRecord], for id: String) throws(StoreError)
+    func record(progress: JobProgress, metrics: [MetricRecord], for id: String, lease: Lease?) throws(StoreError)
     func delete(_ id: String) throws(StoreError) -> [String]
     func countsByState() throws(StoreError) -> [JobState: Int]
 
     func metrics(jobID: String, afterStep: Int, maxPoints: Int?) throws(StoreError) -> [MetricRecord]
     func metricCount(jobID: String) throws(StoreError) -> Int
-    func addCheckpoint(_ c: CheckpointRecord) throws(StoreError) -> Int64
+    func addCheckpoint(_ c: CheckpointRecord, lease: Lease?) throws(StoreError) -> Int64
     func checkpoints(jobID: String) throws(StoreError) -> [CheckpointRecord]
     func checkpoint(jobID: String, step: Int) throws(StoreError) -> CheckpointRecord?
     func latestCheckpoint(jobID: String) throws(StoreError) -> CheckpointRecord?
-    func deleteCheckpoint(jobID: String, step: Int) throws(StoreError)
+    func deleteCheckpoint(jobID: String, step: Int, lease: Lease?) throws(StoreError)
     func events(jobID: String, afterID: Int64, limit: Int?) throws(StoreError) -> [JobEventRecord]
     func lastEventID(jobID: String) throws(StoreError) -> Int64
     func historyPage(jobID: String, afterStep: Int, afterEventID: Int64, limit: Int) throws(StoreError) -> HistoryPage

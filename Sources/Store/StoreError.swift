@@ -18,6 +18,10 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case queueFull(limit: Int)
     /// `--database` is not a location this build reads (the message never holds a password).
     case badLocation(String)
+    /// A trainer's lease on the job is gone (it expired and another trainer claimed the job, or
+    /// the job left `running`): the write was refused, and the trainer must stop the job
+    /// without writing anything more for it.
+    case leaseLost(jobID: String)
     /// The database failed (I/O, disk full, corruption, a server that cannot be reached). The
     /// message names the failure, never SQL text or a password.
     case database(String)
@@ -33,6 +37,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badPageToken: "next_page_token is not one this server issued"
         case .queueFull(let limit): "\(limit) jobs are already queued, the most this server accepts (--max-queued); retry when some have started"
         case .badLocation(let m): "database: \(m)"
+        case .leaseLost(let id): "this trainer no longer holds job \(id); another trainer took it after its lease expired"
         case .database(let m): "database: \(m)"
         }
     }
