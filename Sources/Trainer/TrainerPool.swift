@@ -5,7 +5,7 @@ import Synchronization
 import TensorCore
 
 public struct TrainerOptions: Sendable {
-    /// Concurrent training jobs (each on its own thread; default 1 on 2 cores).
+    /// Concurrent training jobs (each on its own thread; default 1 on 2 cores; 0 trains nothing).
     public var slots: Int
     /// Checkpoint paths are relative to this folder.
     public var dataRoot: URL
@@ -24,6 +24,10 @@ public struct TrainerOptions: Sendable {
     public var claimed: (@Sendable (String) -> Void)?
     /// Nice value of the slot threads and of the kernels they run (0: the process's own).
     public var nice: Int32 = 0
+    /// How long a claim holds a job without a heartbeat; slots renew every third of it.
+    public var leaseSeconds = Store.defaultLeaseSeconds
+    /// Names this process on the leases it holds (`lease_owner`).
+    public var workerID = Store.workerID()
     public var log: @Sendable (String) -> Void
 
     public var checkpoints: CheckpointDirectory { CheckpointDirectory(dataRoot: dataRoot) }
@@ -64,9 +68,11 @@ public final class TrainerPool: Sendable {
         self.options = options
     }
 
-    /// Re-queues jobs a dead process left running, then starts the slots.
+    /// Starts the slots. On a store this process alone trains from (SQLite: the data dir is
+    /// locked), first re-queues the jobs a dead process left running; on a shared database those
+    /// jobs may be other workers' live ones, so their expired leases bring them back instead.
     public func start() throws(StoreError) {
-        let interrupted = try store.requeueInterrupted()
+        let interrupted = try store.isShared ? Store.Interrupted() : store.requeueInterrupted()
         for id in interrupted.requeued {
             options.log("job \(id) was interrupted; re-queued to resume from its last checkpoint")
             bus.publish(.state(jobID: id, .queued, error: nil, eventID: nil))
@@ -80,7 +86,7 @@ public final class TrainerPool: Sendable {
             options.log("job \(id) was \(error); it fails instead of running again")
             bus.publish(.state(jobID: id, .failed, error: error, eventID: nil))
         }
-        for slot in 0..<max(1, options.slots) {
+        for slot in 0..<options.slots {
             stopped.enter()
             state.withLock { $0.aliveSlots += 1 }
             // A serial queue of its own per slot (an overcommit thread that Dispatch manages):
@@ -100,7 +106,7 @@ public final class TrainerPool: Sendable {
 
     /// Wakes idle slots (a job was queued or resumed).
     public func notify() {
-        for _ in 0..<max(1, options.slots) { wake.signal() }
+        for _ in 0..<options.slots { wake.signal() }
     }
 
     /// Stops after the current step of every running job: each checkpoints and goes back to
@@ -163,23 +169,24 @@ public final class TrainerPool: Sendable {
 
     private func slotLoop(_ slot: Int) {
         while !state.withLock({ $0.stopping }) {
-            let claimed: StateChange?
+            let claim: Claim?
             do {
-                claimed = try store.claimNextQueued()
+                claim = try store.claimNext(owner: options.workerID, leaseSeconds: options.leaseSeconds)
             } catch {
                 options.log("slot \(slot): cannot claim a job: \(error)")
                 _ = wake.wait(timeout: .now() + 1)
                 continue
             }
-            guard let claimed else {
+            guard let claim else {
                 _ = wake.wait(timeout: .now() + 1)
                 continue
             }
-            let job = claimed.job
-            bus.publish(.state(jobID: job.id, .running, error: nil, eventID: claimed.eventID))
+            publishTakenBack(claim.expired)
+            let job = claim.change.job
+            bus.publish(.state(jobID: job.id, .running, error: nil, eventID: claim.change.eventID))
             options.claimed?(job.id)
             state.withLock { _ = $0.running.insert(job.id) }
-            run(job)
+            run(job, lease: claim.lease)
             let idle = state.withLock { s -> Bool in
                 s.running.remove(job.id)
                 return s.running.isEmpty
@@ -193,31 +200,60 @@ public final class TrainerPool: Sendable {
         }
     }
 
-    private func run(_ job: JobRecord) {
+    private func run(_ job: JobRecord, lease: Lease) {
         let config: JobConfig
         do {
             config = try JobConfig.decode(job.configJSON)
         } catch {
-            _ = try? store.transition(job.id, to: .failed, from: [.running], error: "stored config is unreadable: \(error)")
+            _ = try? store.transition(job.id, to: .failed, from: [.running], error: "stored config is unreadable: \(error)", lease: lease)
             return
         }
+        let heartbeat = Heartbeat(store: store, lease: lease, seconds: options.leaseSeconds, log: options.log)
+        defer { heartbeat.stop() }
         var opts = options
         let observer = options.stepObserver
         opts.stepObserver = { [self] id, step, wait, seconds in
             state.withLock { $0.stepsDone += 1 }
             observer?(id, step, wait, seconds)
         }
-        TrainingRun(job: job, config: config, store: store, bus: bus, options: opts,
-                    stopRequested: { [self] in stopRequest(job.id) }).run()
+        TrainingRun(job: job, config: config, store: store, bus: bus, options: opts, lease: lease,
+                    stopRequested: { [self] in stopRequest(lease, heartbeat: heartbeat) }).run()
     }
 
-    /// A client's request on the job's row wins over this process's shutdown: a job asked to
-    /// pause during shutdown ends paused, not re-queued. An unreadable row stops nothing.
-    private func stopRequest(_ id: String) -> StopRequest? {
-        switch (try? store.stopRequest(id)) ?? nil {
-        case .cancel: .cancel
-        case .pause: .pause
-        case nil: state.withLock { $0.stopping } ? .shutdown : nil
+    /// A lost lease wins over everything: the job is another trainer's now. Then a client's
+    /// request on the job's row wins over this process's shutdown: a job asked to pause during
+    /// shutdown ends paused, not re-queued. An unreadable row stops nothing.
+    private func stopRequest(_ lease: Lease, heartbeat: Heartbeat) -> StopRequest? {
+        if heartbeat.lost { return .leaseLost }
+        let request: StopKind?
+        do {
+            request = try store.stopRequest(lease.jobID, lease: lease)
+        } catch .leaseLost {
+            return .leaseLost
+        } catch {
+            request = nil
+        }
+        switch request {
+        case .cancel: return .cancel
+        case .pause: return .pause
+        case nil: return state.withLock { $0.stopping } ? .shutdown : nil
+        }
+    }
+
+    /// Jobs a claim took back from trainers whose lease expired.
+    private func publishTakenBack(_ expired: Store.Interrupted) {
+        for id in expired.requeued {
+            options.log("job \(id): its trainer's lease expired; re-queued to resume from its last checkpoint")
+            bus.publish(.state(jobID: id, .queued, error: nil, eventID: nil))
+        }
+        for job in expired.stopped {
+            options.log("job \(job.id): its trainer's lease expired after a request to stop; it is \(job.state.rawValue)")
+            bus.publish(.state(jobID: job.id, job.state, error: nil, eventID: nil))
+        }
+        for id in expired.failed {
+            let error = "interrupted \(Store.maxInterruptions) times by process crashes"
+            options.log("job \(id): its trainer's lease expired; \(error), it fails instead of running again")
+            bus.publish(.state(jobID: id, .failed, error: error, eventID: nil))
         }
     }
 }

@@ -11,6 +11,8 @@ enum StopRequest: Sendable {
     case cancel, pause
     /// The server is shutting down: checkpoint and go back to the queue.
     case shutdown
+    /// Another trainer holds the job now: stop and write nothing more for it.
+    case leaseLost
 }
 
 /// Trains one claimed job to its end, a stop request, or a failure. Runs on a slot's own
@@ -21,14 +23,17 @@ final class TrainingRun {
     let store: Store
     let bus: EventBus
     let options: TrainerOptions
+    /// Passed with every write for the job; nil only where nothing else could train it (tests).
+    let lease: Lease?
     let stopRequested: () -> StopRequest?
 
     private var pending: [MetricRecord] = []
     private var lastFlush = Date()
     private var progress: JobProgress
 
-    init(job: JobRecord, config: JobConfig, store: Store, bus: EventBus, options: TrainerOptions,
+    init(job: JobRecord, config: JobConfig, store: Store, bus: EventBus, options: TrainerOptions, lease: Lease?,
          stopRequested: @escaping () -> StopRequest?) {
+        self.lease = lease
         self.job = job
         self.config = config
         self.store = store
@@ -43,6 +48,9 @@ final class TrainingRun {
     func run() -> Int {
         do {
             return try train()
+        } catch StoreError.leaseLost {
+            lostLease()
+            return 0
         } catch {
             flushQuietly()
             finish(.failed, error: "\(error)")
@@ -76,12 +84,17 @@ final class TrainingRun {
         let startStep = step
         while step < t.totalSteps {
             if let stop = stopRequested() {
+                if stop == .leaseLost {
+                    lostLease()
+                    return step - startStep
+                }
                 if step > lastCheckpoint { try saveCheckpoint(step: step, model: model, optimizer: optimizer, rng: rng, wall: wallTime, final: false) }
                 flushQuietly()
                 switch stop {
                 case .cancel: finish(.cancelled, error: nil)
                 case .pause: finish(.paused, error: nil)
                 case .shutdown: finish(.queued, error: nil)
+                case .leaseLost: break
                 }
                 return step - startStep
             }
@@ -129,16 +142,23 @@ final class TrainingRun {
 
     private func flush() throws {
         progress.rssMB = ResidentMemory.currentMB()
-        try store.record(progress: progress, metrics: pending, for: job.id)
+        try store.record(progress: progress, metrics: pending, for: job.id, lease: lease)
         pending.removeAll(keepingCapacity: true)
         lastFlush = Date()
     }
 
     private func flushQuietly() { try? flush() }
 
+    /// The job is another trainer's: what this run learned since its last write is dropped, as
+    /// a crash would drop it; the new holder resumes from the last checkpoint.
+    private func lostLease() {
+        pending.removeAll()
+        options.log("job \(job.id): lease lost to another trainer; stopped without writing more")
+    }
+
     private func finish(_ state: JobState, error: String?) {
         do {
-            let change = try store.transition(job.id, to: state, from: [.running], error: error)
+            let change = try store.transition(job.id, to: state, from: [.running], error: error, lease: lease)
             bus.publish(.state(jobID: job.id, change.state, error: error, eventID: change.eventID))
         } catch {
             options.log("job \(job.id): cannot record \(state.rawValue): \(error)")
@@ -150,10 +170,13 @@ final class TrainingRun {
         let ck = Checkpoint(config: config, step: step, optimizerSteps: optimizer.stepCount, rng: rng, wallTimeS: wall,
                             weights: model.stateDict(), moments: optimizer.state())
         let bytes = ck.encode()
+        // A run that lost its job must not replace the new holder's file of the same step: check
+        // the lease right before writing (the row insert after it is fenced in its transaction).
+        if let lease { try store.renew(lease, leaseSeconds: options.leaseSeconds) }
         let relative = try options.checkpoints.write(bytes, job: job.id, step: step)
         let record = CheckpointRecord(jobID: job.id, step: step, path: relative, bytes: Int64(bytes.count),
                                       sha256: Checksum.sha256Hex(bytes), isFinal: final)
-        let eventID = try store.addCheckpoint(record)
+        let eventID = try store.addCheckpoint(record, lease: lease)
         bus.publish(.checkpoint(record, eventID: eventID))
         try prune()
     }
@@ -163,7 +186,7 @@ final class TrainingRun {
     private func prune() throws {
         let periodic = try store.checkpoints(jobID: job.id).filter { !$0.isFinal }
         for old in periodic.dropLast(config.training.keepCheckpoints) {
-            try store.deleteCheckpoint(jobID: job.id, step: old.step)
+            try store.deleteCheckpoint(jobID: job.id, step: old.step, lease: lease)
             options.checkpoints.remove(old.path)
         }
     }

@@ -238,7 +238,7 @@ import TensorCore
         let id = try h.submit(steps: 30, overrides: ["checkpoint_every": .number(10)])
         try h.wait(id, for: [.succeeded])
         let run = TrainingRun(job: try #require(try h.store.job(id)), config: try JobConfig.decode(try h.store.job(id)!.configJSON),
-                              store: h.store, bus: h.bus, options: h.pool.options, stopRequested: { nil })
+                              store: h.store, bus: h.bus, options: h.pool.options, lease: nil, stopRequested: { nil })
         let final = try #require(try h.store.latestCheckpoint(jobID: id))
         try Data("garbage".utf8).write(to: h.dir.appendingPathComponent(final.path))
         #expect(try run.loadLatestCheckpoint()?.step == 20)
