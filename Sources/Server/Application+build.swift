@@ -24,8 +24,9 @@ final class ServerCore: Sendable {
     let dataRoot: URL
     let logger: Logger
     let startedAt = Date()
-    /// Held while the server runs: one server per data directory.
-    let dataDirLock: DataDirLock
+    /// Held while the server runs: one server per data directory. None on a worker: workers
+    /// share the data dir's checkpoints, and leases keep them from training the same job.
+    let dataDirLock: DataDirLock?
     /// Open event streams (`--max-streams`), ended first on shutdown.
     let streams: StreamRegistry
     /// Host / Origin allow-list (`--allowed-host`).
@@ -37,7 +38,7 @@ final class ServerCore: Sendable {
 
     init(configuration: ServerConfiguration, store: Store, bus: EventBus, pool: TrainerPool, datasets: DatasetRegistry,
          inference: InferenceService, prometheus: PrometheusCollectorRegistry, publicDir: String?, dataRoot: URL, logger: Logger,
-         dataDirLock: DataDirLock) {
+         dataDirLock: DataDirLock?) {
         self.dataDirLock = dataDirLock
         let streams = StreamRegistry(limit: configuration.maxStreams)
         self.streams = streams
@@ -92,8 +93,9 @@ public func buildApplication(configuration c: ServerConfiguration,
         logger: core.logger)
 }
 
-/// Opens the data directory, the database (migrating it) and wires the services.
-func makeCore(_ c: ServerConfiguration) throws -> ServerCore {
+/// Opens the data directory (locking it unless `sharedDataDir`), the database (migrating it)
+/// and wires the services.
+func makeCore(_ c: ServerConfiguration, sharedDataDir: Bool = false) throws -> ServerCore {
     let problems = c.problems()
     if !problems.isEmpty { throw StartupError(description: problems.joined(separator: "; ")) }
     var logger = Logger(label: "mimserve")
@@ -106,7 +108,7 @@ func makeCore(_ c: ServerConfiguration) throws -> ServerCore {
     } catch {
         throw StartupError(description: "data-dir: cannot create \(datasetsDir.path): \(error.localizedDescription)")
     }
-    let lock = try DataDirLock(directory: dataRoot)
+    let lock = sharedDataDir ? nil : try DataDirLock(directory: dataRoot)
     let location = try c.databaseLocation()
     logger.info("database: \(location)")
     let store = try Store(location, migrations: MigrationSet.locate(explicit: c.migrationsDir, dialect: location.dialect))
@@ -121,6 +123,7 @@ func makeCore(_ c: ServerConfiguration) throws -> ServerCore {
         slots: c.trainerSlots, dataRoot: dataRoot, dataSource: ImageDataSource.make(registry: datasets),
         log: { trainerLogger.notice("\($0)") })
     trainerOptions.nice = Int32(c.trainerNice)
+    trainerOptions.leaseSeconds = c.leaseSeconds
     let pool = TrainerPool(store: store, bus: bus, options: trainerOptions)
     let inference = InferenceService(store: store, dataRoot: dataRoot, maxConcurrent: c.inferenceSlots,
                                      cacheSize: c.modelCacheSize, maxPixels: c.maxPixels,
@@ -191,13 +194,13 @@ private func addMethodNotAllowed(_ router: Router<BasicRequestContext>, _ routes
 /// every running job checkpoints and returns to the queue.
 struct TrainerService: Service {
     let pool: TrainerPool
-    let streams: StreamRegistry
+    let streams: StreamRegistry?
     let logger: Logger
 
     func run() async throws {
         try pool.start()
         try? await gracefulShutdown()
-        streams.shutdown()
+        streams?.shutdown()
         logger.notice("stopping the trainer pool (running jobs checkpoint and re-queue)")
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             Thread.detachNewThread {

@@ -18,7 +18,12 @@ public struct ServerConfiguration: Sendable {
     /// The password is never logged nor shown in an error.
     public var database: String?
     /// `--trainer-slots` / `MIMSERVE_TRAINER_SLOTS`: jobs trained at once. Default 1 (2 cores: one job uses both).
+    /// 0 on `serve` makes an API node that trains nothing (workers on a shared database do).
     public var trainerSlots = 1
+    /// `--lease-seconds` / `MIMSERVE_LEASE_SECONDS`: how long a trainer holds a claimed job
+    /// without a heartbeat (renewed every third of it). When it lapses, the next claim from any
+    /// node takes the job back. Default 30.
+    public var leaseSeconds = Store.defaultLeaseSeconds
     /// `--max-body-bytes` / `MIMSERVE_MAX_BODY_BYTES`: largest request body; more gets 413. Default 32 MiB.
     public var maxBodyBytes = 32 << 20
     /// `--max-job-body-bytes` / `MIMSERVE_MAX_JOB_BODY_BYTES`: largest job submission
@@ -127,7 +132,8 @@ public struct ServerConfiguration: Sendable {
     public func problems() -> [String] {
         var p: [String] = []
         if !(0...65535).contains(port) { p.append("port: must be in 0…65535, got \(port)") }
-        if !(1...16).contains(trainerSlots) { p.append("trainer-slots: must be in 1…16, got \(trainerSlots)") }
+        if !(0...16).contains(trainerSlots) { p.append("trainer-slots: must be in 0…16, got \(trainerSlots)") }
+        if !(leaseSeconds >= 1 && leaseSeconds <= 3600) { p.append("lease-seconds: must be in 1…3600 s, got \(leaseSeconds)") }
         if !(1...16).contains(inferenceSlots) { p.append("inference-slots: must be in 1…16, got \(inferenceSlots)") }
         if !(1...64).contains(modelCacheSize) { p.append("model-cache: must be in 1…64, got \(modelCacheSize)") }
         if maxBodyBytes < 1024 { p.append("max-body-bytes: must be ≥ 1024, got \(maxBodyBytes)") }

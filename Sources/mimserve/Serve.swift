@@ -12,7 +12,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "TCP port; 0 picks a free one (MIMSERVE_PORT; default 8080).") var port: Int?
     @Option(help: "Folder of checkpoints, datasets and the default SQLite file (MIMSERVE_DATA_DIR; default ./data).") var dataDir: String?
     @Option(help: ArgumentHelp("sqlite:PATH or postgres://user:password@host:port/database[?host=/socket/dir&schema=NAME] (MIMSERVE_DATABASE; default sqlite:<data-dir>/mimserve.sqlite).", valueName: "location")) var database: String?
-    @Option(help: "Jobs trained at once (MIMSERVE_TRAINER_SLOTS; default 1).") var trainerSlots: Int?
+    @Option(help: "Jobs trained at once; 0 for an API node that leaves training to workers (MIMSERVE_TRAINER_SLOTS; default 1).") var trainerSlots: Int?
+    @Option(help: "Seconds a claimed job is held without a heartbeat; renewed every third of it (MIMSERVE_LEASE_SECONDS; default 30).") var leaseSeconds: Double?
     @Option(help: "Largest request body in bytes (MIMSERVE_MAX_BODY_BYTES; default 33554432).") var maxBodyBytes: Int?
     @Option(help: "Largest image in pixels, checked before decoding (MIMSERVE_MAX_PIXELS; default 40000000).") var maxPixels: Int?
     @Option(help: "Pixels all images of one inference request may declare together (MIMSERVE_MAX_REQUEST_PIXELS; default: --max-pixels).") var maxRequestPixels: Int?
@@ -51,6 +52,7 @@ struct Serve: AsyncParsableCommand {
         c.dataDir = try pick(dataDir, "DATA_DIR", { $0 }) ?? c.dataDir
         c.database = try pick(database, "DATABASE", { $0 })
         c.trainerSlots = try pick(trainerSlots, "TRAINER_SLOTS", Int.init) ?? c.trainerSlots
+        c.leaseSeconds = try pick(leaseSeconds, "LEASE_SECONDS", Double.init) ?? c.leaseSeconds
         c.maxBodyBytes = try pick(maxBodyBytes, "MAX_BODY_BYTES", Int.init) ?? c.maxBodyBytes
         c.maxPixels = try pick(maxPixels, "MAX_PIXELS", Int.init) ?? c.maxPixels
         c.maxRequestPixels = try pick(maxRequestPixels, "MAX_REQUEST_PIXELS", Int.init)
