@@ -35,6 +35,7 @@ extension APIRoutes {
                 .set(elapsed > 0 ? Double(core.pool.stepsDone) / elapsed : 0)
             Self.gauge(r, "training_steps_completed", "Training steps completed since start").set(Double(core.pool.stepsDone))
             Self.gauge(r, "trainer_slots_alive", "Trainer threads running").set(Double(core.pool.aliveSlots))
+            Self.gauge(r, "trainer_jobs_training", "Jobs this process's slots are training now").set(Double(core.pool.runningJobs.count))
             Self.gauge(r, "inference_in_flight", "Inference requests running").set(Double(core.inference.inFlight))
             for job in runningJobs {
                 if let loss = job.loss {

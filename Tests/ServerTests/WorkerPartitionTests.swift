@@ -32,10 +32,14 @@ struct WorkerPartitionTests {
         }
 
         /// Training steps this worker completed since it started (its `/metrics`).
-        func stepsDone() async throws -> Int {
+        func stepsDone() async throws -> Int { try await gauge("mimserve_training_steps_completed") }
+
+        /// Jobs this worker's slots are training now.
+        func jobsTraining() async throws -> Int { try await gauge("mimserve_trainer_jobs_training") }
+
+        func gauge(_ name: String) async throws -> Int {
             let (data, _) = try await URLSession.shared.data(from: URL(string: "/metrics", relativeTo: base)!)
-            let line = String(decoding: data, as: UTF8.self).split(separator: "\n")
-                .first { $0.hasPrefix("mimserve_training_steps_completed ") }
+            let line = String(decoding: data, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix(name + " ") }
             return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? -1
         }
 
@@ -92,13 +96,13 @@ struct WorkerPartitionTests {
         #expect(takeovers.count == 1)
 
         kill(a.process.processIdentifier, SIGCONT)
-        // A's heartbeat (every 2/3 s), its next step or its next write learns the job is gone.
-        try await Task.sleep(for: .seconds(2))
+        // A's heartbeat, its next step or its next write learns the job is gone, and its slot lets
+        // go of it; from then on, while B trains on, A must not take a single step.
+        try await Self.wait("A to let go of the job") { try await a.jobsTraining() == 0 }
         let aSteps = try await a.stepsDone()
         let bSteps = try await b.stepsDone()
-        try await Task.sleep(for: .seconds(3))
+        try await Self.wait("B to train 20 more steps") { try await b.stepsDone() >= bSteps + 20 }
         #expect(try await a.stepsDone() == aSteps)
-        #expect(try await b.stepsDone() > bSteps)
         #expect(try await a.status("/readyz") == 200)
         _ = try await api.request("POST", "/v1/jobs/\(id)/cancel")
         let job = try await api.waitFor(id, states: ["cancelled", "failed", "succeeded"])
