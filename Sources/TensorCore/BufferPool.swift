@@ -6,18 +6,21 @@ import Synchronization
 #endif
 
 /// Float storage owned by tensors. When the last tensor using it goes away the memory returns
-/// to `BufferPool.shared`, so a steady-state training step reuses the previous step's buffers.
+/// to the pool it came from (`BufferPool.shared` for tensors), so a steady-state training step
+/// reuses the previous step's buffers.
 public final class Storage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     /// Capacity in floats: the pool bucket size, at least the requested count.
     public let capacity: Int
+    private let pool: BufferPool
 
-    fileprivate init(pointer: UnsafeMutablePointer<Float>, capacity: Int) {
+    fileprivate init(pointer: UnsafeMutablePointer<Float>, capacity: Int, pool: BufferPool) {
         self.pointer = pointer
         self.capacity = capacity
+        self.pool = pool
     }
 
-    deinit { BufferPool.shared.recycle(pointer, capacity: capacity) }
+    deinit { pool.recycle(pointer, capacity: capacity) }
 }
 
 /// Size-bucketed free lists of float buffers. Buckets are quarter powers of two
@@ -69,7 +72,7 @@ public final class BufferPool: Sendable {
         }
         let pointer = reused.flatMap { UnsafeMutablePointer<Float>(bitPattern: $0) }
             ?? UnsafeMutablePointer<Float>.allocate(capacity: size)
-        return Storage(pointer: pointer, capacity: size)
+        return Storage(pointer: pointer, capacity: size, pool: self)
     }
 
     fileprivate func recycle(_ pointer: UnsafeMutablePointer<Float>, capacity: Int) {
