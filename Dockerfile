@@ -3,6 +3,7 @@
 # -e MIMSERVE_DATABASE=postgres://… keeps the job store in PostgreSQL instead.
 #   docker build -t mimserve .
 #   docker run -p 8080:8080 -e MIMSERVE_TOKEN=change-me -v mimserve-data:/data mimserve
+# The command defaults to `serve`; `… mimserve worker` runs a worker (docker-compose.cluster.yml).
 
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
@@ -34,6 +35,9 @@ USER 10001
 ENV MIMSERVE_HOST=0.0.0.0 MIMSERVE_PORT=8080 MIMSERVE_DATA_DIR=/data
 VOLUME ["/data"]
 EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["curl", "-fs", "http://127.0.0.1:8080/healthz"]
-# Binding to 0.0.0.0 needs MIMSERVE_TOKEN: the server refuses to start without it.
-ENTRYPOINT ["mimserve", "serve"]
+# On whichever port the node listens: the server's, or a worker's probes.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["sh", "-c", "curl -fs \"http://127.0.0.1:${MIMSERVE_PORT}/healthz\" || exit 1"]
+# Binding to 0.0.0.0 needs MIMSERVE_TOKEN: the server refuses to start without it. A worker has
+# no token, so it runs with MIMSERVE_HOST=127.0.0.1 (and MIMSERVE_PORT=9090, say).
+ENTRYPOINT ["mimserve"]
+CMD ["serve"]
