@@ -37,7 +37,7 @@ VOLUME ["/data"]
 EXPOSE 8080
 # On whichever port the node listens: the server's, or a worker's probes.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["sh", "-c", "curl -fs \"http://127.0.0.1:${MIMSERVE_PORT}/healthz\" || exit 1"]
-# Binding to 0.0.0.0 needs MIMSERVE_TOKEN: the server refuses to start without it. A worker has
-# no token, so it runs with MIMSERVE_HOST=127.0.0.1 (and MIMSERVE_PORT=9090, say).
+# Binding to 0.0.0.0 needs MIMSERVE_TOKEN: the server refuses to start without it. A worker
+# (`worker`, with MIMSERVE_PORT=9090, say) serves only probes and needs none.
 ENTRYPOINT ["mimserve"]
 CMD ["serve"]

@@ -24,8 +24,8 @@ final class ServerCore: Sendable {
     let dataRoot: URL
     let logger: Logger
     let startedAt = Date()
-    /// Held while the server runs: one server per data directory. None on a worker: workers
-    /// share the data dir's checkpoints, and leases keep them from training the same job.
+    /// Held while a server on SQLite runs: one server per data directory. None on PostgreSQL,
+    /// where nodes may share the data dir and leases keep them from training the same job.
     let dataDirLock: DataDirLock?
     /// Open event streams (`--max-streams`), ended first on shutdown.
     let streams: StreamRegistry
@@ -35,11 +35,15 @@ final class ServerCore: Sendable {
     let limits: ConnectionLimits
     /// Rendered metric histories, reused until their job's row changes.
     let metricHistories = MetricHistoryCache()
+    /// Other nodes' writes (PostgreSQL LISTEN/NOTIFY), turned into bus events so that streams
+    /// of jobs trained elsewhere are live here too. None on SQLite and on workers.
+    let changes: StoreWatch?
 
     init(configuration: ServerConfiguration, store: Store, bus: EventBus, pool: TrainerPool, datasets: DatasetRegistry,
          inference: InferenceService, prometheus: PrometheusCollectorRegistry, publicDir: String?, dataRoot: URL, logger: Logger,
-         dataDirLock: DataDirLock?) {
+         dataDirLock: DataDirLock?, changes: StoreWatch?) {
         self.dataDirLock = dataDirLock
+        self.changes = changes
         let streams = StreamRegistry(limit: configuration.maxStreams)
         self.streams = streams
         hosts = HostAllowList(boundHost: configuration.host, extra: configuration.allowedHosts)
@@ -75,7 +79,7 @@ public struct StartupError: Error, CustomStringConvertible {
 /// an ephemeral port with a temporary data directory.
 public func buildApplication(configuration c: ServerConfiguration,
                              onListening: @escaping @Sendable (String, Int) async -> Void = { _, _ in }) throws -> some ApplicationProtocol {
-    let core = try makeCore(c)
+    let core = try makeCore(c, role: .api)
     let (router, _) = makeRouter(core)
     let host = c.host
     return Application(
@@ -93,23 +97,32 @@ public func buildApplication(configuration c: ServerConfiguration,
         logger: core.logger)
 }
 
-/// Opens the data directory (locking it unless `sharedDataDir`), the database (migrating it)
-/// and wires the services.
-func makeCore(_ c: ServerConfiguration, sharedDataDir: Bool = false) throws -> ServerCore {
-    let problems = c.problems()
+/// What a process is: an API node (`serve`, with or without trainer slots) or a worker.
+enum NodeRole { case api, worker }
+
+/// Opens the data directory (locking it on SQLite), the database (migrating it) and wires the
+/// services; an API node on a shared database listens for other nodes' writes.
+func makeCore(_ c: ServerConfiguration, role: NodeRole) throws -> ServerCore {
+    let problems = c.problems(servesAPI: role == .api)
     if !problems.isEmpty { throw StartupError(description: problems.joined(separator: "; ")) }
     var logger = Logger(label: "mimserve")
     logger.logLevel = Logger.Level(rawValue: c.logLevel) ?? .info
 
     let dataRoot = URL(fileURLWithPath: c.dataDir, isDirectory: true).standardizedFileURL
     let datasetsDir = dataRoot.appendingPathComponent("datasets")
-    do {
-        try FileManager.default.createDirectory(at: datasetsDir, withIntermediateDirectories: true)
-    } catch {
-        throw StartupError(description: "data-dir: cannot create \(datasetsDir.path): \(error.localizedDescription)")
+    let checkpoints = CheckpointDirectory(root: c.checkpointRoot)
+    for (flag, dir) in [("data-dir", datasetsDir), ("checkpoint-dir", checkpoints.root)] {
+        do {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        } catch {
+            throw StartupError(description: "\(flag): cannot create \(dir.path): \(error.localizedDescription)")
+        }
     }
-    let lock = sharedDataDir ? nil : try DataDirLock(directory: dataRoot)
     let location = try c.databaseLocation()
+    // A SQLite file is one process's: a second server on the data dir would train the same
+    // jobs. On PostgreSQL, leases do that job, and nodes may share the data dir.
+    let lock: DataDirLock?
+    if case .sqlite = location { lock = try DataDirLock(directory: dataRoot) } else { lock = nil }
     logger.info("database: \(location)")
     let store = try Store(location, migrations: MigrationSet.locate(explicit: c.migrationsDir, dialect: location.dialect))
     let publicDir = c.locatePublic()
@@ -118,26 +131,35 @@ func makeCore(_ c: ServerConfiguration, sharedDataDir: Bool = false) throws -> S
     if let dir = c.fashionMNISTDir { registryConfig.fashionMNISTDirectory = dir }
     let datasets = DatasetRegistry(configuration: registryConfig)
     let bus = EventBus()
+    let changes = role == .api ? store.watchChanges { change in
+        switch change {
+        case .job(let id): bus.publish(.stored(jobID: id))
+        case .unknown: bus.wakeAll()
+        }
+    } : nil
+    if let changes, !changes.waitUntilListening(seconds: 10) {
+        logger.warning("not yet listening for other nodes' changes; event streams re-read the database every heartbeat until then")
+    }
     let trainerLogger = logger
     var trainerOptions = TrainerOptions(
-        slots: c.trainerSlots, dataRoot: dataRoot, dataSource: ImageDataSource.make(registry: datasets),
+        slots: c.trainerSlots, checkpoints: checkpoints, dataSource: ImageDataSource.make(registry: datasets),
         log: { trainerLogger.notice("\($0)") })
     trainerOptions.nice = Int32(c.trainerNice)
     trainerOptions.leaseSeconds = c.leaseSeconds
     let pool = TrainerPool(store: store, bus: bus, options: trainerOptions)
-    let inference = InferenceService(store: store, dataRoot: dataRoot, maxConcurrent: c.inferenceSlots,
+    let inference = InferenceService(store: store, checkpoints: checkpoints, maxConcurrent: c.inferenceSlots,
                                      cacheSize: c.modelCacheSize, maxPixels: c.maxPixels,
                                      onAdmitted: c.inferenceAdmitted)
     return ServerCore(configuration: c, store: store, bus: bus, pool: pool, datasets: datasets, inference: inference,
                       prometheus: PrometheusCollectorRegistry(), publicDir: publicDir, dataRoot: dataRoot, logger: logger,
-                      dataDirLock: lock)
+                      dataDirLock: lock, changes: changes)
 }
 
 extension ServerCore {
     /// `text` with the server's own folders named by their flag instead of their absolute path:
     /// a client learns which dataset or file is at fault, never where the server keeps it.
     func withoutServerPaths(_ text: String) -> String {
-        var folders = [(dataRoot.path, "<data-dir>")]
+        var folders = [(dataRoot.path, "<data-dir>"), (pool.options.checkpoints.root.path, "<checkpoint-dir>")]
         if let dir = configuration.fashionMNISTDir { folders.append((dir, "<fashion-mnist-dir>")) }
         if let dir = publicDir { folders.append((dir, "<public-dir>")) }
         return folders.sorted { $0.0.count > $1.0.count }.reduce(text) { t, f in

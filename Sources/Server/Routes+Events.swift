@@ -99,9 +99,12 @@ struct EventStream: Sendable {
                 return
             }
         }
+        // Set when rows written by another process are to be read: then the job row's progress
+        // is sent after them, as the trainer's own progress events reach only its process.
+        var remote = false
         while true {
             if let reason = ticket.ended { return try await end(reason, &writer, cursor) }
-            switch try await replay(&writer, &cursor, recent: sub.recent) {
+            switch try await replay(&writer, &cursor, recent: sub.recent, progress: remote) {
             case .terminal:
                 core.bus.unsubscribe(sub)
                 try await writer.finish(nil)
@@ -129,11 +132,18 @@ struct EventStream: Sendable {
             }
             defer { forward.cancel(); beat.cancel(); core.bus.unsubscribe(sub) }
             var lastProgress = ContinuousClock.now - .seconds(1)
+            remote = false
             loop: for await item in items {
                 switch item {
                 case .heartbeat:
                     if let reason = ticket.ended { return try await end(reason, &writer, cursor) }
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    // On a shared database, re-read now and then even without a notification:
+                    // one lost on the way delays a client by a heartbeat, never for good.
+                    if core.store.isShared {
+                        remote = true
+                        break loop
+                    }
                 case .lagged:
                     break loop
                 case .end(let reason):
@@ -165,6 +175,9 @@ struct EventStream: Sendable {
                         forward.cancel()
                         beat.cancel()
                         return try await end(.deleted, &writer, cursor)
+                    case .stored:
+                        remote = true
+                        break loop
                     }
                 }
             }
@@ -180,7 +193,8 @@ struct EventStream: Sendable {
 
     /// Sends what the database (and the bus's recent metrics) hold after `cursor`, and says
     /// whether the job is still live, has reached a terminal state, or is gone.
-    private func replay(_ writer: inout any ResponseBodyWriter, _ cursor: inout StreamCursor, recent: [MetricRecord]) async throws -> ReplayOutcome {
+    private func replay(_ writer: inout any ResponseBodyWriter, _ cursor: inout StreamCursor, recent: [MetricRecord],
+                        progress: Bool) async throws -> ReplayOutcome {
         let (core, jobID) = (self.core, self.jobID)
         var terminal = false
         // In pages, off the event loops and the cooperative pool: a client that reconnects to a
@@ -213,6 +227,7 @@ struct EventStream: Sendable {
             }
             guard page.isLast else { continue }
             guard let job = page.job else { return .deleted }
+            if progress, !job.state.isTerminal { try await send(&writer, "progress", progressData(job), cursor) }
             if !terminal, job.state.isTerminal {
                 // The terminal event was sent before this cursor: say it again so the client knows.
                 try await send(&writer, "state", .object(["state": .string(job.state.rawValue), "error": job.error.map(JSONValue.string) ?? .null]), cursor)

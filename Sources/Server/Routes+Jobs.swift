@@ -136,7 +136,7 @@ extension APIRoutes {
             }
             let path = core.pool.options.checkpoints.url(ck.path).path
             guard let handle = FileHandle(forReadingAtPath: path) else {
-                throw APIError(.gone, "Checkpoint file missing", "the checkpoint file of step \(step) is gone from the data directory")
+                throw APIError(.gone, "Checkpoint file missing", "the checkpoint file of step \(step) is gone from the checkpoint directory")
             }
             let file = SendableFile(handle)
             // Streamed in 1 MiB pieces, each read on the blocking pool: paper-scale checkpoints are over a gigabyte.

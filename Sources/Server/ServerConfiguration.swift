@@ -9,8 +9,16 @@ public struct ServerConfiguration: Sendable {
     public var host = "127.0.0.1"
     /// `--port` / `MIMSERVE_PORT`: TCP port; 0 picks a free one (printed at start). Default 8080.
     public var port = 8080
-    /// `--data-dir` / `MIMSERVE_DATA_DIR`: checkpoints, dataset folders and (by default) the SQLite file. Default `./data`.
+    /// `--data-dir` / `MIMSERVE_DATA_DIR`: dataset folders and, by default, the checkpoints and the SQLite file. Default `./data`.
     public var dataDir = "./data"
+    /// `--checkpoint-dir` / `MIMSERVE_CHECKPOINT_DIR`: the checkpoint files, which in a cluster
+    /// every node mounts (workers write them, API nodes serve downloads and inference from
+    /// them). Default `<data-dir>/checkpoints`.
+    public var checkpointDir: String?
+    var checkpointRoot: URL {
+        checkpointDir.map { URL(fileURLWithPath: $0, isDirectory: true).standardizedFileURL }
+            ?? URL(fileURLWithPath: dataDir, isDirectory: true).standardizedFileURL.appendingPathComponent("checkpoints", isDirectory: true)
+    }
     /// `--database` / `MIMSERVE_DATABASE`: where jobs, metrics and events are stored:
     /// `sqlite:PATH` (one file, one machine) or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`
     /// (several nodes can share it; `?host=/socket/dir` for a unix socket, `?schema=NAME`,
@@ -128,8 +136,9 @@ public struct ServerConfiguration: Sendable {
         return try DatabaseLocation(parsing: database)
     }
 
-    /// Problems that stop the server from starting, each naming its setting.
-    public func problems() -> [String] {
+    /// Problems that stop the server from starting, each naming its setting. A worker
+    /// (`servesAPI` false) answers only probes, which need no token on any address.
+    public func problems(servesAPI: Bool = true) -> [String] {
         var p: [String] = []
         if !(0...65535).contains(port) { p.append("port: must be in 0…65535, got \(port)") }
         if !(0...16).contains(trainerSlots) { p.append("trainer-slots: must be in 0…16, got \(trainerSlots)") }
@@ -156,7 +165,7 @@ public struct ServerConfiguration: Sendable {
         }
         do { _ = try databaseLocation() } catch { p.append(error.description) }
         if let t = token, t.count < 8 { p.append("token: must be at least 8 characters") }
-        if !isLoopback && (token ?? "").isEmpty {
+        if servesAPI && !isLoopback && (token ?? "").isEmpty {
             p.append("token: binding to \(host) (not loopback) requires a token (--token or MIMSERVE_TOKEN)")
         }
         return p

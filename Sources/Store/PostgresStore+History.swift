@@ -59,9 +59,11 @@ extension PostgresStore {
             try await Self.fence(conn, lease)
             try await conn.rows("""
                 INSERT INTO checkpoints (\(unescaped: CheckpointRecord.postgresColumns))
-                VALUES (\(c.jobID), \(c.step), \(c.path), \(c.bytes), \(c.sha256), \(c.isFinal), \(c.createdAt))
+                VALUES (\(c.jobID), \(c.step), \(c.path), \(c.bytes), \(c.sha256), \(c.isFinal), \(c.createdAt),
+                        \(lease?.owner)::text, \(lease?.token)::text)
                 ON CONFLICT (job_id, step) DO UPDATE SET path = EXCLUDED.path, bytes = EXCLUDED.bytes, sha256 = EXCLUDED.sha256,
-                    is_final = EXCLUDED.is_final, created_at = EXCLUDED.created_at
+                    is_final = EXCLUDED.is_final, created_at = EXCLUDED.created_at,
+                    lease_owner = EXCLUDED.lease_owner, lease_token = EXCLUDED.lease_token
                 """)
             return try await Self.appendEvent(conn, jobID: c.jobID, kind: .checkpoint, data: Store.checkpointEventData(c))
         }

@@ -118,6 +118,7 @@ extension PostgresStore {
                 WHERE id = \(id) RETURNING id
                 """)
             if updated.isEmpty { throw StoreError.notFound("job \(id)") }
+            try await Self.notifyChange(conn, jobID: id)
         }
     }
 
@@ -150,6 +151,7 @@ extension PostgresStore {
             }
             let paths = try await conn.rows("SELECT path FROM checkpoints WHERE job_id = \(id) ORDER BY step").map { try $0.decode(String.self) }
             try await conn.rows("DELETE FROM jobs WHERE id = \(id)")
+            try await Self.notifyChange(conn, jobID: id)
             return paths
         }
     }
@@ -208,9 +210,21 @@ extension PostgresStore {
     @discardableResult
     static func appendEvent(_ conn: PostgresConnection, jobID: String, kind: JobEventRecord.Kind, data: [String: Any]) async throws -> Int64 {
         let json = try Store.eventJSON(data)
-        return try await conn.rows("""
+        let id = try await conn.rows("""
             INSERT INTO job_events (job_id, kind, data_json, created_at) VALUES (\(jobID), \(kind.rawValue), \(json), \(Date()))
             RETURNING id
             """)[0].decode(Int64.self)
+        try await notifyChange(conn, jobID: jobID)
+        return id
+    }
+
+    /// Tells the other nodes listening on this schema's channel that `jobID`'s rows changed,
+    /// when (and only if) the transaction commits. The payload is the writer's application name
+    /// (unique per store, so a node skips its own news) and the job id. NOTIFY folds repeats
+    /// within one transaction.
+    static func notifyChange(_ conn: PostgresConnection, jobID: String) async throws {
+        try await conn.rows("""
+            SELECT pg_notify(\(unescaped: PostgresStore.channelExpression), current_setting('application_name') || ' ' || \(jobID))
+            """)
     }
 }

@@ -33,11 +33,13 @@ extension MetricRecord {
 }
 
 extension CheckpointRecord {
-    static let postgresColumns = "job_id, step, path, bytes, sha256, is_final, created_at"
+    static let postgresColumns = "job_id, step, path, bytes, sha256, is_final, created_at, lease_owner, lease_token"
 
     init(postgres row: PostgresRow) throws {
-        let (jobID, step, path, bytes, sha256, isFinal, createdAt) = try row.decode((String, Int, String, Int64, String, Bool, Date).self)
-        self.init(jobID: jobID, step: step, path: path, bytes: bytes, sha256: sha256, isFinal: isFinal, createdAt: createdAt)
+        let (jobID, step, path, bytes, sha256, isFinal, createdAt, owner, token) =
+            try row.decode((String, Int, String, Int64, String, Bool, Date, String?, String?).self)
+        self.init(jobID: jobID, step: step, path: path, bytes: bytes, sha256: sha256, isFinal: isFinal, createdAt: createdAt,
+                  leaseOwner: owner, leaseToken: token)
     }
 }
 

@@ -5,11 +5,29 @@ import PostgresNIO
 extension PostgresStore {
     /// Parameters every connection starts with: the schema (when the location names one) and a
     /// name the server's `pg_stat_activity` shows.
-    static func startupParameters(_ location: PostgresLocation) -> [(String, String)] {
-        var parameters = [("application_name", "mimserve")]
+    /// Every connection names its store (`applicationName`: a node tells its own change
+    /// notifications from other nodes', and operators see who is who in pg_stat_activity).
+    /// `bounded` ones (all but the migrations') limit how long one statement, one lock wait or
+    /// one idle open transaction may last, so a stuck node or query never holds the queue's
+    /// locks for long.
+    static func startupParameters(_ location: PostgresLocation, applicationName: String, bounded: Bool) -> [(String, String)] {
+        var parameters = [("application_name", applicationName)]
+        if bounded {
+            parameters += [("statement_timeout", "\(Int(statementTimeoutSeconds * 1000))"),
+                           ("lock_timeout", "\(Int(lockTimeoutSeconds * 1000))"),
+                           ("idle_in_transaction_session_timeout", "\(Int(idleInTransactionTimeoutSeconds * 1000))")]
+        }
         if let schema = location.schema { parameters.append(("search_path", schema)) }
         return parameters
     }
+
+    /// Longer than any statement of ours takes (the slowest, a long job's deletion, takes well
+    /// under a second), short enough that a runaway one gives its locks back.
+    static let statementTimeoutSeconds = 60.0
+    /// A job's row is locked only for the few statements of one transaction.
+    static let lockTimeoutSeconds = 30.0
+    /// Our transactions never wait for anything but the database between statements.
+    static let idleInTransactionTimeoutSeconds = 30.0
 
     static func tlsContext(_ location: PostgresLocation) throws(StoreError) -> NIOSSLContext? {
         guard location.tls != .disable, case .tcp = location.endpoint else { return nil }
@@ -20,7 +38,7 @@ extension PostgresStore {
         }
     }
 
-    static func clientConfiguration(_ location: PostgresLocation, tls: NIOSSLContext?) -> PostgresClient.Configuration {
+    static func clientConfiguration(_ location: PostgresLocation, tls: NIOSSLContext?, applicationName: String) -> PostgresClient.Configuration {
         var config: PostgresClient.Configuration
         switch location.endpoint {
         case .tcp(let host, let port):
@@ -36,11 +54,12 @@ extension PostgresStore {
                            password: location.password, database: location.database)
         }
         config.options.maximumConnections = location.maxConnections
-        config.options.additionalStartupParameters = startupParameters(location)
+        config.options.additionalStartupParameters = startupParameters(location, applicationName: applicationName, bounded: true)
         return config
     }
 
-    static func connectionConfiguration(_ location: PostgresLocation, tls: NIOSSLContext?) -> PostgresConnection.Configuration {
+    static func connectionConfiguration(_ location: PostgresLocation, tls: NIOSSLContext?, applicationName: String,
+                                        bounded: Bool) -> PostgresConnection.Configuration {
         var config: PostgresConnection.Configuration
         switch location.endpoint {
         case .tcp(let host, let port):
@@ -55,7 +74,7 @@ extension PostgresStore {
             config = .init(unixSocketPath: "\(directory)/.s.PGSQL.\(port)", username: location.user,
                            password: location.password, database: location.database)
         }
-        config.options.additionalStartupParameters = startupParameters(location)
+        config.options.additionalStartupParameters = startupParameters(location, applicationName: applicationName, bounded: bounded)
         return config
     }
 
@@ -64,7 +83,8 @@ extension PostgresStore {
     /// own transaction with its record. An advisory lock makes nodes that start together take
     /// turns; each re-reads what is applied once it holds the lock.
     static func migrate(_ location: PostgresLocation, tls: NIOSSLContext?, migrations: MigrationSet) throws(StoreError) {
-        let config = connectionConfiguration(location, tls: tls)
+        // Unbounded: a migration may rewrite a large table, and waits for another node's.
+        let config = connectionConfiguration(location, tls: tls, applicationName: "mimserve-migrate", bounded: false)
         let lock = AdvisoryLock.migrations.rawValue
         do {
             try PostgresBlocking.wait {

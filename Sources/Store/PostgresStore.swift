@@ -17,6 +17,10 @@ final class PostgresStore: StoreBackend {
     let migrations: MigrationSet
     let client: PostgresClient
     private let runner: Task<Void, Never>
+    /// This store's connections' `application_name`: `mimserve/` and 8 random hex digits. It
+    /// signs the change notifications this store sends, so its own listener skips them.
+    let applicationName: String
+    let tls: NIOSSLContext?
 
     /// postgres-nio logs queries at debug level; the store reports failures through its errors.
     static let logger: Logger = {
@@ -35,11 +39,13 @@ final class PostgresStore: StoreBackend {
         self.location = location
         self.migrations = migrations
         let tls = try Self.tlsContext(location)
+        self.tls = tls
+        applicationName = "mimserve/" + String(format: "%08x", UInt32.random(in: .min ... .max))
         // Migrations first, on a connection of their own: a server that cannot be reached, a
         // refused password or a missing database fails here at once with the server's reason,
         // where the pool would keep retrying.
         try Self.migrate(location, tls: tls, migrations: migrations)
-        let client = PostgresClient(configuration: Self.clientConfiguration(location, tls: tls),
+        let client = PostgresClient(configuration: Self.clientConfiguration(location, tls: tls, applicationName: applicationName),
                                     eventLoopGroup: PostgresBlocking.group, backgroundLogger: Self.logger)
         self.client = client
         runner = Task(executorPreference: PostgresBlocking.executor) { await client.run() }

@@ -87,14 +87,19 @@ public struct CheckpointRecord: Codable, Sendable, Equatable, FetchableRecord, P
 
     public var jobID: String
     public var step: Int
-    /// Relative to the data root.
+    /// Relative to the checkpoint directory (`--checkpoint-dir`).
     public var path: String
     public var bytes: Int64
     public var sha256: String
     public var isFinal: Bool
     public var createdAt: Date
+    /// The lease the trainer wrote it under (set by the store from the write's lease; nil for
+    /// writes without one and for rows older than leases).
+    public var leaseOwner: String?
+    public var leaseToken: String?
 
-    public init(jobID: String, step: Int, path: String, bytes: Int64, sha256: String, isFinal: Bool, createdAt: Date = Date()) {
+    public init(jobID: String, step: Int, path: String, bytes: Int64, sha256: String, isFinal: Bool, createdAt: Date = Date(),
+                leaseOwner: String? = nil, leaseToken: String? = nil) {
         self.jobID = jobID
         self.step = step
         self.path = path
@@ -102,11 +107,22 @@ public struct CheckpointRecord: Codable, Sendable, Equatable, FetchableRecord, P
         self.sha256 = sha256
         self.isFinal = isFinal
         self.createdAt = createdAt
+        self.leaseOwner = leaseOwner
+        self.leaseToken = leaseToken
+    }
+
+    /// The same checkpoint, named as written under `lease`.
+    func written(under lease: Lease?) -> CheckpointRecord {
+        var c = self
+        c.leaseOwner = lease?.owner
+        c.leaseToken = lease?.token
+        return c
     }
 
     enum CodingKeys: String, CodingKey, ColumnExpression {
         case step, path, bytes, sha256
         case jobID = "job_id", isFinal = "is_final", createdAt = "created_at"
+        case leaseOwner = "lease_owner", leaseToken = "lease_token"
     }
 }
 

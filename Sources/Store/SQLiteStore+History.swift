@@ -54,7 +54,7 @@ extension SQLiteStore {
     func addCheckpoint(_ c: CheckpointRecord, lease: Lease?) throws(StoreError) -> Int64 {
         try write { db in
             try Self.fence(db, lease)
-            try c.upsert(db)
+            try c.written(under: lease).upsert(db)
             return try Self.appendEvent(db, jobID: c.jobID, kind: .checkpoint,
                                         data: Store.checkpointEventData(c))
         }

@@ -59,6 +59,9 @@ final class SQLiteStore: StoreBackend {
         }
     }
 
+    /// This process alone writes to the file (the data dir's lock): nothing to watch.
+    func watchChanges(_ onChange: @escaping @Sendable (StoreChange) -> Void) -> StoreWatch? { nil }
+
     func integrityCheck() throws(StoreError) -> String {
         try read { try String.fetchOne($0, sql: "PRAGMA integrity_check") ?? "no result" }
     }

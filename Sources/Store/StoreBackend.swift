@@ -11,6 +11,8 @@ protocol StoreBackend: Sendable {
     func appliedMigrations() throws(StoreError) -> [String]
     func probeWrite() -> Bool
     func integrityCheck() throws(StoreError) -> String
+    /// Other processes' committed changes, as they happen; nil where there are none.
+    func watchChanges(_ onChange: @escaping @Sendable (StoreChange) -> Void) -> StoreWatch?
 
     /// Inserts `job` (its `seq` is assigned here) unless its idempotency key was seen before.
     func submit(_ job: JobRecord, maxQueued: Int?) throws(StoreError) -> (job: JobRecord, created: Bool)

@@ -1,22 +1,23 @@
 import Foundation
 import NN
 
-/// Where a job's checkpoints live: `checkpoints/<job id>/step-<8 digits>.safetensors` under the
-/// data directory. The store records each file by that path relative to the data directory;
-/// this type alone builds, resolves and removes them.
+/// Where checkpoints live: `<job id>/step-<8 digits>.safetensors` under the checkpoint directory
+/// (`--checkpoint-dir`, by default `<data-dir>/checkpoints`; in a cluster a folder every node
+/// mounts). The store records each file by that path relative to the directory; this type alone
+/// builds, resolves and removes them.
 public struct CheckpointDirectory: Sendable {
-    public let dataRoot: URL
+    public let root: URL
 
-    public init(dataRoot: URL) { self.dataRoot = dataRoot }
+    public init(root: URL) { self.root = root }
 
     /// The file a recorded checkpoint path names.
-    public func url(_ relativePath: String) -> URL { dataRoot.appendingPathComponent(relativePath) }
+    public func url(_ relativePath: String) -> URL { root.appendingPathComponent(relativePath) }
 
-    func jobFolder(_ id: String) -> URL { dataRoot.appendingPathComponent("checkpoints/\(id)") }
+    func jobFolder(_ id: String) -> URL { root.appendingPathComponent(id, isDirectory: true) }
 
     /// Writes the checkpoint of `job` at `step` durably and returns its recorded path.
     func write(_ bytes: [UInt8], job: String, step: Int) throws(CheckpointError) -> String {
-        let relative = "checkpoints/\(job)/step-\(String(format: "%08d", step)).safetensors"
+        let relative = "\(job)/step-\(String(format: "%08d", step)).safetensors"
         let folder = jobFolder(job)
         do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
             throw .io("cannot create \(folder.path): \(error.localizedDescription)")

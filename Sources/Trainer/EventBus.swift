@@ -14,6 +14,9 @@ public enum JobEvent: Sendable, Equatable {
     case checkpoint(CheckpointRecord, eventID: Int64?)
     /// The job and its history were deleted: its streams end.
     case deleted(jobID: String)
+    /// Another process (a worker, another API node) wrote rows of the job: its streams read
+    /// them from the database.
+    case stored(jobID: String)
 
     public var jobID: String {
         switch self {
@@ -22,6 +25,7 @@ public enum JobEvent: Sendable, Equatable {
         case .state(let id, _, _, _): id
         case .checkpoint(let c, _): c.jobID
         case .deleted(let id): id
+        case .stored(let id): id
         }
     }
 }
@@ -98,6 +102,13 @@ public final class EventBus: Sendable {
                 remove(id)?.continuation.finish()
             }
         }
+    }
+
+    /// Tells every job's subscribers to re-read their job from the database (notifications from
+    /// other processes may have been missed).
+    public func wakeAll() {
+        let targets = subscribers.withLock { $0.all.values.compactMap { s in s.jobID.map { (s, $0) } } }
+        for (sub, id) in targets { sub.continuation.yield(.stored(jobID: id)) }
     }
 
     public var subscriberCount: Int { subscribers.withLock { $0.all.count } }

@@ -14,7 +14,7 @@ import TensorCore
 /// queued without bound. Loaded models stay in a small LRU cache keyed by job and step.
 public final class InferenceService: Sendable {
     public let store: Store
-    public let dataRoot: URL
+    public let checkpoints: CheckpointDirectory
     public let maxConcurrent: Int
     public let cacheSize: Int
     public let maxPixels: Int
@@ -37,11 +37,11 @@ public final class InferenceService: Sendable {
     /// Called on the request's thread once it holds a slot, before its work (a test hook).
     private let onAdmitted: (@Sendable () -> Void)?
 
-    public init(store: Store, dataRoot: URL, maxConcurrent: Int = 2, cacheSize: Int = 4,
+    public init(store: Store, checkpoints: CheckpointDirectory, maxConcurrent: Int = 2, cacheSize: Int = 4,
                 maxPixels: Int = ImageCodec.defaultMaxPixels, onAdmitted: (@Sendable () -> Void)? = nil) {
         self.onAdmitted = onAdmitted
         self.store = store
-        self.dataRoot = dataRoot
+        self.checkpoints = checkpoints
         self.maxConcurrent = maxConcurrent
         self.cacheSize = cacheSize
         self.maxPixels = maxPixels
@@ -190,7 +190,7 @@ public final class InferenceService: Sendable {
             s.cache.append(hit)
             return hit
         }) { return hit }
-        guard let bytes = CheckpointDirectory(dataRoot: dataRoot).read(record.path) else {
+        guard let bytes = checkpoints.read(record.path) else {
             throw .internalFailure("checkpoint file \(record.path) is missing")
         }
         let loaded: Loaded

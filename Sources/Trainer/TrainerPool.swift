@@ -7,8 +7,8 @@ import TensorCore
 public struct TrainerOptions: Sendable {
     /// Concurrent training jobs (each on its own thread; default 1 on 2 cores; 0 trains nothing).
     public var slots: Int
-    /// Checkpoint paths are relative to this folder.
-    public var dataRoot: URL
+    /// Where checkpoint files are written and read.
+    public var checkpoints: CheckpointDirectory
     public var dataSource: DataSource
     /// Metrics go to the database once this many steps are pending…
     public var metricsBatchSteps = 50
@@ -30,12 +30,10 @@ public struct TrainerOptions: Sendable {
     public var workerID = Store.workerID()
     public var log: @Sendable (String) -> Void
 
-    public var checkpoints: CheckpointDirectory { CheckpointDirectory(dataRoot: dataRoot) }
-
-    public init(slots: Int = 1, dataRoot: URL, dataSource: @escaping DataSource,
+    public init(slots: Int = 1, checkpoints: CheckpointDirectory, dataSource: @escaping DataSource,
                 log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("trainer: " + $0 + "\n").utf8)) }) {
         self.slots = slots
-        self.dataRoot = dataRoot
+        self.checkpoints = checkpoints
         self.dataSource = dataSource
         self.log = log
     }

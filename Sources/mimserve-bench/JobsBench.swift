@@ -45,7 +45,7 @@ struct JobsBench: ParsableCommand {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-jobs-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
-        var options = TrainerOptions(slots: 1, dataRoot: dir, dataSource: ImageDataSource.make(registry: DatasetRegistry()), log: { _ in })
+        var options = TrainerOptions(slots: 1, checkpoints: CheckpointDirectory(root: dir.appendingPathComponent("checkpoints")), dataSource: ImageDataSource.make(registry: DatasetRegistry()), log: { _ in })
         options.bookkeeping = bookkeeping
         options.nice = nice
         let pool = TrainerPool(store: store, bus: EventBus(), options: options)

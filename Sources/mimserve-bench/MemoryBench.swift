@@ -21,7 +21,7 @@ struct MemoryBench: ParsableCommand {
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
         let pool = TrainerPool(store: store, bus: EventBus(), options: TrainerOptions(
-            slots: 1, dataRoot: dir, dataSource: ImageDataSource.make(registry: DatasetRegistry()), log: { _ in }))
+            slots: 1, checkpoints: CheckpointDirectory(root: dir.appendingPathComponent("checkpoints")), dataSource: ImageDataSource.make(registry: DatasetRegistry()), log: { _ in }))
         try pool.start()
         defer { pool.shutdown() }
         let tiny = Presets.all.filter(\.isTiny), paper = Presets.all.filter { !$0.isTiny }

@@ -3,23 +3,17 @@ import Foundation
 import Hummingbird
 import Server
 
-/// `mimserve serve`: flags win over `MIMSERVE_*` environment variables, which win over defaults
-/// (documented on `ServerConfiguration`).
+/// `mimserve serve`: the HTTP API and dashboard, with trainer slots of its own unless 0.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the HTTP server and the trainer pool.")
 
-    @Option(help: "Address to bind (MIMSERVE_HOST; default 127.0.0.1). A non-loopback address needs --token.") var host: String?
-    @Option(help: "TCP port; 0 picks a free one (MIMSERVE_PORT; default 8080).") var port: Int?
-    @Option(help: "Folder of checkpoints, datasets and the default SQLite file (MIMSERVE_DATA_DIR; default ./data).") var dataDir: String?
-    @Option(help: ArgumentHelp("sqlite:PATH or postgres://user:password@host:port/database[?host=/socket/dir&schema=NAME] (MIMSERVE_DATABASE; default sqlite:<data-dir>/mimserve.sqlite).", valueName: "location")) var database: String?
-    @Option(help: "Jobs trained at once; 0 for an API node that leaves training to workers (MIMSERVE_TRAINER_SLOTS; default 1).") var trainerSlots: Int?
-    @Option(help: "Seconds a claimed job is held without a heartbeat; renewed every third of it (MIMSERVE_LEASE_SECONDS; default 30).") var leaseSeconds: Double?
+    @OptionGroup var node: NodeOptions
+
     @Option(help: "Largest request body in bytes (MIMSERVE_MAX_BODY_BYTES; default 33554432).") var maxBodyBytes: Int?
     @Option(help: "Largest image in pixels, checked before decoding (MIMSERVE_MAX_PIXELS; default 40000000).") var maxPixels: Int?
     @Option(help: "Pixels all images of one inference request may declare together (MIMSERVE_MAX_REQUEST_PIXELS; default: --max-pixels).") var maxRequestPixels: Int?
     @Option(help: "Bytes one job may need at its peak, by the cost model (MIMSERVE_MAX_JOB_MEMORY; default: RAM × 0.5 ÷ trainer slots).") var maxJobMemory: Int?
     @Option(help: "Bytes one job's kept checkpoints may take (MIMSERVE_MAX_JOB_DISK; default 34359738368).") var maxJobDisk: Int?
-    @Option(help: "Nice value 0…19 of the trainer slots' threads, so requests come first (MIMSERVE_TRAINER_NICE; default 0).") var trainerNice: Int?
     @Option(help: "Jobs that may wait in the queue; more get 429 (MIMSERVE_MAX_QUEUED; default 100).") var maxQueued: Int?
     @Option(help: "Largest job submission body in bytes (MIMSERVE_MAX_JOB_BODY_BYTES; default 1048576).") var maxJobBodyBytes: Int?
     @Option(help: "Concurrent inference requests (MIMSERVE_INFERENCE_SLOTS; default 2).") var inferenceSlots: Int?
@@ -32,33 +26,19 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds a keep-alive connection may wait for its next request (MIMSERVE_IDLE_TIMEOUT; default 60).") var idleTimeout: Double?
     @Option(help: "Open HTTP connections; one more is answered 503 and closed (MIMSERVE_MAX_CONNECTIONS; default 512).") var maxConnections: Int?
     @Option(help: "Event streams open at once; one more gets 503 with Retry-After (MIMSERVE_MAX_STREAMS; default 32).") var maxStreams: Int?
-    @Option(help: "trace, debug, info, notice, warning or error (MIMSERVE_LOG_LEVEL; default info).") var logLevel: String?
     @Option(help: "Dashboard folder (MIMSERVE_PUBLIC_DIR; default: Public/ found near the executable).") var publicDir: String?
-    @Option(help: "SQL migrations folder, holding sqlite/ and postgres/ (MIMSERVE_MIGRATIONS; default: Migrations/ found near the executable).") var migrationsDir: String?
-    @Option(help: "Fashion-MNIST IDX folder (MIMSERVE_FASHION_MNIST_DIR; default Debian's).") var fashionMnistDir: String?
     @Option(help: "Seconds between SSE keep-alive comments (MIMSERVE_SSE_HEARTBEAT; default 15).") var sseHeartbeat: Double?
 
     func run() async throws {
-        let env = ProcessInfo.processInfo.environment
-        func pick<T>(_ flag: T?, _ key: String, _ parse: (String) -> T?) throws -> T? {
-            if let flag { return flag }
-            guard let raw = env["MIMSERVE_" + key], !raw.isEmpty else { return nil }
-            guard let v = parse(raw) else { throw ValidationError("MIMSERVE_\(key): cannot read '\(raw)'") }
-            return v
-        }
+        let env = EnvironmentSettings()
+        func pick<T>(_ flag: T?, _ key: String, _ parse: (String) -> T?) throws -> T? { try env.pick(flag, key, parse) }
         var c = ServerConfiguration()
-        c.host = try pick(host, "HOST", { $0 }) ?? c.host
-        c.port = try pick(port, "PORT", Int.init) ?? c.port
-        c.dataDir = try pick(dataDir, "DATA_DIR", { $0 }) ?? c.dataDir
-        c.database = try pick(database, "DATABASE", { $0 })
-        c.trainerSlots = try pick(trainerSlots, "TRAINER_SLOTS", Int.init) ?? c.trainerSlots
-        c.leaseSeconds = try pick(leaseSeconds, "LEASE_SECONDS", Double.init) ?? c.leaseSeconds
+        try node.apply(to: &c, env, defaultPort: c.port)
         c.maxBodyBytes = try pick(maxBodyBytes, "MAX_BODY_BYTES", Int.init) ?? c.maxBodyBytes
         c.maxPixels = try pick(maxPixels, "MAX_PIXELS", Int.init) ?? c.maxPixels
         c.maxRequestPixels = try pick(maxRequestPixels, "MAX_REQUEST_PIXELS", Int.init)
         c.maxJobMemory = try pick(maxJobMemory, "MAX_JOB_MEMORY", Int.init)
         c.maxJobDisk = try pick(maxJobDisk, "MAX_JOB_DISK", Int.init) ?? c.maxJobDisk
-        c.trainerNice = try pick(trainerNice, "TRAINER_NICE", Int.init) ?? c.trainerNice
         c.maxQueued = try pick(maxQueued, "MAX_QUEUED", Int.init) ?? c.maxQueued
         c.maxJobBodyBytes = try pick(maxJobBodyBytes, "MAX_JOB_BODY_BYTES", Int.init) ?? c.maxJobBodyBytes
         c.inferenceSlots = try pick(inferenceSlots, "INFERENCE_SLOTS", Int.init) ?? c.inferenceSlots
@@ -66,17 +46,14 @@ struct Serve: AsyncParsableCommand {
         c.token = try pick(token, "TOKEN", { $0 })
         c.authReads = try pick(authReads, "AUTH_READS", { ["true": true, "1": true, "false": false, "0": false][$0.lowercased()] })
         c.allowedHosts = allowedHost.isEmpty
-            ? (env["MIMSERVE_ALLOWED_HOSTS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            ? (env.values["MIMSERVE_ALLOWED_HOSTS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             : allowedHost
         c.headerTimeoutSeconds = try pick(headerTimeout, "HEADER_TIMEOUT", Double.init) ?? c.headerTimeoutSeconds
         c.bodyIdleTimeoutSeconds = try pick(bodyIdleTimeout, "BODY_IDLE_TIMEOUT", Double.init) ?? c.bodyIdleTimeoutSeconds
         c.idleTimeoutSeconds = try pick(idleTimeout, "IDLE_TIMEOUT", Double.init) ?? c.idleTimeoutSeconds
         c.maxConnections = try pick(maxConnections, "MAX_CONNECTIONS", Int.init) ?? c.maxConnections
         c.maxStreams = try pick(maxStreams, "MAX_STREAMS", Int.init) ?? c.maxStreams
-        c.logLevel = try pick(logLevel, "LOG_LEVEL", { $0 }) ?? c.logLevel
         c.publicDir = try pick(publicDir, "PUBLIC_DIR", { $0 })
-        c.migrationsDir = try pick(migrationsDir, "MIGRATIONS", { $0 })
-        c.fashionMNISTDir = try pick(fashionMnistDir, "FASHION_MNIST_DIR", { $0 })
         c.sseHeartbeatSeconds = try pick(sseHeartbeat, "SSE_HEARTBEAT", Double.init) ?? c.sseHeartbeatSeconds
         let problems = c.problems()
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }

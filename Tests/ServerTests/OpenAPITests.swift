@@ -8,7 +8,7 @@ import Testing
     @Test func routesAndDocumentAgree() throws {
         var c = ServerConfiguration()
         c.dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-openapi-\(UUID().uuidString)").path
-        let core = try makeCore(c)
+        let core = try makeCore(c, role: .api)
         let (_, routes) = makeRouter(core)
         let publicDir = try #require(core.publicDir)
         let data = try Data(contentsOf: URL(fileURLWithPath: publicDir).appendingPathComponent("openapi.json"))

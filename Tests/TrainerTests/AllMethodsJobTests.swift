@@ -17,7 +17,7 @@ import Testing
         #expect(job.state == .succeeded, "\(method): \(job.error ?? "")")
         #expect(try h.store.checkpoints(jobID: id).map(\.step) == [2, 4])
 
-        let inference = InferenceService(store: h.store, dataRoot: h.dir)
+        let inference = InferenceService(store: h.store, checkpoints: h.pool.options.checkpoints)
         var bytes = [UInt8]()
         for y in 0..<40 { for x in 0..<48 { bytes += [UInt8(x * 5), UInt8(y * 6), 90] } }
         let png = try PNGEncoder.encode(bytes: bytes, width: 48, height: 40, channels: 3)

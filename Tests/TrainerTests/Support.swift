@@ -51,7 +51,7 @@ struct Harness {
         registryConfig.syntheticCount = 200
         registryConfig.syntheticImageSize = 40
         let real = ImageDataSource.make(registry: DatasetRegistry(configuration: registryConfig))
-        var options = TrainerOptions(slots: slots, dataRoot: dir, dataSource: { config, start in
+        var options = TrainerOptions(slots: slots, checkpoints: CheckpointDirectory(root: dir.appendingPathComponent("checkpoints")), dataSource: { config, start in
             realData ? try real(config, start) : SeededBatches(config: config, startStep: start,
                                                                            poisonedSteps: poisoned[config.training.seed] ?? [])
         }, log: { _ in })

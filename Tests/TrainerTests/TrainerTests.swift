@@ -62,7 +62,7 @@ import TensorCore
         let cks = try h.store.checkpoints(jobID: id)
         #expect(cks.map(\.step) == [15, 20, 23] && cks.last!.isFinal)
         for ck in cks {
-            let bytes = [UInt8](try Data(contentsOf: h.dir.appendingPathComponent(ck.path)))
+            let bytes = [UInt8](try Data(contentsOf: h.pool.options.checkpoints.url(ck.path)))
             #expect(Checksum.sha256Hex(bytes) == ck.sha256 && Int64(bytes.count) == ck.bytes)
             let decoded = try Checkpoint.decode(bytes)
             #expect(decoded.step == ck.step && decoded.config.training.totalSteps == 23)
@@ -84,7 +84,7 @@ import TensorCore
         defer { h.pool.shutdown() }
         let id = try h.submit(steps: 6, overrides: ["checkpoint_every": .number(2)])
         try h.wait(id, for: [.succeeded])
-        let folder = h.pool.options.checkpoints.url("checkpoints/\(id)")
+        let folder = h.pool.options.checkpoints.url(id)
         // A file a crash left unrecorded goes too.
         try Data([1]).write(to: folder.appendingPathComponent("step-00000099.safetensors.tmp"))
         let recorded = try h.store.checkpoints(jobID: id).count
@@ -123,7 +123,7 @@ import TensorCore
         // The final weights and both AdamW moments are the same to the bit.
         let ends = try [straight, interrupted].map { id in
             let row = try #require(try h.store.latestCheckpoint(jobID: id))
-            return try Checkpoint.decode([UInt8](Data(contentsOf: h.dir.appendingPathComponent(row.path))))
+            return try Checkpoint.decode([UInt8](Data(contentsOf: h.pool.options.checkpoints.url(row.path))))
         }
         #expect(ends[0].step == 40 && ends[1].step == 40)
         for (name, w) in ends[0].weights { #expect(w.scalars == ends[1].weights[name]?.scalars, "weight \(name)") }
@@ -240,7 +240,7 @@ import TensorCore
         let run = TrainingRun(job: try #require(try h.store.job(id)), config: try JobConfig.decode(try h.store.job(id)!.configJSON),
                               store: h.store, bus: h.bus, options: h.pool.options, lease: nil, stopRequested: { nil })
         let final = try #require(try h.store.latestCheckpoint(jobID: id))
-        try Data("garbage".utf8).write(to: h.dir.appendingPathComponent(final.path))
+        try Data("garbage".utf8).write(to: h.pool.options.checkpoints.url(final.path))
         #expect(try run.loadLatestCheckpoint()?.step == 20)
     }
 }
