@@ -46,6 +46,10 @@ struct JobResource: Encodable {
     let startedAt: Date?
     let finishedAt: Date?
     let updatedAt: Date
+    /// The node training it (host:pid) while it runs.
+    let worker: String?
+    /// Times a crash or a lost lease took it from its trainer (it resumed from its last checkpoint).
+    let interruptions: Int
 
     init(_ j: JobRecord) {
         id = j.id; state = j.state; method = j.method; preset = j.preset; dataset = j.datasetID
@@ -54,12 +58,14 @@ struct JobResource: Encodable {
         step = j.step; totalSteps = j.totalSteps; loss = j.loss; lr = j.lr; imagesPerS = j.imagesPerS; etaS = j.etaS
         peakRSSMB = j.peakRSSMB; error = j.error; actions = j.state.actions
         createdAt = j.createdAt; startedAt = j.startedAt; finishedAt = j.finishedAt; updatedAt = j.updatedAt
+        worker = j.state == .running ? j.worker : nil; interruptions = j.interruptions
     }
 
     enum CodingKeys: String, CodingKey {
         case id, state, method, preset, dataset, config, estimate, step, loss, lr, error, actions
         case totalSteps = "total_steps", imagesPerS = "images_per_s", etaS = "eta_s", peakRSSMB = "peak_rss_mb"
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at", updatedAt = "updated_at"
+        case worker, interruptions
     }
 
     // Explicit so that nil values appear as null (clients see every field, always).
@@ -73,6 +79,7 @@ struct JobResource: Encodable {
         try c.encode(peakRSSMB, forKey: .peakRSSMB); try c.encode(error, forKey: .error); try c.encode(actions, forKey: .actions)
         try c.encode(createdAt, forKey: .createdAt)
         try c.encode(startedAt, forKey: .startedAt); try c.encode(finishedAt, forKey: .finishedAt); try c.encode(updatedAt, forKey: .updatedAt)
+        try c.encode(worker, forKey: .worker); try c.encode(interruptions, forKey: .interruptions)
     }
 }
 

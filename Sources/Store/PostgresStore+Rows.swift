@@ -7,19 +7,21 @@ import PostgresNIO
 extension JobRecord {
     static let postgresColumns = """
         id, seq, method, preset, config_json, dataset_id, state, step, total_steps, loss, lr, images_per_s, eta_s, \
-        peak_rss_mb, error, idempotency_key, request_hash, created_at, started_at, finished_at, updated_at
+        peak_rss_mb, error, idempotency_key, request_hash, created_at, started_at, finished_at, updated_at, lease_owner, interruptions
         """
 
     init(postgres row: PostgresRow) throws {
         let (id, seq, method, preset, configJSON, datasetID, state, step, totalSteps, loss, lr, imagesPerS, etaS, peak,
-             error, key, hash, created, started, finished, updated) =
+             error, key, hash, created, started, finished, updated, worker, interruptions) =
             try row.decode((String, Int64, String, String, String, String, String, Int, Int, Double?, Double?, Double?, Double?,
-                            Double?, String?, String?, String?, Date, Date?, Date?, Date).self)
+                            Double?, String?, String?, String?, Date, Date?, Date?, Date, String?, Int).self)
         guard let jobState = JobState(rawValue: state) else { throw StoreError.database("job \(id) has an unknown state '\(state)'") }
         self.init(id: id, seq: seq, method: method, preset: preset, configJSON: configJSON, datasetID: datasetID, state: jobState,
                   step: step, totalSteps: totalSteps, loss: loss, lr: lr, imagesPerS: imagesPerS, etaS: etaS, peakRSSMB: peak,
                   error: error, idempotencyKey: key, requestHash: hash, createdAt: created, startedAt: started,
                   finishedAt: finished, updatedAt: updated)
+        self.worker = worker
+        self.interruptions = interruptions
     }
 }
 

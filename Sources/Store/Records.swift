@@ -44,13 +44,18 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var startedAt: Date?
     public var finishedAt: Date?
     public var updatedAt: Date
+    /// The trainer holding the job's lease while it runs (`Store.workerID()`: host and pid);
+    /// nil in every other state. Written only by claims; an insert leaves it out.
+    public var worker: String?
+    /// Times a crash or an expired lease took the job from its trainer.
+    public var interruptions: Int = 0
 
     enum CodingKeys: String, CodingKey, ColumnExpression {
-        case id, seq, method, preset, state, step, loss, lr, error
+        case id, seq, method, preset, state, step, loss, lr, error, interruptions
         case configJSON = "config_json", datasetID = "dataset_id", totalSteps = "total_steps"
         case imagesPerS = "images_per_s", etaS = "eta_s", peakRSSMB = "peak_rss_mb", idempotencyKey = "idempotency_key"
         case requestHash = "request_hash", createdAt = "created_at", startedAt = "started_at"
-        case finishedAt = "finished_at", updatedAt = "updated_at"
+        case finishedAt = "finished_at", updatedAt = "updated_at", worker = "lease_owner"
     }
 }
 

@@ -115,7 +115,8 @@ extension SQLiteStore {
     static func transition(_ db: Database, _ id: String, to: JobState, from: Set<JobState>?, error: String?,
                            reason: String? = nil) throws -> StateChange {
         guard let current = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound("job \(id)") }
-        let job = try current.moved(to: to, from: from, error: error)
+        var job = try current.moved(to: to, from: from, error: error)
+        if to != .running { job.worker = nil }
         try job.update(db)
         if to != .running {
             try db.execute(sql: """

@@ -8,55 +8,13 @@ import Synchronization
 
 /// The real executable, killed with SIGKILL mid-job and started again on the same data.
 @Suite("Crash and resume", .serialized) struct CrashTests {
-    /// `mimserve` beside the test bundle (swift test builds it into the same folder).
-    static var executable: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mimserve")
-    }
-
-    final class Running {
-        let process = Process()
-        let base: URL
-
-        init(dataDir: URL, workingDirectory: URL? = nil, extraArguments: [String] = []) throws {
-            process.executableURL = CrashTests.executable
-            process.arguments = ["serve", "--port", "0", "--data-dir", dataDir.path, "--log-level", "error"] + extraArguments
-            if let workingDirectory { process.currentDirectoryURL = workingDirectory }
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            // The first line says where it listens.
-            var line = Data()
-            while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line += byte }
-            let text = String(decoding: line, as: UTF8.self)
-            guard let url = text.split(separator: " ").last.flatMap({ URL(string: String($0)) }), url.port != nil else {
-                throw Failure("unexpected first line: \(text)")
-            }
-            base = url
-        }
-
-        func get(_ path: String) async throws -> [String: Any] {
-            let (data, _) = try await URLSession.shared.data(from: URL(string: path, relativeTo: base)!)
-            return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-        }
-
-        func post(_ path: String, _ json: [String: Any]) async throws -> [String: Any] {
-            var r = URLRequest(url: URL(string: path, relativeTo: base)!)
-            r.httpMethod = "POST"
-            r.httpBody = try JSONSerialization.data(withJSONObject: json)
-            r.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            let (data, _) = try await URLSession.shared.data(for: r)
-            return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-        }
-    }
-
     @Test func aKilledServerResumesItsJobFromTheLastCheckpoint() async throws {
-        #expect(FileManager.default.isExecutableFile(atPath: Self.executable.path), "build mimserve first: \(Self.executable.path)")
+        #expect(FileManager.default.isExecutableFile(atPath: MIMServeProcess.executable.path), "build mimserve first: \(MIMServeProcess.executable.path)")
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-crash-\(UUID().uuidString)")
         let dataDir = work.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         // Started from an unrelated working directory: Migrations/ and Public/ are found anyway.
-        let first = try Running(dataDir: dataDir, workingDirectory: work)
+        let first = try MIMServeProcess.serve(dataDir: dataDir, workingDirectory: work)
         let total = 6000
         // A watchdog on its own OS thread reads the database file (a WAL reader) and kills the
         // server once the first checkpoint and some later metric rows have committed. A thread, not a task: other suites may
@@ -103,7 +61,7 @@ import Synchronization
         let killedAt = before.keys.max() ?? 0
         #expect(killedAt >= checkpointStep && killedAt < total, "killed at \(killedAt): nothing was tested")
 
-        let second = try Running(dataDir: dataDir, workingDirectory: work)
+        let second = try MIMServeProcess.serve(dataDir: dataDir, workingDirectory: work)
         // Until the job ends, however long that takes here: the test fails only if the job
         // stops making progress (no new step for two minutes), never on a fixed time budget.
         var state = "", lastStep = -1, lastProgress = Date()

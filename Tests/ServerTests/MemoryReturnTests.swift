@@ -15,7 +15,7 @@ import Testing
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-memory-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
-        let server = try CrashTests.Running(dataDir: work.appendingPathComponent("data"), workingDirectory: work)
+        let server = try MIMServeProcess.serve(dataDir: work.appendingPathComponent("data"), workingDirectory: work)
         defer { server.process.terminate(); server.process.waitUntilExit() }
         let pid = server.process.processIdentifier
         _ = try await server.get("/v1/jobs")

@@ -50,7 +50,7 @@ struct PostgresEndToEndTests {
         let location = try #require(freshPostgresLocation())
         let withPassword = location.replacingOccurrences(of: "postgres://postgres@", with: "postgres://postgres:never-shown@")
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-pg-\(UUID().uuidString)")
-        let server = try CrashTests.Running(dataDir: dataDir, extraArguments: ["--database", withPassword])
+        let server = try MIMServeProcess.serve(dataDir: dataDir, extraArguments: ["--database", withPassword])
         defer {
             server.process.terminate()
             server.process.waitUntilExit()

@@ -12,12 +12,12 @@ import Store
     static let generous = 60.0
 
     final class Server: @unchecked Sendable {
-        let running: CrashTests.Running
+        let running: MIMServeProcess
         var process: Process { running.process }
         var port: Int { running.base.port! }
 
         init(dataDir: URL) throws {
-            running = try CrashTests.Running(dataDir: dataDir, extraArguments: ["--sse-heartbeat", "0.2"])
+            running = try MIMServeProcess.serve(dataDir: dataDir, extraArguments: ["--sse-heartbeat", "0.2"])
         }
 
         func job(_ id: String) throws -> [String: Any] {
@@ -51,7 +51,7 @@ import Store
     }
 
     @Test func sigtermEndsStreamsThenCheckpointsTheRunningJobAndARestartResumesIt() async throws {
-        #expect(FileManager.default.isExecutableFile(atPath: CrashTests.executable.path), "build mimserve first")
+        #expect(FileManager.default.isExecutableFile(atPath: MIMServeProcess.executable.path), "build mimserve first")
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-shutdown-\(UUID().uuidString)")
         let dataDir = work.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
