@@ -66,8 +66,10 @@ extension Store {
         ["id": e.id ?? 0, "dataset": e.datasetID, "step": e.step]
     }
 
-    /// The error a job fails with when `requeueInterrupted` finds it interrupted once too often.
-    static func interruptedTooOften(_ count: Int) -> String {
-        "interrupted \(count) times by process crashes"
+    /// The error a job fails with when it was taken from its trainer once too often: by a crash
+    /// found at start-up, or by a lease that ran out (a worker that died, froze or lost the
+    /// network).
+    public static func interruptedTooOften(_ count: Int = maxInterruptions) -> String {
+        "interrupted \(count) times (its trainer crashed or lost the job's lease); not resumed again"
     }
 }

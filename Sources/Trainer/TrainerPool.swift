@@ -80,7 +80,7 @@ public final class TrainerPool: Sendable {
             bus.publish(.state(jobID: job.id, job.state, error: nil, eventID: nil))
         }
         for id in interrupted.failed {
-            let error = "interrupted \(Store.maxInterruptions) times by process crashes"
+            let error = Store.interruptedTooOften()
             options.log("job \(id) was \(error); it fails instead of running again")
             bus.publish(.state(jobID: id, .failed, error: error, eventID: nil))
         }
@@ -249,7 +249,7 @@ public final class TrainerPool: Sendable {
             bus.publish(.state(jobID: job.id, job.state, error: nil, eventID: nil))
         }
         for id in expired.failed {
-            let error = "interrupted \(Store.maxInterruptions) times by process crashes"
+            let error = Store.interruptedTooOften()
             options.log("job \(id): its trainer's lease expired; \(error), it fails instead of running again")
             bus.publish(.state(jobID: id, .failed, error: error, eventID: nil))
         }

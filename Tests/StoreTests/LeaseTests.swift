@@ -118,7 +118,7 @@ extension Store {
             }
         }
         let job = try #require(try store.job(id))
-        #expect(job.state == .failed && job.error == "interrupted 3 times by process crashes")
+        #expect(job.state == .failed && job.error == "interrupted 3 times (its trainer crashed or lost the job's lease); not resumed again")
     }
 
     /// A cancel asked of a job whose trainer vanished is honoured when its lease is taken back.

@@ -165,7 +165,7 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
             #expect(found == (crash < Store.maxInterruptions ? Store.Interrupted(requeued: [id]) : Store.Interrupted(failed: [id])))
         }
         let job = try #require(try store.job(id))
-        #expect(job.state == .failed && job.error == "interrupted 3 times by process crashes")
+        #expect(job.state == .failed && job.error == "interrupted 3 times (its trainer crashed or lost the job's lease); not resumed again")
         #expect(try store.claimNextQueued() == nil)
     }
 
