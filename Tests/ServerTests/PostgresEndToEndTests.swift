@@ -44,6 +44,52 @@ struct PostgresEndToEndTests {
         #expect(!FileManager.default.fileExists(atPath: server.dataDir.appendingPathComponent("mimserve.sqlite").path))
     }
 
+    /// Two API nodes on one PostgreSQL database share a data dir (the one-server lock is
+    /// SQLite's) and a separate checkpoint dir. A job submitted to the node without trainer
+    /// slots is trained by the other; the first streams it live (its keep-alives come once an
+    /// hour, so only the other node's notifications can wake its stream), and serves its
+    /// checkpoints and a reconstruction from the checkpoint dir.
+    @Test func twoAPINodesShareTheirFoldersAndFollowEachOthersJobs() async throws {
+        let location = try #require(freshPostgresLocation())
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-nodes-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (dataDir, checkpointDir) = (root.appendingPathComponent("data"), root.appendingPathComponent("shared-checkpoints"))
+        let front = try await LiveServer.start {
+            $0.database = location
+            $0.dataDir = dataDir.path
+            $0.checkpointDir = checkpointDir.path
+            $0.trainerSlots = 0
+            $0.sseHeartbeatSeconds = 3600
+        }
+        defer { Task { await front.stop() } }
+        let id = try await front.submit(steps: 30, overrides: ["checkpoint_every": 10])
+        // The stream opens while the job waits in the queue; only then does the node that trains it start.
+        let stream = Task { SSEEvent.parse(try await front.get("/v1/jobs/\(id)/events").text) }
+        try await ClusterTests.wait("the stream to open") {
+            try await front.get("/metrics").text.contains("mimserve_event_streams_open 1")
+        }
+        let trainer = try await LiveServer.start {
+            $0.database = location
+            $0.dataDir = dataDir.path
+            $0.checkpointDir = checkpointDir.path
+        }
+        defer { Task { await trainer.stop() } }
+        let events = try await stream.value
+        #expect(events.filter { $0.event == "metric" }.map { $0.json["step"] as! Int } == Array(1...30))
+        #expect(events.filter { $0.event == "checkpoint" }.map { $0.json["step"] as! Int } == [10, 20, 30])
+        #expect(events.last?.event == "state" && events.last?.json["state"] as? String == "succeeded")
+
+        let files = try FileManager.default.contentsOfDirectory(atPath: checkpointDir.appendingPathComponent(id).path).sorted()
+        #expect(files == ["step-00000010.safetensors", "step-00000020.safetensors", "step-00000030.safetensors"])
+        #expect(!FileManager.default.fileExists(atPath: dataDir.appendingPathComponent("checkpoints").path))
+        let download = try await front.get("/v1/jobs/\(id)/checkpoints/30")
+        let file = try Data(contentsOf: checkpointDir.appendingPathComponent("\(id)/step-00000030.safetensors"))
+        #expect(download.status == 200 && download.body == file)
+        let png = try await front.request("POST", "/v1/jobs/\(id)/reconstruct?mask_ratio=0.75&seed=3", body: samplePNG(),
+                                          headers: ["Content-Type": "image/png"])
+        #expect(png.status == 200 && png.headers["content-type"] == "image/png")
+    }
+
     /// `mimserve serve --database postgres://…`: the executable reads the flag (with a password,
     /// which a trust-authenticated test server ignores) and keeps its jobs there.
     @Test func theExecutableTakesADatabaseFlag() async throws {

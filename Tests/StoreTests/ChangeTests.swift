@@ -20,12 +20,12 @@ extension Store {
 }
 
 @Suite("Store: checkpoint rows and change notifications") struct ChangeTests {
-    /// The shipped migrations up to `last` (by name prefix), in a folder of their own.
-    func migrations(_ backend: Backend, through last: String) throws -> MigrationSet {
+    /// The shipped migrations before `first` (a name prefix), in a folder of their own.
+    func migrations(_ backend: Backend, before first: String) throws -> MigrationSet {
         let all = try MigrationSet.locate(dialect: backend.dialect, environment: [:])
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mig-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        for file in all.files where file.name <= last {
+        for file in all.files where file.name < first {
             try FileManager.default.copyItem(at: all.directory.appendingPathComponent(file.name + ".sql"),
                                              to: dir.appendingPathComponent(file.name + ".sql"))
         }
@@ -36,7 +36,7 @@ extension Store {
     /// they name the same files relative to the checkpoint directory (`<data-dir>/checkpoints`).
     @Test(arguments: Backend.underTest) func upgradingKeepsCheckpointsFindable(_ backend: Backend) throws {
         let location = backend.freshLocation()
-        let old = try Store(location, migrations: migrations(backend, through: "0004"))
+        let old = try Store(location, migrations: migrations(backend, before: "0005"))
         let id = try old.submit(newJob()).job.id
         try old.execute("""
             INSERT INTO checkpoints (job_id, step, path, bytes, sha256, is_final, created_at)
