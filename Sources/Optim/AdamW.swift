@@ -86,35 +86,39 @@ public final class AdamW: @unchecked Sendable {
 
     /// One update of every parameter that has a gradient; parameters without one are skipped.
     public func step(lr: Float) {
-        stepCount += 1
-        // Scalars in Double as torch computes them in Python floats, then rounded once.
-        let t = Double(stepCount)
-        let (beta1, beta2) = (Double(betas.0), Double(betas.1))
-        let biasCorrection1 = 1 - pow(beta1, t)
-        let biasCorrection2Sqrt = (1 - pow(beta2, t)).squareRoot()
-        let c = Coefficients(
-            oneMinusBeta1: Float(1 - beta1), beta2: betas.1, oneMinusBeta2: Float(1 - beta2),
-            negStepSize: Float(-Double(lr) / biasCorrection1),
-            biasCorrection2Sqrt: Float(biasCorrection2Sqrt), eps: eps)
-        let decayFactor = Float(1 - Double(lr) * Double(weightDecay))
+        Profiler.measure(.optimizer, .update) {
+            stepCount += 1
+            // Scalars in Double as torch computes them in Python floats, then rounded once.
+            let t = Double(stepCount)
+            let (beta1, beta2) = (Double(betas.0), Double(betas.1))
+            let biasCorrection1 = 1 - pow(beta1, t)
+            let biasCorrection2Sqrt = (1 - pow(beta2, t)).squareRoot()
+            let c = Coefficients(
+                oneMinusBeta1: Float(1 - beta1), beta2: betas.1, oneMinusBeta2: Float(1 - beta2),
+                negStepSize: Float(-Double(lr) / biasCorrection1),
+                biasCorrection2Sqrt: Float(biasCorrection2Sqrt), eps: eps)
+            let decayFactor = Float(1 - Double(lr) * Double(weightDecay))
 
-        for slot in slots {
-            guard let grad = slot.param.grad else { continue }
-            precondition(grad.count == slot.param.count,
-                         "gradient of '\(slot.name)' has shape \(grad.shape), parameter \(slot.param.shape)")
-            let p = slot.param.pointer, g = grad.pointer
-            let m = slot.expAvg.pointer, v = slot.expAvgSq.pointer
-            let decay = slot.decays ? decayFactor : 1
-            parallelFor(slot.param.count, minPerThread: 1 << 15) { range in
-                adamWKernel(p + range.lowerBound, g + range.lowerBound, m + range.lowerBound,
-                            v + range.lowerBound, range.count, decay: decay, c)
+            for slot in slots {
+                guard let grad = slot.param.grad else { continue }
+                precondition(grad.count == slot.param.count,
+                             "gradient of '\(slot.name)' has shape \(grad.shape), parameter \(slot.param.shape)")
+                let p = slot.param.pointer, g = grad.pointer
+                let m = slot.expAvg.pointer, v = slot.expAvgSq.pointer
+                let decay = slot.decays ? decayFactor : 1
+                parallelFor(slot.param.count, minPerThread: 1 << 15) { range in
+                    adamWKernel(p + range.lowerBound, g + range.lowerBound, m + range.lowerBound,
+                                v + range.lowerBound, range.count, decay: decay, c)
+                }
             }
         }
     }
 
     /// Drops every parameter's gradient.
     public func zeroGrad() {
-        for slot in slots { slot.param.grad = nil }
+        Profiler.measure(.optimizer, .update) {
+            for slot in slots { slot.param.grad = nil }
+        }
     }
 
     /// The moment buffers as `exp_avg.<name>` and `exp_avg_sq.<name>` (torch's state keys).

@@ -8,38 +8,42 @@ import TensorCore
 /// the step).
 @discardableResult
 public func clipGradNorm(_ params: [Tensor], maxNorm: Float) -> Float {
-    precondition(maxNorm > 0, "maxNorm must be positive, got \(maxNorm)")
-    let grads = params.compactMap(\.grad)
-    var sumOfSquares: Double = 0
-    for g in grads { sumOfSquares += squaredNorm(g.pointer, g.count) }
-    let norm = sumOfSquares.squareRoot()
-    guard norm.isFinite else { return Float(norm) }
-    let coefficient = Float(Double(maxNorm) / (norm + 1e-6))
-    if coefficient < 1 {
-        for g in grads {
-            let p = g.pointer
-            var i = 0
-            while i + 8 <= g.count { store8(load8(p + i) * coefficient, p + i); i += 8 }
-            while i < g.count { p[i] *= coefficient; i += 1 }
+    Profiler.measure(.optimizer, .update) {
+        precondition(maxNorm > 0, "maxNorm must be positive, got \(maxNorm)")
+        let grads = params.compactMap(\.grad)
+        var sumOfSquares: Double = 0
+        for g in grads { sumOfSquares += squaredNorm(g.pointer, g.count) }
+        let norm = sumOfSquares.squareRoot()
+        guard norm.isFinite else { return Float(norm) }
+        let coefficient = Float(Double(maxNorm) / (norm + 1e-6))
+        if coefficient < 1 {
+            for g in grads {
+                let p = g.pointer
+                var i = 0
+                while i + 8 <= g.count { store8(load8(p + i) * coefficient, p + i); i += 8 }
+                while i < g.count { p[i] *= coefficient; i += 1 }
+            }
         }
+        return Float(norm)
     }
-    return Float(norm)
 }
 
 /// False when any gradient holds a NaN or an infinity (tensors without a gradient are ignored).
 public func gradientsAreFinite(_ params: [Tensor]) -> Bool {
-    for t in params {
-        guard let g = t.grad else { continue }
-        // x − x is 0 for finite x and NaN for ±inf and NaN; NaN survives the sum.
-        let p = g.pointer
-        var acc = SIMD8<Float>(repeating: 0)
-        var i = 0
-        while i + 8 <= g.count { let x = load8(p + i); acc += x - x; i += 8 }
-        var tail: Float = 0
-        while i < g.count { tail += p[i] - p[i]; i += 1 }
-        if acc.sum() + tail != 0 { return false }
+    Profiler.measure(.optimizer, .update) {
+        for t in params {
+            guard let g = t.grad else { continue }
+            // x − x is 0 for finite x and NaN for ±inf and NaN; NaN survives the sum.
+            let p = g.pointer
+            var acc = SIMD8<Float>(repeating: 0)
+            var i = 0
+            while i + 8 <= g.count { let x = load8(p + i); acc += x - x; i += 8 }
+            var tail: Float = 0
+            while i < g.count { tail += p[i] - p[i]; i += 1 }
+            if acc.sum() + tail != 0 { return false }
+        }
+        return true
     }
-    return true
 }
 
 /// Σ x² of `n` floats, squares taken and summed in Double eight lanes at a time.

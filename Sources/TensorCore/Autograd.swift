@@ -8,9 +8,12 @@ final class Node {
     /// Receives the output tensor's gradient.
     let backward: (Tensor) -> Void
     let name: StaticString
+    /// What the backward pass counts as in a profile.
+    let kind: Profiler.Kind
 
-    init(_ name: StaticString, inputs: [Tensor], backward: @escaping (Tensor) -> Void) {
+    init(_ name: StaticString, _ kind: Profiler.Kind, inputs: [Tensor], backward: @escaping (Tensor) -> Void) {
         self.name = name
+        self.kind = kind
         self.inputs = inputs
         self.backward = backward
     }
@@ -35,10 +38,10 @@ extension Tensor {
 
     /// Attaches a backward closure to `self` (an op's output) when any input needs a gradient.
     @discardableResult
-    func recording(_ name: StaticString, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> Void) -> Tensor {
+    func recording(_ name: StaticString, _ kind: Profiler.Kind, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> Void) -> Tensor {
         if Tensor.needsGrad(inputs) {
             requiresGrad = true
-            node = Node(name, inputs: inputs, backward: backward)
+            node = Node(name, kind, inputs: inputs, backward: backward)
         }
         return self
     }
@@ -99,7 +102,7 @@ extension Tensor {
             guard let node = t.node else { continue }
             t.node = nil
             if let g = t.grad {
-                node.backward(g)
+                Profiler.measure(node.kind, .backward) { node.backward(g) }
                 t.grad = nil  // intermediate: its gradient is consumed
             }
         }

@@ -21,6 +21,8 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Thread count (default: all cores).") var threads: Int?
     @Flag(help: "Skip the same-run sgemm peak measurement.") var noPeak = false
     @Option(help: "GEMM inputs: fp32, or bf16 with fp32 sums (needs AVX512_BF16 or AMX).") var precision = Precision.fp32
+    @Flag(help: "After the timed steps, time as many more per kind of work (GEMM, attention, norm, activation, memory movement, optimizer, …).")
+    var profile = false
 
     func run() throws {
         guard Precision.supported.contains(precision) else {
@@ -32,13 +34,19 @@ struct TrainBench: ParsableCommand {
         let p = try Presets.resolve(method: m, preset: preset)
         if let threads { ComputeThreads.set(threads) }
         let peak = noPeak ? Double.nan : SGEMMPeak.measure()
-        var r = try TrainStepTimer(preset: p, batch: batch ?? p.recipe.defaultBatchSize, warmup: warmup, steps: steps,
-                                   precision: precision).run()
+        let timer = TrainStepTimer(preset: p, batch: batch ?? p.recipe.defaultBatchSize, warmup: warmup, steps: steps,
+                                   precision: precision, profile: profile)
+        var (r, profiled) = try timer.run()
         r["peak_gflops"] = peak
         r["peak_ratio"] = (r["gflops"] as! Double) / peak
         Report.emit(r)
         Report.table([r], columns: ["method", "preset", "precision", "batch", "threads", "ms_per_step", "images_per_s", "gflops",
                                     "peak_ratio", "peak_rss_mb", "estimated_peak_rss_mb", "fresh_allocs_per_step"])
+        if let profiled {
+            let rows = StepProfile.records(profiled, base: r)
+            rows.forEach(Report.emit)
+            Report.table(rows, columns: ["kind", "forward_ms", "backward_ms", "update_ms", "ms_per_step", "share", "calls_per_step"])
+        }
     }
 }
 
@@ -64,8 +72,11 @@ struct TrainStepTimer {
     let warmup: Int
     let steps: Int
     var precision = Precision.fp32
+    /// Also runs `steps` profiled steps after the timed ones.
+    var profile = false
 
-    func run() throws -> Record {
+    /// The timing record, and the profile of as many more steps when asked for.
+    func run() throws -> (Record, StepProfile?) {
         let model = try ModelRegistry.make(preset.model, seed: 0)
         let r = preset.recipe
         let opt = AdamW(parameters: model.namedParameters(), weightDecay: r.weightDecay, betas: (r.beta1, r.beta2),
@@ -103,7 +114,48 @@ struct TrainStepTimer {
         rec["estimated_peak_rss_mb"] = Double(estimate.peakBytes) / 1048576
         rec["estimated_gflop_per_image"] = estimate.flopsPerStep / Double(batch) / 1e9
         rec["fresh_allocs_per_step"] = Double(BufferPool.shared.statistics.freshAllocations - allocs) / Double(steps)
-        return rec
+        guard profile else { return (rec, nil) }
+        // Separate steps: the spans' clock reads must not touch the figures above.
+        var profiledTimes: [Double] = []
+        let totals = Profiler.collect { profiledTimes = (0..<steps).map { _ in timed(step) } }
+        return (rec, StepProfile(totals: totals, steps: steps, stepSeconds: profiledTimes.reduce(0, +) / Double(steps)))
+    }
+}
+
+/// Where the profiled steps' time went, per kind of work and phase, averaged per step.
+struct StepProfile {
+    let totals: Profiler.Profile
+    let steps: Int
+    /// Mean wall time of a profiled step.
+    let stepSeconds: Double
+
+    /// One record per kind (largest first), then `other` (no span: glue, masks, tape) and `step`.
+    static func records(_ p: StepProfile, base: Record) -> [Record] {
+        let n = Double(p.steps)
+        var rows: [(Double, Record)] = []
+        var covered = 0.0
+        for kind in Profiler.Kind.allCases {
+            let phases = p.totals[kind] ?? [:]
+            let seconds = phases.values.reduce(0) { $0 + $1.seconds } / n
+            covered += seconds
+            var r = Record()
+            r["suite"] = "profile"; r["case"] = base["case"]; r["precision"] = base["precision"]; r["kind"] = kind.rawValue
+            r["forward_ms"] = (phases[.forward]?.seconds ?? 0) / n * 1000
+            r["backward_ms"] = (phases[.backward]?.seconds ?? 0) / n * 1000
+            r["update_ms"] = (phases[.update]?.seconds ?? 0) / n * 1000
+            r["ms_per_step"] = seconds * 1000
+            r["share"] = seconds / p.stepSeconds
+            r["calls_per_step"] = Double(phases.values.reduce(0) { $0 + $1.calls }) / n
+            rows.append((seconds, r))
+        }
+        var other = Record(), step = Record()
+        other["suite"] = "profile"; other["case"] = base["case"]; other["precision"] = base["precision"]; other["kind"] = "other"
+        other["ms_per_step"] = max(0, p.stepSeconds - covered) * 1000
+        other["share"] = max(0, p.stepSeconds - covered) / p.stepSeconds
+        step["suite"] = "profile"; step["case"] = base["case"]; step["precision"] = base["precision"]; step["kind"] = "step"
+        step["ms_per_step"] = p.stepSeconds * 1000
+        step["share"] = 1.0
+        return rows.sorted { $0.0 > $1.0 }.map(\.1) + [other, step]
     }
 }
 

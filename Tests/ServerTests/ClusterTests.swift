@@ -189,4 +189,36 @@ struct ClusterTests {
             #expect(events.last { $0.event == "state" }?.json["state"] as? String == "succeeded")
         }
     }
+
+    /// Pause, resume and cancel sent to the API process reach the worker process training the
+    /// job: it checkpoints at the step it reached and lets go; resumed, a worker goes on from
+    /// that checkpoint with one metric row per step; cancelled, it stops.
+    @Test func pauseResumeAndCancelOnTheAPIReachTheWorker() async throws {
+        let location = try #require(freshPostgresLocation())
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-stops-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let api = try MIMServeProcess.serve(dataDir: dataDir, extraArguments: ["--database", location, "--trainer-slots", "0"])
+        defer { api.stop() }
+        let worker = try MIMServeProcess.worker(dataDir: dataDir, database: location, leaseSeconds: 30)
+        defer { worker.stop() }
+        let store = try Store(DatabaseLocation(parsing: location), migrations: MigrationSet.locate(dialect: .postgres))
+        let job = try await api.post("/v1/jobs", ["method": "mae", "preset": "tiny", "total_steps": 200_000, "batch_size": 8,
+                                                  "overrides": ["checkpoint_every": 100_000]])
+        let id = try #require(job["id"] as? String, "\(job)")
+        try await Self.wait("the worker to train it") { try await worker.stepsDone() > 0 }
+
+        _ = try await api.post("/v1/jobs/\(id)/pause", [:])
+        try await Self.wait("the pause") { try store.job(id)?.state == .paused }
+        let paused = try #require(try store.job(id))
+        #expect(try store.latestCheckpoint(jobID: id)?.step == paused.step && paused.step > 0)
+        #expect(try await worker.jobsTraining() == 0)
+
+        _ = try await api.post("/v1/jobs/\(id)/resume", [:])
+        try await Self.wait("the worker to go on") { (try store.job(id)?.step ?? 0) > paused.step }
+        _ = try await api.post("/v1/jobs/\(id)/cancel", [:])
+        try await Self.wait("the cancel") { try store.job(id)?.state == .cancelled }
+        let last = try #require(try store.job(id))
+        #expect(try store.metricCount(jobID: id) == last.step && last.interruptions == 0)
+        try await Self.wait("the worker to let go") { try await worker.jobsTraining() == 0 }
+    }
 }

@@ -60,3 +60,24 @@ import TestSupport
         #expect(c.permutation(10).sorted() == Array(0..<10))
     }
 }
+
+@Suite("Profiler") struct ProfilerTests {
+    @Test func spansCountEachOpOnceByKindAndPhaseAndDoNotNest() {
+        let x = randomTensor([4, 8], seed: 3), w = randomTensor([6, 8], seed: 4)
+        w.requiresGrad = true
+        // Outside `collect`, nothing is recorded (and other tests' ops never are).
+        let profile = Profiler.collect {
+            let y = x.linear(weight: w).gelu().sum()
+            y.backward()
+            // Inside an open span, the op's own span does not count.
+            _ = Profiler.measure(.norm, .forward) { x.linear(weight: w) }
+        }
+        #expect(profile[.gemm]?[.forward]?.calls == 1 && profile[.gemm]?[.backward]?.calls == 1)
+        #expect(profile[.activation]?[.forward]?.calls == 1 && profile[.activation]?[.backward]?.calls == 1)
+        #expect(profile[.elementwise]?[.forward]?.calls == 1 && profile[.elementwise]?[.backward]?.calls == 1)
+        #expect(profile[.norm]?[.forward]?.calls == 1)
+        #expect(profile.values.flatMap(\.values).allSatisfy { $0.seconds >= 0 })
+        let outside = Profiler.collect {}
+        #expect(outside.isEmpty)
+    }
+}

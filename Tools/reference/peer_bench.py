@@ -326,43 +326,19 @@ def driver(args):
     if load1 > (os.cpu_count() or 2) / 2:
         log(f"note: load average is {load1:.2f} at start; other work on the machine will skew these timings")
 
+    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
     results = []
     for preset, batch in run:
         tiny = PRESETS[preset]["tiny"]
         steps = args.steps or (args.tiny_steps if tiny else args.large_steps)
         warmup = args.warmup if args.warmup is not None else (args.tiny_warmup if tiny else args.large_warmup)
-        o_runs, t_runs = [], []
-        for r in range(args.rounds):
-            o = run_ours(ours, preset, batch, steps, warmup, args.threads, args.precision)
-            o_runs.append(o)
-            log(f"  {preset} b{batch} round {r + 1}/{args.rounds}: ours {o['ms_per_step']:.2f} ms/step "
-                f"({o['images_per_s']:.1f} img/s)")
-            t = run_peer(preset, batch, steps, warmup, args.threads, args.precision)
-            t_runs.append(t)
-            log(f"  {preset} b{batch} round {r + 1}/{args.rounds}: pytorch {t['ms_per_step']:.2f} ms/step "
-                f"({t['images_per_s']:.1f} img/s)")
-        o_ms = statistics.median(x["ms_per_step"] for x in o_runs)
-        t_ms = statistics.median(x["ms_per_step"] for x in t_runs)
-        o_ips, t_ips = batch / (o_ms / 1000), batch / (t_ms / 1000)
-        rec = {
-            "suite": "peer_compare", "method": PRESETS[preset]["method"], "preset": preset, "batch": batch, "precision": args.precision,
-            "threads": args.threads, "steps": steps, "warmup": warmup, "rounds": args.rounds,
-            "ours_ms_per_step": round(o_ms, 3), "ours_images_per_s": round(o_ips, 2),
-            "pytorch_ms_per_step": round(t_ms, 3), "pytorch_images_per_s": round(t_ips, 2),
-            "vs_pytorch_speed": round(o_ips / t_ips, 3),
-            "ours_peak_ratio": round(statistics.median(x.get("peak_ratio", float("nan")) for x in o_runs), 4),
-            "ours_gflops": round(statistics.median(x.get("gflops", float("nan")) for x in o_runs), 2),
-            "ours_peak_rss_mb": round(max(x.get("peak_rss_mb", 0) for x in o_runs), 1),
-            "pytorch_peak_rss_mb": round(max(x["peak_rss_mb"] for x in t_runs), 1),
-            "ours_images_per_s_rounds": [round(x["images_per_s"], 2) for x in o_runs],
-            "pytorch_images_per_s_rounds": [round(x["images_per_s"], 2) for x in t_runs],
-            "params": t_runs[0].get("params"),
-        }
-        print(json.dumps(rec), flush=True)
-        results.append(rec)
+        for precision in precisions:
+            rec = compare(ours, preset, batch, steps, warmup, precision, args)
+            print(json.dumps(rec), flush=True)
+            results.append(rec)
 
     cols = [
-        ("preset", lambda r: r["preset"]), ("batch", lambda r: str(r["batch"])),
+        ("preset", lambda r: r["preset"]), ("batch", lambda r: str(r["batch"])), ("precision", lambda r: r["precision"]),
         ("threads", lambda r: str(r["threads"])),
         ("ours ms", lambda r: f"{r['ours_ms_per_step']:.2f}"), ("torch ms", lambda r: f"{r['pytorch_ms_per_step']:.2f}"),
         ("ours img/s", lambda r: f"{r['ours_images_per_s']:.1f}"),
@@ -371,11 +347,52 @@ def driver(args):
         ("peak_ratio", lambda r: f"{r['ours_peak_ratio']:.3f}"),
         ("ours RSS MB", lambda r: f"{r['ours_peak_rss_mb']:.0f}"),
         ("torch RSS MB", lambda r: f"{r['pytorch_peak_rss_mb']:.0f}"),
+        ("RSS ratio", lambda r: f"{r['ours_peak_rss_mb'] / r['pytorch_peak_rss_mb']:.2f}"),
     ]
     log("")
-    log(f"MIMServe vs PyTorch training step (median of {args.rounds} round(s); vs_pytorch = ours img/s / torch img/s)")
+    log(f"MIMServe vs PyTorch training step (median of {args.rounds} round(s); vs_pytorch = ours img/s / torch img/s;"
+        f" bf16 rows: ours with precision bf16 against PyTorch under torch.autocast bf16)")
     log(fmt_table(results, cols))
     return 0
+
+
+def compare(ours, preset, batch, steps, warmup, precision, args):
+    """Alternating rounds of ours and PyTorch in one precision; medians, and both peak RSS."""
+    o_runs, t_runs = [], []
+    for r in range(args.rounds):
+        o = run_ours(ours, preset, batch, steps, warmup, args.threads, precision)
+        o_runs.append(o)
+        log(f"  {preset} b{batch} {precision} round {r + 1}/{args.rounds}: ours {o['ms_per_step']:.2f} ms/step "
+            f"({o['images_per_s']:.1f} img/s)")
+        t = run_peer(preset, batch, steps, warmup, args.threads, precision)
+        t_runs.append(t)
+        log(f"  {preset} b{batch} {precision} round {r + 1}/{args.rounds}: pytorch {t['ms_per_step']:.2f} ms/step "
+            f"({t['images_per_s']:.1f} img/s)")
+    o_ms = statistics.median(x["ms_per_step"] for x in o_runs)
+    t_ms = statistics.median(x["ms_per_step"] for x in t_runs)
+    o_ips, t_ips = batch / (o_ms / 1000), batch / (t_ms / 1000)
+    return {
+        "suite": "peer_compare", "method": PRESETS[preset]["method"], "preset": preset, "batch": batch, "precision": precision,
+        "threads": args.threads, "steps": steps, "warmup": warmup, "rounds": args.rounds,
+        "ours_ms_per_step": round(o_ms, 3), "ours_images_per_s": round(o_ips, 2),
+        "pytorch_ms_per_step": round(t_ms, 3), "pytorch_images_per_s": round(t_ips, 2),
+        "vs_pytorch_speed": round(o_ips / t_ips, 3),
+        "ours_peak_ratio": round(statistics.median(x.get("peak_ratio", float("nan")) for x in o_runs), 4),
+        "ours_gflops": round(statistics.median(x.get("gflops", float("nan")) for x in o_runs), 2),
+        "ours_peak_rss_mb": round(max(x.get("peak_rss_mb", 0) for x in o_runs), 1),
+        "pytorch_peak_rss_mb": round(max(x["peak_rss_mb"] for x in t_runs), 1),
+        "ours_images_per_s_rounds": [round(x["images_per_s"], 2) for x in o_runs],
+        "pytorch_images_per_s_rounds": [round(x["images_per_s"], 2) for x in t_runs],
+        "params": t_runs[0].get("params"),
+    }
+
+
+def cpu_has_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(("avx512_bf16" in line or "amx_bf16" in line) for line in f if line.startswith("flags"))
+    except OSError:
+        return False
 
 
 def main():
@@ -387,8 +404,9 @@ def main():
     ap.add_argument("--paper", action="store_true", help="(driver) also run the two paper-scale presets")
     ap.add_argument("--batch", type=int, help="batch size for every selected preset (overrides the defaults)")
     ap.add_argument("--threads", type=int, default=2, help="compute threads for both sides (default 2)")
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                    help="fp32, or bf16 for both sides (ours: precision bf16; PyTorch: torch.autocast bf16)")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "both"],
+                    help="fp32; bf16 for both sides (ours: precision bf16; PyTorch: torch.autocast bf16); or both, "
+                         "one after the other (default: both where the CPU has AVX512_BF16 or AMX, else fp32)")
     ap.add_argument("--rounds", type=int, default=3, help="(driver) alternating rounds per preset (default 3)")
     ap.add_argument("--steps", type=int, help="timed steps for every preset (overrides the per-size defaults)")
     ap.add_argument("--warmup", type=int, help="warm-up steps for every preset (overrides the per-size defaults)")
@@ -399,6 +417,8 @@ def main():
     ap.add_argument("--ours", default=".build/release/mimserve-bench",
                     help="path of the mimserve-bench binary (default .build/release/mimserve-bench)")
     args = ap.parse_args()
+    if args.precision is None:
+        args.precision = "fp32" if args.worker or not cpu_has_bf16() else "both"
     if args.worker:
         if args.preset not in PRESETS:
             ap.error(f"--worker needs --preset, one of {', '.join(PRESETS)}")

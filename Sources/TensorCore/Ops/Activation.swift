@@ -2,20 +2,22 @@
 extension Tensor {
     /// x·Φ(x) = ½x(1 + erf(x/√2)).
     public func gelu() -> Tensor {
-        let out = Tensor(uninitialized: shape)
-        let x = pointer, y = out.pointer
-        parallelFor(count, minPerThread: 1 << 15) { r in
-            for i in r { y[i] = x[i] * FastMath.normalCDF(x[i]) }
-        }
-        return out.recording("gelu", [self]) { g in
-            let gp = g.pointer
-            self.accumulateGrad { dx, beta in
-                parallelFor(self.count, minPerThread: 1 << 15) { r in
-                    // d/dx x·Φ(x) = Φ(x) + x·φ(x)
-                    if beta == 0 {
-                        for i in r { dx[i] = gp[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
-                    } else {
-                        for i in r { dx[i] += gp[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
+        Profiler.measure(.activation, .forward) {
+            let out = Tensor(uninitialized: shape)
+            let x = pointer, y = out.pointer
+            parallelFor(count, minPerThread: 1 << 15) { r in
+                for i in r { y[i] = x[i] * FastMath.normalCDF(x[i]) }
+            }
+            return out.recording("gelu", .activation, [self]) { g in
+                let gp = g.pointer
+                self.accumulateGrad { dx, beta in
+                    parallelFor(self.count, minPerThread: 1 << 15) { r in
+                        // d/dx x·Φ(x) = Φ(x) + x·φ(x)
+                        if beta == 0 {
+                            for i in r { dx[i] = gp[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
+                        } else {
+                            for i in r { dx[i] += gp[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
+                        }
                     }
                 }
             }
@@ -24,18 +26,20 @@ extension Tensor {
 
     /// Softmax over the last dimension.
     public func softmax() -> Tensor {
-        let d = dim(-1), rows = count / max(d, 1)
-        let out = Tensor(uninitialized: shape)
-        let x = pointer, y = out.pointer
-        parallelFor(rows, minPerThread: 8) { r in
-            for row in r { softmaxRow(x + row * d, y + row * d, d) }
-        }
-        return out.recording("softmax", [self]) { g in
-            let gp = g.pointer
-            self.accumulateGrad { dx, beta in
-                parallelFor(rows, minPerThread: 8) { r in
-                    for row in r {
-                        softmaxBackwardRow(y + row * d, gp + row * d, dx + row * d, d, beta)
+        Profiler.measure(.attention, .forward) {
+            let d = dim(-1), rows = count / max(d, 1)
+            let out = Tensor(uninitialized: shape)
+            let x = pointer, y = out.pointer
+            parallelFor(rows, minPerThread: 8) { r in
+                for row in r { softmaxRow(x + row * d, y + row * d, d) }
+            }
+            return out.recording("softmax", .attention, [self]) { g in
+                let gp = g.pointer
+                self.accumulateGrad { dx, beta in
+                    parallelFor(rows, minPerThread: 8) { r in
+                        for row in r {
+                            softmaxBackwardRow(y + row * d, gp + row * d, dx + row * d, d, beta)
+                        }
                     }
                 }
             }

@@ -11,97 +11,99 @@ extension Tensor {
     ///   with Mm = windows per image, GreenMIM's per-group block-diagonal mask).
     public static func attention(qkv: Tensor, heads: Int, bias: Tensor? = nil, mask: Tensor? = nil,
                                  scale: Float? = nil) -> Tensor {
-        precondition(qkv.rank == 3 && qkv.shape[2] % (3 * heads) == 0,
-                     "attention: qkv must be (B, L, 3·D) with D divisible by heads=\(heads), got \(qkv.shape)")
-        let B = qkv.shape[0], L = qkv.shape[1], D = qkv.shape[2] / 3, H = heads, dh = D / H
-        let scale = scale ?? 1 / Float(dh).squareRoot()
-        var biasBatches = 0
-        if let bias {
-            let s = bias.shape
-            biasBatches = bias.rank == 3 ? 1 : s[0]
-            precondition(Array(s.suffix(3)) == [H, L, L] && (bias.rank == 3 || bias.rank == 4) && B % biasBatches == 0,
-                         "attention bias must be (Mb, \(H), \(L), \(L)) with Mb dividing \(B), got \(s)")
-        }
-        var maskBatches = 0
-        if let mask {
-            maskBatches = mask.shape[0]
-            precondition(mask.rank == 3 && Array(mask.shape.suffix(2)) == [L, L] && B % maskBatches == 0,
-                         "attention mask must be (Mm, \(L), \(L)) with Mm dividing \(B), got \(mask.shape)")
-        }
-        let out = Tensor(uninitialized: [B, L, D])
-        let probs = Tensor(uninitialized: [B, H, L, L])
-        let q = qkv.pointer, o = out.pointer, pAll = probs.pointer
-        let ld = 3 * D, LL = L * L
-        let biasP = bias?.pointer, maskP = mask?.pointer
-        FLOPCounter.add(4 * B * H * L * L * dh)
-        parallelFor(B * H) { units in
-            for u in units {
-                let b = u / H, h = u % H
-                let qb = q + b * L * ld + h * dh, kb = qb + D, vb = qb + 2 * D
-                let p = pAll + u * LL
-                sgemmCall(false, true, L, L, dh, scale, qb, ld, kb, ld, 0, p, L)
-                if let biasP {
-                    let bp = biasP + ((b % biasBatches) * H + h) * LL
-                    for i in 0..<LL { p[i] += bp[i] }
-                }
-                if let maskP {
-                    let mp = maskP + (b % maskBatches) * LL
-                    for i in 0..<LL { p[i] += mp[i] }
-                }
-                for r in 0..<L { softmaxRow(p + r * L, p + r * L, L) }
-                sgemmCall(false, false, L, dh, L, 1, p, L, vb, ld, 0, o + b * L * D + h * dh, D)
+        Profiler.measure(.attention, .forward) {
+            precondition(qkv.rank == 3 && qkv.shape[2] % (3 * heads) == 0,
+                         "attention: qkv must be (B, L, 3·D) with D divisible by heads=\(heads), got \(qkv.shape)")
+            let B = qkv.shape[0], L = qkv.shape[1], D = qkv.shape[2] / 3, H = heads, dh = D / H
+            let scale = scale ?? 1 / Float(dh).squareRoot()
+            var biasBatches = 0
+            if let bias {
+                let s = bias.shape
+                biasBatches = bias.rank == 3 ? 1 : s[0]
+                precondition(Array(s.suffix(3)) == [H, L, L] && (bias.rank == 3 || bias.rank == 4) && B % biasBatches == 0,
+                             "attention bias must be (Mb, \(H), \(L), \(L)) with Mb dividing \(B), got \(s)")
             }
-        }
-        return out.recording("attention", [qkv] + (bias.map { [$0] } ?? [])) { g in
-            _ = (probs, mask)  // P is read (and overwritten by dS) below
-            let gp = g.pointer
-            FLOPCounter.add(8 * B * H * L * L * dh)
-            let dqkvT = qkv.grad
-            let dq = Tensor(uninitialized: qkv.shape)  // every element is written below
-            let dqp = dq.pointer
-            let threads = ComputeThreads.count
-            let scratch = Tensor(uninitialized: [threads, LL])
-            DispatchApply.run(threads) { t in
-                let lo = B * H * t / threads, hi = B * H * (t + 1) / threads
-                let dP = scratch.pointer + t * LL
-                for u in lo..<hi {
+            var maskBatches = 0
+            if let mask {
+                maskBatches = mask.shape[0]
+                precondition(mask.rank == 3 && Array(mask.shape.suffix(2)) == [L, L] && B % maskBatches == 0,
+                             "attention mask must be (Mm, \(L), \(L)) with Mm dividing \(B), got \(mask.shape)")
+            }
+            let out = Tensor(uninitialized: [B, L, D])
+            let probs = Tensor(uninitialized: [B, H, L, L])
+            let q = qkv.pointer, o = out.pointer, pAll = probs.pointer
+            let ld = 3 * D, LL = L * L
+            let biasP = bias?.pointer, maskP = mask?.pointer
+            FLOPCounter.add(4 * B * H * L * L * dh)
+            parallelFor(B * H) { units in
+                for u in units {
                     let b = u / H, h = u % H
-                    let off = b * L * ld + h * dh
-                    let qb = q + off, kb = qb + D, vb = qb + 2 * D
-                    let dQ = dqp + off, dK = dQ + D, dV = dQ + 2 * D
-                    let gO = gp + b * L * D + h * dh
+                    let qb = q + b * L * ld + h * dh, kb = qb + D, vb = qb + 2 * D
                     let p = pAll + u * LL
-                    // dV = Pᵀ·dO ; dP = dO·Vᵀ
-                    sgemmCall(true, false, L, dh, L, 1, p, L, gO, D, 0, dV, ld)
-                    sgemmCall(false, true, L, L, dh, 1, gO, D, vb, ld, 0, dP, L)
-                    // dS = P ⊙ (dP − rowsum(dP ⊙ P)), written over P (P is not needed after).
-                    for r in 0..<L { softmaxBackwardRow(p + r * L, dP + r * L, p + r * L, L, 0) }
-                    // dQ = scale·dS·K ; dK = scale·dSᵀ·Q
-                    sgemmCall(false, false, L, dh, L, scale, p, L, kb, ld, 0, dQ, ld)
-                    sgemmCall(true, false, L, dh, L, scale, p, L, qb, ld, 0, dK, ld)
+                    sgemmCall(false, true, L, L, dh, scale, qb, ld, kb, ld, 0, p, L)
+                    if let biasP {
+                        let bp = biasP + ((b % biasBatches) * H + h) * LL
+                        for i in 0..<LL { p[i] += bp[i] }
+                    }
+                    if let maskP {
+                        let mp = maskP + (b % maskBatches) * LL
+                        for i in 0..<LL { p[i] += mp[i] }
+                    }
+                    for r in 0..<L { softmaxRow(p + r * L, p + r * L, L) }
+                    sgemmCall(false, false, L, dh, L, 1, p, L, vb, ld, 0, o + b * L * D + h * dh, D)
                 }
             }
-            if let dqkvT {
-                let n = qkv.count, dst = dqkvT.pointer
-                for i in 0..<n { dst[i] += dqp[i] }
-            } else if qkv.requiresGrad {
-                qkv.grad = dq
-            }
-            // dBias[mb, h] = Σ over b ≡ mb (mod Mb) of dS[b, h].
-            if let bias, bias.requiresGrad {
-                bias.accumulateGrad { db, beta in
-                    parallelFor(biasBatches * H) { range in
-                        for unit in range {
-                            let mb = unit / H, h = unit % H
-                            let dst = db + unit * LL
-                            var first = beta == 0
-                            for b in stride(from: mb, to: B, by: biasBatches) {
-                                let src = pAll + (b * H + h) * LL
-                                if first {
-                                    dst.update(from: src, count: LL)
-                                    first = false
-                                } else {
-                                    for i in 0..<LL { dst[i] += src[i] }
+            return out.recording("attention", .attention, [qkv] + (bias.map { [$0] } ?? [])) { g in
+                _ = (probs, mask)  // P is read (and overwritten by dS) below
+                let gp = g.pointer
+                FLOPCounter.add(8 * B * H * L * L * dh)
+                let dqkvT = qkv.grad
+                let dq = Tensor(uninitialized: qkv.shape)  // every element is written below
+                let dqp = dq.pointer
+                let threads = ComputeThreads.count
+                let scratch = Tensor(uninitialized: [threads, LL])
+                DispatchApply.run(threads) { t in
+                    let lo = B * H * t / threads, hi = B * H * (t + 1) / threads
+                    let dP = scratch.pointer + t * LL
+                    for u in lo..<hi {
+                        let b = u / H, h = u % H
+                        let off = b * L * ld + h * dh
+                        let qb = q + off, kb = qb + D, vb = qb + 2 * D
+                        let dQ = dqp + off, dK = dQ + D, dV = dQ + 2 * D
+                        let gO = gp + b * L * D + h * dh
+                        let p = pAll + u * LL
+                        // dV = Pᵀ·dO ; dP = dO·Vᵀ
+                        sgemmCall(true, false, L, dh, L, 1, p, L, gO, D, 0, dV, ld)
+                        sgemmCall(false, true, L, L, dh, 1, gO, D, vb, ld, 0, dP, L)
+                        // dS = P ⊙ (dP − rowsum(dP ⊙ P)), written over P (P is not needed after).
+                        for r in 0..<L { softmaxBackwardRow(p + r * L, dP + r * L, p + r * L, L, 0) }
+                        // dQ = scale·dS·K ; dK = scale·dSᵀ·Q
+                        sgemmCall(false, false, L, dh, L, scale, p, L, kb, ld, 0, dQ, ld)
+                        sgemmCall(true, false, L, dh, L, scale, p, L, qb, ld, 0, dK, ld)
+                    }
+                }
+                if let dqkvT {
+                    let n = qkv.count, dst = dqkvT.pointer
+                    for i in 0..<n { dst[i] += dqp[i] }
+                } else if qkv.requiresGrad {
+                    qkv.grad = dq
+                }
+                // dBias[mb, h] = Σ over b ≡ mb (mod Mb) of dS[b, h].
+                if let bias, bias.requiresGrad {
+                    bias.accumulateGrad { db, beta in
+                        parallelFor(biasBatches * H) { range in
+                            for unit in range {
+                                let mb = unit / H, h = unit % H
+                                let dst = db + unit * LL
+                                var first = beta == 0
+                                for b in stride(from: mb, to: B, by: biasBatches) {
+                                    let src = pAll + (b * H + h) * LL
+                                    if first {
+                                        dst.update(from: src, count: LL)
+                                        first = false
+                                    } else {
+                                        for i in 0..<LL { dst[i] += src[i] }
+                                    }
                                 }
                             }
                         }

@@ -3,43 +3,45 @@ extension Tensor {
     enum BinaryKind { case add, sub, mul }
 
     static func binary(_ a: Tensor, _ b: Tensor, _ kind: BinaryKind) -> Tensor {
-        let outShape = a.shape == b.shape ? a.shape : Broadcast.shape(a.shape, b.shape)
-        let out = Tensor(uninitialized: outShape)
-        let o = out.pointer, pa = a.pointer, pb = b.pointer
-        if a.shape == b.shape {
-            let n = out.count
-            parallelFor(n, minPerThread: 1 << 16) { r in
-                switch kind {
-                case .add: for i in r { o[i] = pa[i] + pb[i] }
-                case .sub: for i in r { o[i] = pa[i] - pb[i] }
-                case .mul: for i in r { o[i] = pa[i] * pb[i] }
+        Profiler.measure(.elementwise, .forward) {
+            let outShape = a.shape == b.shape ? a.shape : Broadcast.shape(a.shape, b.shape)
+            let out = Tensor(uninitialized: outShape)
+            let o = out.pointer, pa = a.pointer, pb = b.pointer
+            if a.shape == b.shape {
+                let n = out.count
+                parallelFor(n, minPerThread: 1 << 16) { r in
+                    switch kind {
+                    case .add: for i in r { o[i] = pa[i] + pb[i] }
+                    case .sub: for i in r { o[i] = pa[i] - pb[i] }
+                    case .mul: for i in r { o[i] = pa[i] * pb[i] }
+                    }
+                }
+            } else {
+                let sa = Broadcast.strides(of: a.shape, in: outShape)
+                let sb = Broadcast.strides(of: b.shape, in: outShape)
+                Broadcast.forEachRun(outShape, [sa, sb]) { off, offs, n, inner in
+                    let x = pa + offs[0], y = pb + offs[1], z = o + off
+                    let ia = inner[0], ib = inner[1]
+                    switch kind {
+                    case .add: for i in 0..<n { z[i] = x[i * ia] + y[i * ib] }
+                    case .sub: for i in 0..<n { z[i] = x[i * ia] - y[i * ib] }
+                    case .mul: for i in 0..<n { z[i] = x[i * ia] * y[i * ib] }
+                    }
                 }
             }
-        } else {
-            let sa = Broadcast.strides(of: a.shape, in: outShape)
-            let sb = Broadcast.strides(of: b.shape, in: outShape)
-            Broadcast.forEachRun(outShape, [sa, sb]) { off, offs, n, inner in
-                let x = pa + offs[0], y = pb + offs[1], z = o + off
-                let ia = inner[0], ib = inner[1]
-                switch kind {
-                case .add: for i in 0..<n { z[i] = x[i * ia] + y[i * ib] }
-                case .sub: for i in 0..<n { z[i] = x[i * ia] - y[i * ib] }
-                case .mul: for i in 0..<n { z[i] = x[i * ia] * y[i * ib] }
+            return out.recording("binary", .elementwise, [a, b]) { g in
+                if a.requiresGrad {
+                    switch kind {
+                    case .add, .sub: a.accumulateReduced(g, scale: 1)
+                    case .mul: a.accumulateReduced(Tensor.binary(g.detached(), b.detached(), .mul), scale: 1)
+                    }
                 }
-            }
-        }
-        return out.recording("binary", [a, b]) { g in
-            if a.requiresGrad {
-                switch kind {
-                case .add, .sub: a.accumulateReduced(g, scale: 1)
-                case .mul: a.accumulateReduced(Tensor.binary(g.detached(), b.detached(), .mul), scale: 1)
-                }
-            }
-            if b.requiresGrad {
-                switch kind {
-                case .add: b.accumulateReduced(g, scale: 1)
-                case .sub: b.accumulateReduced(g, scale: -1)
-                case .mul: b.accumulateReduced(Tensor.binary(g.detached(), a.detached(), .mul), scale: 1)
+                if b.requiresGrad {
+                    switch kind {
+                    case .add: b.accumulateReduced(g, scale: 1)
+                    case .sub: b.accumulateReduced(g, scale: -1)
+                    case .mul: b.accumulateReduced(Tensor.binary(g.detached(), a.detached(), .mul), scale: 1)
+                    }
                 }
             }
         }
@@ -71,11 +73,13 @@ extension Tensor {
 
     /// `self · s + t`, elementwise with scalars.
     public func affine(scale s: Float, shift t: Float = 0) -> Tensor {
-        let out = Tensor(uninitialized: shape)
-        let x = pointer, y = out.pointer
-        for i in 0..<count { y[i] = x[i] * s + t }
-        return out.recording("affine", [self]) { g in
-            self.accumulateReduced(g, scale: s)
+        Profiler.measure(.elementwise, .forward) {
+            let out = Tensor(uninitialized: shape)
+            let x = pointer, y = out.pointer
+            for i in 0..<count { y[i] = x[i] * s + t }
+            return out.recording("affine", .elementwise, [self]) { g in
+                self.accumulateReduced(g, scale: s)
+            }
         }
     }
 
@@ -84,29 +88,33 @@ extension Tensor {
 
     /// max(x, 0).
     public func relu() -> Tensor {
-        let out = Tensor(uninitialized: shape)
-        let x = pointer, y = out.pointer
-        for i in 0..<count { y[i] = x[i] > 0 ? x[i] : 0 }
-        return out.recording("relu", [self]) { g in
-            self.accumulateGrad { dx, beta in
-                let gp = g.pointer
-                for i in 0..<self.count { let v = x[i] > 0 ? gp[i] : 0; dx[i] = beta == 0 ? v : dx[i] + v }
+        Profiler.measure(.activation, .forward) {
+            let out = Tensor(uninitialized: shape)
+            let x = pointer, y = out.pointer
+            for i in 0..<count { y[i] = x[i] > 0 ? x[i] : 0 }
+            return out.recording("relu", .activation, [self]) { g in
+                self.accumulateGrad { dx, beta in
+                    let gp = g.pointer
+                    for i in 0..<self.count { let v = x[i] > 0 ? gp[i] : 0; dx[i] = beta == 0 ? v : dx[i] + v }
+                }
             }
         }
     }
 
     /// The same elements with another shape (no copy).
     public func reshaped(_ newShape: [Int]) -> Tensor {
-        var newShape = newShape
-        if let hole = newShape.firstIndex(of: -1) {
-            let known = newShape.enumerated().filter { $0.offset != hole }.map(\.element).reduce(1, *)
-            precondition(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
-            newShape[hole] = count / known
-        }
-        precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) (\(count)) to \(newShape)")
-        let out = Tensor(sharing: self, shape: newShape)
-        return out.recording("reshape", [self]) { g in
-            self.accumulateGrad(adding: g.pointer)
+        Profiler.measure(.memory, .forward) {
+            var newShape = newShape
+            if let hole = newShape.firstIndex(of: -1) {
+                let known = newShape.enumerated().filter { $0.offset != hole }.map(\.element).reduce(1, *)
+                precondition(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
+                newShape[hole] = count / known
+            }
+            precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) (\(count)) to \(newShape)")
+            let out = Tensor(sharing: self, shape: newShape)
+            return out.recording("reshape", .memory, [self]) { g in
+                self.accumulateGrad(adding: g.pointer)
+            }
         }
     }
 }

@@ -38,17 +38,19 @@ extension Tensor {
     /// map serves any batch size. The result has `shape` (`batch · index.count · rowLength`
     /// elements).
     public func gatherRows(_ index: RowIndex, rowLength: Int? = nil, batch: Int = 1, shape outShape: [Int]) -> Tensor {
-        let r = rowLength ?? dim(-1)
-        precondition(count == batch * index.sourceRows * r,
-                     "gatherRows: \(shape) is not \(batch) × \(index.sourceRows) rows of \(r)")
-        precondition(outShape.reduce(1, *) == batch * index.count * r,
-                     "gatherRows: output \(outShape) is not \(batch) × \(index.count) rows of \(r)")
-        let out = Tensor(uninitialized: outShape)
-        copyRows(from: pointer, to: out.pointer, index.indices, r, batch: batch, sourceRows: index.sourceRows)
-        return out.recording("gatherRows", [self]) { g in
-            self.accumulateGrad { dx, beta in
-                if beta == 0 { dx.update(repeating: 0, count: self.count) }
-                addRowsBack(g.pointer, into: dx, index, r, batch: batch)
+        Profiler.measure(.memory, .forward) {
+            let r = rowLength ?? dim(-1)
+            precondition(count == batch * index.sourceRows * r,
+                         "gatherRows: \(shape) is not \(batch) × \(index.sourceRows) rows of \(r)")
+            precondition(outShape.reduce(1, *) == batch * index.count * r,
+                         "gatherRows: output \(outShape) is not \(batch) × \(index.count) rows of \(r)")
+            let out = Tensor(uninitialized: outShape)
+            copyRows(from: pointer, to: out.pointer, index.indices, r, batch: batch, sourceRows: index.sourceRows)
+            return out.recording("gatherRows", .memory, [self]) { g in
+                self.accumulateGrad { dx, beta in
+                    if beta == 0 { dx.update(repeating: 0, count: self.count) }
+                    addRowsBack(g.pointer, into: dx, index, r, batch: batch)
+                }
             }
         }
     }
@@ -56,17 +58,19 @@ extension Tensor {
     /// The adjoint of `gatherRows`: out row `index[i]` += row i (rows with −1 are dropped);
     /// rows no index reaches are zero. Batched like `gatherRows`.
     public func scatterRows(_ index: RowIndex, rowLength: Int? = nil, batch: Int = 1, shape outShape: [Int]) -> Tensor {
-        let r = rowLength ?? dim(-1)
-        precondition(count == batch * index.count * r, "scatterRows: \(shape) is not \(batch) × \(index.count) rows of \(r)")
-        precondition(outShape.reduce(1, *) == batch * index.sourceRows * r,
-                     "scatterRows: output \(outShape) is not \(batch) × \(index.sourceRows) rows of \(r)")
-        let out = Tensor(zeros: outShape)
-        addRowsBack(pointer, into: out.pointer, index, r, batch: batch)
-        return out.recording("scatterRows", [self]) { g in
-            self.accumulateGrad { dx, beta in
-                let tmp = beta == 0 ? nil : Tensor(uninitialized: self.shape)
-                copyRows(from: g.pointer, to: tmp?.pointer ?? dx, index.indices, r, batch: batch, sourceRows: index.sourceRows)
-                if let tmp { for i in 0..<self.count { dx[i] += tmp.pointer[i] } }
+        Profiler.measure(.memory, .forward) {
+            let r = rowLength ?? dim(-1)
+            precondition(count == batch * index.count * r, "scatterRows: \(shape) is not \(batch) × \(index.count) rows of \(r)")
+            precondition(outShape.reduce(1, *) == batch * index.sourceRows * r,
+                         "scatterRows: output \(outShape) is not \(batch) × \(index.sourceRows) rows of \(r)")
+            let out = Tensor(zeros: outShape)
+            addRowsBack(pointer, into: out.pointer, index, r, batch: batch)
+            return out.recording("scatterRows", .memory, [self]) { g in
+                self.accumulateGrad { dx, beta in
+                    let tmp = beta == 0 ? nil : Tensor(uninitialized: self.shape)
+                    copyRows(from: g.pointer, to: tmp?.pointer ?? dx, index.indices, r, batch: batch, sourceRows: index.sourceRows)
+                    if let tmp { for i in 0..<self.count { dx[i] += tmp.pointer[i] } }
+                }
             }
         }
     }

@@ -3,35 +3,37 @@
 extension Tensor {
     /// y = x · Wᵀ + b for x (…, in), weight (out, in), bias (out) → (…, out).
     public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
-        precondition(weight.rank == 2, "linear weight must be (out, in), got \(weight.shape)")
-        let inF = weight.shape[1], outF = weight.shape[0]
-        precondition(dim(-1) == inF, "linear: input \(shape) does not end in \(inF)")
-        if let bias { precondition(bias.shape == [outF], "linear bias \(bias.shape) ≠ [\(outF)]") }
-        let rows = count / max(inF, 1)
-        let out = Tensor(uninitialized: Array(shape.dropLast()) + [outF])
-        let y = out.pointer
-        if let bias {
-            let b = bias.pointer
-            for r in 0..<rows { (y + r * outF).update(from: b, count: outF) }
-        }
-        gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: pointer, lda: inF,
-             b: weight.pointer, ldb: inF, beta: bias == nil ? 0 : 1, c: y, ldc: outF)
-        return out.recording("linear", [self, weight] + (bias.map { [$0] } ?? [])) { g in
-            let gp = g.pointer
-            if self.requiresGrad {
-                self.accumulateGrad { dx, beta in
-                    gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: gp, lda: outF,
-                         b: weight.pointer, ldb: inF, beta: beta, c: dx, ldc: inF)
-                }
+        Profiler.measure(.gemm, .forward) {
+            precondition(weight.rank == 2, "linear weight must be (out, in), got \(weight.shape)")
+            let inF = weight.shape[1], outF = weight.shape[0]
+            precondition(dim(-1) == inF, "linear: input \(shape) does not end in \(inF)")
+            if let bias { precondition(bias.shape == [outF], "linear bias \(bias.shape) ≠ [\(outF)]") }
+            let rows = count / max(inF, 1)
+            let out = Tensor(uninitialized: Array(shape.dropLast()) + [outF])
+            let y = out.pointer
+            if let bias {
+                let b = bias.pointer
+                for r in 0..<rows { (y + r * outF).update(from: b, count: outF) }
             }
-            if weight.requiresGrad {
-                weight.accumulateGrad { dw, beta in
-                    gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: gp, lda: outF,
-                         b: self.pointer, ldb: inF, beta: beta, c: dw, ldc: inF)
+            gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: pointer, lda: inF,
+                 b: weight.pointer, ldb: inF, beta: bias == nil ? 0 : 1, c: y, ldc: outF)
+            return out.recording("linear", .gemm, [self, weight] + (bias.map { [$0] } ?? [])) { g in
+                let gp = g.pointer
+                if self.requiresGrad {
+                    self.accumulateGrad { dx, beta in
+                        gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: gp, lda: outF,
+                             b: weight.pointer, ldb: inF, beta: beta, c: dx, ldc: inF)
+                    }
                 }
-            }
-            if let bias, bias.requiresGrad {
-                bias.accumulateGrad { db, beta in columnSums(gp, rows: rows, cols: outF, into: db, beta: beta) }
+                if weight.requiresGrad {
+                    weight.accumulateGrad { dw, beta in
+                        gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: gp, lda: outF,
+                             b: self.pointer, ldb: inF, beta: beta, c: dw, ldc: inF)
+                    }
+                }
+                if let bias, bias.requiresGrad {
+                    bias.accumulateGrad { db, beta in columnSums(gp, rows: rows, cols: outF, into: db, beta: beta) }
+                }
             }
         }
     }
@@ -39,49 +41,51 @@ extension Tensor {
     /// op(A) · op(B) for 2-D operands, or batched over a leading dimension: A (batch, ·, ·)
     /// with B either (batch, ·, ·) or 2-D and shared by every batch entry.
     public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
-        precondition(a.rank == 2 || a.rank == 3, "matmul: A must be 2-D or 3-D, got \(a.shape)")
-        precondition(b.rank == 2 || b.rank == 3, "matmul: B must be 2-D or 3-D, got \(b.shape)")
-        let batch = a.rank == 3 ? a.shape[0] : 1
-        precondition(b.rank == 2 || (a.rank == 3 && b.shape[0] == batch), "matmul batch mismatch \(a.shape) · \(b.shape)")
-        let (ar, ac) = (a.dim(-2), a.dim(-1)), (br, bc) = (b.dim(-2), b.dim(-1))
-        let m = transposeA ? ac : ar, k = transposeA ? ar : ac
-        let kb = transposeB ? bc : br, n = transposeB ? br : bc
-        precondition(k == kb, "matmul inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
-        let aStride = ar * ac, bStride = b.rank == 3 ? br * bc : 0, cStride = m * n
-        let out = Tensor(uninitialized: a.rank == 3 ? [batch, m, n] : [m, n])
-        for i in 0..<batch {
-            gemm(transA: transposeA, transB: transposeB, m: m, n: n, k: k,
-                 a: a.pointer + i * aStride, lda: ac, b: b.pointer + i * bStride, ldb: bc,
-                 c: out.pointer + i * cStride, ldc: n)
-        }
-        return out.recording("matmul", [a, b]) { g in
-            let gp = g.pointer
-            if a.requiresGrad {
-                a.accumulateGrad { da, beta in
-                    for i in 0..<batch {
-                        let gi = gp + i * cStride, bi = b.pointer + i * bStride, dai = da + i * aStride
-                        if !transposeA {  // dA = dC · op(B)ᵀ
-                            gemm(transA: false, transB: !transposeB, m: m, n: k, k: n, a: gi, lda: n,
-                                 b: bi, ldb: bc, beta: beta, c: dai, ldc: ac)
-                        } else {          // dA = op(B) · dCᵀ
-                            gemm(transA: transposeB, transB: true, m: k, n: m, k: n, a: bi, lda: bc,
-                                 b: gi, ldb: n, beta: beta, c: dai, ldc: ac)
+        Profiler.measure(.gemm, .forward) {
+            precondition(a.rank == 2 || a.rank == 3, "matmul: A must be 2-D or 3-D, got \(a.shape)")
+            precondition(b.rank == 2 || b.rank == 3, "matmul: B must be 2-D or 3-D, got \(b.shape)")
+            let batch = a.rank == 3 ? a.shape[0] : 1
+            precondition(b.rank == 2 || (a.rank == 3 && b.shape[0] == batch), "matmul batch mismatch \(a.shape) · \(b.shape)")
+            let (ar, ac) = (a.dim(-2), a.dim(-1)), (br, bc) = (b.dim(-2), b.dim(-1))
+            let m = transposeA ? ac : ar, k = transposeA ? ar : ac
+            let kb = transposeB ? bc : br, n = transposeB ? br : bc
+            precondition(k == kb, "matmul inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
+            let aStride = ar * ac, bStride = b.rank == 3 ? br * bc : 0, cStride = m * n
+            let out = Tensor(uninitialized: a.rank == 3 ? [batch, m, n] : [m, n])
+            for i in 0..<batch {
+                gemm(transA: transposeA, transB: transposeB, m: m, n: n, k: k,
+                     a: a.pointer + i * aStride, lda: ac, b: b.pointer + i * bStride, ldb: bc,
+                     c: out.pointer + i * cStride, ldc: n)
+            }
+            return out.recording("matmul", .gemm, [a, b]) { g in
+                let gp = g.pointer
+                if a.requiresGrad {
+                    a.accumulateGrad { da, beta in
+                        for i in 0..<batch {
+                            let gi = gp + i * cStride, bi = b.pointer + i * bStride, dai = da + i * aStride
+                            if !transposeA {  // dA = dC · op(B)ᵀ
+                                gemm(transA: false, transB: !transposeB, m: m, n: k, k: n, a: gi, lda: n,
+                                     b: bi, ldb: bc, beta: beta, c: dai, ldc: ac)
+                            } else {          // dA = op(B) · dCᵀ
+                                gemm(transA: transposeB, transB: true, m: k, n: m, k: n, a: bi, lda: bc,
+                                     b: gi, ldb: n, beta: beta, c: dai, ldc: ac)
+                            }
                         }
                     }
                 }
-            }
-            if b.requiresGrad {
-                b.accumulateGrad { db, beta in
-                    for i in 0..<batch {
-                        let gi = gp + i * cStride, ai = a.pointer + i * aStride, dbi = db + i * bStride
-                        // A shared 2-D B sums its gradient over the batch.
-                        let betaI: Float = (bStride == 0 && i > 0) ? 1 : beta
-                        if !transposeB {  // dB = op(A)ᵀ · dC
-                            gemm(transA: !transposeA, transB: false, m: k, n: n, k: m, a: ai, lda: ac,
-                                 b: gi, ldb: n, beta: betaI, c: dbi, ldc: bc)
-                        } else {          // dB = dCᵀ · op(A)
-                            gemm(transA: true, transB: transposeA, m: n, n: k, k: m, a: gi, lda: n,
-                                 b: ai, ldb: ac, beta: betaI, c: dbi, ldc: bc)
+                if b.requiresGrad {
+                    b.accumulateGrad { db, beta in
+                        for i in 0..<batch {
+                            let gi = gp + i * cStride, ai = a.pointer + i * aStride, dbi = db + i * bStride
+                            // A shared 2-D B sums its gradient over the batch.
+                            let betaI: Float = (bStride == 0 && i > 0) ? 1 : beta
+                            if !transposeB {  // dB = op(A)ᵀ · dC
+                                gemm(transA: !transposeA, transB: false, m: k, n: n, k: m, a: ai, lda: ac,
+                                     b: gi, ldb: n, beta: betaI, c: dbi, ldc: bc)
+                            } else {          // dB = dCᵀ · op(A)
+                                gemm(transA: true, transB: transposeA, m: n, n: k, k: m, a: gi, lda: n,
+                                     b: ai, ldb: ac, beta: betaI, c: dbi, ldc: bc)
+                            }
                         }
                     }
                 }

@@ -2,21 +2,23 @@
 extension Tensor {
     /// Sum over `axes` (all when empty); the reduced dimensions are dropped unless `keepDims`.
     public func sum(axes: [Int] = [], keepDims: Bool = false) -> Tensor {
-        let axes = normalizedAxes(axes)
-        var kept = shape
-        for a in axes { kept[a] = 1 }
-        let outShape = keepDims ? kept : shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
-        let out = Tensor(uninitialized: outShape)
-        Broadcast.reduce(pointer, from: shape, into: out.pointer, to: kept, beta: 0)
-        return out.recording("sum", [self]) { g in
-            // Broadcast g (seen with kept dims) back over the input shape.
-            self.accumulateGrad { dx, beta in
-                let src = g.pointer
-                let strides = Broadcast.strides(of: kept, in: self.shape)
-                Broadcast.forEachRun(self.shape, [strides]) { o, offs, n, inner in
-                    for i in 0..<n {
-                        let v = src[offs[0] + i * inner[0]]
-                        dx[o + i] = beta == 0 ? v : dx[o + i] + v
+        Profiler.measure(.elementwise, .forward) {
+            let axes = normalizedAxes(axes)
+            var kept = shape
+            for a in axes { kept[a] = 1 }
+            let outShape = keepDims ? kept : shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
+            let out = Tensor(uninitialized: outShape)
+            Broadcast.reduce(pointer, from: shape, into: out.pointer, to: kept, beta: 0)
+            return out.recording("sum", .elementwise, [self]) { g in
+                // Broadcast g (seen with kept dims) back over the input shape.
+                self.accumulateGrad { dx, beta in
+                    let src = g.pointer
+                    let strides = Broadcast.strides(of: kept, in: self.shape)
+                    Broadcast.forEachRun(self.shape, [strides]) { o, offs, n, inner in
+                        for i in 0..<n {
+                            let v = src[offs[0] + i * inner[0]]
+                            dx[o + i] = beta == 0 ? v : dx[o + i] + v
+                        }
                     }
                 }
             }
