@@ -1,0 +1,114 @@
+import ArgumentParser
+import Config
+import Dispatch
+import Foundation
+import ImageData
+import Models
+import Store
+import TensorCore
+import Trainer
+
+/// `mimserve-bench infer`: reconstruction and features of paper-scale presets, the model alone
+/// and end to end (JPEG bytes in: decode, resize, model, PNG strip or feature rows out, through
+/// the server's `InferenceService` and a real checkpoint), batch 1 and 8.
+struct InferBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer", abstract: "Inference latency: model alone and end to end, reconstruct and features.")
+
+    @Option(help: "Comma-separated method:preset pairs (default: MAE and SimMIM at paper scale).")
+    var presets = "mae:default,simmim:default"
+    @Option(help: "Timed runs per case (median reported).") var runs = 5
+    @Option(help: "Thread count (default: all cores).") var threads: Int?
+    @Option(help: "A JPEG or PNG to send (default: Public/samples/cat.jpg).") var image: String?
+
+    func run() throws {
+        if let threads { ComputeThreads.set(threads) }
+        let photo = try [UInt8](Data(contentsOf: URL(fileURLWithPath: image ?? Self.samplePath())))
+        var rows: [Record] = []
+        for pair in presets.split(separator: ",") {
+            let parts = pair.split(separator: ":").map(String.init)
+            guard parts.count == 2, let method = Method(rawValue: parts[0]) else {
+                throw ValidationError("--presets takes method:preset pairs, got '\(pair)'")
+            }
+            let preset = try Presets.resolve(method: method, preset: parts[1])
+            rows += try measure(preset, photo: photo)
+        }
+        rows.forEach(Report.emit)
+        Report.table(rows, columns: ["case", "task", "batch", "model_ms", "end_to_end_ms", "end_to_end_per_image_ms", "peak_rss_mb"])
+    }
+
+    static func samplePath() -> String {
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return here.appendingPathComponent("Public/samples/cat.jpg").path
+    }
+
+    /// One preset: a one-step job makes a real checkpoint, which the service then serves.
+    func measure(_ preset: Preset, photo: [UInt8]) throws -> [Record] {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-infer-bench-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
+        let checkpoints = CheckpointDirectory(root: dir.appendingPathComponent("checkpoints"))
+        let pool = TrainerPool(store: store, bus: EventBus(), options: TrainerOptions(
+            slots: 1, checkpoints: checkpoints, dataSource: ImageDataSource.make(registry: DatasetRegistry()), log: { _ in }))
+        let config = try JobConfig.resolve(JobRequest(method: preset.model.method.rawValue, preset: preset.name, totalSteps: 1,
+                                                      batchSize: 1, seed: 1))
+        let id = try store.submit(NewJob(method: config.method.rawValue, preset: config.preset, configJSON: config.json(),
+                                         datasetID: config.dataset, totalSteps: 1)).job.id
+        try pool.start()
+        while try store.job(id)?.state.isTerminal != true { Thread.sleep(forTimeInterval: 0.01) }
+        pool.shutdown()
+        guard try store.job(id)?.state == .succeeded else { throw ValidationError("the checkpoint job failed: \(try store.job(id)?.error ?? "")") }
+        BufferPool.shared.trim()
+
+        let service = InferenceService(store: store, checkpoints: checkpoints, maxConcurrent: 1, cacheSize: 1)
+        let model = try ModelRegistry.make(preset.model, seed: 0)
+        let size = preset.model.imageSize
+        var rows: [Record] = []
+        for batch in [1, 8] {
+            var rng = RandomGenerator(seed: 2)
+            let x = Tensor(zeros: [batch, 3, size, size])
+            for i in 0..<x.count { x.pointer[i] = rng.normal() }
+            let mask = model.sampleMask(batch: batch, ratio: nil, rng: &rng)
+            let reconstructModel = time { _ = model.reconstruct(x, mask: mask) }
+            let featuresModel = time { _ = model.features(x, pool: .mean) }
+            // The API reconstructs one image per request: a batch of 8 is 8 requests in a row.
+            let reconstructE2E = time {
+                for _ in 0..<batch { _ = blocking { try await service.reconstruct(jobID: id, step: nil, image: photo, maskRatio: nil, seed: 1) } }
+            }
+            let images = Array(repeating: photo, count: batch)
+            let featuresE2E = time { _ = blocking { try await service.features(jobID: id, step: nil, images: images, pool: .mean) } }
+            for (task, modelMS, e2eMS) in [("reconstruct", reconstructModel, reconstructE2E), ("features", featuresModel, featuresE2E)] {
+                var r = Record()
+                r["suite"] = "infer"; r["case"] = "\(preset.model.method.rawValue)/\(preset.name)"; r["task"] = task
+                r["batch"] = batch; r["threads"] = ComputeThreads.count; r["runs"] = runs
+                r["model_ms"] = modelMS
+                r["end_to_end_ms"] = e2eMS
+                r["end_to_end_per_image_ms"] = e2eMS / Double(batch)
+                r["peak_rss_mb"] = Report.peakRSSMB()
+                rows.append(r)
+            }
+        }
+        return rows
+    }
+
+    /// Median milliseconds of `runs` runs after one warm-up run.
+    func time(_ body: () -> Void) -> Double {
+        body()
+        return median((0..<runs).map { _ in timed(body) }) * 1000
+    }
+}
+
+/// Waits for `body` on this thread (the benchmark is synchronous); a failure stops the benchmark.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) -> T {
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var result: Result<T, any Error>?
+    Task {
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        done.signal()
+    }
+    done.wait()
+    switch result! {
+    case .success(let v): return v
+    case .failure(let e): fatalError("inference failed: \(e)")
+    }
+}
