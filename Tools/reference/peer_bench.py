@@ -246,6 +246,90 @@ def worker(args):
     return 0
 
 
+def infer_worker(args):
+    """Eval-mode forward alone (no image decoding, no output encoding): the pretraining model's
+    forward for a reconstruction, the encoder's pooled output for features."""
+    import torch
+    p = PRESETS[args.preset]
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    model = build_hf_model(p).float().eval()
+    images = torch.randn(args.batch, 3, p["image"], p["image"], generator=gen)
+    bf16 = args.precision == "bf16"
+
+    def reconstruct():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if p["method"] == "mae":
+                return model(pixel_values=images).logits
+            return model(pixel_values=images, bool_masked_pos=simmim_mask(torch, p, args.batch, gen)).reconstruction
+
+    def features():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if p["method"] == "mae":
+                model.vit.config.mask_ratio = 0.0
+                out = model.vit(pixel_values=images).last_hidden_state[:, 1:].mean(dim=1)
+                model.vit.config.mask_ratio = 0.75
+                return out
+            return model.swin(pixel_values=images).pooler_output
+
+    def median_ms(fn):
+        for _ in range(max(1, args.warmup)):
+            fn()
+        times = []
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1000
+
+    rec = {"suite": "peer_infer", "framework": "pytorch", "method": p["method"], "preset": args.preset,
+           "precision": args.precision, "batch": args.batch, "threads": torch.get_num_threads(),
+           "reconstruct_ms": round(median_ms(reconstruct), 3), "features_ms": round(median_ms(features), 3)}
+    print(json.dumps(rec), flush=True)
+    return 0
+
+
+def infer_driver(args):
+    """`mimserve-bench infer` (model alone and end to end) against PyTorch's forward alone."""
+    ours = Path(args.ours)
+    if not ours.is_absolute():
+        ours = REPO / ours
+    results = []
+    for preset, _ in selected(args):
+        method = PRESETS[preset]["method"]
+        proc = subprocess.run([str(ours), "infer", "--presets", f"{method}:{preset}", "--threads", str(args.threads)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            log(proc.stderr)
+            raise SystemExit("mimserve-bench infer failed")
+        ours_rows = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+        for batch in (1, 8):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--infer", "--preset", preset,
+                   "--batch", str(batch), "--steps", str(args.steps or 5), "--warmup", "1",
+                   "--threads", str(args.threads), "--precision", "fp32"]
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+            torch_rec, _ = run_child(cmd, "pytorch infer worker", env=env)
+            for task in ("reconstruct", "features"):
+                o = next(r for r in ours_rows if r["task"] == task and r["batch"] == batch)
+                t_ms = torch_rec[f"{task}_ms"]
+                # Reconstruction takes one image per request: batch 8 is 8 of ours against one batched torch forward.
+                rec = {"suite": "peer_infer_compare", "preset": preset, "task": task, "batch": batch, "threads": args.threads,
+                       "ours_model_ms": o["model_ms"], "ours_end_to_end_ms": o["end_to_end_ms"], "pytorch_forward_ms": t_ms,
+                       "model_vs_pytorch": round(t_ms / o["model_ms"], 3),
+                       "end_to_end_vs_pytorch_forward": round(t_ms / o["end_to_end_ms"], 3)}
+                print(json.dumps(rec), flush=True)
+                results.append(rec)
+    cols = [("preset", lambda r: r["preset"]), ("task", lambda r: r["task"]), ("batch", lambda r: str(r["batch"])),
+            ("ours model ms", lambda r: f"{r['ours_model_ms']:.1f}"), ("ours e2e ms", lambda r: f"{r['ours_end_to_end_ms']:.1f}"),
+            ("torch fwd ms", lambda r: f"{r['pytorch_forward_ms']:.1f}"),
+            ("model ×", lambda r: f"{r['model_vs_pytorch']:.2f}"), ("e2e vs torch fwd ×", lambda r: f"{r['end_to_end_vs_pytorch_forward']:.2f}")]
+    log("")
+    log("Inference: ours (model alone; end to end: decode, resize, model, PNG or rows) against PyTorch's forward alone; × = torch ms / ours ms")
+    log(fmt_table(results, cols))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Driver.
 
@@ -414,6 +498,8 @@ def main():
     ap.add_argument("--tiny-warmup", type=int, default=5)
     ap.add_argument("--large-steps", type=int, default=3)
     ap.add_argument("--large-warmup", type=int, default=1)
+    ap.add_argument("--infer", action="store_true",
+                    help="inference latency instead of training steps: `mimserve-bench infer` against PyTorch's forward")
     ap.add_argument("--ours", default=".build/release/mimserve-bench",
                     help="path of the mimserve-bench binary (default .build/release/mimserve-bench)")
     args = ap.parse_args()
@@ -429,8 +515,8 @@ def main():
             args.steps = args.tiny_steps if p["tiny"] else args.large_steps
         if args.warmup is None:
             args.warmup = args.tiny_warmup if p["tiny"] else args.large_warmup
-        return worker(args)
-    return driver(args)
+        return infer_worker(args) if args.infer else worker(args)
+    return infer_driver(args) if args.infer else driver(args)
 
 
 if __name__ == "__main__":
