@@ -10,9 +10,12 @@ public struct JobRequest: Codable, Sendable, Equatable {
     public var batchSize: Int?
     public var seed: UInt64?
     public var overrides: [String: JSONValue]?
+    /// `init`: start from another job's checkpoint instead of the seed's initialisation.
+    public var initFrom: CheckpointReference?
 
     public init(method: String, preset: String? = nil, dataset: String? = nil, totalSteps: Int? = nil,
-                batchSize: Int? = nil, seed: UInt64? = nil, overrides: [String: JSONValue]? = nil) {
+                batchSize: Int? = nil, seed: UInt64? = nil, overrides: [String: JSONValue]? = nil,
+                initFrom: CheckpointReference? = nil) {
         self.method = method
         self.preset = preset
         self.dataset = dataset
@@ -20,11 +23,55 @@ public struct JobRequest: Codable, Sendable, Equatable {
         self.batchSize = batchSize
         self.seed = seed
         self.overrides = overrides
+        self.initFrom = initFrom
     }
 
     enum CodingKeys: String, CodingKey {
         case method, preset, dataset, seed, overrides
-        case totalSteps = "total_steps", batchSize = "batch_size"
+        case totalSteps = "total_steps", batchSize = "batch_size", initFrom = "init"
+    }
+}
+
+/// A checkpoint of a job: `{"job": ID, "step": N}`; without `step`, the job's newest (the server
+/// resolves it at submission, so the stored configuration always names a step).
+public struct CheckpointReference: Codable, Sendable, Equatable {
+    public var job: String
+    public var step: Int?
+
+    public init(job: String, step: Int? = nil) {
+        self.job = job
+        self.step = step
+    }
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    enum CodingKeys: String, CodingKey { case job, step }
+
+    /// Refuses keys other than job and step, so a misspelt one is an error that names it.
+    public init(from decoder: any Decoder) throws {
+        for key in try decoder.container(keyedBy: AnyKey.self).allKeys where CodingKeys(rawValue: key.stringValue) == nil {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [key],
+                                                    debugDescription: "unknown field; init takes job and step"))
+        }
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        job = try c.decode(String.self, forKey: .job)
+        step = try c.decodeIfPresent(Int.self, forKey: .step)
+    }
+}
+
+/// What the server found for a job's `init`: the checkpoint's model and its step.
+public struct InitCheckpoint: Sendable {
+    public let model: ModelConfig
+    public let step: Int
+
+    public init(model: ModelConfig, step: Int) {
+        self.model = model
+        self.step = step
     }
 }
 
@@ -80,6 +127,23 @@ public struct JobConfig: Codable, Sendable, Equatable {
     public var dataset: String
     public var model: ModelConfig
     public var training: TrainingConfig
+    /// The checkpoint the weights start from (a warm start), with its step resolved; nil: from the seed.
+    public var initFrom: CheckpointReference?
+
+    public init(method: Method, preset: String, dataset: String, model: ModelConfig, training: TrainingConfig,
+                initFrom: CheckpointReference? = nil) {
+        self.method = method
+        self.preset = preset
+        self.dataset = dataset
+        self.model = model
+        self.training = training
+        self.initFrom = initFrom
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case method, preset, dataset, model, training
+        case initFrom = "init"
+    }
 
     public func json() -> String {
         let e = JSONEncoder()
@@ -100,9 +164,12 @@ extension JobConfig {
     /// With `maxJobDisk`, a job whose kept checkpoints (`keep_checkpoints` + the final one) would
     /// take more disk is refused, naming `overrides.keep_checkpoints`.
     /// `precisions` are those this machine runs (`bf16` needs AVX512_BF16 or AMX).
+    /// `findCheckpoint` looks up an `init` checkpoint (nil step: the newest), or says why there is
+    /// none; its model must be of the same method with parameters of the same shapes.
     public static func resolve(_ r: JobRequest, datasetExists: (String) -> Bool = { _ in true },
                                precisions: [Precision] = Precision.allCases,
-                               maxJobMemory: Int? = nil, maxJobDisk: Int? = nil) throws(ConfigError) -> JobConfig {
+                               maxJobMemory: Int? = nil, maxJobDisk: Int? = nil,
+                               findCheckpoint: ((CheckpointReference) -> Result<InitCheckpoint, FieldError>)? = nil) throws(ConfigError) -> JobConfig {
         guard let method = Method(rawValue: r.method) else {
             throw ConfigError(errors: [FieldError("method", "unknown method '\(r.method)'; choose one of \(Method.allCases.map(\.rawValue).joined(separator: ", "))")])
         }
@@ -131,6 +198,20 @@ extension JobConfig {
             errors.append(FieldError("overrides.precision", "this machine runs \(precisions.map(\.rawValue).joined(separator: ", ")) only: \(p.rawValue) GEMMs need a CPU with AVX512_BF16 or AMX (GET /v1/system)"))
         }
         do { try model.validate() } catch { errors += error.errors.map { FieldError("overrides.\($0.field)", $0.reason) } }
+        var initFrom = r.initFrom
+        if let ref = r.initFrom, let findCheckpoint, errors.isEmpty {
+            switch findCheckpoint(ref) {
+            case .failure(let problem):
+                errors.append(problem)
+            case .success(let found):
+                if found.model.method != method {
+                    errors.append(FieldError("init", "job \(ref.job) trains \(found.model.method.rawValue), not \(method.rawValue)"))
+                } else if let difference = model.weightShapeDifference(from: found.model) {
+                    errors.append(FieldError("init", "its weights do not fit this job's model: \(difference)"))
+                }
+                initFrom = CheckpointReference(job: ref.job, step: found.step)
+            }
+        }
         if !errors.isEmpty { throw ConfigError(errors: errors) }
         if let limit = maxJobMemory, let problem = Self.memoryProblem(model, batch: batch, limit: limit) {
             throw ConfigError(errors: [problem])
@@ -143,7 +224,7 @@ extension JobConfig {
                     "\(kept) checkpoints of \(gb(each)) each need \(gb(each * kept)); the limit is \(gb(limit)) (--max-job-disk)")])
             }
         }
-        return JobConfig(method: method, preset: preset.name, dataset: dataset, model: model, training: training)
+        return JobConfig(method: method, preset: preset.name, dataset: dataset, model: model, training: training, initFrom: initFrom)
     }
 
     static func memoryProblem(_ model: ModelConfig, batch: Int, limit: Int) -> FieldError? {

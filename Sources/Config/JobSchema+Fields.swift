@@ -22,6 +22,9 @@ public enum JobSchema {
         field("batch_size", .request, .integer(1...4096), "Images per step"),
         field("seed", .request, .integer(0...9_007_199_254_740_991), fixedDefault: .number(0),
               "Seed for initialisation, data order, augmentation and masks"),
+        field("init", .request, .checkpoint, nullable: true,
+              "Start from the weights of another job's checkpoint of the same method and architecture (its newest unless step is given), "
+              + "with this job's own schedule, optimizer state and dataset; null: from the seed's initialisation"),
 
         field("image_size", .model, .integer(8...1024), "Input side in pixels"),
         field("patch_size", .model, .integer(1...1024), "Patch side in pixels"),

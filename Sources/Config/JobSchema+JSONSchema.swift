@@ -50,6 +50,15 @@ extension JobSchema {
             p["maxItems"] = .number(Double(count.upperBound))
         case .text:
             p["type"] = type("string")
+        case .checkpoint:
+            p["type"] = type("object")
+            p["additionalProperties"] = .bool(false)
+            p["required"] = .array([.string("job")])
+            p["properties"] = .object([
+                "job": .object(["type": .string("string"), "minLength": .number(1), "description": .string("A job id")]),
+                "step": .object(["type": .array([.string("integer"), .string("null")]), "minimum": .number(1),
+                                 "description": .string("A step the job has a checkpoint of (null or absent: its newest)")]),
+            ])
         }
         if let d = f.fixedDefault { p["default"] = d }
         if let methods = f.methods { p["x-methods"] = .array(methods.map { .string($0.rawValue) }) }

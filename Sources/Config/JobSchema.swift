@@ -15,6 +15,8 @@ public struct JobField: Sendable {
         case choice([String])
         case integers(each: ClosedRange<Int>, count: ClosedRange<Int>)
         case text
+        /// A checkpoint of another job: `{"job": ID, "step": N}` (`step` optional).
+        case checkpoint
     }
 
     public let name: String
@@ -60,6 +62,16 @@ public struct JobField: Sendable {
             return nil
         case .text:
             guard case .string = value else { return "expected a string, got \(value.summary)" }
+            return nil
+        case .checkpoint:
+            guard case .object(let o) = value else { return "expected an object like {\"job\": \"j…\", \"step\": 100}, got \(value.summary)" }
+            if let extra = o.keys.sorted().first(where: { !["job", "step"].contains($0) }) {
+                return "takes job and step only, not '\(extra)'"
+            }
+            guard case .string(let job)? = o["job"], !job.isEmpty else { return "needs job: the id of the job to start from" }
+            if let step = o["step"], step != .null {
+                guard case .number(let v) = step, let n = Self.integer(v), n >= 1 else { return "step must be an integer ≥ 1, got \(step.summary)" }
+            }
             return nil
         }
     }

@@ -69,6 +69,23 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     }
 
     /// Tokens per side after the patch embedding.
+    /// Settings that change what a model computes but none of its parameters' shapes: a
+    /// checkpoint of a model that differs from another only in these loads into it.
+    public static let behaviourFields: Set<String> = [
+        "layer_norm_eps", "mask_ratio", "norm_pix_loss", "secondary_mask_ratio", "decoder_positions", "grouping", "group_size_max",
+    ]
+
+    /// The first setting (by name) outside `behaviourFields` where `other` differs, as "name is
+    /// X there, Y here"; nil when `other`'s weights fit this model.
+    public func weightShapeDifference(from other: ModelConfig) -> String? {
+        let here = JSONValue.object(of: self), there = JSONValue.object(of: other)
+        for key in Set(here.keys).union(there.keys).sorted() where !Self.behaviourFields.contains(key) {
+            let a = there[key] ?? .null, b = here[key] ?? .null
+            if a != b { return "\(key) is \(a.summary) there, \(b.summary) here" }
+        }
+        return nil
+    }
+
     public var grid: Int { imageSize / patchSize }
     /// Mask units per side.
     public var unitGrid: Int { imageSize / maskUnit }

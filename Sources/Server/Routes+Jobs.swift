@@ -12,9 +12,14 @@ extension APIRoutes {
         on(.post, "/v1/jobs") { request, _ in
             let bytes = try await request.jsonBytes(limit: core.configuration.maxJobBodyBytes)
             let body = try decodeJSON(JobRequest.self, from: bytes)
+            // The checkpoint a warm start names, looked up before validation (which does not block).
+            var initCheckpoint: Result<InitCheckpoint, FieldError>?
+            if let ref = body.initFrom { initCheckpoint = try await core.blocking { try core.initCheckpoint(ref) } }
+            let found = initCheckpoint
             let config = try JobConfig.resolve(body, datasetExists: core.datasetExists, precisions: Precision.supported,
                                                maxJobMemory: core.configuration.jobMemoryLimit,
-                                               maxJobDisk: core.configuration.maxJobDisk)
+                                               maxJobDisk: core.configuration.maxJobDisk,
+                                               findCheckpoint: { _ in found! })
             let key = request.headers[.init("Idempotency-Key")!]
             if let key, key.isEmpty || key.count > 255 {
                 throw APIError.invalid("Idempotency-Key", "must be 1–255 characters")
@@ -169,5 +174,26 @@ extension ServerCore {
     func job(_ id: String) throws -> JobRecord {
         guard let job = try store.job(id) else { throw APIError.notFound("job \(id)") }
         return job
+    }
+}
+
+extension ServerCore {
+    /// The checkpoint a job's `init` names, with its job's model; or why it cannot be used.
+    func initCheckpoint(_ ref: CheckpointReference) throws -> Result<InitCheckpoint, FieldError> {
+        guard let job = try store.job(ref.job) else { return .failure(FieldError("init.job", "no job '\(ref.job)'")) }
+        guard let config = try? JobConfig.decode(job.configJSON) else {
+            return .failure(FieldError("init.job", "job \(ref.job) has a configuration this server cannot read"))
+        }
+        if let step = ref.step {
+            guard try store.checkpoint(jobID: ref.job, step: step) != nil else {
+                let steps = try store.checkpoints(jobID: ref.job).map { String($0.step) }
+                return .failure(FieldError("init.step", "job \(ref.job) has no checkpoint at step \(step) (it has: \(steps.isEmpty ? "none" : steps.joined(separator: ", ")))"))
+            }
+            return .success(InitCheckpoint(model: config.model, step: step))
+        }
+        guard let newest = try store.latestCheckpoint(jobID: ref.job) else {
+            return .failure(FieldError("init.job", "job \(ref.job) has no checkpoint yet"))
+        }
+        return .success(InitCheckpoint(model: config.model, step: newest.step))
     }
 }

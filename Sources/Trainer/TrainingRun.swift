@@ -77,6 +77,14 @@ final class TrainingRun {
             rng = resumed.rng
             step = resumed.step
             wallTime = resumed.wallTimeS
+        } else if let source = config.initFrom {
+            // A warm start: the weights of another job's checkpoint; the optimizer, schedule,
+            // masks and data start afresh. Once this job has a checkpoint of its own, it
+            // resumes from that instead.
+            let weights = try initialWeights(source)
+            do { try model.loadState(weights) } catch {
+                throw TrainingFailure.initUnavailable("job \(source.job)'s checkpoint does not fit: \(error)")
+            }
         }
         let data = try options.dataSource(config, step)
         defer { data.close() }
@@ -191,6 +199,18 @@ final class TrainingRun {
         }
     }
 
+    /// The weights of the checkpoint a warm start names, checked against its recorded sha256.
+    func initialWeights(_ source: CheckpointReference) throws -> [String: Tensor] {
+        let name = "job \(source.job)'s checkpoint at step \(source.step.map(String.init) ?? "?")"
+        guard let step = source.step, let record = try store.checkpoint(jobID: source.job, step: step) else {
+            throw TrainingFailure.initUnavailable("\(name) is gone (the job or the checkpoint was deleted)")
+        }
+        guard let bytes = options.checkpoints.read(record.path), Checksum.sha256Hex(bytes) == record.sha256 else {
+            throw TrainingFailure.initUnavailable("\(name) is missing or damaged on disk")
+        }
+        return try Checkpoint.decode(bytes).weights
+    }
+
     /// The newest checkpoint whose file is intact (sha256 checked); older ones are tried when
     /// the newest is damaged, and none means a fresh start.
     func loadLatestCheckpoint() throws -> Checkpoint? {
@@ -214,9 +234,12 @@ public enum TrainingFailure: Error, CustomStringConvertible {
     case nonFiniteLoss(step: Int, value: Float)
     case nonFiniteGradient(step: Int)
     case unsupportedPrecision(Precision)
+    /// The checkpoint `init` names cannot be loaded.
+    case initUnavailable(String)
 
     public var description: String {
         switch self {
+        case .initUnavailable(let why): "init: \(why)"
         case .unsupportedPrecision(let p): "this machine cannot train in \(p.rawValue): its CPU lacks AVX512_BF16 and AMX"
         case .nonFiniteLoss(let step, let v): "the loss became \(v) at step \(step); lower base_lr or enable clip_grad"
         case .nonFiniteGradient(let step): "a gradient became non-finite at step \(step); lower base_lr or enable clip_grad"

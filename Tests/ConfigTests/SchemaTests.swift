@@ -71,6 +71,7 @@ import Testing
             [.array(Array(repeating: .number(Double(each.lowerBound)), count: count.upperBound + 1)), .array([]),
              .array([.number(Double(each.upperBound) + 1)])]
         case .text: []
+        case .checkpoint: [.object([:]), .object(["job": .string("j1"), "step": .number(0)]), .object(["job": .string("j1"), "weights": .string("w")])]
         }
     }
 

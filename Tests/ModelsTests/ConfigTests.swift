@@ -63,3 +63,32 @@ import TensorCore
 }
 
 import Foundation
+
+@Suite("Weight shapes and behaviour settings") struct WeightShapeTests {
+    /// What `init` relies on: changing any behaviour setting leaves every parameter's name and
+    /// shape as they were, for every method, so such a checkpoint loads.
+    @Test(arguments: Method.allCases) func behaviourSettingsKeepEveryParameterShape(method: Method) throws {
+        let base = try JobConfig.resolve(JobRequest(method: method.rawValue, preset: "tiny")).model
+        let shapes = { (m: ModelConfig) throws -> [String: [Int]] in
+            Dictionary(uniqueKeysWithValues: try ModelRegistry.make(m, seed: 0).namedParameters().map { ($0.name, $0.tensor.shape) })
+        }
+        let reference = try shapes(base)
+        let changes: [String: JSONValue] = [
+            "layer_norm_eps": .number(1e-3), "mask_ratio": .number(base.maskRatio == 0.5 ? 0.6 : 0.5), "norm_pix_loss": .bool(!base.normPixLoss),
+            "secondary_mask_ratio": .number(0.1), "decoder_positions": .string("reference"), "grouping": .string("fixed"),
+            "group_size_max": .number(8),
+        ]
+        #expect(Set(changes.keys) == ModelConfig.behaviourFields)
+        // UM-MAE's ratio is fixed by its sampling (a 422 otherwise).
+        for (key, value) in changes where JobSchema.field(named: key)?.applies(to: method) == true
+            && !(key == "mask_ratio" && method.fixedMaskRatio != nil) {
+            let changed = try JobConfig.resolve(JobRequest(method: method.rawValue, preset: "tiny", overrides: [key: value])).model
+            #expect(changed != base, "\(key) changed nothing")
+            #expect(try shapes(changed) == reference, "\(method) \(key)")
+            #expect(changed.weightShapeDifference(from: base) == nil)
+        }
+        var wider = base
+        wider.embedDim *= 2
+        #expect(wider.weightShapeDifference(from: base)?.hasPrefix("embed_dim") == true)
+    }
+}

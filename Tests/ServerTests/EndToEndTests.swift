@@ -311,3 +311,43 @@ import Store
         #expect(try await server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json).status == 200)
     }
 }
+
+@Suite("Warm starts over HTTP") struct WarmStartHTTPTests {
+    /// `init` names another job (its newest checkpoint unless a step is given): the stored
+    /// configuration names the step it resolved to, and the job trains. What cannot be a warm
+    /// start gets a 422 naming the field, and no job is created.
+    @Test func aJobStartsFromAnotherJobsCheckpointOrIsRefusedNamingInit() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let source = try await server.submit(steps: 8, overrides: ["checkpoint_every": 4])
+        _ = try await server.waitFor(source, states: ["succeeded"])
+        let body: [String: Any] = ["method": "mae", "preset": "tiny", "total_steps": 4, "batch_size": 8, "init": ["job": source]]
+        let created = try await server.request("POST", "/v1/jobs", json: body)
+        #expect(created.status == 201, "\(created.text)")
+        let config = created.object["config"] as? [String: Any]
+        let initFrom = config?["init"] as? [String: Any]
+        #expect(initFrom?["job"] as? String == source && initFrom?["step"] as? Int == 8, "\(String(describing: initFrom))")
+        let id = try #require(created.object["id"] as? String)
+        let done = try await server.waitFor(id, states: ["succeeded", "failed"])
+        #expect(done["state"] as? String == "succeeded", "\(done)")
+
+        let before = (try await server.get("/v1/jobs").object["jobs"] as? [Any])?.count
+        let refused: [(String, [String: Any])] = [
+            ("init.job", ["method": "mae", "preset": "tiny", "init": ["job": "j0000000000000000"]]),
+            ("init.step", ["method": "mae", "preset": "tiny", "init": ["job": source, "step": 5]]),
+            ("init", ["method": "simmim", "preset": "tiny", "init": ["job": source]]),
+            ("init", ["method": "mae", "preset": "tiny", "overrides": ["embed_dim": 32], "init": ["job": source]]),
+            ("init.weights", ["method": "mae", "preset": "tiny", "init": ["job": source, "weights": "w1"]]),
+            ("init", ["method": "mae", "preset": "tiny", "init": 5]),
+        ]
+        for (field, request) in refused {
+            let r = try await server.request("POST", "/v1/jobs", json: request)
+            #expect(r.status == 422 && r.isProblem && r.errorFields == [field], "\(field): \(r.status) \(r.text)")
+        }
+        // A setting that changes no weight's shape is fine.
+        let masked = try await server.request("POST", "/v1/jobs", json: ["method": "mae", "preset": "tiny", "total_steps": 2, "batch_size": 8,
+                                                                         "overrides": ["mask_ratio": 0.5], "init": ["job": source, "step": 4]])
+        #expect(masked.status == 201, "\(masked.text)")
+        #expect((try await server.get("/v1/jobs").object["jobs"] as? [Any])?.count == (before ?? 0) + 1)
+    }
+}

@@ -63,9 +63,10 @@ struct Harness {
     }
 
     /// Submits a tiny job with the given overrides.
-    func submit(_ method: String = "mae", steps: Int, seed: UInt64 = 3, batch: Int = 4, overrides: [String: JSONValue] = [:]) throws -> String {
+    func submit(_ method: String = "mae", steps: Int, seed: UInt64 = 3, batch: Int = 4, overrides: [String: JSONValue] = [:],
+                initFrom: CheckpointReference? = nil) throws -> String {
         let config = try JobConfig.resolve(JobRequest(method: method, preset: "tiny", totalSteps: steps, batchSize: batch, seed: seed,
-                                                      overrides: overrides))
+                                                      overrides: overrides, initFrom: initFrom))
         let id = try store.submit(NewJob(method: method, preset: config.preset, configJSON: config.json(),
                                          datasetID: config.dataset, totalSteps: steps)).job.id
         pool.notify()
