@@ -98,6 +98,8 @@ export function mount(main, { id }) {
         h('h1', {}, `${job.method} · `, h('span', { class: 'preset-name' }, job.preset), ' ', stateBadge(job.state))),
       h('div', { class: 'head-actions' }, actions.el,
         h('a', { class: 'button small ghost', href: `#/new?from=${encodeURIComponent(job.id)}` }, 'Clone'),
+        job.step > 0 ? h('a', { class: 'button small ghost', id: 'continue-job', href: `#/new?from=${encodeURIComponent(job.id)}&continue=1`,
+          title: 'A new job that starts from this job\'s newest checkpoint' }, 'Continue pretraining') : null,
         h('a', { class: 'button small ghost', href: `#/compare?ids=${encodeURIComponent(job.id)}` }, 'Compare'),
         h('a', { class: 'button small ghost', href: api.metricsCSV(job.id), download: `metrics-${job.id}.csv` }, 'Metrics CSV')));
     actions.update(job);
@@ -118,6 +120,8 @@ export function mount(main, { id }) {
           rate(job.images_per_s ?? median(series.rate.map((p) => p.y))), 'images_per_s'),
         stat('ETA', isTerminal(job.state) ? '—' : duration(job.eta_s), 'eta'),
         stat('Peak memory', job.peak_rss_mb != null ? `${Math.round(job.peak_rss_mb)} MB` : '—', 'peak_rss'),
+        stat('Trained by', job.worker ?? '—', 'worker'),
+        stat('Interruptions', String(job.interruptions ?? 0), 'interruptions'),
         stat('Wall time', duration(wall), 'wall'),
         stat('Created', timeAgo(job.created_at), 'created'),
         stat('Started', timeAgo(job.started_at), 'started'),
@@ -130,6 +134,8 @@ export function mount(main, { id }) {
     const c = job.config || {};
     fill(config,
       h('p', {}, `method ${c.method ?? job.method} · preset `, h('span', { class: 'mono' }, c.preset ?? job.preset), ` · dataset ${c.dataset ?? job.dataset}`),
+      c.init ? h('p', { id: 'config-init' }, 'Started from the weights of job ',
+        h('a', { href: `#/jobs/${encodeURIComponent(c.init.job)}`, class: 'mono' }, c.init.job), ` at step ${c.init.step}`) : null,
       h('div', { class: 'two-col' }, kvTable(c.model, 'Model'), kvTable(c.training, 'Training')),
       h('details', {}, h('summary', {}, 'JSON'), h('pre', { class: 'json' }, JSON.stringify(c, null, 2))));
   }

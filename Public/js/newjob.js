@@ -10,7 +10,7 @@ export function mount(main, { query }) {
   let alive = true;
   fill(main, h('h1', {}, 'New job'), statusLine('info', 'Loading methods and datasets…'));
   Promise.all([api.methods(), api.datasets(), query.get('from') ? api.job(query.get('from')) : null])
-    .then(([methods, datasets, from]) => { if (alive) render(main, methods, datasets.datasets, from); })
+    .then(([methods, datasets, from]) => { if (alive) render(main, methods, datasets.datasets, from, query.get('continue') === '1'); })
     .catch((err) => { if (alive) fill(main, h('h1', {}, 'New job'), statusLine('error', `Could not load the form: ${errorText(err)}`)); });
   return () => { alive = false; };
 }
@@ -80,7 +80,7 @@ function parse(field, input) {
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
-function render(main, methodsDoc, datasets, from) {
+function render(main, methodsDoc, datasets, from, continuing) {
   const fields = schemaFields(methodsDoc.schema || {});
   const methods = methodsDoc.methods;
   let idempotencyKey = newIdempotencyKey();
@@ -102,8 +102,17 @@ function render(main, methodsDoc, datasets, from) {
     ['preset', h('p', { class: 'field-error', id: 'err-preset', hidden: true })],
     ['dataset', h('p', { class: 'field-error', id: 'err-dataset', hidden: true })]]);
 
+  // Continued pretraining: the new job starts from the weights of `from`'s newest checkpoint.
+  const initBox = from && continuing ? h('input', { type: 'checkbox', id: 'f-init', name: 'init', checked: true }) : null;
+  const initField = initBox ? h('div', { class: 'field check wide' },
+    h('label', { for: 'f-init' }, initBox, ' Start from the weights of job ', h('span', { class: 'mono' }, from.id),
+      ' (its newest checkpoint), with this job\'s own schedule, optimizer and data'),
+    h('p', { class: 'field-error', id: 'err-init', hidden: true })) : null;
+  if (initBox) errors.set('init', initField.querySelector('#err-init'));
+
   const form = h('form', { id: 'new-job-form', novalidate: true },
     summary,
+    initField ? h('fieldset', {}, h('legend', {}, 'Continue pretraining'), initField) : null,
     h('fieldset', {}, h('legend', {}, 'What to train'),
       h('div', { class: 'form-grid' },
         h('div', { class: 'field' }, h('label', { for: 'f-method' }, 'Method'), methodSelect, methodHelp, errors.get('method')),
@@ -116,7 +125,8 @@ function render(main, methodsDoc, datasets, from) {
       h('p', { class: 'hint' }, 'Learning rates and warm-up follow the preset recipe, scaled by batch size and total steps, unless changed here.'), trainingFields),
     h('div', { class: 'form-actions' }, submit, h('span', { class: 'hint' }, 'Submitting again after a network error reuses the same Idempotency-Key.')));
 
-  fill(main, h('div', { class: 'page-head' }, h('h1', {}, 'New job'), from ? h('span', { class: 'muted' }, `cloned from ${from.id}`) : null), form);
+  fill(main, h('div', { class: 'page-head' }, h('h1', {}, 'New job'),
+    from ? h('span', { class: 'muted' }, `${continuing ? 'continuing' : 'cloned from'} ${from.id}`) : null), form);
 
   const method = () => methods.find((m) => m.name === methodSelect.value);
   const preset = () => method().presets.find((p) => p.name === presetSelect.value);
@@ -210,7 +220,7 @@ function render(main, methodsDoc, datasets, from) {
     const unmatched = [];
     let first = null;
     for (const { field, reason } of list) {
-      const name = String(field || '').replace(/^overrides\./, '');
+      const name = String(field || '').replace(/^overrides\./, '').replace(/^init\..+$/, 'init');
       const c = controls.get(name);
       const el = c ? c.errorEl : errors.get(name);
       if (!el) { unmatched.push(`${field || 'request'}: ${reason}`); continue; }
@@ -238,6 +248,7 @@ function render(main, methodsDoc, datasets, from) {
       if (!same(value, c.defaultValue ?? null)) overrides[name] = value;
     }
     if (Object.keys(overrides).length) body.overrides = overrides;
+    if (initBox && initBox.checked) body.init = { job: from.id };
     return { body, problems };
   }
 

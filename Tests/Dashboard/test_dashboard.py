@@ -370,6 +370,26 @@ def test_evaluation_against_the_raw_pixel_baseline(tab, server):
     assert tab.unexpected_errors() == [], tab.errors
 
 
+def test_continue_pretraining_starts_a_job_from_the_weights_of_another(tab, server):
+    page = tab.page
+    source = latest_job(server)
+    tab.goto(f"jobs/{source['id']}")
+    expect(page.locator('[data-stat="interruptions"] dd')).to_have_text("0")
+    page.click("#continue-job")
+    page.wait_for_url("**/#/new?*")
+    expect(page.locator("#f-init")).to_be_checked()
+    page.fill("#f-total_steps", "5")
+    page.click("#f-submit")
+    page.wait_for_url("**/#/jobs/*")
+    job_id = page.url.rsplit("/", 1)[-1]
+    assert job_id != source["id"]
+    server.wait_for_state(job_id, {"succeeded"})
+    job = server.call("GET", f"/v1/jobs/{job_id}")
+    assert job["config"]["init"] == {"job": source["id"], "step": source["step"]}, job["config"].get("init")
+    expect(page.locator("#config-init")).to_contain_text(source["id"])
+    assert tab.unexpected_errors() == [], tab.errors
+
+
 def test_compare_overlays_two_methods(tab, server):
     page = tab.page
     first = latest_job(server)
