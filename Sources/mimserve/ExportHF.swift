@@ -33,7 +33,8 @@ struct ExportHF: ParsableCommand {
                                valueName: "location")) var database: String?
 
     func validate() throws {
-        guard (weights == nil) != (job == nil) else { throw ValidationError("give either a weights file or --job, not both") }
+        if weights != nil && job != nil { throw ValidationError("give a weights file or --job, not both") }
+        if weights == nil && job == nil { throw ValidationError("give a weights file or --job") }
         if step != nil && job == nil { throw ValidationError("--step needs --job") }
     }
 
