@@ -52,6 +52,19 @@ import Testing
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// Padding edge cases: an empty member, one of exactly one block, one a byte over.
+    @Test func tarArchiveUnpacks() throws {
+        var tar = TarArchive(mtime: 1_700_000_000)
+        let members: [(String, [UInt8])] = [("d/empty", []), ("d/block", [UInt8](repeating: 7, count: 512)),
+                                            ("d/over", (0..<513).map { UInt8($0 % 251) })]
+        for (name, bytes) in members { tar.add(name: name, contents: bytes) }
+        let archive = tar.finished()
+        #expect(archive.count % 512 == 0)
+        let files = try Self.untar(Data(archive))
+        #expect(files.count == 3)
+        for (name, bytes) in members { #expect(files[name] == Data(bytes), "\(name)") }
+    }
+
     @Test func exportsCheckpointsAsTar() async throws {
         let server = try await LiveServer.start()
         defer { Task { await server.stop() } }
