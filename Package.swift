@@ -74,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "mimserve",
             dependencies: [
-                "Config", "Models", "NN", "TensorCore", "Server",
+                "Config", "Models", "NN", "TensorCore", "Server", "Store", "Trainer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),

@@ -17,39 +17,22 @@ import TensorCore
 public enum HFViTMAE {
     /// Builds the model `directory` describes and loads every tensor strictly.
     public static func load(directory: String) throws(HFImportError) -> MAE {
-        let config = try readConfig(at: directory + "/config.json")
-        let path = directory + "/model.safetensors"
-        guard FileManager.default.fileExists(atPath: path) else { throw .missingFile(path) }
-        var file: [String: Tensor]
-        do { file = try SafeTensors.read(path: path).tensors } catch { throw .safeTensors(path: path, error) }
-        file = try canonicalNames(file)
-
-        let model = MAE(config: config, seed: 0)
-        let buffers = Set(model.namedBuffers().map(\.name))
-        var state: [String: Tensor] = [:]
-        for (name, ours) in model.stateDict().sorted(by: { $0.key < $1.key }) {
-            let names = hfNames(name)
-            var shape = ours.shape
-            shape[0] /= names.count  // qkv: (3D, D) or (3D) stacked from three (D, D) or (D)
-            var values: [Float] = []
-            for hf in names {
-                guard let t = file.removeValue(forKey: hf) else { throw .missingTensor(hf) }
-                guard t.shape == shape else { throw .shapeMismatch(hf, expected: shape, found: t.shape) }
-                values += t.data
-            }
-            let value = Tensor(values, shape: ours.shape)
-            if buffers.contains(name) {
-                // NaN-propagating maximum, so a NaN table cannot pass.
-                let diff = zip(value.data, ours.data).reduce(Float(0)) { m, p in
-                    let d = abs(p.0 - p.1)
-                    return d > m || d.isNaN ? d : m
-                }
-                guard diff < 1e-5 else { throw .positionTableMismatch(names[0], maxDifference: diff) }
-            } else {
-                state[name] = value
-            }
-        }
+        let (hf, tensors) = try HFWeights.read(HFConfig.self, directory: directory)
+        var file = try canonicalNames(tensors)
+        let model = MAE(config: try hf.modelConfig(), seed: 0)
+        var state = try HFWeights.gather(model.stateDict(), from: &file, names: hfNames)
         if let extra = file.keys.sorted().first { throw .unexpectedTensor(extra) }
+        // HF's fixed tables must be ours, which are computed, not loaded.
+        let ours = model.stateDict()
+        for name in model.namedBuffers().map(\.name).sorted() {
+            guard let value = state.removeValue(forKey: name), let own = ours[name] else { continue }
+            // NaN-propagating maximum, so a NaN table cannot pass.
+            let diff = zip(value.data, own.data).reduce(Float(0)) { m, p in
+                let d = abs(p.0 - p.1)
+                return d > m || d.isNaN ? d : m
+            }
+            guard diff < 1e-5 else { throw .positionTableMismatch(hfNames(name)[0], maxDifference: diff) }
+        }
         do { try model.loadState(state, strict: true) } catch {
             preconditionFailure("HF import built a state dict the model rejects: \(error)")
         }
@@ -59,51 +42,16 @@ public enum HFViTMAE {
     /// Writes `config.json` and `model.safetensors` (HF names, qkv split) into `directory`,
     /// creating it, so that `ViTMAEForPreTraining.from_pretrained(directory)` loads every key.
     public static func export(_ model: MAE, to directory: String) throws(HFImportError) {
-        do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
-            throw .io(operation: "create directory", path: directory, reason: "\(error)")
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let configPath = directory + "/config.json"
-        let json: Data
-        do { json = try encoder.encode(HFConfig(model.config)) + Data("\n".utf8) } catch {
-            throw .io(operation: "encode", path: configPath, reason: "\(error)")
-        }
-        do { try AtomicFile.write([UInt8](json), to: configPath) } catch {
-            throw .io(operation: "write", path: configPath, reason: "\(error)")
-        }
-        var tensors: [String: Tensor] = [:]
-        for (name, t) in model.stateDict() {
-            let names = hfNames(name)
-            var shape = t.shape
-            shape[0] /= names.count
-            let n = t.count / names.count
-            for (k, hf) in names.enumerated() {
-                tensors[hf] = names.count == 1 ? t : Tensor(Array(t.data[(k * n)..<((k + 1) * n)]), shape: shape)
-            }
-        }
-        let path = directory + "/model.safetensors"
-        // transformers refuses safetensors files whose metadata lacks format "pt".
-        do { try SafeTensors.write(tensors, metadata: ["format": "pt"], to: path) } catch {
-            throw .safeTensors(path: path, error)
+        do { try ModelExport.write(files(model), to: directory) } catch {
+            guard case let .io(operation, path, reason) = error else { preconditionFailure("\(error)") }
+            throw .io(operation: operation, path: path, reason: reason)
         }
     }
 
-    static func readConfig(at path: String) throws(HFImportError) -> ModelConfig {
-        guard let data = FileManager.default.contents(atPath: path) else { throw .missingFile(path) }
-        let hf: HFConfig
-        do {
-            hf = try JSONDecoder().decode(HFConfig.self, from: data)
-        } catch DecodingError.keyNotFound(let key, _) {
-            throw .missingKey(key.stringValue)
-        } catch DecodingError.typeMismatch(let type, let context), DecodingError.valueNotFound(let type, let context) {
-            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
-            if key.isEmpty { throw .malformedConfig(path: path, reason: "not a JSON object") }
-            throw .wrongType(key: key, expected: "\(type)")
-        } catch {
-            throw .malformedConfig(path: path, reason: "\(error)")
-        }
-        return try hf.modelConfig()
+    /// The export's `config.json` and `model.safetensors`.
+    static func files(_ model: MAE) -> [ExportedFile] {
+        [ExportedFile(name: "config.json", bytes: ModelExport.json(HFConfig(model.config))),
+         ModelExport.safeTensors(HFWeights.export(model.stateDict(), names: hfNames))]
     }
 
     // MARK: Names
@@ -236,7 +184,7 @@ struct HFConfig: Codable {
     }
 }
 
-/// Why a Hugging Face ViTMAE directory did not import, or an export was not written.
+/// Why a Hugging Face directory (ViTMAE or Swin) did not import, or an export was not written.
 public enum HFImportError: Error, Equatable, CustomStringConvertible {
     /// `config.json` or `model.safetensors` is not in the directory.
     case missingFile(String)
@@ -246,11 +194,11 @@ public enum HFImportError: Error, Equatable, CustomStringConvertible {
     case missingKey(String)
     /// A config.json value of the wrong JSON type (`key` is its path).
     case wrongType(key: String, expected: String)
-    /// A config.json value that describes a model `MAE` cannot represent.
+    /// A config.json value that describes a model ours cannot represent.
     case unsupported(key: String, value: String, reason: String)
     /// The config translates to a `ModelConfig` that fails validation (our field names).
     case invalidConfig(ConfigError)
-    /// model.safetensors cannot be read (malformed, not F32) or written.
+    /// model.safetensors cannot be read (malformed, not F32).
     case safeTensors(path: String, SafeTensorsError)
     /// A tensor the model needs is not in model.safetensors (HF name).
     case missingTensor(String)
@@ -272,7 +220,7 @@ public enum HFImportError: Error, Equatable, CustomStringConvertible {
         case .missingKey(let k): "config.json has no \"\(k)\""
         case let .wrongType(k, expected): "config.json \"\(k)\" must be of type \(expected)"
         case let .unsupported(k, v, reason): "config.json \"\(k)\" = \(v) is not supported: \(reason)"
-        case .invalidConfig(let e): "config.json describes an invalid MAE: \(e)"
+        case .invalidConfig(let e): "config.json describes an invalid model: \(e)"
         case let .safeTensors(p, e): "\(p): \(e)"
         case .missingTensor(let n): "model.safetensors has no tensor '\(n)'"
         case .unexpectedTensor(let n): "model.safetensors has an unexpected tensor '\(n)'"

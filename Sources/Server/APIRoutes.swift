@@ -64,6 +64,11 @@ extension BasicRequestContext {
         guard let v = parameters.get(name) else { throw APIError.badRequest("missing path parameter \(name)") }
         return v
     }
+
+    func step() throws -> Int {
+        guard let raw = parameters.get("step"), let step = Int(raw) else { throw APIError.invalid("step", "must be an integer") }
+        return step
+    }
 }
 
 /// Decodes a JSON body into `T`, turning every decoding failure into a 400 or a 422 that names the field.

@@ -133,16 +133,10 @@ extension APIRoutes {
 
         on(.get, "/v1/jobs/{id}/checkpoints/{step}") { _, context in
             let id = try context.id()
-            guard let raw = context.parameters.get("step"), let step = Int(raw) else { throw APIError.invalid("step", "must be an integer") }
-            let ck = try await core.blocking {
-                _ = try core.job(id)
-                guard let ck = try core.store.checkpoint(jobID: id, step: step) else { throw APIError.notFound("checkpoint at step \(step) of job \(id)") }
-                return ck
-            }
+            let step = try context.step()
+            let ck = try await core.blocking { try core.checkpoint(id, step: step) }
             let path = core.pool.options.checkpoints.url(ck.path).path
-            guard let handle = FileHandle(forReadingAtPath: path) else {
-                throw APIError(.gone, "Checkpoint file missing", "the checkpoint file of step \(step) is gone from the checkpoint directory")
-            }
+            guard let handle = FileHandle(forReadingAtPath: path) else { throw APIError.checkpointGone(step: step) }
             let file = SendableFile(handle)
             // Streamed in 1 MiB pieces, each read on the blocking pool: paper-scale checkpoints are over a gigabyte.
             let body = ResponseBody(contentLength: Int(ck.bytes)) { writer in
@@ -157,6 +151,35 @@ extension APIRoutes {
                 .contentDisposition: "attachment; filename=\"\(id)-step\(step).safetensors\"",
                 .init("X-Checksum-SHA256")!: ck.sha256,
             ], body: body)
+        }
+
+        // The same files as `mimserve export-hf --format`, as one tar built in memory (the
+        // export holds the model's weights once, without the optimizer state of the checkpoint).
+        on(.get, "/v1/jobs/{id}/checkpoints/{step}/export") { request, context in
+            let id = try context.id()
+            let step = try context.step()
+            guard let format = try request.queryEnum("format", ExportFormat.self) else {
+                throw APIError.invalid("format", "is required: one of \(ExportFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            let archive = try await core.blocking { () throws -> [UInt8] in
+                let ck = try core.checkpoint(id, step: step)
+                guard let data = FileManager.default.contents(atPath: core.pool.options.checkpoints.url(ck.path).path) else {
+                    throw APIError.checkpointGone(step: step)
+                }
+                let model = try WeightsFile.decode([UInt8](data)).makeModel()
+                let files: [ExportedFile]
+                do { files = try ModelExport.files(model, format: format) } catch let ExportError.unsupported(method, _, reason) {
+                    throw APIError.invalid("format", "a \(method.rawValue) model does not export to \(format.rawValue): \(reason)")
+                }
+                let folder = "\(id)-\(step)-\(format.rawValue)"
+                var tar = TarArchive(mtime: Int(ck.createdAt.timeIntervalSince1970))
+                for file in files { tar.add(name: "\(folder)/\(file.name)", contents: file.bytes) }
+                return tar.finished()
+            }
+            return Response(status: .ok, headers: [
+                .contentType: "application/x-tar",
+                .contentDisposition: "attachment; filename=\"\(id)-\(step)-\(format.rawValue).tar\"",
+            ], body: .init(byteBuffer: ByteBuffer(bytes: archive)))
         }
     }
 }
@@ -174,6 +197,20 @@ extension ServerCore {
     func job(_ id: String) throws -> JobRecord {
         guard let job = try store.job(id) else { throw APIError.notFound("job \(id)") }
         return job
+    }
+
+    /// The recorded checkpoint of job `id` at `step`; 404 naming the job or the step.
+    func checkpoint(_ id: String, step: Int) throws -> CheckpointRecord {
+        _ = try job(id)
+        guard let ck = try store.checkpoint(jobID: id, step: step) else { throw APIError.notFound("checkpoint at step \(step) of job \(id)") }
+        return ck
+    }
+}
+
+extension APIError {
+    /// 410: the database records the checkpoint, its file is gone (no path in the message).
+    static func checkpointGone(step: Int) -> APIError {
+        APIError(.gone, "Checkpoint file missing", "the checkpoint file of step \(step) is gone from the checkpoint directory")
     }
 }
 

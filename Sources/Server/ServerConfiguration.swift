@@ -15,7 +15,7 @@ public struct ServerConfiguration: Sendable {
     /// every node mounts (workers write them, API nodes serve downloads and inference from
     /// them). Default `<data-dir>/checkpoints`.
     public var checkpointDir: String?
-    var checkpointRoot: URL {
+    public var checkpointRoot: URL {
         checkpointDir.map { URL(fileURLWithPath: $0, isDirectory: true).standardizedFileURL }
             ?? URL(fileURLWithPath: dataDir, isDirectory: true).standardizedFileURL.appendingPathComponent("checkpoints", isDirectory: true)
     }

@@ -1,12 +1,13 @@
 import ArgumentParser
 import Models
 
-/// `mimserve import-hf DIR --output FILE.safetensors`: a Hugging Face ViTMAEForPreTraining
-/// directory to a MIMServe weights file (the format of training checkpoints, without training state).
+/// `mimserve import-hf DIR --output FILE.safetensors`: a Hugging Face ViTMAEForPreTraining or
+/// SwinForMaskedImageModeling directory to a MIMServe weights file (the format of training
+/// checkpoints, without training state).
 struct ImportHF: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import-hf",
-        abstract: "Convert a Hugging Face ViTMAEForPreTraining directory into MIMServe weights.")
+        abstract: "Convert a Hugging Face ViTMAEForPreTraining (MAE) or SwinForMaskedImageModeling (SimMIM) directory into MIMServe weights.")
 
     @Argument(help: "Directory with config.json and model.safetensors (float32).")
     var directory: String
@@ -15,8 +16,8 @@ struct ImportHF: ParsableCommand {
     var output: String
 
     func run() throws {
-        let model = try HFViTMAE.load(directory: directory)
+        let model = try HFImport.load(directory: directory)
         try WeightsFile.write(model, to: output)
-        print("wrote \(output): MAE, \(model.parameterCount) parameters")
+        print("wrote \(output): \(model.config.method.rawValue), \(model.parameterCount) parameters")
     }
 }
