@@ -16,6 +16,7 @@ computation is ill-conditioned (Adam's division by √v̂ of a gradient that is 
 noise, cancelling sums) the band is wide, and exact where the result is an analytic zero.
 """
 
+import argparse
 import struct
 from pathlib import Path
 from typing import Callable
@@ -128,3 +129,18 @@ def banded(make: Callable[[Realisation], FixtureWriter], inputs: tuple[str, ...]
         stored = np.abs(x64.astype(np.float32).astype(np.float64) - x64)
         out.add(f"band.{name}", spread + stored)
     return out
+
+
+def export_cli(doc: str, generate: Callable[[], None], check_export: Callable[[Path], None], loads_with: str) -> None:
+    """The command line of a script with an export check: writes its fixture, or with
+    --check-export DIR loads DIR (`loads_with` says how) and compares it with the fixture.
+    One thread and deterministic kernels either way, so reruns write the same bytes."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--check-export", type=Path, metavar="DIR", help=f"load DIR with {loads_with} and compare with the fixture")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    if args.check_export:
+        check_export(args.check_export)
+    else:
+        generate()

@@ -35,7 +35,6 @@ All from model(pixel_values, bool_masked_pos=unit_mask upsampled to the 16×16 t
 mode. Every output record comes with band.<name> (fixture_io.banded).
 """
 
-import argparse
 import json
 import shutil
 import sys
@@ -47,7 +46,7 @@ from safetensors import safe_open
 from transformers import SwinConfig, SwinForMaskedImageModeling
 
 sys.dont_write_bytecode = True  # keep Tools/reference free of __pycache__
-from fixture_io import FixtureWriter, Realisation, banded  # noqa: E402
+from fixture_io import FixtureWriter, Realisation, banded, export_cli  # noqa: E402
 from hf_vitmae_reference import read_mimf  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,16 +174,7 @@ def check_export(directory: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check-export", type=Path, metavar="DIR",
-                        help="load DIR with SwinForMaskedImageModeling.from_pretrained and compare with the fixture")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    if args.check_export:
-        check_export(args.check_export)
-    else:
-        generate()
+    export_cli(__doc__, generate, check_export, loads_with='SwinForMaskedImageModeling.from_pretrained')
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ Every output record (all but the inputs, init.*, param.* and buffer.*) is the fl
 and comes with band.<name>: how far float32 computations of it wandered (fixture_io.banded).
 """
 
-import argparse
 import json
 import shutil
 import struct
@@ -56,7 +55,7 @@ from safetensors import safe_open
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 sys.dont_write_bytecode = True  # keep Tools/reference free of __pycache__
-from fixture_io import FixtureWriter, Realisation, banded  # noqa: E402
+from fixture_io import FixtureWriter, Realisation, banded, export_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "Tests/ModelsTests/Fixtures"
@@ -226,16 +225,7 @@ def check_export(directory: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check-export", type=Path, metavar="DIR",
-                        help="load DIR with ViTMAEForPreTraining.from_pretrained and compare with the fixture")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    if args.check_export:
-        check_export(args.check_export)
-    else:
-        generate()
+    export_cli(__doc__, generate, check_export, loads_with='ViTMAEForPreTraining.from_pretrained')
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ torch can be installed, `stub_torchvision` gives the import empty placeholder mo
 torchvision runs. With a matching torchvision installed the stub is not used.
 """
 
-import argparse
 import enum
 import importlib.util
 import sys
@@ -56,7 +55,7 @@ import torch
 import torch.nn as nn
 
 sys.dont_write_bytecode = True  # keep Tools/reference free of __pycache__
-from fixture_io import FixtureWriter, Realisation, banded  # noqa: E402
+from fixture_io import FixtureWriter, Realisation, banded, export_cli  # noqa: E402
 from hf_vitmae_reference import read_mimf, sincos_2d  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,16 +169,7 @@ def check_export(directory: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check-export", type=Path, metavar="DIR",
-                        help="load DIR/vit and DIR/swin with timm.create_model('local-dir:…') and compare")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    if args.check_export:
-        check_export(args.check_export)
-    else:
-        generate()
+    export_cli(__doc__, generate, check_export, loads_with="timm.create_model('local-dir:…'), as DIR/vit and DIR/swin")
 
 
 if __name__ == "__main__":
