@@ -85,18 +85,24 @@ extension Store {
         var all: [StoreChange] { seen.withLock { $0 } }
     }
 
-    /// Two stores on one database stand for two nodes: each write of B reaches A's watch, and
-    /// A's own writes do not come back to it.
-    @Test(.enabled(if: Backend.postgresURL != nil, "MIMSERVE_TEST_POSTGRES is unset"))
-    func anotherNodesWritesAreReportedAndOwnOnesAreNot() throws {
+    /// Two stores on one database, standing for two nodes; the first watches, listening already.
+    func twoNodes() throws -> (Store, Store, Reports, StoreWatch) {
         let location = Backend.postgres.freshLocation()
         let migrations = try MigrationSet.locate(dialect: .postgres, environment: [:])
         let a = try Store(location, migrations: migrations)
         let b = try Store(location, migrations: migrations)
         let reports = Reports()
         let watch = try #require(a.watchChanges { reports.add($0) })
-        defer { watch.cancel() }
         #expect(watch.waitUntilListening(seconds: 30))
+        return (a, b, reports, watch)
+    }
+
+    /// Two stores on one database stand for two nodes: each write of B reaches A's watch, and
+    /// A's own writes do not come back to it.
+    @Test(.enabled(if: Backend.postgresURL != nil, "MIMSERVE_TEST_POSTGRES is unset"))
+    func anotherNodesWritesAreReportedAndOwnOnesAreNot() throws {
+        let (a, b, reports, watch) = try twoNodes()
+        defer { watch.cancel() }
 
         let own = try a.submit(newJob(0)).job.id  // not reported
         let id = try b.submit(newJob(1)).job.id  // a state event
@@ -115,14 +121,8 @@ extension Store {
     /// the watch reconnects and says so with `.unknown`, and then reports changes again.
     @Test(.enabled(if: Backend.postgresURL != nil, "MIMSERVE_TEST_POSTGRES is unset"))
     func aLostListenerReconnectsAndSaysChangesMayHaveBeenMissed() throws {
-        let location = Backend.postgres.freshLocation()
-        let migrations = try MigrationSet.locate(dialect: .postgres, environment: [:])
-        let a = try Store(location, migrations: migrations)
-        let b = try Store(location, migrations: migrations)
-        let reports = Reports()
-        let watch = try #require(a.watchChanges { reports.add($0) })
+        let (a, b, reports, watch) = try twoNodes()
         defer { watch.cancel() }
-        #expect(watch.waitUntilListening(seconds: 30))
         let name = (a.backend as! PostgresStore).applicationName + "-listen"
         try b.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '\(name)'")
         #expect(reports.wait { $0.contains(.unknown) } == [.unknown])
