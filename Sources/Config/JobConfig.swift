@@ -43,21 +43,11 @@ public struct CheckpointReference: Codable, Sendable, Equatable {
         self.step = step
     }
 
-    private struct AnyKey: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
-    enum CodingKeys: String, CodingKey { case job, step }
+    enum CodingKeys: String, CodingKey, CaseIterable { case job, step }
 
     /// Refuses keys other than job and step, so a misspelt one is an error that names it.
     public init(from decoder: any Decoder) throws {
-        for key in try decoder.container(keyedBy: AnyKey.self).allKeys where CodingKeys(rawValue: key.stringValue) == nil {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [key],
-                                                    debugDescription: "unknown field; init takes job and step"))
-        }
+        try decoder.rejectUnknownKeys(CodingKeys.self, takes: "init takes job and step")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         job = try c.decode(String.self, forKey: .job)
         step = try c.decodeIfPresent(Int.self, forKey: .step)

@@ -17,13 +17,14 @@ public struct EvaluationOptions: Codable, Sendable, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case k, temperature
         case trainLimit = "train_limit", testLimit = "test_limit", probeEpochs = "probe_epochs", probeLR = "probe_lr"
     }
 
-    /// Every field is optional in JSON; a missing one keeps its default.
+    /// Every field is optional in JSON; a missing one keeps its default; an unknown one is an error.
     public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self, takes: "options take \(CodingKeys.allCases.map(\.stringValue).joined(separator: ", "))")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? trainLimit
         testLimit = try c.decodeIfPresent(Int.self, forKey: .testLimit) ?? testLimit

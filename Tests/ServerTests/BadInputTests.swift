@@ -83,6 +83,7 @@ import Testing
         #expect(try await server.request("POST", "/v1/jobs/\(id)/features", json: ["images": ["%%%"]]).errorFields == ["images[0]"])
         #expect(try await server.request("POST", "/v1/jobs/\(id)/evaluate", json: ["dataset": "samples"]).errorFields == ["dataset"])
         #expect(try await server.request("POST", "/v1/jobs/\(id)/evaluate", json: ["options": ["k": 0]]).errorFields == ["options.k"])
+        #expect(try await server.request("POST", "/v1/jobs/\(id)/evaluate", json: ["options": ["train_limt": 100]]).errorFields == ["options.train_limt"])
         // No checkpoint yet: 409 with the reason.
         let queued = try await server.submit(steps: 1_000_000, overrides: ["checkpoint_every": 1_000_000])
         let early = try await reconstruct(samplePNG()).status
