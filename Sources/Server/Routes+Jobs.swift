@@ -161,7 +161,8 @@ extension APIRoutes {
             guard let format = try request.queryEnum("format", ExportFormat.self) else {
                 throw APIError.invalid("format", "is required: one of \(ExportFormat.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            let archive = try await core.blocking { () throws -> [UInt8] in
+            // Admitted like inference: each export holds a whole model in memory.
+            let archive = try await core.inference.admitted { () -> Result<[UInt8], any Error> in Result { () throws -> [UInt8] in
                 let ck = try core.checkpoint(id, step: step)
                 guard let data = FileManager.default.contents(atPath: core.pool.options.checkpoints.url(ck.path).path) else {
                     throw APIError.checkpointGone(step: step)
@@ -175,7 +176,7 @@ extension APIRoutes {
                 var tar = TarArchive(mtime: Int(ck.createdAt.timeIntervalSince1970))
                 for file in files { tar.add(name: "\(folder)/\(file.name)", contents: file.bytes) }
                 return tar.finished()
-            }
+            } }.get()
             return Response(status: .ok, headers: [
                 .contentType: "application/x-tar",
                 .contentDisposition: "attachment; filename=\"\(id)-\(step)-\(format.rawValue).tar\"",

@@ -131,6 +131,14 @@ public final class InferenceService: Sendable {
         }
     }
 
+    /// Runs other work that loads a checkpoint's model (an export) under the same admission as
+    /// inference: at most `maxConcurrent` at once, one more refused with `.busy`, so concurrent
+    /// requests cannot hold more models in memory than inference may. `work` reports its own
+    /// failures in its result.
+    public func admitted<T: Sendable>(_ work: @escaping @Sendable () -> T) async throws(InferenceError) -> T {
+        try await run(work)
+    }
+
     /// Drops cached models of a job (after it is deleted).
     public func forget(jobID: String) {
         state.withLock { $0.cache.removeAll { $0.key.hasPrefix(jobID + "@") } }

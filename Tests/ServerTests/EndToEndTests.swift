@@ -309,6 +309,18 @@ import Store
         // The slot is free again: the next request gets in (and passes the gate at once).
         release.signal()
         #expect(try await server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json).status == 200)
+        admitted.wait()  // that request's pass through the gate
+        // An export loads a whole model too: it waits for the same slots.
+        async let holder = server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json)
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { admitted.wait(); c.resume() }
+        }
+        let export = try await server.get("/v1/jobs/\(id)/checkpoints/2/export?format=hf")
+        #expect(export.status == 503 && export.isProblem, "\(export.status)")
+        release.signal()
+        #expect(try await holder.status == 200)
+        release.signal()
+        #expect(try await server.get("/v1/jobs/\(id)/checkpoints/2/export?format=hf").status == 200)
     }
 }
 
