@@ -388,6 +388,9 @@ def test_continue_pretraining_starts_a_job_from_the_weights_of_another(tab, serv
     assert job["config"]["init"] == {"job": source["id"], "step": source["step"]}, job["config"].get("init")
     expect(page.locator("#config-init")).to_contain_text(source["id"])
     assert tab.unexpected_errors() == [], tab.errors
+    # The tests after this one count the jobs there are.
+    tab.goto("jobs")
+    server.call("DELETE", f"/v1/jobs/{job_id}")
 
 
 def test_compare_overlays_two_methods(tab, server):
