@@ -12,10 +12,13 @@ public struct JobRequest: Codable, Sendable, Equatable {
     public var overrides: [String: JSONValue]?
     /// `init`: start from another job's checkpoint instead of the seed's initialisation.
     public var initFrom: CheckpointReference?
+    /// `pretrain` (nil) or `finetune` (`JobTask`), checked by `JobConfig.resolve`.
+    public var task: String?
 
     public init(method: String, preset: String? = nil, dataset: String? = nil, totalSteps: Int? = nil,
-                batchSize: Int? = nil, seed: UInt64? = nil, overrides: [String: JSONValue]? = nil,
+                batchSize: Int? = nil, seed: UInt64? = nil, task: String? = nil, overrides: [String: JSONValue]? = nil,
                 initFrom: CheckpointReference? = nil) {
+        self.task = task
         self.method = method
         self.preset = preset
         self.dataset = dataset
@@ -27,7 +30,7 @@ public struct JobRequest: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case method, preset, dataset, seed, overrides
+        case method, preset, dataset, seed, overrides, task
         case totalSteps = "total_steps", batchSize = "batch_size", initFrom = "init"
     }
 }
@@ -54,13 +57,18 @@ public struct CheckpointReference: Codable, Sendable, Equatable {
     }
 }
 
-/// What the server found for a job's `init`: the checkpoint's model and its step.
+/// What the server found for a job's `init`: the checkpoint's job (its preset, model and task)
+/// and its step.
 public struct InitCheckpoint: Sendable {
+    public let preset: String
     public let model: ModelConfig
+    public let task: JobTask
     public let step: Int
 
-    public init(model: ModelConfig, step: Int) {
+    public init(preset: String, model: ModelConfig, task: JobTask, step: Int) {
+        self.preset = preset
         self.model = model
+        self.task = task
         self.step = step
     }
 }
@@ -119,21 +127,30 @@ public struct JobConfig: Codable, Sendable, Equatable {
     public var training: TrainingConfig
     /// The checkpoint the weights start from (a warm start), with its step resolved; nil: from the seed.
     public var initFrom: CheckpointReference?
+    /// nil in configurations stored before fine-tuning existed: pretraining.
+    public var task: JobTask?
+    /// The fine-tuning settings; present exactly when `task` is `finetune`.
+    public var finetune: FinetuneConfig?
 
     public init(method: Method, preset: String, dataset: String, model: ModelConfig, training: TrainingConfig,
-                initFrom: CheckpointReference? = nil) {
+                initFrom: CheckpointReference? = nil, finetune: FinetuneConfig? = nil) {
         self.method = method
         self.preset = preset
         self.dataset = dataset
         self.model = model
         self.training = training
         self.initFrom = initFrom
+        self.task = finetune == nil ? nil : .finetune
+        self.finetune = finetune
     }
 
     enum CodingKeys: String, CodingKey {
-        case method, preset, dataset, model, training
+        case method, preset, dataset, model, training, task, finetune
         case initFrom = "init"
     }
+
+    /// What the job trains.
+    public var jobTask: JobTask { task ?? .pretrain }
 
     public func json() -> String {
         let e = JSONEncoder()
@@ -155,17 +172,40 @@ extension JobConfig {
     /// take more disk is refused, naming `overrides.keep_checkpoints`.
     /// `precisions` are those this machine runs (`bf16` needs AVX512_BF16 or AMX).
     /// `findCheckpoint` looks up an `init` checkpoint (nil step: the newest), or says why there is
-    /// none; its model must be of the same method with parameters of the same shapes.
+    /// none; its job must be a pretraining job of the same method whose parameters have the
+    /// shapes of this job's. Without a `preset`, a job with `init` takes its source's preset and
+    /// model (with this request's overrides on top).
+    /// `datasetClasses` gives the classes of a labelled dataset (nil: unlabelled or unknown);
+    /// fine-tuning needs at least two.
     public static func resolve(_ r: JobRequest, datasetExists: (String) -> Bool = { _ in true },
+                               datasetClasses: (String) -> Int? = { _ in 10 },
                                precisions: [Precision] = Precision.allCases,
                                maxJobMemory: Int? = nil, maxJobDisk: Int? = nil,
                                findCheckpoint: ((CheckpointReference) -> Result<InitCheckpoint, FieldError>)? = nil) throws(ConfigError) -> JobConfig {
         guard let method = Method(rawValue: r.method) else {
             throw ConfigError(errors: [FieldError("method", "unknown method '\(r.method)'; choose one of \(Method.allCases.map(\.rawValue).joined(separator: ", "))")])
         }
-        let preset = try Presets.resolve(method: method, preset: r.preset ?? "default")
+        guard let task = JobTask(rawValue: r.task ?? JobTask.pretrain.rawValue) else {
+            throw ConfigError(errors: [FieldError("task", "must be one of \(JobTask.allCases.map(\.rawValue).joined(separator: ", ")), got '\(r.task ?? "")'")])
+        }
         var errors: [FieldError] = []
-        let recipe = preset.recipe
+        // The source of a warm start, looked up first: without a preset, the job is built like it.
+        var source: InitCheckpoint?
+        if let ref = r.initFrom, let findCheckpoint {
+            switch findCheckpoint(ref) {
+            case .failure(let problem): errors.append(problem)
+            case .success(let found):
+                if found.model.method != method {
+                    errors.append(FieldError("init", "job \(ref.job) trains \(found.model.method.rawValue), not \(method.rawValue)"))
+                } else if found.task != .pretrain {
+                    errors.append(FieldError("init", "job \(ref.job) is a fine-tuning job; init names a pretraining job"))
+                } else {
+                    source = found
+                }
+            }
+        }
+        let preset = try Presets.resolve(method: method, preset: r.preset ?? source?.preset ?? "default")
+        let recipe = preset.recipe, tune = FinetuneRecipe.of(method)
         let batch = r.batchSize ?? recipe.defaultBatchSize
         let total = r.totalSteps ?? TrainingConfig.defaultTotalSteps
         var training = TrainingConfig(
@@ -177,30 +217,50 @@ extension JobConfig {
             checkpointEvery: max(1, min(TrainingConfig.defaultCheckpointEveryMax, total / 4)),
             keepCheckpoints: TrainingConfig.defaultKeepCheckpoints, dataWorkers: TrainingConfig.defaultDataWorkers,
             precision: .fp32)
-        var model = preset.model
-        if let overrides = r.overrides {
-            (model, training) = apply(overrides, method: method, model: model, training: training, errors: &errors)
-        }
         let dataset = r.dataset ?? "synthetic"
+        var finetune: FinetuneConfig?
+        if task == .finetune {
+            training.baseLR = tune.peakLR(batch: max(batch, 1), preset: recipe)
+            training.minLR = min(tune.minLR, training.baseLR)
+            training.warmupSteps = Int((tune.warmupFraction * Float(total)).rounded())
+            training.weightDecay = tune.weightDecay
+            training.beta2 = tune.beta2
+            training.clipGrad = nil
+            training.cropScaleMin = tune.cropScaleMin
+            finetune = FinetuneConfig(
+                pool: .mean, layerDecay: tune.layerDecay, labelSmoothing: tune.labelSmoothing, dropPath: tune.dropPath,
+                mixup: 0, cutmix: 0, evalEvery: training.checkpointEvery, evalImages: FinetuneConfig.defaultEvalImages,
+                valFraction: FinetuneConfig.defaultValFraction, classes: 0,
+                heldOut: HeldOutSplit.candidates(for: dataset).first(where: datasetExists))
+        }
+        var model = source?.model ?? preset.model
+        if let overrides = r.overrides {
+            (model, training, finetune) = apply(overrides, method: method, model: model, training: training, finetune: finetune,
+                                                errors: &errors)
+        }
         if !datasetExists(dataset) { errors.append(FieldError("dataset", "no dataset '\(dataset)'; GET /v1/datasets lists them")) }
         errors += training.problems()
         if let p = training.precision, !precisions.contains(p) {
             errors.append(FieldError("overrides.precision", "this machine runs \(precisions.map(\.rawValue).joined(separator: ", ")) only: \(p.rawValue) GEMMs need a CPU with AVX512_BF16 or AMX (GET /v1/system)"))
         }
         do { try model.validate() } catch { errors += error.errors.map { FieldError("overrides.\($0.field)", $0.reason) } }
-        var initFrom = r.initFrom
-        if let ref = r.initFrom, let findCheckpoint, errors.isEmpty {
-            switch findCheckpoint(ref) {
-            case .failure(let problem):
-                errors.append(problem)
-            case .success(let found):
-                if found.model.method != method {
-                    errors.append(FieldError("init", "job \(ref.job) trains \(found.model.method.rawValue), not \(method.rawValue)"))
-                } else if let difference = model.weightShapeDifference(from: found.model) {
-                    errors.append(FieldError("init", "its weights do not fit this job's model: \(difference)"))
-                }
-                initFrom = CheckpointReference(job: ref.job, step: found.step)
+        if var f = finetune, datasetExists(dataset) {
+            if let classes = datasetClasses(dataset), classes >= 2 {
+                f.classes = classes
+            } else {
+                errors.append(FieldError("dataset", "'\(dataset)' has no labels; fine-tuning needs a labelled dataset (fashion-mnist, or a folder with one subfolder per class)"))
             }
+            if !method.pools.contains(f.pool) || f.pool == .none {
+                errors.append(FieldError("overrides.pool", "\(method.rawValue) pools its encoder by \(method.pools.filter { $0 != .none }.map(\.rawValue).joined(separator: " or ")), not \(f.pool.rawValue)"))
+            }
+            finetune = f
+        }
+        var initFrom = r.initFrom
+        if let ref = r.initFrom, let found = source {
+            if errors.isEmpty, let difference = model.weightShapeDifference(from: found.model) {
+                errors.append(FieldError("init", "its weights do not fit this job's model: \(difference)"))
+            }
+            initFrom = CheckpointReference(job: ref.job, step: found.step)
         }
         if !errors.isEmpty { throw ConfigError(errors: errors) }
         if let limit = maxJobMemory, let problem = Self.memoryProblem(model, batch: batch, limit: limit) {
@@ -214,7 +274,8 @@ extension JobConfig {
                     "\(kept) checkpoints of \(gb(each)) each need \(gb(each * kept)); the limit is \(gb(limit)) (--max-job-disk)")])
             }
         }
-        return JobConfig(method: method, preset: preset.name, dataset: dataset, model: model, training: training, initFrom: initFrom)
+        return JobConfig(method: method, preset: preset.name, dataset: dataset, model: model, training: training, initFrom: initFrom,
+                         finetune: finetune)
     }
 
     static func memoryProblem(_ model: ModelConfig, batch: Int, limit: Int) -> FieldError? {
@@ -229,12 +290,13 @@ extension JobConfig {
         return FieldError("preset", need + "; the model does not fit even at batch 1: choose a smaller preset or widths")
     }
 
-    /// Sets each override on the model or training config through their JSON field names. Each
-    /// value is checked against its `JobSchema` field first (type, range, the methods it applies
-    /// to), so every problem names its field and says what the field takes.
+    /// Sets each override on the model, training or fine-tuning config through their JSON field
+    /// names. Each value is checked against its `JobSchema` field first (type, range, the methods
+    /// and task it applies to), so every problem names its field and says what the field takes.
     static func apply(_ overrides: [String: JSONValue], method: Method, model: ModelConfig, training: TrainingConfig,
-                      errors: inout [FieldError]) -> (ModelConfig, TrainingConfig) {
+                      finetune: FinetuneConfig?, errors: inout [FieldError]) -> (ModelConfig, TrainingConfig, FinetuneConfig?) {
         var modelFields = JSONValue.object(of: model), trainingFields = JSONValue.object(of: training)
+        var finetuneFields = finetune.map { JSONValue.object(of: $0) } ?? [:]
         let before = errors.count
         for (key, value) in overrides.sorted(by: { $0.key < $1.key }) {
             let name = "overrides.\(key)"
@@ -250,17 +312,21 @@ extension JobConfig {
             case _ where !field.applies(to: method):
                 let to = (field.methods ?? []).map(\.rawValue).joined(separator: ", ")
                 errors.append(FieldError(name, "applies to \(to) only, not \(method.rawValue)"))
-            case .model, .training:
+            case .finetune where finetune == nil:
+                errors.append(FieldError(name, "applies to fine-tuning only (\"task\": \"finetune\")"))
+            case .model, .training, .finetune:
                 if let reason = field.problem(with: value) {
                     errors.append(FieldError(name, reason))
-                } else if field.group == .model {
-                    modelFields[key] = value
                 } else {
-                    trainingFields[key] = value
+                    switch field.group {
+                    case .model: modelFields[key] = value
+                    case .training: trainingFields[key] = value
+                    default: finetuneFields[key] = value
+                    }
                 }
             }
         }
-        guard errors.count == before else { return (model, training) }
+        guard errors.count == before else { return (model, training, finetune) }
         func decode<T: Decodable>(_ fields: [String: JSONValue], as: T.Type, fallback: T) -> T {
             do {
                 return try JSONDecoder().decode(T.self, from: JSONEncoder().encode(fields))
@@ -271,8 +337,14 @@ extension JobConfig {
                 return fallback
             }
         }
+        var tuned = finetune.map { decode(finetuneFields, as: FinetuneConfig.self, fallback: $0) }
+        // Scoring follows the checkpoint interval unless set.
+        if var t = tuned, overrides["eval_every"] == nil, let every = overrides["checkpoint_every"], case .number(let n) = every {
+            t.evalEvery = Int(n)
+            tuned = t
+        }
         return (decode(modelFields, as: ModelConfig.self, fallback: model),
-                decode(trainingFields, as: TrainingConfig.self, fallback: training))
+                decode(trainingFields, as: TrainingConfig.self, fallback: training), tuned)
     }
 }
 

@@ -17,14 +17,16 @@ public enum JobSchema {
 
     /// Every field of a request, top level first, then the model's, then training's.
     public static let fields: [JobField] = [
+        field("task", .request, .choice(JobTask.allCases.map(\.rawValue)), fixedDefault: .string(JobTask.pretrain.rawValue),
+              "pretrain: the method's self-supervised objective; finetune: a classifier on the encoder, trained on a labelled dataset"),
         field("total_steps", .request, .integer(1...maxSteps), fixedDefault: .number(Double(TrainingConfig.defaultTotalSteps)),
               "Training steps"),
         field("batch_size", .request, .integer(1...4096), "Images per step"),
         field("seed", .request, .integer(0...9_007_199_254_740_991), fixedDefault: .number(0),
               "Seed for initialisation, data order, augmentation and masks"),
         field("init", .request, .checkpoint, nullable: true,
-              "Start from the weights of another job's checkpoint of the same method and architecture (its newest unless step is given), "
-              + "with this job's own schedule, optimizer state and dataset; null: from the seed's initialisation"),
+              "Start from the weights of a pretraining job's checkpoint of the same method and architecture (its newest unless step is given), "
+              + "with this job's own schedule, optimizer state and dataset; without a preset, the job takes the source's; null: from the seed's initialisation"),
 
         field("image_size", .model, .integer(8...1024), "Input side in pixels"),
         field("patch_size", .model, .integer(1...1024), "Patch side in pixels"),
@@ -72,6 +74,23 @@ public enum JobSchema {
               "GEMM inputs: fp32, or bf16 with fp32 sums (CPUs with AVX512_BF16 or AMX; GET /v1/system says)"),
         field("data_workers", .training, .integer(1...16), fixedDefault: .number(Double(TrainingConfig.defaultDataWorkers)),
               "Threads decoding and augmenting images"),
+
+        field("pool", .finetune, .choice([Pooling.mean.rawValue, Pooling.cls.rawValue]), fixedDefault: .string(Pooling.mean.rawValue),
+              "The head's input: the mean of the encoder's tokens, or the class token (MAE only)"),
+        field("layer_decay", .finetune, openClosed(0, 1),
+              "Layer-wise learning-rate decay: each layer below the head learns this factor slower (1: none)"),
+        field("label_smoothing", .finetune, closedOpen(0, 1), fixedDefault: .number(0.1), "Share of each target spread over all classes"),
+        field("drop_path", .finetune, closedOpen(0, 1), fixedDefault: .number(0.1),
+              "Stochastic depth of the last block, rising linearly from 0 at the first"),
+        field("mixup", .finetune, .number(Interval(lower: 0, upper: 10, lowerOpen: false, upperOpen: false)), fixedDefault: .number(0),
+              "Mixup's Beta(α, α) parameter; 0: off (the papers use 0.8)"),
+        field("cutmix", .finetune, .number(Interval(lower: 0, upper: 10, lowerOpen: false, upperOpen: false)), fixedDefault: .number(0),
+              "CutMix's Beta(α, α) parameter; 0: off (the papers use 1.0). With mixup on too, each batch uses one of them"),
+        field("eval_every", .finetune, .integer(1...maxSteps), "Steps between top-1 scores on the held-out split; the checkpoint interval unless set"),
+        field("eval_images", .finetune, .integer(10...50_000), fixedDefault: .number(Double(FinetuneConfig.defaultEvalImages)),
+              "Held-out images each score uses"),
+        field("val_fraction", .finetune, openClosed(0, 0.5), fixedDefault: .number(Double(FinetuneConfig.defaultValFraction)),
+              "Share of the dataset held out (never trained on) when it has no held-out split of its own"),
     ]
 
     static let byName: [String: JobField] = Dictionary(uniqueKeysWithValues: fields.map { ($0.name, $0) })

@@ -6,6 +6,8 @@ public struct JobField: Sendable {
     /// Where the field sits in a request: at the top level, or in `overrides`.
     public enum Group: String, Sendable {
         case request, model, training
+        /// Read by fine-tuning jobs only (`"task": "finetune"`).
+        case finetune
     }
 
     public enum Kind: Sendable {

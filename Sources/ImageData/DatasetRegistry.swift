@@ -54,6 +54,20 @@ public final class DatasetRegistry: Sendable {
         ids().compactMap { try? open($0).info }
     }
 
+    /// Whether `id` opens: a listed dataset, or the `val/` split of a folder dataset (`X/val`).
+    public func exists(_ id: String) -> Bool {
+        if let base = Self.validationBase(id) {
+            guard registeredFolderIDs().contains(base), let root = configuration.foldersRoot else { return false }
+            return Self.isDirectory("\(root)/\(base)/val")
+        }
+        return ids().contains(id)
+    }
+
+    /// `X` for `X/val`, else nil.
+    static func validationBase(_ id: String) -> String? {
+        id.hasSuffix("/val") ? String(id.dropLast(4)) : nil
+    }
+
     /// The dataset with this id, opened once and cached.
     public func open(_ id: String) throws(DatasetError) -> any ImageDataset {
         if let hit = cache.withLock({ $0[id] }) { return hit }
@@ -94,6 +108,13 @@ public final class DatasetRegistry: Sendable {
             guard let dir = c.samplesDirectory, Self.isDirectory(dir) else { throw unknown(id) }
             return try ImageFolderDataset(root: dir, id: "samples", name: "Sample photos", kind: .samples,
                                           licence: Self.samplesLicence)
+        case _ where Self.validationBase(id) != nil:
+            // A folder's held-out split: `val/` with class subfolders named like the folder's own,
+            // labelled in the folder's class order.
+            let base = Self.validationBase(id)!
+            guard exists(id), let root = c.foldersRoot else { throw unknown(id) }
+            let classes = try open(base).info.classes
+            return try ImageFolderDataset(root: "\(root)/\(base)/val", id: id, classOrder: classes)
         default:
             guard registeredFolderIDs().contains(id), let root = c.foldersRoot else { throw unknown(id) }
             return try ImageFolderDataset(root: "\(root)/\(id)", id: id)

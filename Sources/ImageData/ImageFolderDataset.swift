@@ -17,8 +17,11 @@ public final class ImageFolderDataset: ImageDataset {
     private let baseInfo: DatasetInfo
     private let laterFailures = Atomic<Int>(0)
 
+    /// `classOrder`: label class folders by their place in this list (a held-out split labelled
+    /// like its training folder); folders not in it are left out.
     public init(root: String, id: String, name: String? = nil, kind: DatasetInfo.Kind = .imageFolder,
-                licence: String = "as provided by the folder's owner", maxPixels: Int = ImageCodec.defaultMaxPixels)
+                licence: String = "as provided by the folder's owner", maxPixels: Int = ImageCodec.defaultMaxPixels,
+                classOrder: [String]? = nil)
         throws(DatasetError) {
         self.root = root
         self.maxPixels = maxPixels
@@ -36,10 +39,13 @@ public final class ImageFolderDataset: ImageDataset {
                 !$0.hasPrefix(".") && Self.extensions.contains(($0 as NSString).pathExtension.lowercased())
             }.sorted().map { "\(folder)/\($0)" }
         }
-        let classFolders = entries.filter { isDirectory("\(root)/\($0)") && !images(in: "\(root)/\($0)").isEmpty }
+        let found = entries.filter { isDirectory("\(root)/\($0)") && !images(in: "\(root)/\($0)").isEmpty }
+        let classFolders = classOrder ?? found
         let candidates: [(String, Int?)] = classFolders.isEmpty
             ? images(in: root).map { ($0, nil) }
-            : classFolders.enumerated().flatMap { label, folder in images(in: "\(root)/\(folder)").map { ($0, label) } }
+            : classFolders.enumerated().flatMap { label, folder in
+                found.contains(folder) ? images(in: "\(root)/\(folder)").map { ($0, label) } : []
+            }
 
         var kept: [(path: String, label: Int?)] = []
         var sizes = Set<[Int]>(), channels = 1, failures = 0

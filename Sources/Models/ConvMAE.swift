@@ -114,17 +114,20 @@ public final class ConvMAE: Module, MIMModel, NoiseMaskedPredictor, @unchecked S
     /// Every stage densely (no mask), the ViT stage over all tokens with the fusion terms, as
     /// the pretrained final LN expects them.
     public func multiScaleFeatures(_ images: Tensor) -> ConvMAEFeatures {
-        GradMode.withoutGrad {
-            let B = images.shape[0], G3 = config.stageGrids[2], D = config.encoderDim
-            let c = convStages(images, visibility: nil)
-            let z = norm(blocks3(c.x) + c.e1 + c.e2)  // (B, L, D)
-            return ConvMAEFeatures(stage1: c.stage1, stage2: c.stage2, stage3: z.reshaped([B, G3, G3, D]),
-                                   pooled: z.mean(axes: [1]))
-        }
+        GradMode.withoutGrad { multiScale(images) }
     }
 
-    public func features(_ images: Tensor, pool: Pooling) -> Tensor {
-        let f = multiScaleFeatures(images)
+    /// The same on the tape.
+    func multiScale(_ images: Tensor) -> ConvMAEFeatures {
+        let B = images.shape[0], G3 = config.stageGrids[2], D = config.encoderDim
+        let c = convStages(images, visibility: nil)
+        let z = norm(blocks3(c.x) + c.e1 + c.e2)  // (B, L, D)
+        return ConvMAEFeatures(stage1: c.stage1, stage2: c.stage2, stage3: z.reshaped([B, G3, G3, D]),
+                               pooled: z.mean(axes: [1]))
+    }
+
+    public func encode(_ images: Tensor, pool: Pooling) -> Tensor {
+        let f = multiScale(images)
         guard pool == .none else { return f.pooled }  // no class token: .cls pools like .mean
         return f.stage3.reshaped([images.shape[0], unitCount, config.encoderDim])
     }

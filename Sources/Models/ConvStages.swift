@@ -114,7 +114,8 @@ final class ConvMLP: Module, @unchecked Sendable {
 /// M multiplies after conv1, so conv1's bias is zeroed at masked pixels too: the depthwise
 /// conv, the only spatial mixing, then never reads a masked pixel, and every other step is
 /// per pixel. Visible outputs are therefore independent of masked inputs (bit for bit).
-final class MaskedConvBlock: Module, @unchecked Sendable {
+final class MaskedConvBlock: Module, ResidualBlock, @unchecked Sendable {
+    var dropPathRate: Float = 0
     let norm1: LayerNorm
     let conv1: PointwiseConv
     let attn: DepthwiseConv
@@ -142,7 +143,7 @@ final class MaskedConvBlock: Module, @unchecked Sendable {
     func callAsFunction(_ x: Tensor, visibility: Tensor?) -> Tensor {
         var y = conv1(norm1(x))
         if let visibility { y = y * visibility }
-        let h = x + conv2(attn(y))
-        return h + mlp(norm2(h))
+        let h = x + conv2(attn(y)).droppingPath(rate: dropPathRate)
+        return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
     }
 }

@@ -186,8 +186,8 @@ public final class GreenMIM: Module, MIMModel, UnitPredictor, @unchecked Sendabl
     public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction { forwardReconstruction(images, mask: spec) }
 
     /// The dense Swin on every token (the weights are plain Swin weights): final LN, then pooling.
-    public func features(_ images: Tensor, pool: Pooling) -> Tensor {
-        GradMode.withoutGrad { pooledWithoutClassToken(encoder.dense(images), pool) }
+    public func encode(_ images: Tensor, pool: Pooling) -> Tensor {
+        pooledWithoutClassToken(encoder.dense(images), pool)
     }
 
     /// GreenMIM exempts names containing "position_bias" or "token" (docs/methods/common.md#no-decay-rules).

@@ -67,15 +67,13 @@ public final class MAE: Module, MIMModel, NoiseMaskedPredictor, @unchecked Senda
 
     public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction { forwardReconstruction(images, mask: spec) }
 
-    public func features(_ images: Tensor, pool: Pooling) -> Tensor {
-        GradMode.withoutGrad {
-            let z = norm(blocks(prependClass(embed(images))))  // (B, 1 + L, D)
-            let B = images.shape[0], L = unitCount, D = config.embedDim
-            switch pool {
-            case .cls: return z.slice(axis: 1, start: 0, length: 1).reshaped([B, D])
-            case .mean: return z.slice(axis: 1, start: 1, length: L).mean(axes: [1])
-            case .none: return z
-            }
+    public func encode(_ images: Tensor, pool: Pooling) -> Tensor {
+        let z = norm(blocks(prependClass(embed(images))))  // (B, 1 + L, D)
+        let B = images.shape[0], L = unitCount, D = config.embedDim
+        switch pool {
+        case .cls: return z.slice(axis: 1, start: 0, length: 1).reshaped([B, D])
+        case .mean: return z.slice(axis: 1, start: 1, length: L).mean(axes: [1])
+        case .none: return z
         }
     }
 

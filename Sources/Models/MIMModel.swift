@@ -15,8 +15,9 @@ public protocol MIMModel: Module {
     /// The prediction in normalised pixel space (B, 3, H, W) and the pixel mask (B, 1, H, W).
     func reconstruct(_ images: Tensor, mask: MaskSpec) -> Reconstruction
 
-    /// Encoder features without masking: (B, D) pooled or (B, L, D) with `.none`.
-    func features(_ images: Tensor, pool: Pooling) -> Tensor
+    /// Encoder output without masking, on the tape (fine-tuning trains through it): (B, D)
+    /// pooled or (B, L, D) with `.none`. `features` is the same without gradients.
+    func encode(_ images: Tensor, pool: Pooling) -> Tensor
 
     /// True for parameters that get no weight decay (the method's rule,
     /// docs/methods/common.md#no-decay-rules).
@@ -42,6 +43,11 @@ public struct Reconstruction {
 }
 
 extension MIMModel {
+    /// Encoder features without masking and without gradients: (B, D) pooled or (B, L, D) with `.none`.
+    public func features(_ images: Tensor, pool: Pooling) -> Tensor {
+        GradMode.withoutGrad { encode(images, pool: pool) }
+    }
+
     /// Biases and 1-D tensors get no decay (B11); methods add their own exclusions.
     public static func isBiasOrVector(_ name: String, _ tensor: Tensor) -> Bool {
         tensor.rank <= 1 || name.hasSuffix(".bias") || name == "bias"

@@ -200,8 +200,8 @@ public final class MixMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable 
     }
 
     /// The unmixed encoder (no attention mask) after its final LN: (B, U², C_last) or pooled.
-    public func features(_ images: Tensor, pool: Pooling) -> Tensor {
-        GradMode.withoutGrad { pooledWithoutClassToken(encode(images, plan: nil), pool) }
+    public func encode(_ images: Tensor, pool: Pooling) -> Tensor {
+        pooledWithoutClassToken(encode(images, plan: nil), pool)
     }
 
     /// MixMIM declares `no_weight_decay = {mask_token}` besides biases and 1-D tensors.

@@ -85,8 +85,8 @@ public final class SimMIM: Module, MIMModel, @unchecked Sendable {
         }
     }
 
-    public func features(_ images: Tensor, pool: Pooling) -> Tensor {
-        GradMode.withoutGrad { pooledWithoutClassToken(encoder.dense(images), pool) }
+    public func encode(_ images: Tensor, pool: Pooling) -> Tensor {
+        pooledWithoutClassToken(encoder.dense(images), pool)
     }
 
     /// SimMIM also exempts the mask token and relative-position tables

@@ -106,7 +106,8 @@ public final class WindowAttention: Module, @unchecked Sendable {
 /// Methods differ only in their window attention (`Attention`) and in what they tell it:
 ///     x ← x + reverse(attend(partition(norm1(x)))), x ← x + mlp(norm2(x))
 /// with the layout's cyclic roll folded into partition and reverse.
-public class WindowBlock<Attention: Module>: Module, @unchecked Sendable {
+public class WindowBlock<Attention: Module>: Module, ResidualBlock, @unchecked Sendable {
+    public var dropPathRate: Float = 0
     public let norm1: LayerNorm
     public let attn: Attention
     public let norm2: LayerNorm
@@ -132,7 +133,8 @@ public class WindowBlock<Attention: Module>: Module, @unchecked Sendable {
         let n = layout.tokensPerWindow, nW = layout.windows
         let windows = norm1(x).gatherRows(layout.partition, batch: B, shape: [B * nW, n, C])  // roll + partition
         let h = x + attend(windows).gatherRows(layout.reverse, batch: B, shape: [B, L, C])  // reverse + roll back
-        return h + mlp(norm2(h))
+            .droppingPath(rate: dropPathRate)
+        return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
     }
 }
 

@@ -310,15 +310,13 @@ public final class UMMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable {
 
     /// The encoder on the full token grid (true coordinates, the pretraining window), final LN,
     /// then pooling.
-    public func features(_ images: Tensor, pool: Pooling) -> Tensor {
-        GradMode.withoutGrad {
-            let x = patchEmbed(images)  // (B, G², C)
-            let (B, G) = (images.shape[0], config.grid)
-            var positions: [Int32] = []
-            positions.reserveCapacity(2 * B * G * G)
-            for _ in 0..<B { for t in 0..<(G * G) { positions += [Int32(t / G), Int32(t % G)] } }
-            return pooledWithoutClassToken(encode(x, grid: G, positions: positions), pool)
-        }
+    public func encode(_ images: Tensor, pool: Pooling) -> Tensor {
+        let x = patchEmbed(images)  // (B, G², C)
+        let (B, G) = (images.shape[0], config.grid)
+        var positions: [Int32] = []
+        positions.reserveCapacity(2 * B * G * G)
+        for _ in 0..<B { for t in 0..<(G * G) { positions += [Int32(t / G), Int32(t % G)] } }
+        return pooledWithoutClassToken(encode(x, grid: G, positions: positions), pool)
     }
 
     /// UM-MAE follows MAE (biases and 1-D tensors only); its tokens are (1, 1, C) and so

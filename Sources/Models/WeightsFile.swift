@@ -19,6 +19,8 @@ public struct WeightsFile {
     public static let format = "mimserve-checkpoint-1"
 
     public var model: ModelConfig
+    /// A fine-tuning checkpoint's settings: its tensors are an encoder and a head (`Classifier`).
+    public var finetune: FinetuneConfig?
     /// The model's tensors by their names in the model (without `model.`).
     public var weights: [String: Tensor]
     /// Every other tensor under its full name (a checkpoint's `optim.*`).
@@ -64,19 +66,20 @@ public struct WeightsFile {
     private static func parse(_ tensors: [String: Tensor], _ metadata: [String: String]) throws(WeightsFileError) -> WeightsFile {
         guard metadata["format"] == format else { throw .notWeightsFile(format: metadata["format"]) }
         guard let json = metadata["config"] else { throw .invalidConfig("the metadata has no \"config\"") }
-        let model: ModelConfig
-        do { model = try JSONDecoder().decode(ModelSection.self, from: Data(json.utf8)).model } catch {
+        let section: ModelSection
+        do { section = try JSONDecoder().decode(ModelSection.self, from: Data(json.utf8)) } catch {
             throw .invalidConfig("\"config\" holds no valid \"model\": \(error)")
         }
         var weights: [String: Tensor] = [:], extra: [String: Tensor] = [:]
         for (name, t) in tensors {
             if name.hasPrefix("model.") { weights[String(name.dropFirst(6))] = t } else { extra[name] = t }
         }
-        return WeightsFile(model: model, weights: weights, extraTensors: extra, metadata: metadata)
+        return WeightsFile(model: section.model, finetune: section.finetune, weights: weights, extraTensors: extra, metadata: metadata)
     }
 
     /// The model the file describes (validated), with every parameter loaded strictly.
     public func makeModel() throws(WeightsFileError) -> any MIMModel {
+        guard finetune == nil else { throw .classifier }
         let built: any MIMModel
         do { built = try ModelRegistry.make(model, seed: 0) } catch { throw .invalidConfig("\(error)") }
         do { try built.loadState(weights, strict: true) } catch { throw .weightsMismatch(error) }
@@ -86,6 +89,7 @@ public struct WeightsFile {
     /// The part of `config` every file has.
     struct ModelSection: Codable {
         let model: ModelConfig
+        var finetune: FinetuneConfig?
     }
 }
 
@@ -101,6 +105,8 @@ public enum WeightsFileError: Error, CustomStringConvertible {
     case weightsMismatch(StateError)
     /// Writing the file failed.
     case io(AtomicFileError)
+    /// A fine-tuning checkpoint: an encoder and a classifier head, not a pretraining model.
+    case classifier
 
     public var description: String {
         switch self {
@@ -110,6 +116,7 @@ public enum WeightsFileError: Error, CustomStringConvertible {
         case .invalidConfig(let reason): "invalid model configuration: \(reason)"
         case .weightsMismatch(let e): "the weights do not fit the model: \(e)"
         case .io(let e): "\(e)"
+        case .classifier: "a fine-tuning checkpoint holds an encoder and a classifier head, not a pretraining model"
         }
     }
 }

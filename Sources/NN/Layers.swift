@@ -87,7 +87,8 @@ public final class SelfAttention: Module, @unchecked Sendable {
 /// Pre-norm transformer block (docs/methods/common.md#b3-vit-block): x + attn(norm1(x)), then
 /// x + mlp(norm2(x)).
 /// Names `norm1`, `attn`, `norm2`, `mlp` as in timm / MAE.
-public final class TransformerBlock: Module, @unchecked Sendable {
+public final class TransformerBlock: Module, ResidualBlock, @unchecked Sendable {
+    public var dropPathRate: Float = 0
     public let norm1: LayerNorm
     public let attn: SelfAttention
     public let norm2: LayerNorm
@@ -106,7 +107,7 @@ public final class TransformerBlock: Module, @unchecked Sendable {
     }
 
     public func callAsFunction(_ x: Tensor, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
-        let h = x + attn(norm1(x), bias: bias, mask: mask)
-        return h + mlp(norm2(h))
+        let h = x + attn(norm1(x), bias: bias, mask: mask).droppingPath(rate: dropPathRate)
+        return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
     }
 }

@@ -28,6 +28,8 @@ public final class AdamW: @unchecked Sendable {
         let name: String
         let param: Tensor
         let decays: Bool
+        /// The parameter's learning rate is `lr × lrScale` (layer-wise decay when fine-tuning).
+        let lrScale: Float
         let expAvg: Tensor
         let expAvgSq: Tensor
     }
@@ -51,12 +53,14 @@ public final class AdamW: @unchecked Sendable {
     /// - Parameters:
     ///   - parameters: trainable tensors under unique names (`Module.namedParameters()`).
     ///   - noDecay: true for parameters that get no weight decay.
+    ///   - lrScale: each parameter's multiplier of the learning rate (and so of its decay step).
     public init(
         parameters: [(name: String, tensor: Tensor)],
         weightDecay: Float,
         betas: (Float, Float),
         eps: Float = 1e-8,
-        noDecay: (String, Tensor) -> Bool = AdamW.defaultNoDecay
+        noDecay: (String, Tensor) -> Bool = AdamW.defaultNoDecay,
+        lrScale: (String) -> Float = { _ in 1 }
     ) {
         precondition(weightDecay >= 0, "weight decay must be ≥ 0, got \(weightDecay)")
         precondition((0..<1).contains(betas.0) && (0..<1).contains(betas.1),
@@ -70,7 +74,7 @@ public final class AdamW: @unchecked Sendable {
         self.betas = betas
         self.eps = eps
         self.slots = parameters.map { name, tensor in
-            Slot(name: name, param: tensor, decays: !noDecay(name, tensor),
+            Slot(name: name, param: tensor, decays: !noDecay(name, tensor), lrScale: lrScale(name),
                  expAvg: Tensor(zeros: tensor.shape), expAvgSq: Tensor(zeros: tensor.shape))
         }
     }
@@ -93,13 +97,13 @@ public final class AdamW: @unchecked Sendable {
             let (beta1, beta2) = (Double(betas.0), Double(betas.1))
             let biasCorrection1 = 1 - pow(beta1, t)
             let biasCorrection2Sqrt = (1 - pow(beta2, t)).squareRoot()
-            let c = Coefficients(
-                oneMinusBeta1: Float(1 - beta1), beta2: betas.1, oneMinusBeta2: Float(1 - beta2),
-                negStepSize: Float(-Double(lr) / biasCorrection1),
-                biasCorrection2Sqrt: Float(biasCorrection2Sqrt), eps: eps)
-            let decayFactor = Float(1 - Double(lr) * Double(weightDecay))
-
             for slot in slots {
+                let slotLR = Double(lr) * Double(slot.lrScale)
+                let c = Coefficients(
+                    oneMinusBeta1: Float(1 - beta1), beta2: betas.1, oneMinusBeta2: Float(1 - beta2),
+                    negStepSize: Float(-slotLR / biasCorrection1),
+                    biasCorrection2Sqrt: Float(biasCorrection2Sqrt), eps: eps)
+                let decayFactor = Float(1 - slotLR * Double(weightDecay))
                 guard let grad = slot.param.grad else { continue }
                 precondition(grad.count == slot.param.count,
                              "gradient of '\(slot.name)' has shape \(grad.shape), parameter \(slot.param.shape)")

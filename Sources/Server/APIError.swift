@@ -68,6 +68,7 @@ extension APIError {
             case .badImage: return APIError(.unprocessableContent, "Unreadable image", e.description, fields: [FieldError("body", e.description)])
             case .imageTooLarge: return APIError(.unprocessableContent, "Image too large", e.description, fields: [FieldError("body", e.description)])
             case .badParameter(let f, let m): return .invalid(f, m)
+            case .notApplicable: return APIError(.conflict, "Not applicable to this job", e.description)
             case .busy:
                 var a = APIError(.serviceUnavailable, "Busy", e.description)
                 a.headers[.retryAfter] = "2"

@@ -62,7 +62,13 @@ final class ServerCore: Sendable {
         self.publicDir = publicDir
     }
 
-    func datasetExists(_ id: String) -> Bool { datasets.ids().contains(id) }
+    func datasetExists(_ id: String) -> Bool { datasets.exists(id) }
+
+    /// The classes of a labelled dataset (nil: unlabelled, or it does not open).
+    func datasetClasses(_ id: String) -> Int? {
+        guard let info = try? datasets.open(id).info, info.labelled else { return nil }
+        return info.classes.count
+    }
 
     /// Runs blocking work (SQLite, file reads) on NIO's blocking thread pool: never on an event
     /// loop, and never holding one of the few threads of Swift's cooperative pool.

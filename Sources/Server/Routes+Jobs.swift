@@ -16,7 +16,8 @@ extension APIRoutes {
             var initCheckpoint: Result<InitCheckpoint, FieldError>?
             if let ref = body.initFrom { initCheckpoint = try await core.blocking { try core.initCheckpoint(ref) } }
             let found = initCheckpoint
-            let config = try JobConfig.resolve(body, datasetExists: core.datasetExists, precisions: Precision.supported,
+            let config = try JobConfig.resolve(body, datasetExists: core.datasetExists, datasetClasses: core.datasetClasses,
+                                               precisions: Precision.supported,
                                                maxJobMemory: core.configuration.jobMemoryLimit,
                                                maxJobDisk: core.configuration.maxJobDisk,
                                                findCheckpoint: { _ in found! })
@@ -227,11 +228,11 @@ extension ServerCore {
                 let steps = try store.checkpoints(jobID: ref.job).map { String($0.step) }
                 return .failure(FieldError("init.step", "job \(ref.job) has no checkpoint at step \(step) (it has: \(steps.isEmpty ? "none" : steps.joined(separator: ", ")))"))
             }
-            return .success(InitCheckpoint(model: config.model, step: step))
+            return .success(InitCheckpoint(preset: config.preset, model: config.model, task: config.jobTask, step: step))
         }
         guard let newest = try store.latestCheckpoint(jobID: ref.job) else {
             return .failure(FieldError("init.job", "job \(ref.job) has no checkpoint yet"))
         }
-        return .success(InitCheckpoint(model: config.model, step: newest.step))
+        return .success(InitCheckpoint(preset: config.preset, model: config.model, task: config.jobTask, step: newest.step))
     }
 }

@@ -169,9 +169,10 @@ extension PostgresStore {
 
     // MARK: - Evaluations
 
-    func add(evaluation e: EvaluationRecord) throws(StoreError) -> EvaluationRecord {
+    func add(evaluation e: EvaluationRecord, lease: Lease?) throws(StoreError) -> EvaluationRecord {
         try transaction { conn in
             try await Self.lockJob(conn, e.jobID)
+            try await Self.fence(conn, lease)
             let stored = try EvaluationRecord(postgres: try await conn.rows("""
                 INSERT INTO evaluations (job_id, dataset_id, step, result_json, created_at)
                 VALUES (\(e.jobID), \(e.datasetID), \(e.step), \(e.resultJSON), \(e.createdAt))

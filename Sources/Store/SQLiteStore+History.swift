@@ -125,8 +125,9 @@ extension SQLiteStore {
 
     // MARK: - Evaluations
 
-    func add(evaluation: EvaluationRecord) throws(StoreError) -> EvaluationRecord {
+    func add(evaluation: EvaluationRecord, lease: Lease?) throws(StoreError) -> EvaluationRecord {
         try write { db in
+            try Self.fence(db, lease)
             let e = try evaluation.inserted(db)
             try Self.appendEvent(db, jobID: e.jobID, kind: .evaluation,
                                  data: Store.evaluationEventData(e))

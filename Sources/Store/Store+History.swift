@@ -83,8 +83,10 @@ extension Store {
 
     /// Stores an evaluation and its event; returns it with its id.
     @discardableResult
-    public func add(evaluation: EvaluationRecord) throws(StoreError) -> EvaluationRecord {
-        try backend.add(evaluation: evaluation)
+    /// With the trainer's `lease` (a fine-tuning job's own scores), refused (`.leaseLost`) unless
+    /// the job still runs under it.
+    public func add(evaluation: EvaluationRecord, lease: Lease? = nil) throws(StoreError) -> EvaluationRecord {
+        try backend.add(evaluation: evaluation, lease: lease)
     }
 
     public func evaluations(jobID: String) throws(StoreError) -> [EvaluationRecord] {

@@ -46,6 +46,6 @@ protocol StoreBackend: Sendable {
     func upsert(dataset: DatasetRecord) throws(StoreError)
     func datasets() throws(StoreError) -> [DatasetRecord]
     func dataset(_ id: String) throws(StoreError) -> DatasetRecord?
-    func add(evaluation: EvaluationRecord) throws(StoreError) -> EvaluationRecord
+    func add(evaluation: EvaluationRecord, lease: Lease?) throws(StoreError) -> EvaluationRecord
     func evaluations(jobID: String) throws(StoreError) -> [EvaluationRecord]
 }

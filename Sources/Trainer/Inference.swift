@@ -22,6 +22,8 @@ public final class InferenceService: Sendable {
     private struct Loaded {
         let key: String
         let model: any MIMModel
+        /// A fine-tuning job's encoder and head (`model` is then its backbone, without a decoder).
+        let classifier: Classifier?
         let config: JobConfig
         let step: Int
     }
@@ -70,6 +72,10 @@ public final class InferenceService: Sendable {
         return try await run { [self] in
             let picture = try decode(image)
             let loaded = try model(jobID: jobID, step: step)
+            guard loaded.classifier == nil else {
+                throw InferenceError.notApplicable("job \(jobID) is a fine-tuning job: its checkpoints hold an encoder and a classifier head, "
+                    + "no decoder to reconstruct with; reconstruct with the job it started from")
+            }
             let transform = ImageTransform(AugmentationConfig(), size: loaded.config.model.imageSize, mode: .eval)
             var unused = RandomGenerator(seed: 0)
             let input = transform.tensor(picture, rng: &unused)
@@ -205,8 +211,14 @@ public final class InferenceService: Sendable {
         do {
             let ck = try Checkpoint.decode(bytes)
             let model = try ModelRegistry.make(ck.config.model, seed: 0)
-            try model.loadState(ck.weights)
-            loaded = Loaded(key: key, model: model, config: ck.config, step: ck.step)
+            var classifier: Classifier?
+            if let f = ck.config.finetune {
+                classifier = Classifier(backbone: model, classes: f.classes, pool: f.pool, seed: 0)
+                try classifier!.loadState(ck.weights)
+            } else {
+                try model.loadState(ck.weights)
+            }
+            loaded = Loaded(key: key, model: model, classifier: classifier, config: ck.config, step: ck.step)
         } catch { throw .internalFailure("cannot load checkpoint \(record.path): \(error)") }
         state.withLock { s in
             s.cache.append(loaded)
@@ -227,6 +239,8 @@ public enum InferenceError: Error, Sendable, CustomStringConvertible {
     case imageTooLarge(String)
     /// A query or body parameter is out of range.
     case badParameter(String, String)
+    /// The job cannot do this (a fine-tuning job has no decoder to reconstruct with).
+    case notApplicable(String)
     /// Every inference slot is taken; retry shortly.
     case busy
     case internalFailure(String)
@@ -238,6 +252,7 @@ public enum InferenceError: Error, Sendable, CustomStringConvertible {
         case .badImage(let m): "the body is not a usable image: \(m)"
         case .imageTooLarge(let m): m
         case .badParameter(let f, let m): "\(f): \(m)"
+        case .notApplicable(let m): m
         case .busy: "all inference slots are busy; retry shortly"
         case .internalFailure(let m): m
         }

@@ -1,5 +1,6 @@
 import Config
 import Foundation
+import ImageData
 import Models
 import NN
 import Optim
@@ -64,15 +65,17 @@ final class TrainingRun {
         let precision = t.precision ?? .fp32
         guard Precision.supported.contains(precision) else { throw TrainingFailure.unsupportedPrecision(precision) }
         let bf16 = precision == .bf16
-        let model = try ModelRegistry.make(config.model, seed: t.seed)
-        let optimizer = AdamW(parameters: model.namedParameters(), weightDecay: t.weightDecay, betas: (t.beta1, t.beta2),
-                              noDecay: model.excludedFromWeightDecay)
+        let backbone = try ModelRegistry.make(config.model, seed: t.seed)
+        let objective: any Objective = config.finetune.map { Finetuning(backbone: backbone, settings: $0, seed: t.seed) }
+            ?? Pretraining(model: backbone, batchSize: t.batchSize)
+        let optimizer = AdamW(parameters: objective.namedParameters(), weightDecay: t.weightDecay, betas: (t.beta1, t.beta2),
+                              noDecay: objective.noDecay, lrScale: objective.lrScale)
         let schedule = WarmupCosineSchedule(baseLR: t.baseLR, minLR: t.minLR, warmupSteps: t.warmupSteps, totalSteps: t.totalSteps)
         // Masks draw from their own stream so data order and masks are independent.
         var rng = RandomGenerator(seed: t.seed ^ 0x6D61_736B_7374_726D)
         var step = 0, wallTime = 0.0
         if let resumed = try loadLatestCheckpoint() {
-            try model.loadState(resumed.weights)
+            try objective.loadState(resumed.weights)
             try optimizer.loadState(resumed.moments, stepCount: resumed.optimizerSteps)
             rng = resumed.rng
             step = resumed.step
@@ -82,7 +85,7 @@ final class TrainingRun {
             // masks and data start afresh. Once this job has a checkpoint of its own, it
             // resumes from that instead.
             let weights = try initialWeights(source)
-            do { try model.loadState(weights) } catch {
+            do { try objective.loadInitial(weights) } catch {
                 throw TrainingFailure.initUnavailable("job \(source.job)'s checkpoint does not fit: \(error)")
             }
         }
@@ -96,7 +99,7 @@ final class TrainingRun {
                     lostLease()
                     return step - startStep
                 }
-                if step > lastCheckpoint { try saveCheckpoint(step: step, model: model, optimizer: optimizer, rng: rng, wall: wallTime, final: false) }
+                if step > lastCheckpoint { try saveCheckpoint(step: step, model: objective, optimizer: optimizer, rng: rng, wall: wallTime, final: false) }
                 flushQuietly()
                 switch stop {
                 case .cancel: finish(.cancelled, error: nil)
@@ -109,14 +112,13 @@ final class TrainingRun {
             let started = DispatchTime.now().uptimeNanoseconds
             let batch = try data.next()
             let lr = schedule.lr(step: step)
-            let mask = model.sampleMask(batch: t.batchSize, ratio: nil, rng: &rng)
-            let out = BF16.gemms(bf16) { model.forward(batch.images, mask: mask) }
-            let loss = out.loss.item
+            let lossTensor = try BF16.gemms(bf16) { try objective.loss(batch, rng: &rng) }
+            let loss = lossTensor.item
             guard loss.isFinite else { throw TrainingFailure.nonFiniteLoss(step: step + 1, value: loss) }
             optimizer.zeroGrad()
-            BF16.gemms(bf16) { out.loss.backward() }
-            guard gradientsAreFinite(model.parameters) else { throw TrainingFailure.nonFiniteGradient(step: step + 1) }
-            if let clip = t.clipGrad { _ = clipGradNorm(model.parameters, maxNorm: clip) }
+            BF16.gemms(bf16) { lossTensor.backward() }
+            guard gradientsAreFinite(objective.parameters) else { throw TrainingFailure.nonFiniteGradient(step: step + 1) }
+            if let clip = t.clipGrad { _ = clipGradNorm(objective.parameters, maxNorm: clip) }
             optimizer.step(lr: lr)
             step += 1
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
@@ -131,6 +133,10 @@ final class TrainingRun {
             bus.publish(.metric(metric))
             bus.publish(.progress(jobID: job.id, progress, totalSteps: t.totalSteps))
             options.stepObserver?(job.id, step, batch.waitSeconds, seconds)
+            if let tuning = objective as? Finetuning, options.bookkeeping,
+               step % tuning.settings.evalEvery == 0 || step == t.totalSteps {
+                try score(tuning, heldOut: data.heldOut, step: step)
+            }
             let checkpointDue = options.bookkeeping && (step % t.checkpointEvery == 0 || step == t.totalSteps)
             if !options.bookkeeping {
                 pending.removeAll(keepingCapacity: true)
@@ -138,7 +144,7 @@ final class TrainingRun {
                 try flush()
             }
             if checkpointDue {
-                try saveCheckpoint(step: step, model: model, optimizer: optimizer, rng: rng, wall: wallTime, final: step == t.totalSteps)
+                try saveCheckpoint(step: step, model: objective, optimizer: optimizer, rng: rng, wall: wallTime, final: step == t.totalSteps)
                 lastCheckpoint = step
             }
         }
@@ -173,7 +179,7 @@ final class TrainingRun {
         }
     }
 
-    private func saveCheckpoint(step: Int, model: any MIMModel, optimizer: AdamW, rng: RandomGenerator,
+    private func saveCheckpoint(step: Int, model: any Objective, optimizer: AdamW, rng: RandomGenerator,
                                 wall: Double, final: Bool) throws {
         let ck = Checkpoint(config: config, step: step, optimizerSteps: optimizer.stepCount, rng: rng, wallTimeS: wall,
                             weights: model.stateDict(), moments: optimizer.state())
@@ -197,6 +203,21 @@ final class TrainingRun {
             try store.deleteCheckpoint(jobID: job.id, step: old.step, lease: lease)
             options.checkpoints.remove(old.path)
         }
+    }
+
+    /// Scores a fine-tuning job on its held-out images and stores the result as an evaluation.
+    /// A step scored before (by a run that stopped before its next checkpoint) is not scored
+    /// again: the resumed run would compute the same numbers.
+    private func score(_ tuning: Finetuning, heldOut: (any ImageDataset)?, step: Int) throws {
+        guard let heldOut else { throw TrainingFailure.noHeldOutSplit }
+        if try store.evaluations(jobID: job.id).contains(where: { $0.step == step && $0.resultJSON.contains("\"kind\":\"finetune\"") }) { return }
+        let result = try tuning.score(heldOut, limit: tuning.settings.evalImages)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let json = String(decoding: try encoder.encode(result), as: UTF8.self)
+        try flush()
+        _ = try store.add(evaluation: EvaluationRecord(jobID: job.id, datasetID: result.dataset, step: step, resultJSON: json), lease: lease)
+        bus.publish(.stored(jobID: job.id))
     }
 
     /// The weights of the checkpoint a warm start names, checked against its recorded sha256.
@@ -236,10 +257,18 @@ public enum TrainingFailure: Error, CustomStringConvertible {
     case unsupportedPrecision(Precision)
     /// The checkpoint `init` names cannot be loaded.
     case initUnavailable(String)
+    /// A fine-tuning batch came without labels, or with a label outside the head's classes.
+    case unlabelled
+    case labelOutOfRange(Int, classes: Int)
+    /// A fine-tuning job's data source has no held-out images to score on.
+    case noHeldOutSplit
 
     public var description: String {
         switch self {
         case .initUnavailable(let why): "init: \(why)"
+        case .unlabelled: "the dataset has no labels; fine-tuning needs a labelled dataset"
+        case .labelOutOfRange(let label, let classes): "a label \(label) is outside the \(classes) classes the job was submitted with; the dataset changed since"
+        case .noHeldOutSplit: "the job's data has no held-out split to score on"
         case .unsupportedPrecision(let p): "this machine cannot train in \(p.rawValue): its CPU lacks AVX512_BF16 and AMX"
         case .nonFiniteLoss(let step, let v): "the loss became \(v) at step \(step); lower base_lr or enable clip_grad"
         case .nonFiniteGradient(let step): "a gradient became non-finite at step \(step); lower base_lr or enable clip_grad"

@@ -308,3 +308,27 @@ private func naiveAdamW(_ p0: [Float], grads: [[Float]], lrs: [Float], wd: Doubl
     fine.grad = Tensor([1, -1e30, 3e38], shape: [3])
     #expect(gradientsAreFinite([fine, Tensor(zeros: [2])]))
 }
+
+/// Layer-wise decay's per-parameter rate: a parameter with `lrScale` s steps exactly as an
+/// optimizer of its own at lr × s (s a power of two, so both products are exact), its weight
+/// decay included; the other parameter is untouched by the scale.
+@Test func lrScaleActsAsThatParametersOwnLearningRate() {
+    func params() -> (Tensor, Tensor) {
+        (Tensor(pseudoRandom(6, seed: 1), shape: [2, 3]), Tensor(pseudoRandom(6, seed: 2), shape: [2, 3]))
+    }
+    let (a, b) = params(), (a2, b2) = params()
+    let scaled = AdamW(parameters: [("a", a), ("b", b)], weightDecay: 0.05, betas: (0.9, 0.999),
+                       lrScale: { $0 == "a" ? 0.25 : 1 })
+    let aloneA = AdamW(parameters: [("a", a2)], weightDecay: 0.05, betas: (0.9, 0.999))
+    let aloneB = AdamW(parameters: [("b", b2)], weightDecay: 0.05, betas: (0.9, 0.999))
+    for step in 0..<5 {
+        for (t, seed) in [(a, 10), (b, 20), (a2, 10), (b2, 20)] {
+            t.grad = Tensor(pseudoRandom(6, seed: UInt64(seed + step)), shape: [2, 3])
+        }
+        scaled.step(lr: 0.01)
+        aloneA.step(lr: 0.0025)
+        aloneB.step(lr: 0.01)
+    }
+    #expect(a.scalars == a2.scalars && b.scalars == b2.scalars)
+    #expect(a.scalars != params().0.scalars)
+}

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TestSupport
 @testable import TensorCore
@@ -71,6 +72,26 @@ import TestSupport
         let expected = num / (3 + 1e-5) / 3
         #expect(abs(Double(Tensor.maskedL1(pred, target: target, mask: mask, channels: 3).item) - expected) < 1e-6)
         checkGradients([pred], eps: 1e-3) { Tensor.maskedL1(pred, target: target, mask: mask, channels: 3) }
+    }
+
+    /// Soft-target cross-entropy against its definition in Double (log-sum-exp per row), with
+    /// smoothed, mixed and one-hot rows, logits large enough that a naive exp would overflow;
+    /// the gradient against central differences.
+    @Test func softTargetCrossEntropyMatchesDefinition() {
+        let logits = randomTensor([3, 4], seed: 12, scale: 3)
+        logits.pointer[0] = 95  // exp(95) overflows Float
+        let targets: [Float] = [0.925, 0.025, 0.025, 0.025, 0.3, 0.7, 0, 0, 0, 0, 0, 1]
+        var expected = 0.0
+        for b in 0..<3 {
+            let row = (0..<4).map { Double(logits.pointer[b * 4 + $0]) }
+            let m = row.max()!, lse = m + log(row.map { exp($0 - m) }.reduce(0, +))
+            for c in 0..<4 { expected -= Double(targets[b * 4 + c]) * (row[c] - lse) }
+        }
+        expected /= 3
+        let got = Double(Tensor.softTargetCrossEntropy(logits, targets: targets).item)
+        #expect(abs(got - expected) <= 1e-5 * max(1, abs(expected)), "\(got) vs \(expected)")
+        logits.pointer[0] = 2
+        checkGradients([logits], eps: 1e-2) { Tensor.softTargetCrossEntropy(logits, targets: targets) }
     }
 }
 

@@ -21,14 +21,17 @@ final class SeededBatches: TrainingBatches {
         self.poisonedSteps = poisonedSteps
     }
 
-    func next() throws -> (images: Tensor, waitSeconds: Double) {
+    func next() throws -> TrainingBatch {
         var g = RandomGenerator(seed: config.training.seed &* 1_000_003 &+ UInt64(step))
         let s = config.model.imageSize
         let images = Init.normal([config.training.batchSize, 3, s, s], std: 1, rng: &g)
+        let labels = config.finetune.map { f in (0..<config.training.batchSize).map { _ in Int(g.next() % UInt64(f.classes)) } }
         step += 1
         if poisonedSteps.contains(step) { images.pointer[0] = .nan }
-        return (images, 0)
+        return TrainingBatch(images: images, labels: labels, waitSeconds: 0)
     }
+
+    var heldOut: (any ImageDataset)? { SyntheticDataset(count: 20, imageSize: config.model.imageSize, seed: 9) }
 
     func close() {}
 }
@@ -41,14 +44,14 @@ struct Harness {
 
     /// `realData`: batches from ImageData's loader over a small synthetic dataset instead of the seeded test double.
     /// `poisoned`: for a job's seed, the steps whose images are NaN.
-    init(slots: Int = 1, nice: Int32 = 0, poisoned: [UInt64: Set<Int>] = [:], realData: Bool = false,
+    init(slots: Int = 1, nice: Int32 = 0, poisoned: [UInt64: Set<Int>] = [:], realData: Bool = false, syntheticCount: Int = 200,
          observer: (@Sendable (String, Int, Double, Double) -> Void)? = nil,
          claimed: (@Sendable (String) -> Void)? = nil) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-trainer-\(UUID().uuidString)")
         store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
         bus = EventBus()
         var registryConfig = DatasetRegistry.Configuration()
-        registryConfig.syntheticCount = 200
+        registryConfig.syntheticCount = syntheticCount
         registryConfig.syntheticImageSize = 40
         let real = ImageDataSource.make(registry: DatasetRegistry(configuration: registryConfig))
         var options = TrainerOptions(slots: slots, checkpoints: CheckpointDirectory(root: dir.appendingPathComponent("checkpoints")), dataSource: { config, start in
@@ -64,9 +67,18 @@ struct Harness {
 
     /// Submits a tiny job with the given overrides.
     func submit(_ method: String = "mae", steps: Int, seed: UInt64 = 3, batch: Int = 4, overrides: [String: JSONValue] = [:],
-                initFrom: CheckpointReference? = nil) throws -> String {
+                initFrom: CheckpointReference? = nil, task: String? = nil) throws -> String {
         let config = try JobConfig.resolve(JobRequest(method: method, preset: "tiny", totalSteps: steps, batchSize: batch, seed: seed,
-                                                      overrides: overrides, initFrom: initFrom))
+                                                      task: task, overrides: overrides, initFrom: initFrom),
+                                           datasetExists: { $0 == "synthetic" },
+                                           datasetClasses: { $0 == "synthetic" ? SyntheticDataset.classNames.count : nil },
+                                           findCheckpoint: { ref in
+                                               guard let job = try? store.job(ref.job), let c = try? JobConfig.decode(job.configJSON) else {
+                                                   return .failure(FieldError("init.job", "no job"))
+                                               }
+                                               let step = ref.step ?? (try? store.latestCheckpoint(jobID: ref.job)?.step) ?? 1
+                                               return .success(InitCheckpoint(preset: c.preset, model: c.model, task: c.jobTask, step: step))
+                                           })
         let id = try store.submit(NewJob(method: method, preset: config.preset, configJSON: config.json(),
                                          datasetID: config.dataset, totalSteps: steps)).job.id
         pool.notify()

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Masked reconstruction losses (docs/methods/common.md#b10-masked-losses).
 extension Tensor {
     /// Σ_r m_r · mean_p (pred − target)² / Σ_r m_r for pred and target (…, P), mask (…) of 0/1
@@ -55,6 +61,46 @@ extension Tensor {
                     for i in 0..<n {
                         let d = x[i] - t[i]
                         let v = d > 0 ? k * m[i] : (d < 0 ? -k * m[i] : 0)
+                        dx[i] = beta == 0 ? v : dx[i] + v
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Classification loss for fine-tuning (docs/finetuning.md#loss).
+extension Tensor {
+    /// mean_b −Σ_c t_bc · log softmax(z_b)_c for logits z (B, C) and soft targets t (B·C values,
+    /// each row summing to 1: one-hot, label-smoothed or mixed). The targets are constants.
+    /// Gradient: (softmax(z) − t) / B.
+    public static func softTargetCrossEntropy(_ logits: Tensor, targets: [Float]) -> Tensor {
+        Profiler.measure(.loss, .forward) {
+            precondition(logits.rank == 2, "softTargetCrossEntropy: logits must be (B, C), got \(logits.shape)")
+            let (B, C) = (logits.shape[0], logits.shape[1])
+            precondition(targets.count == B * C, "softTargetCrossEntropy: \(targets.count) targets for logits \(logits.shape)")
+            let z = logits.pointer
+            // Row-wise softmax kept for the backward pass; the loss summed in Double.
+            var probabilities = [Float](repeating: 0, count: B * C)
+            var total = 0.0
+            for b in 0..<B {
+                var mx = -Float.infinity
+                for c in 0..<C { mx = max(mx, z[b * C + c]) }
+                var sum = 0.0
+                for c in 0..<C { sum += exp(Double(z[b * C + c] - mx)) }
+                let logSum = Double(mx) + log(sum)
+                for c in 0..<C {
+                    let logP = Double(z[b * C + c]) - logSum
+                    probabilities[b * C + c] = Float(exp(logP))
+                    total -= Double(targets[b * C + c]) * logP
+                }
+            }
+            let out = Tensor(scalar: Float(total / Double(B)))
+            return out.recording("softTargetCrossEntropy", .loss, [logits]) { g in
+                let k = g.item / Float(B)
+                logits.accumulateGrad { dx, beta in
+                    for i in 0..<(B * C) {
+                        let v = k * (probabilities[i] - targets[i])
                         dx[i] = beta == 0 ? v : dx[i] + v
                     }
                 }

@@ -1,0 +1,44 @@
+import Synchronization
+import TensorCore
+
+/// A block with residual branches that stochastic depth may drop (docs/finetuning.md#drop-path):
+/// the ViT block, every Swin-style window block and ConvMAE's convolution block.
+public protocol ResidualBlock: Module {
+    /// The probability that a sample skips this block's branches while training; 0 by default.
+    var dropPathRate: Float { get set }
+}
+
+/// Stochastic depth ("drop path"): while a forward pass runs inside `StochasticDepth.training`,
+/// each residual branch of a block with rate r > 0 is kept per sample with probability 1 − r
+/// and scaled by 1 / (1 − r), so its expectation is unchanged. Outside (evaluation, inference,
+/// pretraining), branches always pass unchanged. The draws come from the generator given, in
+/// the order the blocks run, so a resumed job draws exactly what an uninterrupted one would.
+public final class StochasticDepth: Sendable {
+    @TaskLocal static var current: StochasticDepth?
+
+    private let generator: Mutex<RandomGenerator>
+
+    private init(_ generator: RandomGenerator) { self.generator = Mutex(generator) }
+
+    /// Runs `body` with drop path active, drawing from `rng` (which advances).
+    public static func training<R>(rng: inout RandomGenerator, _ body: () throws -> R) rethrows -> R {
+        let depth = StochasticDepth(rng)
+        defer { rng = depth.generator.withLock { $0 } }
+        return try $current.withValue(depth) { try body() }
+    }
+
+    /// Per-sample scales for a batch of `batch`: 0 (dropped) or 1 / (1 − rate).
+    func scales(batch: Int, rate: Float) -> [Float] {
+        generator.withLock { g in (0..<batch).map { _ in g.uniform() < rate ? 0 : 1 / (1 - rate) } }
+    }
+}
+
+extension Tensor {
+    /// This residual branch (B, …) with drop path at `rate` (see `StochasticDepth`).
+    public func droppingPath(rate: Float) -> Tensor {
+        guard rate > 0, let depth = StochasticDepth.current else { return self }
+        let scales = depth.scales(batch: shape[0], rate: rate)
+        let shape = [self.shape[0]] + [Int](repeating: 1, count: rank - 1)
+        return self * Tensor(scales, shape: shape)
+    }
+}
