@@ -29,6 +29,8 @@ struct JobResource: Encodable {
     let method: String
     let preset: String
     let dataset: String
+    /// pretrain or finetune.
+    let task: JobTask
     let config: JobConfig?
     /// The cost model's estimate for this job's configuration and batch.
     let estimate: CostEstimate?
@@ -54,6 +56,7 @@ struct JobResource: Encodable {
     init(_ j: JobRecord) {
         id = j.id; state = j.state; method = j.method; preset = j.preset; dataset = j.datasetID
         config = try? JobConfig.decode(j.configJSON)
+        task = config?.jobTask ?? .pretrain
         estimate = config.map { $0.model.estimate(batch: $0.training.batchSize) }
         step = j.step; totalSteps = j.totalSteps; loss = j.loss; lr = j.lr; imagesPerS = j.imagesPerS; etaS = j.etaS
         peakRSSMB = j.peakRSSMB; error = j.error; actions = j.state.actions
@@ -62,7 +65,7 @@ struct JobResource: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, method, preset, dataset, config, estimate, step, loss, lr, error, actions
+        case id, state, method, preset, dataset, task, config, estimate, step, loss, lr, error, actions
         case totalSteps = "total_steps", imagesPerS = "images_per_s", etaS = "eta_s", peakRSSMB = "peak_rss_mb"
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at", updatedAt = "updated_at"
         case worker, interruptions
@@ -72,7 +75,8 @@ struct JobResource: Encodable {
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(id, forKey: .id); try c.encode(state, forKey: .state); try c.encode(method, forKey: .method)
-        try c.encode(preset, forKey: .preset); try c.encode(dataset, forKey: .dataset); try c.encode(config, forKey: .config)
+        try c.encode(preset, forKey: .preset); try c.encode(dataset, forKey: .dataset); try c.encode(task, forKey: .task)
+        try c.encode(config, forKey: .config)
         try c.encode(estimate, forKey: .estimate)
         try c.encode(step, forKey: .step); try c.encode(totalSteps, forKey: .totalSteps); try c.encode(loss, forKey: .loss)
         try c.encode(lr, forKey: .lr); try c.encode(imagesPerS, forKey: .imagesPerS); try c.encode(etaS, forKey: .etaS)

@@ -5,23 +5,31 @@ import Testing
 /// `JobSchema` is the one description of every setting: these tests hold the presets, the
 /// request validation and the rendered JSON Schema to it.
 @Suite("Job schema") struct SchemaTests {
-    func problems(_ method: Method, _ overrides: [String: JSONValue]) -> [FieldError] {
-        do { _ = try JobConfig.resolve(JobRequest(method: method.rawValue, preset: "tiny", overrides: overrides)); return [] }
-        catch { return error.errors }
+    /// Problems of a tiny job with `overrides`; a fine-tuning job's when `task` says so.
+    func problems(_ method: Method, _ overrides: [String: JSONValue], task: JobTask = .pretrain) -> [FieldError] {
+        do {
+            _ = try JobConfig.resolve(JobRequest(method: method.rawValue, preset: "tiny", task: task.rawValue, overrides: overrides))
+            return []
+        } catch { return error.errors }
     }
 
-    /// Every setting of every preset is a field of the table, and its value has the field's type and range.
-    @Test(arguments: Presets.all.map(\.name))
-    func everyPresetSettingIsDescribed(preset name: String) throws {
+    /// Every setting of every preset, for pretraining and for fine-tuning, is a field of the
+    /// table, and its value has the field's type and range.
+    @Test(arguments: Presets.all.map(\.name), JobTask.allCases)
+    func everyPresetSettingIsDescribed(preset name: String, task: JobTask) throws {
         let preset = try #require(Presets.named(name))
-        let job = try JobConfig.resolve(JobRequest(method: preset.model.method.rawValue, preset: name))
-        let values = JSONValue.object(of: job.model).merging(JSONValue.object(of: job.training)) { a, _ in a }
+        let job = try JobConfig.resolve(JobRequest(method: preset.model.method.rawValue, preset: name, task: task.rawValue))
+        var values = JSONValue.object(of: job.model).merging(JSONValue.object(of: job.training)) { a, _ in a }
+        if let f = job.finetune {
+            values.merge(JSONValue.object(of: f).filter { FinetuneConfig.overridableNames.contains($0.key) }) { a, _ in a }
+        }
+        #expect((job.finetune != nil) == (task == .finetune))
         for (key, value) in values where key != "method" {
             let field = try #require(JobSchema.field(named: key), "\(key) of \(name) is not in the schema")
             #expect(field.problem(with: value) == nil, "\(name).\(key) = \(value): \(field.problem(with: value) ?? "")")
         }
         // Every field the method reads is either set by the preset or has a documented default.
-        for field in JobSchema.fields where field.applies(to: preset.model.method) {
+        for field in JobSchema.fields where field.applies(to: preset.model.method) && (field.group == .finetune) == (task == .finetune) {
             #expect(values[field.name] != nil || field.fixedDefault != nil || field.nullable, "\(name) leaves \(field.name) undescribed")
         }
     }
@@ -48,13 +56,18 @@ import Testing
                 #expect(e.map(\.field) == [name] && e.first?.reason.contains("applies to") == true, "\(method) \(field.name): \(e)")
                 continue
             }
+            let task: JobTask = field.group == .finetune ? .finetune : .pretrain
+            if task == .finetune {
+                let e = problems(method, [field.name: .number(0.5)])
+                #expect(e.map(\.field) == [name] && e.first?.reason.contains("fine-tuning only") == true, "\(method) \(field.name): \(e)")
+            }
             let wrongType: JSONValue = if case .text = field.kind { .number(1) } else if case .choice = field.kind { .number(1) } else { .string("x") }
-            #expect(problems(method, [field.name: wrongType]).map(\.field) == [name], "\(method) \(field.name) as a string")
+            #expect(problems(method, [field.name: wrongType], task: task).map(\.field) == [name], "\(method) \(field.name) as a string")
             for outside in Self.outside(field.kind) {
-                #expect(problems(method, [field.name: outside]).map(\.field) == [name], "\(method) \(field.name) = \(outside)")
+                #expect(problems(method, [field.name: outside], task: task).map(\.field) == [name], "\(method) \(field.name) = \(outside)")
             }
             if !field.nullable {
-                #expect(problems(method, [field.name: .null]).map(\.field) == [name], "\(method) \(field.name) = null")
+                #expect(problems(method, [field.name: .null], task: task).map(\.field) == [name], "\(method) \(field.name) = null")
             }
         }
     }
