@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", .product(name: "GRDB", package: "GRDB.swift"),
                                                        .product(name: "PostgresNIO", package: "postgres-nio")]),
-        .testTarget(name: "ServerTests", dependencies: ["Config", "Server", "Store", "Trainer", "ImageData", .product(name: "Crypto", package: "swift-crypto"),
+        .testTarget(name: "ServerTests", dependencies: ["Config", "Models", "Server", "Store", "Trainer", "ImageData", .product(name: "Crypto", package: "swift-crypto"),
                                                         .product(name: "Hummingbird", package: "hummingbird")]),
         .testTarget(name: "TrainerTests", dependencies: ["Config", "Trainer", "Store", "Models", "NN", "TensorCore", "ImageData", "TestSupport"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),

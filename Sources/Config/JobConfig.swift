@@ -35,25 +35,37 @@ public struct JobRequest: Codable, Sendable, Equatable {
     }
 }
 
-/// A checkpoint of a job: `{"job": ID, "step": N}`; without `step`, the job's newest (the server
-/// resolves it at submission, so the stored configuration always names a step).
+/// Where a job's weights start: a checkpoint of a pretraining job, `{"job": ID, "step": N}`
+/// (without `step`, the job's newest; the server resolves it at submission, so the stored
+/// configuration always names a step), or imported weights, `{"weights": ID}` (a weights file
+/// in the checkpoint directory's `weights/` folder, as `mimserve import-hf` writes them).
 public struct CheckpointReference: Codable, Sendable, Equatable {
-    public var job: String
+    public var job: String?
     public var step: Int?
+    public var weights: String?
 
     public init(job: String, step: Int? = nil) {
         self.job = job
         self.step = step
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case job, step }
+    public init(weights: String) { self.weights = weights }
 
-    /// Refuses keys other than job and step, so a misspelt one is an error that names it.
+    enum CodingKeys: String, CodingKey, CaseIterable { case job, step, weights }
+
+    /// Refuses keys other than job, step and weights, so a misspelt one is an error that names it.
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self, takes: "init takes job and step")
+        try decoder.rejectUnknownKeys(CodingKeys.self, takes: "init takes job and step, or weights")
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        job = try c.decode(String.self, forKey: .job)
+        job = try c.decodeIfPresent(String.self, forKey: .job)
         step = try c.decodeIfPresent(Int.self, forKey: .step)
+        weights = try c.decodeIfPresent(String.self, forKey: .weights)
+    }
+
+    /// How errors and logs name it.
+    public var summary: String {
+        if let weights { return "imported weights '\(weights)'" }
+        return "job \(job ?? "?")'s checkpoint" + (step.map { " at step \($0)" } ?? "")
     }
 }
 
@@ -188,6 +200,9 @@ extension JobConfig {
         guard let task = JobTask(rawValue: r.task ?? JobTask.pretrain.rawValue) else {
             throw ConfigError(errors: [FieldError("task", "must be one of \(JobTask.allCases.map(\.rawValue).joined(separator: ", ")), got '\(r.task ?? "")'")])
         }
+        if let ref = r.initFrom, let reason = JobSchema.field(named: "init")?.problem(with: .object(JSONValue.object(of: ref))) {
+            throw ConfigError(errors: [FieldError("init", reason)])
+        }
         var errors: [FieldError] = []
         // The source of a warm start, looked up first: without a preset, the job is built like it.
         var source: InitCheckpoint?
@@ -196,9 +211,9 @@ extension JobConfig {
             case .failure(let problem): errors.append(problem)
             case .success(let found):
                 if found.model.method != method {
-                    errors.append(FieldError("init", "job \(ref.job) trains \(found.model.method.rawValue), not \(method.rawValue)"))
+                    errors.append(FieldError("init", "\(ref.summary) is a \(found.model.method.rawValue) model, not \(method.rawValue)"))
                 } else if found.task != .pretrain {
-                    errors.append(FieldError("init", "job \(ref.job) is a fine-tuning job; init names a pretraining job"))
+                    errors.append(FieldError("init", "\(ref.summary) is a fine-tuned classifier; init names pretraining weights"))
                 } else {
                     source = found
                 }
@@ -260,7 +275,7 @@ extension JobConfig {
             if errors.isEmpty, let difference = model.weightShapeDifference(from: found.model) {
                 errors.append(FieldError("init", "its weights do not fit this job's model: \(difference)"))
             }
-            initFrom = CheckpointReference(job: ref.job, step: found.step)
+            if ref.job != nil { initFrom?.step = found.step }
         }
         if !errors.isEmpty { throw ConfigError(errors: errors) }
         if let limit = maxJobMemory, let problem = Self.memoryProblem(model, batch: batch, limit: limit) {

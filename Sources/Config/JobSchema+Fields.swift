@@ -25,8 +25,9 @@ public enum JobSchema {
         field("seed", .request, .integer(0...9_007_199_254_740_991), fixedDefault: .number(0),
               "Seed for initialisation, data order, augmentation and masks"),
         field("init", .request, .checkpoint, nullable: true,
-              "Start from the weights of a pretraining job's checkpoint of the same method and architecture (its newest unless step is given), "
-              + "with this job's own schedule, optimizer state and dataset; without a preset, the job takes the source's; null: from the seed's initialisation"),
+              "Start from the weights of a pretraining job's checkpoint of the same method and architecture ({job, step}: its newest unless step is given) "
+              + "or from imported weights ({weights: id}, GET /v1/weights), with this job's own schedule, optimizer state and dataset; "
+              + "without a preset, the job takes the source's model; null: from the seed's initialisation"),
 
         field("image_size", .model, .integer(8...1024), "Input side in pixels"),
         field("patch_size", .model, .integer(1...1024), "Patch side in pixels"),

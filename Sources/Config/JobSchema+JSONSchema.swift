@@ -53,11 +53,14 @@ extension JobSchema {
         case .checkpoint:
             p["type"] = type("object")
             p["additionalProperties"] = .bool(false)
-            p["required"] = .array([.string("job")])
+            p["oneOf"] = .array([.object(["required": .array([.string("job")])]),
+                                 .object(["required": .array([.string("weights")])])])
             p["properties"] = .object([
-                "job": .object(["type": .string("string"), "minLength": .number(1), "description": .string("A job id")]),
+                "job": .object(["type": .string("string"), "minLength": .number(1), "description": .string("A pretraining job's id")]),
                 "step": .object(["type": .array([.string("integer"), .string("null")]), "minimum": .number(1),
                                  "description": .string("A step the job has a checkpoint of (null or absent: its newest)")]),
+                "weights": .object(["type": .string("string"), "pattern": .string("^[a-z0-9_][a-z0-9_-]{0,63}$"),
+                                    "description": .string("Imported weights (GET /v1/weights): a file <id>.safetensors in the checkpoint directory's weights/ folder")]),
             ])
         }
         if let d = f.fixedDefault { p["default"] = d }

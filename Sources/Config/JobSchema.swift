@@ -66,16 +66,30 @@ public struct JobField: Sendable {
             guard case .string = value else { return "expected a string, got \(value.summary)" }
             return nil
         case .checkpoint:
-            guard case .object(let o) = value else { return "expected an object like {\"job\": \"j…\", \"step\": 100}, got \(value.summary)" }
-            if let extra = o.keys.sorted().first(where: { !["job", "step"].contains($0) }) {
-                return "takes job and step only, not '\(extra)'"
+            guard case .object(let o) = value else {
+                return "expected an object like {\"job\": \"j…\", \"step\": 100} or {\"weights\": \"vit-mae-base\"}, got \(value.summary)"
             }
-            guard case .string(let job)? = o["job"], !job.isEmpty else { return "needs job: the id of the job to start from" }
+            if let extra = o.keys.sorted().first(where: { !["job", "step", "weights"].contains($0) }) {
+                return "takes job and step, or weights, not '\(extra)'"
+            }
+            if let weights = o["weights"] {
+                guard o["job"] == nil && o["step"] == nil else { return "takes job (and step) or weights, not both" }
+                guard case .string(let id) = weights, Self.isWeightsID(id) else {
+                    return "weights must name imported weights: 1–64 lowercase letters, digits, '-' or '_', got \(weights.summary)"
+                }
+                return nil
+            }
+            guard case .string(let job)? = o["job"], !job.isEmpty else { return "needs job (the id of the job to start from) or weights" }
             if let step = o["step"], step != .null {
                 guard case .number(let v) = step, let n = Self.integer(v), n >= 1 else { return "step must be an integer ≥ 1, got \(step.summary)" }
             }
             return nil
         }
+    }
+
+    /// An id of imported weights: 1–64 of a–z, 0–9, '-', '_', not starting with '-' (it names a file).
+    public static func isWeightsID(_ id: String) -> Bool {
+        (1...64).contains(id.count) && id.first != "-" && id.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" }
     }
 
     /// An exactly integral value that fits an Int (JSON numbers arrive as doubles).

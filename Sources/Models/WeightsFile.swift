@@ -63,6 +63,14 @@ public struct WeightsFile {
         return try parse(file.tensors, file.metadata)
     }
 
+    /// The model a file describes, and whether it is a fine-tuned classifier, from its header alone.
+    public static func readDescription(path: String) throws(WeightsFileError) -> (model: ModelConfig, finetune: FinetuneConfig?) {
+        let metadata: [String: String]
+        do { metadata = try SafeTensors.readMetadata(path: path) } catch { throw .safeTensors(error) }
+        let parsed = try parse([:], metadata)
+        return (parsed.model, parsed.finetune)
+    }
+
     private static func parse(_ tensors: [String: Tensor], _ metadata: [String: String]) throws(WeightsFileError) -> WeightsFile {
         guard metadata["format"] == format else { throw .notWeightsFile(format: metadata["format"]) }
         guard let json = metadata["config"] else { throw .invalidConfig("the metadata has no \"config\"") }

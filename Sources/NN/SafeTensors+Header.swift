@@ -201,6 +201,22 @@ func quoted(_ s: String) -> String {
     return out + "\""
 }
 
+/// The first `count` bytes of a file (fewer when it is shorter).
+func readPrefix(_ path: String, count: Int) throws(SafeTensorsError) -> [UInt8] {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw .io(operation: "open", path: path, code: errno) }
+    defer { close(fd) }
+    var out = [UInt8](repeating: 0, count: count), filled = 0
+    while filled < count {
+        let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, count - filled) }
+        if n < 0 && errno == EINTR { continue }
+        guard n >= 0 else { throw .io(operation: "read", path: path, code: errno) }
+        if n == 0 { break }
+        filled += n
+    }
+    return Array(out[0..<filled])
+}
+
 func readAll(_ path: String) throws(SafeTensorsError) -> [UInt8] {
     let fd = open(path, O_RDONLY)
     guard fd >= 0 else { throw .io(operation: "open", path: path, code: errno) }

@@ -51,6 +51,22 @@ public enum SafeTensors {
     }
 
     public static func decode(_ bytes: [UInt8]) throws(SafeTensorsError) -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let (header, metadata, dataStart) = try parseHeader(bytes)
+        return try (tensors(header, bytes, dataStart), metadata)
+    }
+
+    /// The metadata of a file, reading only its header (a weights file's configuration without
+    /// its tensors).
+    public static func readMetadata(path: String) throws(SafeTensorsError) -> [String: String] {
+        let prefix = try readPrefix(path, count: 8)
+        guard prefix.count == 8 else { throw .fileTooShort(byteCount: prefix.count) }
+        let length = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard length <= maxHeaderLength else { throw .headerTooLarge(length: length) }
+        let bytes = try readPrefix(path, count: 8 + Int(length))
+        return try parseHeader(bytes).metadata
+    }
+
+    private static func parseHeader(_ bytes: [UInt8]) throws(SafeTensorsError) -> (header: [String: JSON], metadata: [String: String], dataStart: Int) {
         guard bytes.count >= 8 else { throw .fileTooShort(byteCount: bytes.count) }
         let length = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard length <= maxHeaderLength else { throw .headerTooLarge(length: length) }
@@ -72,7 +88,10 @@ public enum SafeTensors {
             }
         default: throw .metadataNotObject
         }
+        return (header, metadata, dataStart)
+    }
 
+    private static func tensors(_ header: [String: JSON], _ bytes: [UInt8], _ dataStart: Int) throws(SafeTensorsError) -> [String: Tensor] {
         let bufferSize = bytes.count - dataStart
         var layout: [(name: String, shape: [Int], begin: Int, end: Int)] = []
         // Sorted so that a file with several faults always reports the same one.
@@ -140,7 +159,7 @@ public enum SafeTensors {
                 tensors[entry.name] = t
             }
         }
-        return (tensors, metadata)
+        return tensors
     }
 
     /// Through `AtomicFile`: readers see the old file or the new one, even across a crash.

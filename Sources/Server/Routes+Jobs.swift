@@ -168,7 +168,10 @@ extension APIRoutes {
                 guard let data = FileManager.default.contents(atPath: core.pool.options.checkpoints.url(ck.path).path) else {
                     throw APIError.checkpointGone(step: step)
                 }
-                let model = try WeightsFile.decode([UInt8](data)).makeModel()
+                let model: any MIMModel
+                do { model = try WeightsFile.decode([UInt8](data)).makeModel() } catch WeightsFileError.classifier {
+                    throw APIError(.conflict, "Not exportable", "job \(id) is a fine-tuning job: \(WeightsFileError.classifier); export its init job's checkpoint")
+                }
                 let files: [ExportedFile]
                 do { files = try ModelExport.files(model, format: format) } catch let ExportError.unsupported(method, _, reason) {
                     throw APIError.invalid("format", "a \(method.rawValue) model does not export to \(format.rawValue): \(reason)")
@@ -219,19 +222,43 @@ extension APIError {
 extension ServerCore {
     /// The checkpoint a job's `init` names, with its job's model; or why it cannot be used.
     func initCheckpoint(_ ref: CheckpointReference) throws -> Result<InitCheckpoint, FieldError> {
-        guard let job = try store.job(ref.job) else { return .failure(FieldError("init.job", "no job '\(ref.job)'")) }
+        if let id = ref.weights { return importedWeights(id) }
+        guard let jobID = ref.job else { return .failure(FieldError("init", "needs job or weights")) }
+        return try initCheckpoint(job: jobID, step: ref.step)
+    }
+
+    /// Imported weights as an init: their model (read from the file's header) and whether they
+    /// are a fine-tuned classifier; the preset is the method's one with that model, if any.
+    func importedWeights(_ id: String) -> Result<InitCheckpoint, FieldError> {
+        let folder = pool.options.checkpoints
+        guard let url = folder.importedWeights(id) else {
+            let ids = folder.importedWeightIDs()
+            return .failure(FieldError("init.weights", "no imported weights '\(id)'; GET /v1/weights lists \(ids.isEmpty ? "none" : ids.joined(separator: ", "))"))
+        }
+        let found: (model: ModelConfig, finetune: FinetuneConfig?)
+        do { found = try WeightsFile.readDescription(path: url.path) } catch {
+            return .failure(FieldError("init.weights", "'\(id)' is not a usable weights file: \(withoutServerPaths("\(error)"))"))
+        }
+        let preset = Presets.forMethod(found.model.method).first { $0.model == found.model } ?? Presets.forMethod(found.model.method).first { $0.isDefault }
+        return .success(InitCheckpoint(preset: preset?.name ?? "default", model: found.model,
+                                       task: found.finetune == nil ? .pretrain : .finetune, step: 0))
+    }
+
+    func initCheckpoint(job id: String, step: Int?) throws -> Result<InitCheckpoint, FieldError> {
+        let ref = CheckpointReference(job: id, step: step)
+        guard let job = try store.job(id) else { return .failure(FieldError("init.job", "no job '\(id)'")) }
         guard let config = try? JobConfig.decode(job.configJSON) else {
-            return .failure(FieldError("init.job", "job \(ref.job) has a configuration this server cannot read"))
+            return .failure(FieldError("init.job", "job \(id) has a configuration this server cannot read"))
         }
         if let step = ref.step {
-            guard try store.checkpoint(jobID: ref.job, step: step) != nil else {
-                let steps = try store.checkpoints(jobID: ref.job).map { String($0.step) }
-                return .failure(FieldError("init.step", "job \(ref.job) has no checkpoint at step \(step) (it has: \(steps.isEmpty ? "none" : steps.joined(separator: ", ")))"))
+            guard try store.checkpoint(jobID: id, step: step) != nil else {
+                let steps = try store.checkpoints(jobID: id).map { String($0.step) }
+                return .failure(FieldError("init.step", "job \(id) has no checkpoint at step \(step) (it has: \(steps.isEmpty ? "none" : steps.joined(separator: ", ")))"))
             }
             return .success(InitCheckpoint(preset: config.preset, model: config.model, task: config.jobTask, step: step))
         }
-        guard let newest = try store.latestCheckpoint(jobID: ref.job) else {
-            return .failure(FieldError("init.job", "job \(ref.job) has no checkpoint yet"))
+        guard let newest = try store.latestCheckpoint(jobID: id) else {
+            return .failure(FieldError("init.job", "job \(id) has no checkpoint yet"))
         }
         return .success(InitCheckpoint(preset: config.preset, model: config.model, task: config.jobTask, step: newest.step))
     }

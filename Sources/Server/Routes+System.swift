@@ -23,6 +23,33 @@ extension APIRoutes {
         on(.get, "/v1/system") { _, _ in
             try JSON.response(SystemDocument(machine: try await core.blocking { MachineInfo.current }, configuration: core.configuration))
         }
+        // Imported weights a job may start from (`init: {"weights": id}`): the files `mimserve import-hf`
+        // wrote into the checkpoint directory's weights/ folder.
+        on(.get, "/v1/weights") { _, _ in
+            struct Entry: Encodable {
+                let id: String
+                let method: String?
+                let bytes: Int64
+                let model: ModelConfig?
+                let finetuned: Bool
+                let error: String?
+            }
+            let entries = try await core.blocking { () -> [Entry] in
+                let folder = core.pool.options.checkpoints
+                return folder.importedWeightIDs().compactMap { id -> Entry? in
+                    guard let url = folder.importedWeights(id) else { return nil }
+                    let bytes = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int64) ?? 0
+                    do {
+                        let d = try WeightsFile.readDescription(path: url.path)
+                        return Entry(id: id, method: d.model.method.rawValue, bytes: bytes, model: d.model, finetuned: d.finetune != nil, error: nil)
+                    } catch {
+                        return Entry(id: id, method: nil, bytes: bytes, model: nil, finetuned: false, error: core.withoutServerPaths("\(error)"))
+                    }
+                }
+            }
+            return try JSON.response(["weights": entries])
+        }
+
         on(.get, "/v1/samples") { _, _ in
             try JSON.response(["samples": try await core.blocking { try SampleEntry.list(publicDir: core.publicDir) }])
         }

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import NN
 
@@ -34,6 +35,23 @@ public struct CheckpointDirectory: Sendable {
     /// Removes one recorded checkpoint's file; one already gone is fine.
     func remove(_ relativePath: String) {
         try? FileManager.default.removeItem(at: url(relativePath))
+    }
+
+    /// Imported weights (`init: {"weights": id}`) live in `weights/<id>.safetensors`, where
+    /// `mimserve import-hf -o` puts them; every node sees them like the checkpoints.
+    public var weightsFolder: URL { root.appendingPathComponent("weights", isDirectory: true) }
+
+    /// The file of imported weights `id`, if there is one (nil for an id that is not a plain name).
+    public func importedWeights(_ id: String) -> URL? {
+        guard JobField.isWeightsID(id) else { return nil }
+        let url = weightsFolder.appendingPathComponent("\(id).safetensors")
+        return FileManager.default.fileExists(atPath: url.path) ? url : nil
+    }
+
+    /// The ids of every imported weights file, sorted.
+    public func importedWeightIDs() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: weightsFolder.path)) ?? []
+        return names.filter { $0.hasSuffix(".safetensors") }.map { String($0.dropLast(12)) }.filter(JobField.isWeightsID).sorted()
     }
 
     /// Removes every file of a deleted job: its recorded checkpoints and its folder, with any

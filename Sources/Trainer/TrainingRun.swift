@@ -86,7 +86,7 @@ final class TrainingRun {
             // resumes from that instead.
             let weights = try initialWeights(source)
             do { try objective.loadInitial(weights) } catch {
-                throw TrainingFailure.initUnavailable("job \(source.job)'s checkpoint does not fit: \(error)")
+                throw TrainingFailure.initUnavailable("\(source.summary) does not fit: \(error)")
             }
         }
         let data = try options.dataSource(config, step)
@@ -222,8 +222,14 @@ final class TrainingRun {
 
     /// The weights of the checkpoint a warm start names, checked against its recorded sha256.
     func initialWeights(_ source: CheckpointReference) throws -> [String: Tensor] {
-        let name = "job \(source.job)'s checkpoint at step \(source.step.map(String.init) ?? "?")"
-        guard let step = source.step, let record = try store.checkpoint(jobID: source.job, step: step) else {
+        let name = source.summary
+        if let id = source.weights {
+            guard let file = options.checkpoints.importedWeights(id) else {
+                throw TrainingFailure.initUnavailable("\(name) are gone from the checkpoint directory's weights/ folder")
+            }
+            return try WeightsFile.read(path: file.path).weights
+        }
+        guard let job = source.job, let step = source.step, let record = try store.checkpoint(jobID: job, step: step) else {
             throw TrainingFailure.initUnavailable("\(name) is gone (the job or the checkpoint was deleted)")
         }
         guard let bytes = options.checkpoints.read(record.path), Checksum.sha256Hex(bytes) == record.sha256 else {

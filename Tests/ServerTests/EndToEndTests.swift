@@ -349,7 +349,8 @@ import Store
             ("init.step", ["method": "mae", "preset": "tiny", "init": ["job": source, "step": 5]]),
             ("init", ["method": "simmim", "preset": "tiny", "init": ["job": source]]),
             ("init", ["method": "mae", "preset": "tiny", "overrides": ["embed_dim": 32], "init": ["job": source]]),
-            ("init.weights", ["method": "mae", "preset": "tiny", "init": ["job": source, "weights": "w1"]]),
+            ("init", ["method": "mae", "preset": "tiny", "init": ["job": source, "weights": "w1"]]),
+            ("init.jobs", ["method": "mae", "preset": "tiny", "init": ["jobs": source]]),
             ("init", ["method": "mae", "preset": "tiny", "init": 5]),
         ]
         for (field, request) in refused {

@@ -73,10 +73,10 @@ struct Harness {
                                            datasetExists: { $0 == "synthetic" },
                                            datasetClasses: { $0 == "synthetic" ? SyntheticDataset.classNames.count : nil },
                                            findCheckpoint: { ref in
-                                               guard let job = try? store.job(ref.job), let c = try? JobConfig.decode(job.configJSON) else {
+                                               guard let jobID = ref.job, let job = try? store.job(jobID), let c = try? JobConfig.decode(job.configJSON) else {
                                                    return .failure(FieldError("init.job", "no job"))
                                                }
-                                               let step = ref.step ?? (try? store.latestCheckpoint(jobID: ref.job)?.step) ?? 1
+                                               let step = ref.step ?? (try? store.latestCheckpoint(jobID: jobID)?.step) ?? 1
                                                return .success(InitCheckpoint(preset: c.preset, model: c.model, task: c.jobTask, step: step))
                                            })
         let id = try store.submit(NewJob(method: method, preset: config.preset, configJSON: config.json(),
