@@ -1,5 +1,7 @@
 // Evaluation results of a job: k-NN and linear-probe accuracy of the encoder against the
-// raw-pixel and random-encoder baselines, and a button to run a new evaluation.
+// raw-pixel and random-encoder baselines, and a button to run a new evaluation. A fine-tuning
+// job's own held-out scores (result kind "finetune") are the job page's accuracy chart, not
+// tables here: the panel hands every evaluation to `onLoad` and lists the probe results.
 
 import { api } from './api.js';
 import { h, fill, statusLine, errorText, timeAgo } from './dom.js';
@@ -38,8 +40,10 @@ function evaluationTable(evaluation) {
     h('tbody', {}, rows));
 }
 
-/** jobId → {el, refresh(), setEnabled(bool)} */
-export function evaluationsPanel(jobId) {
+const isProbe = (evaluation) => !(evaluation.result && evaluation.result.kind === 'finetune');
+
+/** jobId, {onLoad(evaluations)} → {el, refresh()} */
+export function evaluationsPanel(jobId, { onLoad } = {}) {
   const list = h('div', { class: 'evaluations' });
   const status = h('div', { 'aria-live': 'polite' });
   const datasetSelect = h('select', { id: 'eval-dataset' });
@@ -59,8 +63,11 @@ export function evaluationsPanel(jobId) {
   async function refresh() {
     try {
       const doc = await api.evaluations(jobId);
-      const evaluations = [...(doc.evaluations || [])].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
-      fill(list, evaluations.length ? evaluations.map(evaluationTable) : h('p', { class: 'muted' }, 'No evaluation yet.'));
+      const all = doc.evaluations || [];
+      const evaluations = all.filter(isProbe).sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+      const none = all.length > evaluations.length ? 'No probe evaluation yet; the fine-tuning scores are in the accuracy chart above.' : 'No evaluation yet.';
+      fill(list, evaluations.length ? evaluations.map(evaluationTable) : h('p', { class: 'muted' }, none));
+      if (onLoad) onLoad(all);
     } catch (err) {
       fill(list, statusLine('error', `Could not load evaluations: ${errorText(err)}`));
     }

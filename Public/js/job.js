@@ -1,5 +1,6 @@
 // Job page: progress, live loss / lr / throughput charts (history first, then SSE), the
-// failure text, reconstruction, checkpoints, evaluations and the resolved config.
+// failure text, reconstruction (pretraining) or the held-out accuracy chart (fine-tuning),
+// checkpoints, evaluations and the resolved config.
 
 import { api, openEventStream } from './api.js';
 import { h, fill, stateBadge, progressCell, num, rate, bytes, duration, timeAgo, shortId, statusLine, errorText, isTerminal, kvTable, median } from './dom.js';
@@ -9,6 +10,7 @@ import { reconstructionPanel } from './reconstruct.js';
 import { evaluationsPanel } from './evaluations.js';
 
 const HISTORY_POINTS = 4000;
+const pct = (v, digits) => (typeof v === 'number' ? `${(v * 100).toFixed(digits)} %` : '—');
 const POLL_MS = 3000;
 
 /** Metrics kept sorted by step, one per step; the three chart series share the order. */
@@ -36,6 +38,10 @@ export function mount(main, { id }) {
   let pollTimer = null;
   let summaryQueued = false;
   const series = new MetricSeries();
+  let accuracy = []; // a fine-tuning job's held-out top-1 by step: [{x, y, loss, images}]
+  let hasCheckpoint = false;
+  let recon = null; // pretraining jobs only: a fine-tuning job has no decoder
+  const isFinetune = () => job.task === 'finetune';
 
   const head = h('div', { class: 'page-head' });
   const summary = h('section', { class: 'card job-summary', 'aria-label': 'Progress' });
@@ -57,10 +63,17 @@ export function mount(main, { id }) {
   const lrChart = new LineChart({ label: 'Learning rate by step', xLabel: 'step', height: 180, zeroBased: true, formatX: (x) => String(Math.round(x)), formatY: (y) => num(y, 2) });
   const rateChart = new LineChart({ label: 'Throughput in images per second by step', xLabel: 'step', height: 180, zeroBased: true, formatX: (x) => String(Math.round(x)), formatY: (y) => num(y, 3) });
   lossChart.el.id = 'loss-chart';
+  const accuracyChart = new LineChart({
+    label: 'Held-out top-1 accuracy by step', xLabel: 'step', height: 220, zeroBased: true,
+    formatX: (x) => String(Math.round(x)), formatY: (y) => pct(y, 0), emptyText: 'Waiting for the first score…',
+    tooltip: (x, [hit]) => [`step ${hit.point.x}`, `top-1 ${pct(hit.point.y, 1)}`, `loss ${num(hit.point.loss, 4)}`, `${hit.point.images} held-out images`],
+  });
+  accuracyChart.el.id = 'accuracy-chart';
 
-  const recon = reconstructionPanel(id);
+  const reconSlot = h('div');
+  const accuracySlot = h('div');
   const checkpointsBody = h('div', { id: 'checkpoints-list' });
-  const evaluations = evaluationsPanel(id);
+  const evaluations = evaluationsPanel(id, { onLoad: setAccuracy });
   const config = h('div', { class: 'config' });
 
   fill(main,
@@ -71,10 +84,11 @@ export function mount(main, { id }) {
           h('label', { for: 'loss-log' }, logToggle, ' Log scale'),
           h('label', { for: 'loss-smoothing' }, 'Smoothing'), smoothing, smoothingOut)),
       lossChart.el),
+    accuracySlot,
     h('div', { class: 'two-col' },
       h('section', { class: 'card', 'aria-labelledby': 'lr-title' }, h('h2', { id: 'lr-title' }, 'Learning rate'), lrChart.el),
       h('section', { class: 'card', 'aria-labelledby': 'rate-title' }, h('h2', { id: 'rate-title' }, 'Throughput (images/s)'), rateChart.el)),
-    recon.el,
+    reconSlot,
     h('section', { class: 'card', id: 'checkpoints', 'aria-labelledby': 'ckpt-title' }, h('h2', { id: 'ckpt-title' }, 'Checkpoints'), checkpointsBody),
     evaluations.el,
     h('section', { class: 'card', id: 'config', 'aria-labelledby': 'config-title' }, h('h2', { id: 'config-title' }, 'Resolved configuration'), config));
@@ -91,6 +105,50 @@ export function mount(main, { id }) {
     rateChart.setSeries([{ name: 'images/s', color: PALETTE[1], points: series.rate }]);
   }
 
+  /** The fine-tuning scores among a job's evaluations, as chart points sorted by step. */
+  function setAccuracy(list) {
+    accuracy = list.filter((e) => e.result && e.result.kind === 'finetune' && typeof e.result.top1 === 'number')
+      .map((e) => ({ x: e.step, y: e.result.top1, loss: e.result.loss, images: e.result.images }))
+      .sort((a, b) => a.x - b.x);
+    accuracyChart.setSeries([{ name: 'top-1', color: PALETTE[2], points: accuracy }]);
+    if (job) setJob(job);
+  }
+
+  /** What only one task has: the accuracy chart (fine-tuning) or reconstruction (pretraining). */
+  function mountTaskPanels() {
+    if (isFinetune()) {
+      fill(accuracySlot, h('section', { class: 'card', id: 'accuracy', 'aria-labelledby': 'accuracy-title' },
+        h('h2', { id: 'accuracy-title' }, 'Held-out top-1 accuracy'),
+        h('p', { class: 'hint' }, `Scored every ${job.config?.finetune?.eval_every ?? '?'} steps and at the end on images the job never trains on.`),
+        accuracyChart.el));
+      return;
+    }
+    recon = reconstructionPanel(id);
+    fill(reconSlot, recon.el);
+    const ratio = job.config && job.config.model ? job.config.model.mask_ratio : null;
+    if (typeof ratio === 'number') {
+      const input = main.querySelector('#recon-ratio');
+      input.value = String(ratio);
+      input.dispatchEvent(new Event('input'));
+    }
+    api.methods().then((doc) => {
+      const m = (doc.methods || []).find((x) => x.name === job.method);
+      if (alive && m && m.fixed_mask_ratio != null) recon.fixRatio(m.fixed_mask_ratio);
+    }).catch(() => { /* the slider stays free; the server still says what it used */ });
+  }
+
+  /** A pretraining job with a checkpoint can be continued or fine-tuned; a fine-tuning job neither. */
+  function fromWeightsLinks() {
+    if (isFinetune() || !hasCheckpoint) return null;
+    const from = `#/new?from=${encodeURIComponent(job.id)}`;
+    return [
+      h('a', { class: 'button small ghost', id: 'continue-job', href: `${from}&continue=1`,
+        title: 'A new job that starts from this job\'s newest checkpoint' }, 'Continue pretraining'),
+      h('a', { class: 'button small ghost', id: 'finetune-job', href: `${from}&finetune=1`,
+        title: 'A classifier on this job\'s encoder (its newest checkpoint), trained on a labelled dataset' }, 'Fine-tune'),
+    ];
+  }
+
   function renderHead() {
     fill(head,
       h('div', {},
@@ -98,8 +156,7 @@ export function mount(main, { id }) {
         h('h1', {}, `${job.method} · `, h('span', { class: 'preset-name' }, job.preset), ' ', stateBadge(job.state))),
       h('div', { class: 'head-actions' }, actions.el,
         h('a', { class: 'button small ghost', href: `#/new?from=${encodeURIComponent(job.id)}` }, 'Clone'),
-        job.step > 0 ? h('a', { class: 'button small ghost', id: 'continue-job', href: `#/new?from=${encodeURIComponent(job.id)}&continue=1`,
-          title: 'A new job that starts from this job\'s newest checkpoint' }, 'Continue pretraining') : null,
+        fromWeightsLinks(),
         h('a', { class: 'button small ghost', href: `#/compare?ids=${encodeURIComponent(job.id)}` }, 'Compare'),
         h('a', { class: 'button small ghost', href: api.metricsCSV(job.id), download: `metrics-${job.id}.csv` }, 'Metrics CSV')));
     actions.update(job);
@@ -108,13 +165,16 @@ export function mount(main, { id }) {
   function renderSummary() {
     const wall = job.started_at ? ((job.finished_at ? new Date(job.finished_at) : new Date()) - new Date(job.started_at)) / 1000 : null;
     const stat = (label, value, key) => h('div', { class: 'stat', dataset: { stat: key } }, h('dt', {}, label), h('dd', {}, value));
+    const latest = accuracy.length ? accuracy[accuracy.length - 1] : null;
     fill(summary,
       progressCell(job),
       h('dl', { class: 'stats' },
+        stat('Task', job.task ?? 'pretrain', 'task'),
         stat('Dataset', job.dataset, 'dataset'),
         stat('Step', `${job.step ?? 0} / ${job.total_steps ?? '?'}`, 'step'),
         stat('Loss', num(job.loss), 'loss'),
         stat('Learning rate', num(job.lr, 3), 'lr'),
+        isFinetune() ? stat('Top-1 (held out)', latest ? `${pct(latest.y, 1)} at step ${latest.x}` : '—', 'top1') : null,
         // A finished job's row no longer carries a rate: show the median of its metrics.
         stat(job.images_per_s == null && series.rate.length ? 'Images/s (median)' : 'Images/s',
           rate(job.images_per_s ?? median(series.rate.map((p) => p.y))), 'images_per_s'),
@@ -137,6 +197,7 @@ export function mount(main, { id }) {
       c.init ? h('p', { id: 'config-init' }, 'Started from the weights of job ',
         h('a', { href: `#/jobs/${encodeURIComponent(c.init.job)}`, class: 'mono' }, c.init.job), ` at step ${c.init.step}`) : null,
       h('div', { class: 'two-col' }, kvTable(c.model, 'Model'), kvTable(c.training, 'Training')),
+      c.finetune ? h('div', { class: 'two-col' }, kvTable(c.finetune, 'Fine-tuning')) : null,
       h('details', {}, h('summary', {}, 'JSON'), h('pre', { class: 'json' }, JSON.stringify(c, null, 2))));
   }
 
@@ -149,16 +210,16 @@ export function mount(main, { id }) {
       summaryQueued = true;
       requestAnimationFrame(() => { summaryQueued = false; if (alive) renderSummary(); });
     }
-    lossChart.setXDomain([0, Math.max(job.total_steps || 1, series.lastStep)]);
-    lrChart.setXDomain([0, Math.max(job.total_steps || 1, series.lastStep)]);
-    rateChart.setXDomain([0, Math.max(job.total_steps || 1, series.lastStep)]);
+    const domain = [0, Math.max(job.total_steps || 1, series.lastStep)];
+    [lossChart, lrChart, rateChart, accuracyChart].forEach((c) => c.setXDomain(domain));
   }
 
   async function loadCheckpoints() {
     try {
       const doc = await api.checkpoints(id);
       const list = [...(doc.checkpoints || [])].sort((a, b) => a.step - b.step);
-      recon.setCheckpoints(list);
+      recon?.setCheckpoints(list);
+      if (!hasCheckpoint && list.length && job) { hasCheckpoint = true; renderHead(); }
       fill(checkpointsBody, list.length
         ? h('div', { class: 'table-wrap' }, h('table', { class: 'checkpoints' },
           h('thead', {}, h('tr', {}, ['Step', 'Size', 'SHA-256', 'Written', 'File'].map((t) => h('th', { scope: 'col' }, t)))),
@@ -234,6 +295,7 @@ export function mount(main, { id }) {
       await loadHistory();
     } catch { /* the poll shows the error */ }
     loadCheckpoints();
+    evaluations.refresh();
   }
 
   async function poll() {
@@ -268,16 +330,7 @@ export function mount(main, { id }) {
     renderHead();
     setJob(job);
     renderConfig();
-    const ratio = job.config && job.config.model ? job.config.model.mask_ratio : null;
-    if (typeof ratio === 'number') {
-      const input = main.querySelector('#recon-ratio');
-      input.value = String(ratio);
-      input.dispatchEvent(new Event('input'));
-    }
-    api.methods().then((doc) => {
-      const m = (doc.methods || []).find((x) => x.name === job.method);
-      if (alive && m && m.fixed_mask_ratio != null) recon.fixRatio(m.fixed_mask_ratio);
-    }).catch(() => { /* the slider stays free; the server still says what it used */ });
+    mountTaskPanels();
     try { await loadHistory(); } catch (err) { fill(errorBox, statusLine('error', `Could not load metrics: ${errorText(err)}`)); }
     redrawCharts();
     if (!isTerminal(job.state)) connect();
@@ -290,7 +343,7 @@ export function mount(main, { id }) {
     alive = false;
     clearTimeout(pollTimer);
     disconnect();
-    recon.destroy();
-    [lossChart, lrChart, rateChart].forEach((c) => c.destroy());
+    recon?.destroy();
+    [lossChart, lrChart, rateChart, accuracyChart].forEach((c) => c.destroy());
   };
 }

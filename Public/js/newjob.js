@@ -2,6 +2,8 @@
 // preset → the fields that method reads) and the dataset list. Each field's input follows its
 // type: a select for choices, a checkbox for booleans, a list for lists; its help and default
 // are shown. The server validates; its field errors are shown next to their inputs.
+// `?from=ID` clones a job, `&continue=1` continues its pretraining from its newest checkpoint,
+// `&finetune=1` fine-tunes its encoder (task "finetune", the fields of group "finetune").
 
 import { api, newIdempotencyKey } from './api.js';
 import { h, fill, statusLine, errorText } from './dom.js';
@@ -10,7 +12,9 @@ export function mount(main, { query }) {
   let alive = true;
   fill(main, h('h1', {}, 'New job'), statusLine('info', 'Loading methods and datasets…'));
   Promise.all([api.methods(), api.datasets(), query.get('from') ? api.job(query.get('from')) : null])
-    .then(([methods, datasets, from]) => { if (alive) render(main, methods, datasets.datasets, from, query.get('continue') === '1'); })
+    .then(([methods, datasets, from]) => {
+      if (alive) render(main, methods, datasets.datasets, from, { continuing: query.get('continue') === '1', finetune: query.get('finetune') === '1' });
+    })
     .catch((err) => { if (alive) fill(main, h('h1', {}, 'New job'), statusLine('error', `Could not load the form: ${errorText(err)}`)); });
   return () => { alive = false; };
 }
@@ -31,7 +35,9 @@ export function schemaFields(schema) {
       nullable: types.includes('null'),
       choices: p.enum ? p.enum.filter((v) => v !== null) : null,
       help: p.description || '',
-      default: p.default,
+      // Float32 settings come as doubles (0.10000000149011612): the default the user reads and
+      // compares against is the value as it was written.
+      default: typeof p.default === 'number' ? Number(p.default.toPrecision(7)) : p.default,
       methods: p['x-methods'] || null,
       min: p.minimum ?? p.exclusiveMinimum, max: p.maximum ?? p.exclusiveMaximum,
       order: p['x-order'] ?? 0,
@@ -79,10 +85,31 @@ function parse(field, input) {
 }
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+const labelled = (d) => Array.isArray(d.classes) && d.classes.length > 1;
 
-function render(main, methodsDoc, datasets, from, continuing) {
+/** The labelled dataset a fine-tune starts with: Fashion-MNIST when installed, else synthetic. */
+function pickLabelled(datasets) {
+  return ['fashion-mnist', 'synthetic'].find((id) => datasets.some((d) => d.id === id)) ?? datasets[0]?.id;
+}
+
+/**
+ * Fine-tuning mode: `?finetune=1` on a pretraining job, or a clone of a fine-tuning job.
+ * Returns null (pretraining), or {init} with the weights it starts from (null: none).
+ */
+function finetuneOf(from, asked) {
+  if (!from) return null;
+  if (from.task === 'finetune') return { init: (from.config && from.config.init) || null };
+  return asked ? { init: { job: from.id } } : null;
+}
+
+function render(main, methodsDoc, datasets, from, mode) {
   const fields = schemaFields(methodsDoc.schema || {});
   const methods = methodsDoc.methods;
+  const tuning = finetuneOf(from, mode.finetune);
+  const continuing = !tuning && mode.continuing;
+  // Fine-tuning from weights: the method, preset and model are the source's.
+  const fixedModel = !!(tuning && tuning.init);
+  const offered = tuning ? datasets.filter(labelled) : datasets;
   let idempotencyKey = newIdempotencyKey();
   let controls = new Map(); // field name → {field, input, defaultValue, errorEl}
 
@@ -91,11 +118,12 @@ function render(main, methodsDoc, datasets, from, continuing) {
   const presetSelect = h('select', { id: 'f-preset', name: 'preset', 'aria-describedby': 'f-preset-help' });
   const presetHelp = h('p', { class: 'hint', id: 'f-preset-help' });
   const datasetSelect = h('select', { id: 'f-dataset', name: 'dataset', 'aria-describedby': 'f-dataset-help' },
-    datasets.map((d) => h('option', { value: d.id }, `${d.name || d.id} (${d.id})`)));
+    offered.map((d) => h('option', { value: d.id }, `${d.name || d.id} (${d.id})`)));
   const datasetHelp = h('p', { class: 'hint', id: 'f-dataset-help' });
   const basics = h('div', { class: 'form-grid' });
   const modelFields = h('div', { class: 'form-grid' });
   const trainingFields = h('div', { class: 'form-grid' });
+  const finetuneFields = h('div', { class: 'form-grid' });
   const summary = h('div', { id: 'form-errors' });
   const submit = h('button', { type: 'submit', class: 'primary', id: 'f-submit' }, 'Start training');
   const errors = new Map([['method', h('p', { class: 'field-error', id: 'err-method', hidden: true })],
@@ -109,24 +137,43 @@ function render(main, methodsDoc, datasets, from, continuing) {
       ' (its newest checkpoint), with this job\'s own schedule, optimizer and data'),
     h('p', { class: 'field-error', id: 'err-init', hidden: true })) : null;
   if (initBox) errors.set('init', initField.querySelector('#err-init'));
+  if (tuning) errors.set('init', h('p', { class: 'field-error', id: 'err-init', hidden: true }));
+  const tuningSet = tuning ? h('fieldset', { id: 'finetune-fields' }, h('legend', {}, 'Fine-tuning'),
+    h('p', { class: 'hint', id: 'finetune-source' }, ...finetuneSource(tuning.init)), errors.get('init'), finetuneFields) : null;
 
   const form = h('form', { id: 'new-job-form', novalidate: true },
     summary,
     initField ? h('fieldset', {}, h('legend', {}, 'Continue pretraining'), initField) : null,
-    h('fieldset', {}, h('legend', {}, 'What to train'),
+    h('fieldset', {}, h('legend', {}, tuning ? 'What to fine-tune' : 'What to train'),
       h('div', { class: 'form-grid' },
         h('div', { class: 'field' }, h('label', { for: 'f-method' }, 'Method'), methodSelect, methodHelp, errors.get('method')),
         h('div', { class: 'field wide' }, h('label', { for: 'f-preset' }, 'Preset'), presetSelect, presetHelp, errors.get('preset')),
         h('div', { class: 'field' }, h('label', { for: 'f-dataset' }, 'Dataset'), datasetSelect, datasetHelp, errors.get('dataset'))),
       basics),
-    h('details', { class: 'fieldset', id: 'model-fields' }, h('summary', {}, 'Model overrides'),
+    tuningSet,
+    fixedModel ? null : h('details', { class: 'fieldset', id: 'model-fields' }, h('summary', {}, 'Model overrides'),
       h('p', { class: 'hint' }, 'Defaults come from the preset; only changed values are sent.'), modelFields),
     h('details', { class: 'fieldset', id: 'training-fields' }, h('summary', {}, 'Training overrides'),
-      h('p', { class: 'hint' }, 'Learning rates and warm-up follow the preset recipe, scaled by batch size and total steps, unless changed here.'), trainingFields),
+      h('p', { class: 'hint' }, tuning
+        ? 'Empty fields follow the fine-tuning recipe, scaled by batch size and total steps; only filled or changed values are sent.'
+        : 'Learning rates and warm-up follow the preset recipe, scaled by batch size and total steps, unless changed here.'), trainingFields),
     h('div', { class: 'form-actions' }, submit, h('span', { class: 'hint' }, 'Submitting again after a network error reuses the same Idempotency-Key.')));
 
-  fill(main, h('div', { class: 'page-head' }, h('h1', {}, 'New job'),
-    from ? h('span', { class: 'muted' }, `${continuing ? 'continuing' : 'cloned from'} ${from.id}`) : null), form);
+  fill(main, h('div', { class: 'page-head' }, heading(),
+    from && !(tuning && from.task !== 'finetune') ? h('span', { class: 'muted' }, `${continuing ? 'continuing' : 'cloned from'} ${from.id}`) : null), form);
+
+  function heading() {
+    if (!tuning) return h('h1', {}, 'New job');
+    if (!tuning.init) return h('h1', {}, 'New fine-tuning job');
+    return h('h1', {}, 'Fine-tuning job ', h('span', { class: 'mono' }, tuning.init.job));
+  }
+
+  function finetuneSource(init) {
+    if (!init) return ['A classifier trained from the seed\'s initialisation (no pretrained weights).'];
+    return ['A classifier head on the encoder of job ', h('a', { href: `#/jobs/${encodeURIComponent(init.job)}`, class: 'mono' }, init.job),
+      init.step ? ` at step ${init.step}` : ' (its newest checkpoint)',
+      ', trained on a labelled dataset and scored on a held-out split. The method, preset and model are that job\'s.'];
+  }
 
   const method = () => methods.find((m) => m.name === methodSelect.value);
   const preset = () => method().presets.find((p) => p.name === presetSelect.value);
@@ -152,7 +199,7 @@ function render(main, methodsDoc, datasets, from, continuing) {
     const help = h('p', { class: 'hint', id: `help-${name}` }, sentence, listHint, value !== undefined ? ` Default: ${show(value) || 'none'}.` : '');
     input.setAttribute('aria-describedby', `help-${name} err-${name}`);
     setValue(doc, input, value);
-    if (doc.type !== 'boolean' && !doc.choices) input.placeholder = value === null ? 'none' : '';
+    if (doc.type !== 'boolean' && !doc.choices) input.placeholder = value === null ? 'none' : value === undefined && tuning ? 'recipe' : '';
     const wrap = h('div', { class: `field${doc.type === 'boolean' ? ' check' : ''}` },
       doc.type === 'boolean' ? h('label', { for: id }, input, ` ${name}`) : [h('label', { for: id }, name), input],
       help, errorEl);
@@ -170,8 +217,13 @@ function render(main, methodsDoc, datasets, from, continuing) {
     try { return same(parse(c.field, c.input), c.defaultValue ?? null); } catch { return false; }
   }
 
-  /** The preset's value of a field, else the method's documented default, else none. */
+  /**
+   * The preset's value of a field, else the method's documented default, else none. A fine-tune
+   * follows its own recipe, which the presets do not list: its training fields left empty are the
+   * recipe's (undefined: no default shown, nothing sent).
+   */
   function defaultOf(field, p) {
+    if (tuning && field.group === 'training') return field.default;
     const own = { ...(p.training || {}), ...(p.model || {}) };
     if (field.name in own) return own[field.name];
     if (field.default !== undefined) return field.default;
@@ -182,13 +234,21 @@ function render(main, methodsDoc, datasets, from, continuing) {
     const p = preset();
     const m = method();
     controls = new Map();
-    const mine = fields.filter((f) => !f.methods || f.methods.includes(m.name));
+    const mine = fields.filter((f) => !f.methods || f.methods.includes(m.name)).map((f) => poolsOf(f, m));
     const group = (g) => mine.filter((f) => f.group === g).map((f) => fieldControl(f, defaultOf(f, p)));
     basics.replaceChildren(...group('request'));
-    modelFields.replaceChildren(...group('model'));
+    modelFields.replaceChildren(...(fixedModel ? [] : group('model')));
     trainingFields.replaceChildren(...group('training'));
+    // Fine-tuning settings exist only in fine-tuning mode: a pretraining job is refused them.
+    finetuneFields.replaceChildren(...(tuning ? group('finetune') : []));
     presetHelp.textContent = p.summary || '';
     clearAllErrors();
+  }
+
+  /** The head's pooling choices the method has (`pools` of GET /v1/methods). */
+  function poolsOf(field, m) {
+    if (field.name !== 'pool' || !field.choices || !Array.isArray(m.pools)) return field;
+    return { ...field, choices: field.choices.filter((c) => m.pools.includes(c)) };
   }
 
   function describeDataset() {
@@ -237,6 +297,11 @@ function render(main, methodsDoc, datasets, from, continuing) {
 
   function buildRequest() {
     const body = { method: methodSelect.value, preset: presetSelect.value, dataset: datasetSelect.value };
+    if (tuning) {
+      body.task = 'finetune';
+      // With weights to start from and no preset, the job takes the source's preset and model.
+      if (tuning.init) { body.init = { ...tuning.init }; delete body.preset; }
+    }
     const overrides = {};
     const problems = [];
     for (const [name, c] of controls) {
@@ -294,15 +359,21 @@ function render(main, methodsDoc, datasets, from, continuing) {
     methodSelect.value = from.method;
     fillPresets();
     if (method().presets.some((p) => p.name === from.preset)) presetSelect.value = from.preset;
-    if (datasets.some((d) => d.id === from.dataset)) datasetSelect.value = from.dataset;
+    if (offered.some((d) => d.id === from.dataset) && (!tuning || from.task === 'finetune')) datasetSelect.value = from.dataset;
+    else if (tuning) datasetSelect.value = pickLabelled(offered) ?? '';
+  }
+  if (fixedModel) {
+    methodSelect.disabled = true;
+    presetSelect.disabled = true;
   }
   fillFields();
   describeDataset();
-  if (from && from.config) prefill(from.config);
+  // A pretraining job's settings are no fine-tune's: fine-tuning from one starts from the recipe.
+  if (from && from.config && !(tuning && from.task !== 'finetune')) prefill(from.config);
 
   /** Copies a job's resolved config into the fields (a clone), marking the changed ones. */
   function prefill(config) {
-    const values = { ...(config.training || {}), ...(config.model || {}) };
+    const values = { ...(config.training || {}), ...(config.model || {}), ...(config.finetune || {}) };
     for (const [name, c] of controls) {
       if (!(name in values)) continue;
       setValue(c.field, c.input, values[name]);

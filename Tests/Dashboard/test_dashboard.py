@@ -50,7 +50,10 @@ class Server:
         # Port 0: the kernel picks a free port (no race with other processes) and the server
         # prints it once it listens, which is the moment it is ready.
         # A heartbeat every second keeps the deadlines of event-stream waits checked.
-        args = [binary, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", self.data, "--sse-heartbeat", "1"]
+        # The dashboard under test is this checkout's (a binary finds the Public/ of the tree it
+        # was built from first, which may be another worktree's).
+        args = [binary, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", self.data, "--sse-heartbeat", "1",
+                "--public-dir", str(ROOT / "Public")]
         if token:
             args += ["--token", token]
         self.token = token
@@ -159,6 +162,7 @@ class Page:
             window.__sseMetrics = 0;
             window.__sseStates = [];
             window.__sseMetricsByState = {};
+            window.__sseEvaluations = 0;
             const nativeFetch = window.fetch.bind(window);
             window.fetch = async (input, init) => {
               const res = await nativeFetch(input, init);
@@ -185,6 +189,8 @@ class Page:
                       }
                       if (event === 'state') {
                         try { window.__sseStates.push(JSON.parse(data).state); } catch { window.__sseStates.push('?'); }
+                      } else if (event === 'evaluation') {
+                        window.__sseEvaluations += 1;
                       } else if (event === 'metric') {
                         window.__sseMetrics += 1;
                         const state = window.__sseStates.length ? window.__sseStates[window.__sseStates.length - 1] : 'none';
@@ -387,6 +393,70 @@ def test_continue_pretraining_starts_a_job_from_the_weights_of_another(tab, serv
     job = server.call("GET", f"/v1/jobs/{job_id}")
     assert job["config"]["init"] == {"job": source["id"], "step": source["step"]}, job["config"].get("init")
     expect(page.locator("#config-init")).to_contain_text(source["id"])
+    assert tab.unexpected_errors() == [], tab.errors
+    # The tests after this one count the jobs there are.
+    tab.goto("jobs")
+    server.call("DELETE", f"/v1/jobs/{job_id}")
+
+
+def test_finetune_trains_a_classifier_on_the_encoder_of_another(tab, server):
+    page = tab.page
+    # Pretraining mode has no fine-tuning settings: a pretraining job is refused them.
+    tab.goto("new")
+    expect(page.locator("#f-preset")).to_be_visible()
+    expect(page.locator("#finetune-fields, #f-pool, #f-eval_every")).to_have_count(0)
+    source = latest_job(server)
+    assert source["task"] == "pretrain", source
+    tab.goto(f"jobs/{source['id']}")
+    expect(page.locator('[data-stat="task"] dd')).to_have_text("pretrain")
+    expect(page.locator("#recon-run")).to_have_count(1)
+    page.click("#finetune-job")
+    page.wait_for_url("**/#/new?*")
+    expect(page.locator("h1")).to_contain_text(f"Fine-tuning job {source['id']}")
+    # The fine-tuning fieldset holds the schema's fine-tuning settings; the dataset is labelled.
+    overrides = server.call("GET", "/v1/methods")["schema"]["properties"]["overrides"]["properties"]
+    tuning = sorted(n for n, p in overrides.items() if p.get("x-group") == "finetune")
+    assert {"pool", "eval_every", "layer_decay"} <= set(tuning), tuning
+    assert sorted(page.eval_on_selector_all("#finetune-fields [id^=f-]", "es => es.map(e => e.name)")) == tuning
+    expect(page.locator("#model-fields")).to_have_count(0)
+    expect(page.locator("#f-method")).to_be_disabled()
+    datasets = [d["id"] for d in server.call("GET", "/v1/datasets")["datasets"]]
+    expect(page.locator("#f-dataset")).to_have_value("fashion-mnist" if "fashion-mnist" in datasets else "synthetic")
+    page.fill("#f-total_steps", "6")
+    page.fill("#f-eval_every", "3")
+    page.fill("#f-eval_images", "200")
+    tab.shot("06d-finetune-form")
+    # The gate (as in the live-loss test): the job waits in the queue until the page streams it,
+    # so its scores reach the chart over SSE.
+    holder = server.call("POST", "/v1/jobs", {**LONG_JOB, "seed": 3})
+    server.wait_for_state(holder["id"], {"running"})
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/jobs")) as posted:
+        page.click("#f-submit")
+    body = posted.value.post_data_json
+    assert body["task"] == "finetune" and body["init"] == {"job": source["id"]} and "preset" not in body, body
+    assert body["overrides"] == {"eval_every": 3, "eval_images": 200}, body
+    page.wait_for_url(re.compile(r".*#/jobs/[^/?]+$"))
+    job_id = page.url.rsplit("/", 1)[-1]
+    page.wait_for_function("() => window.__sseOpened > 0")
+    assert chart_points(page, "#accuracy-chart") == 0
+    server.call("POST", f"/v1/jobs/{holder['id']}/cancel")
+    server.wait_for_state(holder["id"], {"cancelled"})
+    server.call("DELETE", f"/v1/jobs/{holder['id']}")
+    server.wait_for_state(job_id, {"succeeded"})
+    expect(page.locator(".page-head .badge")).to_have_text("succeeded")
+    expect(page.locator('[data-stat="task"] dd')).to_have_text("finetune")
+    scores = [e for e in server.call("GET", f"/v1/jobs/{job_id}/evaluations")["evaluations"] if e["result"].get("kind") == "finetune"]
+    assert sorted(e["step"] for e in scores) == [3, 6], scores
+    page.wait_for_function("() => window.__sseEvaluations >= 2")
+    page.wait_for_function("() => +document.querySelector('#accuracy-chart').dataset.points === 2")
+    expect(page.locator('[data-stat="top1"] dd')).to_contain_text("at step 6")
+    # No decoder: no reconstruction, and nothing to continue pretraining or fine-tune from.
+    expect(page.locator("#reconstruction, #recon-run")).to_have_count(0)
+    expect(page.locator("#continue-job, #finetune-job")).to_have_count(0)
+    expect(page.locator("#config-init")).to_contain_text(source["id"])
+    expect(page.locator("#evaluations")).to_contain_text("accuracy chart")
+    page.locator("#accuracy").scroll_into_view_if_needed()
+    tab.shot("06e-finetune-job")
     assert tab.unexpected_errors() == [], tab.errors
     # The tests after this one count the jobs there are.
     tab.goto("jobs")
