@@ -33,6 +33,14 @@ extension APIRoutes {
                 let model: ModelConfig?
                 let finetuned: Bool
                 let error: String?
+
+                // Explicit so that nil values appear as null.
+                func encode(to encoder: any Encoder) throws {
+                    enum K: String, CodingKey { case id, method, bytes, model, finetuned, error }
+                    var c = encoder.container(keyedBy: K.self)
+                    try c.encode(id, forKey: .id); try c.encode(method, forKey: .method); try c.encode(bytes, forKey: .bytes)
+                    try c.encode(model, forKey: .model); try c.encode(finetuned, forKey: .finetuned); try c.encode(error, forKey: .error)
+                }
             }
             let entries = try await core.blocking { () -> [Entry] in
                 let folder = core.pool.options.checkpoints
