@@ -52,6 +52,16 @@ public enum ModelExport {
         }
     }
 
+    /// A fine-tuned classifier: timm's model with its head. transformers' `*ForImageClassification`
+    /// is not written yet.
+    public static func files(_ classifier: Classifier, format: ExportFormat) throws(ExportError) -> [ExportedFile] {
+        switch format {
+        case .timm: try TimmExport.files(classifier)
+        case .hf: throw .unsupported(method: classifier.backbone.config.method, format: .hf, reason:
+            "a fine-tuned classifier exports to timm (--format timm); transformers' *ForImageClassification export is not written yet")
+        }
+    }
+
     /// Writes `files` into `directory`, creating it.
     public static func write(_ files: [ExportedFile], to directory: String) throws(ExportError) {
         do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {

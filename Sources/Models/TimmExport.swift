@@ -21,6 +21,18 @@ enum TimmExport {
     static let swinEps: Float = 1e-5
 
     static func files(_ model: any MIMModel) throws(ExportError) -> [ExportedFile] {
+        try files(model, head: nil)
+    }
+
+    /// A fine-tuned classifier: the encoder and its head, as timm's model with `num_classes`
+    /// outputs. Its pooling must be one timm's model has: ViT's class token (`global_pool`
+    /// "token") or the mean of the patch tokens after the final norm ("avg" with `fc_norm`
+    /// false); Swin's mean after the final norm ("avg").
+    static func files(_ classifier: Classifier) throws(ExportError) -> [ExportedFile] {
+        try files(classifier.backbone, head: classifier)
+    }
+
+    private static func files(_ model: any MIMModel, head: Classifier?) throws(ExportError) -> [ExportedFile] {
         let c = model.config
         func refuse(_ reason: String) -> ExportError { .unsupported(method: c.method, format: .timm, reason: reason) }
         switch c.method {
@@ -28,7 +40,7 @@ enum TimmExport {
             guard c.layerNormEps == vitEps else {
                 throw refuse("timm's VisionTransformer builds its LayerNorms with eps 1e-6 and config.json cannot change that; this model uses \(c.layerNormEps)")
             }
-            return vit(model.stateDict(), c)
+            return vit(model.stateDict(), c, head: head)
         case .simmim, .greenmim:
             guard c.layerNormEps == swinEps else {
                 throw refuse("timm's SwinTransformer builds its LayerNorms with eps 1e-5 and config.json cannot change that; this model uses \(c.layerNormEps)")
@@ -36,7 +48,7 @@ enum TimmExport {
             guard c.stageDims == c.depths.indices.map({ c.embedDim << $0 }) else {
                 throw refuse("timm's SwinTransformer doubles the width at every stage; this model's stage widths are \(c.stageDims)")
             }
-            return swin(model.stateDict(), c)
+            return swin(model.stateDict(), c, head: head)
         case .mixmae:
             throw refuse("MixMAE's Swin never shifts its windows and adds an absolute position table; timm's SwinTransformer shifts every second block and has no such table")
         case .ummae:
@@ -55,13 +67,16 @@ enum TimmExport {
         }
     }
 
-    static func vit(_ state: [String: Tensor], _ c: ModelConfig) -> [ExportedFile] {
+    static func vit(_ state: [String: Tensor], _ c: ModelConfig, head: Classifier? = nil) -> [ExportedFile] {
+        let mean = head?.pool == .mean
         let args = ModelArgs(imgSize: c.imageSize, patchSize: c.patchSize, embedDim: c.embedDim, mlpRatio: Double(c.mlpRatio),
                              depth: c.depths[0], numHeads: c.heads[0], depths: nil, heads: nil, windowSize: nil,
-                             globalPool: "token")
+                             globalPool: mean ? "avg" : "token", numClasses: head?.classes ?? 0, fcNorm: mean ? false : nil)
         let config = TimmConfig(architecture: "vit_base_patch16_224", numFeatures: c.embedDim, modelArgs: args,
                                 imageSize: c.imageSize)
-        return [ExportedFile(name: "config.json", bytes: ModelExport.json(config)), ModelExport.safeTensors(vitTensors(state))]
+        var tensors = vitTensors(state)
+        if let head { tensors["head.weight"] = head.head.weight; tensors["head.bias"] = head.head.bias }
+        return [ExportedFile(name: "config.json", bytes: ModelExport.json(config)), ModelExport.safeTensors(tensors)]
     }
 
     // MARK: Swin
@@ -95,13 +110,15 @@ enum TimmExport {
         return out
     }
 
-    static func swin(_ state: [String: Tensor], _ c: ModelConfig) -> [ExportedFile] {
+    static func swin(_ state: [String: Tensor], _ c: ModelConfig, head: Classifier? = nil) -> [ExportedFile] {
         let args = ModelArgs(imgSize: c.imageSize, patchSize: c.patchSize, embedDim: c.embedDim, mlpRatio: Double(c.mlpRatio),
                              depth: nil, numHeads: nil, depths: c.depths, heads: c.heads, windowSize: c.windowSize,
-                             globalPool: "avg")
+                             globalPool: "avg", numClasses: head?.classes ?? 0, fcNorm: nil)
         let config = TimmConfig(architecture: "swin_base_patch4_window7_224", numFeatures: c.encoderDim, modelArgs: args,
                                 imageSize: c.imageSize)
-        return [ExportedFile(name: "config.json", bytes: ModelExport.json(config)), ModelExport.safeTensors(swinTensors(state))]
+        var tensors = swinTensors(state)
+        if let head { tensors["head.fc.weight"] = head.head.weight; tensors["head.fc.bias"] = head.head.bias }
+        return [ExportedFile(name: "config.json", bytes: ModelExport.json(config)), ModelExport.safeTensors(tensors)]
     }
 
     // MARK: config.json
@@ -114,11 +131,15 @@ enum TimmExport {
         let depths, heads: [Int]?         // Swin
         let windowSize: Int?
         let globalPool: String
+        /// 0: the encoder alone (no head).
+        let numClasses: Int
+        /// ViT: false to norm before pooling, as our encoder does (timm's default for "avg" is after).
+        let fcNorm: Bool?
 
         enum CodingKeys: String, CodingKey {
             case imgSize = "img_size", patchSize = "patch_size", embedDim = "embed_dim", mlpRatio = "mlp_ratio"
             case depth, numHeads = "num_heads", depths, windowSize = "window_size"
-            case globalPool = "global_pool", numClasses = "num_classes"
+            case globalPool = "global_pool", numClasses = "num_classes", fcNorm = "fc_norm"
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -133,7 +154,8 @@ enum TimmExport {
             if let heads { try c.encode(heads, forKey: .numHeads) } else { try c.encodeIfPresent(numHeads, forKey: .numHeads) }
             try c.encodeIfPresent(windowSize, forKey: .windowSize)
             try c.encode(globalPool, forKey: .globalPool)
-            try c.encode(0, forKey: .numClasses)
+            try c.encode(numClasses, forKey: .numClasses)
+            try c.encodeIfPresent(fcNorm, forKey: .fcNorm)
         }
     }
 
@@ -150,7 +172,7 @@ enum TimmExport {
         }
         struct PretrainedCfg: Encodable {
             let inputSize: [Int]
-            let numClasses = 0
+            let numClasses: Int
             let fixedInputSize = true
             enum CodingKeys: String, CodingKey {
                 case inputSize = "input_size", numClasses = "num_classes", fixedInputSize = "fixed_input_size"
@@ -160,11 +182,11 @@ enum TimmExport {
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(architecture, forKey: .architecture)
-            try c.encode(0, forKey: .numClasses)
+            try c.encode(modelArgs.numClasses, forKey: .numClasses)
             try c.encode(numFeatures, forKey: .numFeatures)
             try c.encode(modelArgs.globalPool, forKey: .globalPool)
             try c.encode(modelArgs, forKey: .modelArgs)
-            try c.encode(PretrainedCfg(inputSize: [3, imageSize, imageSize]), forKey: .pretrainedCfg)
+            try c.encode(PretrainedCfg(inputSize: [3, imageSize, imageSize], numClasses: modelArgs.numClasses), forKey: .pretrainedCfg)
         }
     }
 }

@@ -94,6 +94,22 @@ public struct WeightsFile {
         return built
     }
 
+    /// The fine-tuned classifier a fine-tuning checkpoint holds, every tensor loaded strictly.
+    public func makeClassifier() throws(WeightsFileError) -> Classifier {
+        guard let finetune else { throw .invalidConfig("not a fine-tuning checkpoint") }
+        let built: any MIMModel
+        do { built = try ModelRegistry.make(model, seed: 0) } catch { throw .invalidConfig("\(error)") }
+        let classifier = Classifier(backbone: built, classes: finetune.classes, pool: finetune.pool, seed: 0)
+        do { try classifier.loadState(weights) } catch { throw .weightsMismatch(error) }
+        return classifier
+    }
+
+    /// The files of `format` for whatever the file holds: a pretraining model or a fine-tuned classifier.
+    public func exportFiles(_ format: ExportFormat) throws -> [ExportedFile] {
+        if finetune != nil { return try ModelExport.files(try makeClassifier(), format: format) }
+        return try ModelExport.files(try makeModel(), format: format)
+    }
+
     /// The part of `config` every file has.
     struct ModelSection: Codable {
         let model: ModelConfig

@@ -168,12 +168,8 @@ extension APIRoutes {
                 guard let data = FileManager.default.contents(atPath: core.pool.options.checkpoints.url(ck.path).path) else {
                     throw APIError.checkpointGone(step: step)
                 }
-                let model: any MIMModel
-                do { model = try WeightsFile.decode([UInt8](data)).makeModel() } catch WeightsFileError.classifier {
-                    throw APIError(.conflict, "Not exportable", "job \(id) is a fine-tuning job: \(WeightsFileError.classifier); export its init job's checkpoint")
-                }
                 let files: [ExportedFile]
-                do { files = try ModelExport.files(model, format: format) } catch let ExportError.unsupported(method, _, reason) {
+                do { files = try WeightsFile.decode([UInt8](data)).exportFiles(format) } catch let ExportError.unsupported(method, _, reason) {
                     throw APIError.invalid("format", "a \(method.rawValue) model does not export to \(format.rawValue): \(reason)")
                 }
                 let folder = "\(id)-\(step)-\(format.rawValue)"

@@ -42,12 +42,11 @@ struct ExportHF: ParsableCommand {
         let path = try job.map(checkpointFile) ?? weights!
         let file: WeightsFile
         do { file = try WeightsFile.read(path: path) } catch { throw CommandFailure("\(path): \(error)") }
-        let model: any MIMModel
-        do { model = try file.makeModel() } catch { throw CommandFailure("\(path): \(error)") }
-        do { try ModelExport.write(try ModelExport.files(model, format: format), to: output) } catch {
-            throw CommandFailure("\(error)")
-        }
-        print("wrote \(output)/config.json and \(output)/model.safetensors (\(file.model.method.rawValue), \(format.rawValue))")
+        let files: [ExportedFile]
+        do { files = try file.exportFiles(format) } catch { throw CommandFailure("\(path): \(error)") }
+        do { try ModelExport.write(files, to: output) } catch { throw CommandFailure("\(error)") }
+        let what = file.finetune.map { "a \($0.classes)-class classifier" } ?? "pretraining model"
+        print("wrote \(output)/config.json and \(output)/model.safetensors (\(file.model.method.rawValue) \(what), \(format.rawValue))")
     }
 
     /// The file of the job's checkpoint at `step`, or of its newest.

@@ -105,6 +105,51 @@ import Config
         #expect(args["window_size"] as? Int == 4 && args["embed_dim"] as? Int == 8)
     }
 
+    /// A fine-tuned classifier against timm's classifier of the same encoder and head, for each
+    /// pooling timm can express (the class token; the mean of the patch tokens after the norm,
+    /// `fc_norm` false; Swin's mean): the logits agree within the fixture's noise band, and the
+    /// export holds exactly timm's state_dict, head included, with a config that builds it.
+    @Test(arguments: ["vit_token", "vit_avg", "swin_avg"]) func fineTunedClassifiersMatchTimms(name: String) throws {
+        let fx = try Self.fixture()
+        let kind = String(name.prefix { $0 != "_" })
+        let encoder = Self.timmWeights(fx, kind), head = Self.timmWeights(fx, name)
+        let backbone: any MIMModel
+        if kind == "vit" {
+            let mae = MAE(config: Self.vitConfig, seed: 0)
+            try Self.load(mae, encoder) { $0 }
+            backbone = mae
+        } else {
+            let simmim = SimMIM(config: Self.swinConfig, seed: 0)
+            try Self.load(simmim, encoder) { "encoder." + TimmExport.ourSwinName($0) }
+            backbone = simmim
+        }
+        let classifier = Classifier(backbone: backbone, classes: 3, pool: name == "vit_token" ? .cls : .mean, seed: 0)
+        let prefix = kind == "vit" ? "head." : "head.fc."
+        for part in ["weight", "bias"] {
+            let t = try #require(head[prefix + part]), ours = part == "weight" ? classifier.head.weight : try #require(classifier.head.bias)
+            #expect(t.shape == ours.shape)
+            ours.pointer.update(from: t.pointer, count: t.count)
+        }
+        let logits = GradMode.withoutGrad { classifier(try! fx.tensor("\(kind).images").tensor) }
+        #expect(logits.shape == [2, 3])
+        let check = BandedComparison(fx, label: "timm_tiny \(name)")
+        check.expect(logits.scalars, "\(name).logits")
+        print("\(name).logits max |Δ| \(Self.maxDifference(logits.scalars, try fx.tensor("\(name).logits").values)); \(check.summary())")
+
+        let files = try ModelExport.files(classifier, format: .timm)
+        let written = try SafeTensors.decode(try #require(files.last).bytes).tensors
+        let want = encoder.merging(head) { a, _ in a }
+        #expect(Set(written.keys) == Set(want.keys), "\(name): export names differ from timm's state_dict")
+        for (key, t) in want { #expect(written[key]?.scalars == t.scalars, "\(name): \(key)") }
+        let config = try #require(try JSONSerialization.jsonObject(with: Data(files[0].bytes)) as? [String: Any])
+        let args = try #require(config["model_args"] as? [String: Any])
+        #expect(config["num_classes"] as? Int == 3 && args["num_classes"] as? Int == 3)
+        #expect(args["global_pool"] as? String == (name == "vit_token" ? "token" : "avg"))
+        #expect(args["fc_norm"] as? Bool == (name == "vit_avg" ? false : nil))
+        #expect(throws: ExportError.self) { try ModelExport.files(classifier, format: .hf) }
+        if let dir = ProcessInfo.processInfo.environment["TIMM_EXPORT_DIR"] { try ModelExport.write(files, to: dir + "/" + name) }
+    }
+
     @Test func refusesWhatTimmCannotCompute() throws {
         func reason(_ config: ModelConfig) -> String? {
             do { _ = try ModelExport.files(try ModelRegistry.make(config, seed: 0), format: .timm); return nil } catch {

@@ -46,8 +46,17 @@ import Testing
         let image = try Data(contentsOf: URL(fileURLWithPath: "Public/samples").appendingPathComponent("cat.jpg"))
         let reconstruct = try await server.request("POST", "/v1/jobs/\(id)/reconstruct", body: image, headers: ["Content-Type": "image/jpeg"])
         #expect(reconstruct.status == 409 && reconstruct.isProblem && reconstruct.text.contains("fine-tuning job"), "\(reconstruct.text)")
+        // The classifier exports to timm, head included; transformers' classification models not yet.
         let export = try await server.get("/v1/jobs/\(id)/checkpoints/4/export?format=timm")
-        #expect(export.status == 409 && export.isProblem, "\(export.text)")
+        #expect(export.status == 200, "\(export.text)")
+        let files = try ExportRouteTests.untar(export.body)
+        let weights = try #require(files["\(id)-4-timm/model.safetensors"])
+        #expect(try ExportRouteTests.tensorNames(weights).isSuperset(of: ["head.weight", "head.bias", "cls_token"]))
+        let configBytes = try #require(files["\(id)-4-timm/config.json"])
+        let timmConfig = try JSONSerialization.jsonObject(with: configBytes) as? [String: Any]
+        #expect(timmConfig?["num_classes"] as? Int == 10)
+        let hf = try await server.get("/v1/jobs/\(id)/checkpoints/4/export?format=hf")
+        #expect(hf.status == 422 && hf.errorFields == ["format"], "\(hf.text)")
         let features = try await server.request("POST", "/v1/jobs/\(id)/features?pool=mean", body: image, headers: ["Content-Type": "image/jpeg"])
         #expect(features.status == 200 && features.object["dim"] as? Int == 64, "\(features.text)")
 

@@ -31,12 +31,20 @@ token 0.3·N(0,1)):
           depths (2, 2, 2), heads (2, 2, 4), mlp 4 (eps 1e-5): stage grids 16, 8, 4, so the
           last stage's window covers its whole map and does not shift.
 
+Fine-tuned classifiers (`--format timm` of a fine-tuning checkpoint): the same encoders with a
+3-class head (weights and bias 0.3·N(0,1), seed 5), as timm builds them for our poolings:
+    vit_token  global_pool "token" (the class token after `norm`)
+    vit_avg    global_pool "avg", fc_norm False (the mean of the patch tokens after `norm`)
+    swin_avg   global_pool "avg" (the mean over the last map after `norm`)
+
 Tensors (B = 2):
     vit.images (2,3,32,32), swin.images (2,3,32,32)   inputs, N(0,1)
     vit.param.<timm name>, swin.param.<timm name>     every tensor of timm's state_dict except
                                                       its non-persistent buffers
     vit.features (2,65,32)    forward_features: class token then 64 patch tokens, after `norm`
     swin.features (2,4,4,32)  forward_features: NHWC after `norm`
+    <classifier>.param.<head name>   the head: head.weight/bias (ViT), head.fc.weight/bias (Swin)
+    <classifier>.logits (2,3)        the classifier's forward on vit.images / swin.images
 Each *.features is the float64 value with band.<name> (fixture_io.banded).
 
 timm imports torchvision's data utilities (and torchvision.ops for a batch-norm variant) when it
@@ -127,6 +135,38 @@ def build(kind: str) -> nn.Module:
     return model.eval()
 
 
+CLASSIFIERS = {"vit_token": ("vit", dict(global_pool="token")),
+               "vit_avg": ("vit", dict(global_pool="avg", fc_norm=False)),
+               "swin_avg": ("swin", dict(global_pool="avg"))}
+CLASSES = 3
+
+
+def build_classifier(name: str) -> nn.Module:
+    """The encoder of `build(kind)` under a seeded head, built as timm builds a classifier."""
+    kind, args = CLASSIFIERS[name]
+    encoder = build(kind)
+    architecture = "vit_base_patch16_224" if kind == "vit" else "swin_base_patch4_window7_224"
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        model = timm.create_model(architecture, pretrained=False, num_classes=CLASSES,
+                                  **(VIT_ARGS if kind == "vit" else SWIN_ARGS), **args)
+    finally:
+        torch.set_default_dtype(dtype)
+    missing, unexpected = model.load_state_dict(encoder.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("head.") for k in missing), (missing, unexpected)
+    g = torch.Generator().manual_seed(SEED + 5)
+    with torch.no_grad():
+        for k in missing:
+            p = model.get_parameter(k)
+            p.copy_(0.3 * torch.randn(p.shape, dtype=torch.float32, generator=g))
+    return model.eval()
+
+
+def head_names(model: nn.Module):
+    return [k for k in model.state_dict() if k.startswith("head.")]
+
+
 def images(kind: str) -> torch.Tensor:
     g = torch.Generator().manual_seed(SEED + (3 if kind == "vit" else 4))
     return torch.randn(BATCH, 3, 32, 32, dtype=torch.float32, generator=g)
@@ -143,11 +183,20 @@ def outputs(real: Realisation) -> FixtureWriter:
         model = real.weights(model)
         with torch.no_grad():
             fx.add(f"{kind}.features", model.forward_features(x))
+    for name, (kind, _) in CLASSIFIERS.items():
+        model = build_classifier(name)
+        x = real.input(images(kind))
+        for k in head_names(model):
+            fx.add(f"{name}.param.{k}", model.state_dict()[k])
+        model = real.weights(model)
+        with torch.no_grad():
+            fx.add(f"{name}.logits", model(x))
     return fx
 
 
 def generate() -> None:
-    fx = banded(outputs, inputs=("vit.images", "vit.param.", "swin.images", "swin.param."))
+    fx = banded(outputs, inputs=("vit.images", "vit.param.", "swin.images", "swin.param.")
+                + tuple(f"{name}.param." for name in CLASSIFIERS))
     size = fx.write(FIXTURE)
     print(f"wrote {FIXTURE.name} ({size} B)")
 
@@ -165,6 +214,19 @@ def check_export(directory: Path) -> None:
         diff = (features - fx[f"{kind}.features"]).abs().max().item()
         print(f"{kind}: timm loads it ({len(ours)} tensors, max |Δweight| {worst:.3g}); forward_features max |Δ| {diff:.3g}")
         assert worst == 0 and diff <= 1e-5, f"{kind}: the export differs from the fixture"
+    for name, (kind, _) in CLASSIFIERS.items():
+        if not (directory / name).exists():
+            continue
+        model = timm.create_model(f"local-dir:{directory / name}", pretrained=True).eval()
+        reference = build_classifier(name)
+        ours, theirs = model.state_dict(), reference.state_dict()
+        assert ours.keys() == theirs.keys(), f"{name}: keys differ: {ours.keys() ^ theirs.keys()}"
+        worst = max((ours[k] - theirs[k]).abs().max().item() for k in ours)
+        with torch.no_grad():
+            logits = model(fx[f"{kind}.images"])
+        diff = (logits - fx[f"{name}.logits"]).abs().max().item()
+        print(f"{name}: timm loads it ({len(ours)} tensors, max |Δweight| {worst:.3g}); logits max |Δ| {diff:.3g}")
+        assert worst == 0 and diff <= 1e-5, f"{name}: the export differs from the fixture"
     print("OK")
 
 
