@@ -182,7 +182,7 @@ function render(main, methodsDoc, datasets, from, mode) {
     const m = method();
     methodHelp.textContent = m.summary || '';
     presetSelect.replaceChildren(...m.presets.map((p) =>
-      h('option', { value: p.name }, `${p.name}${p.tiny ? ' — tiny' : ''}${p.default ? ' — paper default' : ''}`)));
+      h('option', { value: p.name }, `${p.name}${p.tiny ? ' — tiny' : ''}${p.small ? ' — small images' : ''}${p.default ? ' — paper default' : ''}`)));
     // The tiny preset first: this is a CPU server and it trains in seconds.
     const pick = m.presets.find((p) => p.tiny) || m.presets.find((p) => p.default) || m.presets[0];
     if (pick) presetSelect.value = pick.name;

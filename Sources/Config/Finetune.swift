@@ -68,7 +68,7 @@ public struct FinetuneRecipe: Sendable, Equatable {
     }
 
     /// A peak learning rate for `batch` images (a preset with a fixed rate keeps it).
-    public func peakLR(batch: Int, preset: Recipe) -> Float { preset.absoluteLR ?? blr * Float(batch) / 256 }
+    public func peakLR(batch: Int, preset: Recipe) -> Float { preset.absoluteLR ?? (preset.finetuneBLR ?? blr) * Float(batch) / 256 }
 }
 
 /// Held-out splits the server knows by name.

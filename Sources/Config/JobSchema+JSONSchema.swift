@@ -7,7 +7,7 @@ extension JobSchema {
             "method": .object(["type": .string("string"), "enum": .array(Method.allCases.map { .string($0.rawValue) }),
                                "description": .string("The pretraining method")]),
             "preset": .object(["type": .string("string"), "default": .string("default"),
-                               "description": .string("tiny, default, or a preset name of the method (GET /v1/methods)")]),
+                               "description": .string("tiny (test size), small (small images on a CPU), default (the paper's), or a preset name of the method (GET /v1/methods)")]),
             "dataset": .object(["type": .string("string"), "default": .string("synthetic"),
                                 "description": .string("A dataset id (GET /v1/datasets)")]),
         ]

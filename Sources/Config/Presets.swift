@@ -22,6 +22,9 @@ public struct Recipe: Codable, Sendable, Equatable {
     public var cropScaleMin: Float = 0.2
     /// A job's batch when the request names none: what fits a CPU server, not the paper's.
     public var defaultBatchSize = 8
+    /// Fine-tuning's base rate per 256 images for this preset, when it differs from the
+    /// method's paper recipe (`FinetuneRecipe`): the small presets' own, found by a sweep.
+    public var finetuneBLR: Float?
 
     public func peakLR(batch: Int) -> Float { absoluteLR ?? blr * Float(batch) / Float(lrBatchDivisor) }
 
@@ -30,6 +33,7 @@ public struct Recipe: Codable, Sendable, Equatable {
         case lrBatchDivisor = "lr_batch_divisor", absoluteLR = "absolute_lr", minLR = "min_lr"
         case warmupFraction = "warmup_fraction", weightDecay = "weight_decay", clipGrad = "clip_grad"
         case paperBatchSize = "paper_batch_size", cropScaleMin = "crop_scale_min", defaultBatchSize = "default_batch_size"
+        case finetuneBLR = "finetune_blr"
     }
 }
 
@@ -42,6 +46,15 @@ public struct Preset: Sendable, Equatable {
     public let isTiny: Bool
     /// The method's paper-scale preset (alias `default`).
     public let isDefault: Bool
+    /// The method's preset for small images on a CPU (alias `small`).
+    public var isSmall = false
+
+    /// This model as the method's `small` preset, with a recipe for it.
+    func small(_ recipe: Recipe) -> Preset {
+        var p = Preset(name: name, summary: summary, model: model, recipe: recipe, isTiny: false, isDefault: false)
+        p.isSmall = true
+        return p
+    }
 }
 
 public enum Presets {
@@ -49,6 +62,22 @@ public enum Presets {
                                   weightDecay: 0.05, beta1: 0.9, beta2: 0.95, clipGrad: nil, paperBatchSize: 4096)
     static let simmimRecipe = Recipe(blr: 2e-4, lrBatchDivisor: 512, absoluteLR: nil, minLR: 1e-5, warmupFraction: 0.1,
                                      weightDecay: 0.05, beta1: 0.9, beta2: 0.999, clipGrad: 5, paperBatchSize: 2048, cropScaleMin: 0.67)
+
+    /// For the `small` presets (docs/methods/README.md#small-presets): a batch of 64 and a base
+    /// rate per 256 images found by a sweep on Fashion-MNIST (`blr`), 5 % warm-up, crops from
+    /// 35 % of the area (28 px digits and garments lose their subject below that).
+    static func smallRecipe(_ r: Recipe, blr: Float) -> Recipe {
+        var s = r
+        s.blr = blr
+        s.finetuneBLR = smallBLR.finetune
+        s.lrBatchDivisor = 256
+        s.absoluteLR = nil
+        s.minLR = 0
+        s.warmupFraction = 0.05
+        s.cropScaleMin = 0.35
+        s.defaultBatchSize = 64
+        return s
+    }
 
     static func tinyRecipe(_ r: Recipe) -> Recipe {
         var t = r
@@ -91,7 +120,36 @@ public enum Presets {
         simmim("simmim_swin_base_patch4_window6_192", "Swin-B at 192 px, window 6, 32 px units (the paper's)",
                image: 192, patch: 4, dim: 128, depths: [2, 2, 18, 2], heads: [4, 8, 16, 32], window: 6, unit: 32,
                isDefault: true),
-    ] + ummaePresets + greenmimPresets + mixConvPresets
+    ] + ummaePresets + greenmimPresets + mixConvPresets + smallPresets
+
+    /// Sized for 28–96 px images on a CPU: a ViT of width 192 (MAE, ConvMAE's last stage) and a
+    /// Swin with C = 48 (the Swin-based four), all at 32 px.
+    static let smallPresets: [Preset] = [
+        mae("mae_vit_d192x6_patch4_dec128d2b_32", "Small images on a CPU: 32 px, ViT D192 depth 6, 3 heads, decoder 128×2",
+            image: 32, patch: 4, dim: 192, depth: 6, heads: 3, decoder: (128, 2, 4)).small(smallRecipe(maeRecipe, blr: smallBLR.mae)),
+        simmim("simmim_swin_c48_patch2_window4_32", "Small images on a CPU: 32 px, Swin C48 (2,2,6), window 4, 8 px units",
+               image: 32, patch: 2, dim: 48, depths: [2, 2, 6], heads: [3, 6, 12], window: 4, unit: 8)
+            .small(smallRecipe(simmimRecipe, blr: smallBLR.swin)),
+        ummae("ummae_swin_c48_patch2_window4_posmlp16_dec128d2b_32",
+              "Small images on a CPU: 32 px, Swin C48 (2,2,6) with coordinate-MLP bias, 4 px units, decoder 128×2",
+              image: 32, patch: 2, dim: 48, depths: [2, 2, 6], heads: [3, 6, 12], window: 4, unit: 4, posMLP: 16,
+              decoder: (128, 2, 4)).small(smallRecipe(ummaeRecipe, blr: smallBLR.swin)),
+        greenmim("greenmim_swin_c48_patch2_window4_dec128d2b_32",
+                 "Small images on a CPU: 32 px, Swin C48 (2,2,6), window 4, 8 px units, decoder 128×2",
+                 image: 32, patch: 2, dim: 48, depths: [2, 2, 6], heads: [3, 6, 12], window: 4, unit: 8,
+                 decoder: (128, 2, 4)).small(smallRecipe(greenmimRecipe, blr: smallBLR.swin)),
+        mixmae("mixmae_swin_c48_patch2_window8_dec128d2b_32",
+               "Small images on a CPU: 32 px, Swin C48 (2,2,6), window 8 no shift, 8 px units, decoder 128×2",
+               image: 32, patch: 2, dim: 48, depths: [2, 2, 6], heads: [3, 6, 12], window: 8, decoder: (128, 2, 4))
+            .small(smallRecipe(mixmaeRecipe, blr: smallBLR.swin)),
+        convmae("convmae_convvit_c48_patch4_dec128d2b_32",
+                "Small images on a CPU: 32 px, conv 48-96 + ViT 192 (depths 1-1-6, 3 heads) on 8×8 tokens, 4 px units, decoder 128×2",
+                image: 32, patch: 1, widths: [48, 96, 192], depths: [1, 1, 6], heads: 3, decoder: (128, 2, 4))
+            .small(smallRecipe(convmaeRecipe, blr: smallBLR.mae)),
+    ]
+
+    /// The small presets' base rates per 256 images (the sweep in docs/methods/README.md#small-presets).
+    static let smallBLR = (mae: Float(6e-3), swin: Float(2e-3), finetune: Float(2e-3))
 
     public static func named(_ name: String) -> Preset? { all.first { $0.name == name } }
 
@@ -102,11 +160,12 @@ public enum Presets {
         let candidates = forMethod(method)
         let found: Preset? = switch preset {
         case "tiny": candidates.first(where: \.isTiny)
+        case "small": candidates.first(where: \.isSmall)
         case "default": candidates.first(where: \.isDefault)
         default: candidates.first { $0.name == preset }
         }
         guard let found else {
-            let names = (["tiny", "default"] + candidates.map(\.name)).joined(separator: ", ")
+            let names = (["tiny", "small", "default"] + candidates.map(\.name)).joined(separator: ", ")
             throw ConfigError(errors: [FieldError("preset", "unknown preset '\(preset)' for \(method.rawValue); choose one of \(names)")])
         }
         return found

@@ -112,6 +112,7 @@ struct MethodsDocument: Encodable {
         let name: String
         let summary: String
         let tiny: Bool
+        let small: Bool
         let `default`: Bool
         let model: ModelConfig
         let training: TrainingConfig
@@ -147,7 +148,7 @@ struct MethodsDocument: Encodable {
             MethodEntry(name: m.rawValue, summary: m.summary, pools: m.pools, fixedMaskRatio: m.fixedMaskRatio,
                         presets: Presets.forMethod(m).compactMap { p in
                 guard let resolved = try? JobConfig.resolve(JobRequest(method: m.rawValue, preset: p.name)) else { return nil }
-                return PresetEntry(name: p.name, summary: p.summary, tiny: p.isTiny, default: p.isDefault, model: p.model,
+                return PresetEntry(name: p.name, summary: p.summary, tiny: p.isTiny, small: p.isSmall, default: p.isDefault, model: p.model,
                                    training: resolved.training, recipe: p.recipe,
                                    estimate: p.model.estimate(batch: resolved.training.batchSize))
             })

@@ -12,7 +12,7 @@ struct ImportHF: ParsableCommand {
     @Argument(help: "Directory with config.json and model.safetensors (float32).")
     var directory: String
 
-    @Option(name: .shortAndLong, help: "The MIMServe weights file to write (.safetensors).")
+    @Option(name: .shortAndLong, help: "The MIMServe weights file to write (.safetensors); <checkpoint-dir>/weights/<id>.safetensors lets a job start from it with init {\"weights\": id}.")
     var output: String
 
     func run() throws {

@@ -104,6 +104,20 @@ import Testing
         #expect(depths["type"] == .string("array") && depths["maxItems"] == .number(Double(ModelConfig.maxStages)))
     }
 
+    /// Every method has one preset behind each alias; the small ones are sized as promised: a
+    /// ViT of width 192 (MAE, ConvMAE's last stage) or a Swin with C in 48…96, at 32 px, batch 64.
+    @Test(arguments: Method.allCases) func everyMethodHasTinySmallAndDefault(method: Method) throws {
+        let presets = Presets.forMethod(method)
+        #expect(presets.filter(\.isTiny).count == 1 && presets.filter(\.isSmall).count == 1 && presets.filter(\.isDefault).count == 1)
+        let small = try Presets.resolve(method: method, preset: "small")
+        #expect(small.isSmall && small.model.imageSize == 32 && small.recipe.defaultBatchSize == 64)
+        switch method {
+        case .mae, .convmae: #expect(small.model.encoderDim == 192)
+        default: #expect((48...96).contains(small.model.embedDim))
+        }
+        #expect(throws: Never.self) { try small.model.validate() }
+    }
+
     /// Defaults live once: the recipe's batch and crop scale, the bookkeeping constants.
     @Test func defaultsComeFromTheRecipe() throws {
         for preset in Presets.all {

@@ -1,0 +1,170 @@
+import ArgumentParser
+import Config
+import Foundation
+import ImageData
+import Models
+import Store
+import Trainer
+
+/// `mimserve-bench quality --minutes M`: what pretraining buys, per method, in equal CPU time.
+/// For each method, its `small` preset (or `--preset`) on Fashion-MNIST:
+///   1. pretrains for M minutes;
+///   2. scores the encoder with k-NN and a linear probe (against raw pixels and a random
+///      encoder, `Evaluator`);
+///   3. fine-tunes it for M minutes and scores top-1 on the test split;
+///   4. fine-tunes the same classifier from scratch for 2·M minutes (the pretraining's time too).
+/// A job's length in steps is its minutes times the step rate measured on a few calibration
+/// steps of the same job, so the schedule ends when the time does. One JSON line per method and
+/// a table; run it on an idle machine.
+struct QualityBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quality", abstract: "Pretrain, probe and fine-tune each method for M CPU-minutes against baselines.")
+
+    @Option(help: "Minutes of pretraining (and of fine-tuning; the from-scratch fine-tune gets twice).") var minutes = 10.0
+    @Option(help: "Comma-separated methods (default: all six).") var methods = Method.allCases.map(\.rawValue).joined(separator: ",")
+    @Option(help: "Preset (or alias) of every method.") var preset = "small"
+    @Option(help: "Training dataset (labelled).") var dataset = "fashion-mnist"
+    @Option(help: "Held-out dataset for scores.") var test = "fashion-mnist-test"
+    @Option(help: "Images the k-NN memory and the probe fit on.") var evalTrain = 10_000
+    @Option(help: "Images scored (k-NN, probe and fine-tunes).") var evalTest = 2_000
+    @Option(help: "Seed of every job.") var seed: UInt64 = 0
+    @Option(help: "Steps timed to set each job's length (after one warm-up step).") var calibrationSteps = 8
+    @Option(help: "Pretraining base rate per 256 images instead of the preset's (a sweep).") var blr: Float?
+    @Flag(help: "Pretrain and probe only: no fine-tunes (a sweep).") var probeOnly = false
+    @Flag(help: "No k-NN and probe (a fine-tuning sweep).") var noProbe = false
+    @Option(name: .customLong("finetune-blrs"), help: "Comma-separated fine-tuning base rates per 256 images, each fine-tuned from the one pretraining and from scratch (a sweep); default: the preset's.")
+    var finetuneBLRs: String?
+
+    func run() throws {
+        let registry = DatasetRegistry()
+        guard registry.exists(dataset), registry.exists(test) else {
+            throw ValidationError("datasets \(dataset) and \(test) must be installed (Debian's dataset-fashion-mnist; `make run` installs it)")
+        }
+        var rows: [Record] = []
+        for name in methods.split(separator: ",").map(String.init) {
+            guard let method = Method(rawValue: name) else { throw ValidationError("unknown method \(name)") }
+            let run = try QualityRun(bench: self, method: method, registry: registry)
+            let r = try run.measure()
+            Report.emit(r)
+            rows.append(r)
+        }
+        Report.table(rows, columns: ["method", "preset", "minutes", "pretrain_steps", "knn_encoder", "knn_raw", "knn_random",
+                                     "probe_encoder", "probe_raw", "probe_random", "finetune_top1", "scratch_top1"])
+    }
+}
+
+/// One method's runs, in a store and checkpoint folder of their own.
+struct QualityRun {
+    let bench: QualityBench
+    let method: Method
+    let registry: DatasetRegistry
+    let dir: URL
+    let store: Store
+    let pool: TrainerPool
+
+    init(bench: QualityBench, method: Method, registry: DatasetRegistry) throws {
+        self.bench = bench
+        self.method = method
+        self.registry = registry
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-quality-\(UUID().uuidString)")
+        store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
+        let options = TrainerOptions(slots: 1, checkpoints: CheckpointDirectory(root: dir.appendingPathComponent("checkpoints")),
+                                     dataSource: ImageDataSource.make(registry: registry), log: { _ in })
+        pool = TrainerPool(store: store, bus: EventBus(), options: options)
+    }
+
+    func measure() throws -> Record {
+        try pool.start()
+        defer {
+            pool.shutdown()
+            try? FileManager.default.removeItem(at: dir)
+        }
+        let m = bench.minutes
+        let (pretrained, pretrainSteps) = try budgeted(task: .pretrain, minutes: m, initFrom: nil)
+        var r = Record()
+        if let blr = bench.blr { r["blr"] = Double(blr) }
+        if !bench.noProbe {
+            let evaluation = try evaluate(pretrained)
+            r["knn_encoder"] = evaluation.knn.encoder; r["knn_raw"] = evaluation.knn.rawPixels; r["knn_random"] = evaluation.knn.randomEncoder
+            r["probe_encoder"] = evaluation.linearProbe.encoder; r["probe_raw"] = evaluation.linearProbe.rawPixels
+            r["probe_random"] = evaluation.linearProbe.randomEncoder
+            r["eval_train"] = evaluation.trainCount; r["eval_test"] = evaluation.testCount
+        }
+        r["suite"] = "quality"; r["method"] = method.rawValue; r["preset"] = try config(.pretrain, steps: 1, initFrom: nil).preset
+        r["minutes"] = m; r["dataset"] = bench.dataset
+        r["pretrain_steps"] = pretrainSteps
+        if !bench.probeOnly {
+            let rates: [Float?] = bench.finetuneBLRs.map { $0.split(separator: ",").map { Float($0) } } ?? [nil]
+            for rate in rates {
+                let suffix = rates.count > 1 ? "@\(rate.map { String($0) } ?? "preset")" : ""
+                let (tuned, tuneSteps) = try budgeted(task: .finetune, minutes: m, initFrom: CheckpointReference(job: pretrained), finetuneBLR: rate)
+                let (scratch, scratchSteps) = try budgeted(task: .finetune, minutes: 2 * m, initFrom: nil, finetuneBLR: rate)
+                r["finetune_steps" + suffix] = tuneSteps; r["scratch_steps" + suffix] = scratchSteps
+                r["finetune_top1" + suffix] = try top1(tuned); r["scratch_top1" + suffix] = try top1(scratch)
+            }
+        }
+        return r
+    }
+
+    /// `blr` (per 256 images, at the preset's batch of 64) replaces the task's base rate.
+    func config(_ task: JobTask, steps: Int, initFrom: CheckpointReference?, finetuneBLR: Float? = nil) throws -> JobConfig {
+        var overrides: [String: JSONValue] = ["checkpoint_every": .number(Double(steps))]
+        if task == .finetune {
+            overrides["eval_every"] = .number(Double(steps))
+            overrides["eval_images"] = .number(Double(bench.evalTest))
+        }
+        if let blr = task == .finetune ? finetuneBLR : bench.blr { overrides["base_lr"] = .number(Double(blr * 64 / 256)) }
+        let source = initFrom.map { ref -> InitCheckpoint? in
+            guard let id = ref.job, let job = try? store.job(id), let c = try? JobConfig.decode(job.configJSON),
+                  let ck = try? store.latestCheckpoint(jobID: id) else { return nil }
+            return InitCheckpoint(preset: c.preset, model: c.model, task: c.jobTask, step: ck.step)
+        }
+        return try JobConfig.resolve(
+            JobRequest(method: method.rawValue, preset: initFrom == nil ? bench.preset : nil, dataset: bench.dataset, totalSteps: steps,
+                       seed: bench.seed, task: task.rawValue, overrides: overrides, initFrom: initFrom),
+            datasetExists: registry.exists, datasetClasses: { id in (try? registry.open(id).info).map(\.classes.count) },
+            findCheckpoint: { _ in source.flatMap { $0 }.map { .success($0) } ?? .failure(FieldError("init", "no checkpoint")) })
+    }
+
+    /// Runs a job of `task` for about `minutes`: a calibration job times a few steps, then the
+    /// real job gets the steps that fit. Returns its id and steps.
+    func budgeted(task: JobTask, minutes: Double, initFrom: CheckpointReference?, finetuneBLR: Float? = nil) throws -> (String, Int) {
+        let calibration = try run(config(task, steps: bench.calibrationSteps + 1, initFrom: initFrom, finetuneBLR: finetuneBLR))
+        let secondsPerStep = calibration.seconds / Double(bench.calibrationSteps)
+        let steps = max(1, Int(minutes * 60 / secondsPerStep))
+        let job = try run(config(task, steps: steps, initFrom: initFrom, finetuneBLR: finetuneBLR))
+        FileHandle.standardError.write(Data(String(format: "%@ %@: %d steps in %.1f min (%.0f ms/step)\n", method.rawValue, task.rawValue,
+                                                   steps, job.seconds / 60, 1000 * job.seconds / Double(steps)).utf8))
+        return (job.id, steps)
+    }
+
+    /// Trains a job to its end; its id and the seconds its steps took after the first.
+    func run(_ config: JobConfig) throws -> (id: String, seconds: Double) {
+        let id = try store.submit(NewJob(method: method.rawValue, preset: config.preset, configJSON: config.json(), datasetID: config.dataset,
+                                         totalSteps: config.training.totalSteps)).job.id
+        pool.notify()
+        while try store.job(id)?.state.isTerminal != true { Thread.sleep(forTimeInterval: 0.05) }
+        let job = try store.job(id)!
+        guard job.state == .succeeded else { throw ValidationError("\(method.rawValue) job ended \(job.state.rawValue): \(job.error ?? "")") }
+        let metrics = try store.metrics(jobID: id)
+        let first = metrics.first?.wallTimeS ?? 0, last = metrics.last?.wallTimeS ?? 0
+        return (id, last - first)
+    }
+
+    func evaluate(_ job: String) throws -> EvaluationResult {
+        let record = try store.latestCheckpoint(jobID: job)!
+        let file = try WeightsFile.read(path: pool.options.checkpoints.url(record.path).path)
+        let model = try file.makeModel()
+        let config = try JobConfig.decode(try store.job(job)!.configJSON)
+        var options = EvaluationOptions()
+        options.trainLimit = bench.evalTrain
+        options.testLimit = bench.evalTest
+        return try Evaluator(options: options).evaluate(model: model, config: config, train: try registry.open(bench.dataset),
+                                                        test: try registry.open(bench.test))
+    }
+
+    func top1(_ job: String) throws -> Double {
+        let score = try store.evaluations(jobID: job).last.map { try JSONDecoder().decode(FinetuneScore.self, from: Data($0.resultJSON.utf8)) }
+        return score?.top1 ?? .nan
+    }
+}
