@@ -241,7 +241,7 @@ extension JobConfig {
             training.weightDecay = tune.weightDecay
             training.beta2 = tune.beta2
             training.clipGrad = nil
-            training.cropScaleMin = tune.cropScaleMin
+            training.cropScaleMin = recipe.finetuneCropScaleMin ?? tune.cropScaleMin
             finetune = FinetuneConfig(
                 pool: .mean, layerDecay: tune.layerDecay, labelSmoothing: tune.labelSmoothing, dropPath: tune.dropPath,
                 mixup: 0, cutmix: 0, evalEvery: training.checkpointEvery, evalImages: FinetuneConfig.defaultEvalImages,

@@ -25,6 +25,9 @@ public struct Recipe: Codable, Sendable, Equatable {
     /// Fine-tuning's base rate per 256 images for this preset, when it differs from the
     /// method's paper recipe (`FinetuneRecipe`): the small presets' own, found by a sweep.
     public var finetuneBLR: Float?
+    /// Fine-tuning's smallest crop, when the method's recipe's (8 % of the area) is too small
+    /// for the preset's images.
+    public var finetuneCropScaleMin: Float?
 
     public func peakLR(batch: Int) -> Float { absoluteLR ?? blr * Float(batch) / Float(lrBatchDivisor) }
 
@@ -33,7 +36,7 @@ public struct Recipe: Codable, Sendable, Equatable {
         case lrBatchDivisor = "lr_batch_divisor", absoluteLR = "absolute_lr", minLR = "min_lr"
         case warmupFraction = "warmup_fraction", weightDecay = "weight_decay", clipGrad = "clip_grad"
         case paperBatchSize = "paper_batch_size", cropScaleMin = "crop_scale_min", defaultBatchSize = "default_batch_size"
-        case finetuneBLR = "finetune_blr"
+        case finetuneBLR = "finetune_blr", finetuneCropScaleMin = "finetune_crop_scale_min"
     }
 }
 
@@ -70,6 +73,7 @@ public enum Presets {
         var s = r
         s.blr = blr
         s.finetuneBLR = smallBLR.finetune
+        s.finetuneCropScaleMin = 0.35
         s.lrBatchDivisor = 256
         s.absoluteLR = nil
         s.minLR = 0
@@ -149,7 +153,7 @@ public enum Presets {
     ]
 
     /// The small presets' base rates per 256 images (the sweep in docs/methods/README.md#small-presets).
-    static let smallBLR = (mae: Float(6e-3), swin: Float(2e-3), finetune: Float(2e-3))
+    static let smallBLR = (mae: Float(6e-3), swin: Float(2e-3), finetune: Float(8e-3))
 
     public static func named(_ name: String) -> Preset? { all.first { $0.name == name } }
 
