@@ -210,7 +210,10 @@ final class TrainingRun {
     /// again: the resumed run would compute the same numbers.
     private func score(_ tuning: Finetuning, heldOut: (any ImageDataset)?, step: Int) throws {
         guard let heldOut else { throw TrainingFailure.noHeldOutSplit }
-        if try store.evaluations(jobID: job.id).contains(where: { $0.step == step && $0.resultJSON.contains("\"kind\":\"finetune\"") }) { return }
+        let scored = try store.evaluations(jobID: job.id).contains { e in
+            e.step == step && (try? JSONDecoder().decode(FinetuneScore.self, from: Data(e.resultJSON.utf8))) != nil
+        }
+        if scored { return }
         let result = try tuning.score(heldOut, limit: tuning.settings.evalImages)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
