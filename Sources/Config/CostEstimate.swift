@@ -145,6 +145,13 @@ extension ModelConfig {
                 params += Double(depths[s] * 25) * Double(c)
             }
             let g3 = stageGrids.last ?? grid, d = encoderDim
+            // Every stage's embedding keeps its patchified input, the conv output, the LN and the
+            // GELU outputs; the fusion keeps the stage-1 and stage-2 maps patchified for their
+            // strided convs and the two (B, L, D) fusion terms.
+            let maps = zip(stageGrids, stageDims).map { Double($0 * $0) * Double($1) }
+            let inputs = [3 * Double(imageSize) * Double(imageSize)] + maps.dropLast()
+            floats += 3 * maps.reduce(0, +) + inputs.reduce(0, +)
+            floats += maps.dropLast().reduce(0, +) + 2 * Double(g3 * g3) * Double(d)
             stages.append(Stage(tokens: visible(g3 * g3), width: d, heads: heads.last ?? 1, keys: visible(g3 * g3),
                                 blocks: depths.last ?? 1, mlpRatio: r))
             decoder(tokens: g3 * g3, outputs: encoderStride * encoderStride * 3)

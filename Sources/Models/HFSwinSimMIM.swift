@@ -122,12 +122,10 @@ struct HFSwinConfig: Codable {
 
     func modelConfig() throws(HFImportError) -> ModelConfig {
         func require(_ ok: Bool, _ key: CodingKeys, _ value: Any, _ reason: String) throws(HFImportError) {
-            if !ok { throw .unsupported(key: key.rawValue, value: "\(value)", reason: reason) }
+            try HFImportError.require(ok, key, value, reason)
         }
-        try require(modelType == "swin", .modelType, modelType, "expected \"swin\"")
-        try require(hiddenAct == "gelu", .hiddenAct, hiddenAct, "only \"gelu\" (the exact erf form) is supported")
-        try require(numChannels == 3, .numChannels, numChannels, "only 3-channel images are supported")
-        try require(qkvBias, .qkvBias, qkvBias, "the model's qkv projection always has a bias")
+        try HFImportError.requireShared(modelType: (modelType, "swin", CodingKeys.modelType), hiddenAct: (hiddenAct, .hiddenAct),
+                                        numChannels: (numChannels, .numChannels), qkvBias: (qkvBias, .qkvBias))
         try require(!useAbsoluteEmbeddings, .useAbsoluteEmbeddings, useAbsoluteEmbeddings, "SimMIM's Swin has no absolute position table")
         try require(layerNormEps == 1e-5, .layerNormEps, layerNormEps,
                     "HF's patch-embed and patch-merging LayerNorms always use 1e-5, ours use one eps throughout")

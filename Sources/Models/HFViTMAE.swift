@@ -162,12 +162,10 @@ struct HFConfig: Codable {
 
     func modelConfig() throws(HFImportError) -> ModelConfig {
         func require(_ ok: Bool, _ key: CodingKeys, _ value: Any, _ reason: String) throws(HFImportError) {
-            if !ok { throw .unsupported(key: key.rawValue, value: "\(value)", reason: reason) }
+            try HFImportError.require(ok, key, value, reason)
         }
-        try require(modelType == "vit_mae", .modelType, modelType, "expected \"vit_mae\"")
-        try require(hiddenAct == "gelu", .hiddenAct, hiddenAct, "only \"gelu\" (the exact erf form) is supported")
-        try require(numChannels == 3, .numChannels, numChannels, "only 3-channel images are supported")
-        try require(qkvBias, .qkvBias, qkvBias, "the model's qkv projection always has a bias")
+        try HFImportError.requireShared(modelType: (modelType, "vit_mae", CodingKeys.modelType), hiddenAct: (hiddenAct, .hiddenAct),
+                                        numChannels: (numChannels, .numChannels), qkvBias: (qkvBias, .qkvBias))
         try require(hiddenSize >= 1 && intermediateSize % hiddenSize == 0, .intermediateSize, intermediateSize,
                     "must be an integer multiple (the MLP ratio) of hidden_size \(hiddenSize)")
         let ratio = intermediateSize / hiddenSize
@@ -230,5 +228,22 @@ public enum HFImportError: Error, Equatable, CustomStringConvertible {
             "'\(n)' differs from the 2-D sin-cos table by up to \(d) (limit 1e-5); such a model cannot be represented"
         case let .io(op, p, reason): "\(op) \(p): \(reason)"
         }
+    }
+}
+
+extension HFImportError {
+    /// Refuses a config.json value that `ok` rejects, naming its key and saying why.
+    static func require(_ ok: Bool, _ key: some CodingKey, _ value: Any, _ reason: String) throws(HFImportError) {
+        if !ok { throw .unsupported(key: key.stringValue, value: "\(value)", reason: reason) }
+    }
+
+    /// What every transformers config we import must say, whatever the architecture: its model
+    /// type, the exact (erf) GELU, three input channels and a bias on the qkv projection.
+    static func requireShared<Key: CodingKey>(modelType: (String, expected: String, key: Key), hiddenAct: (String, Key),
+                                              numChannels: (Int, Key), qkvBias: (Bool, Key)) throws(HFImportError) {
+        try require(modelType.0 == modelType.expected, modelType.key, modelType.0, "expected \"\(modelType.expected)\"")
+        try require(hiddenAct.0 == "gelu", hiddenAct.1, hiddenAct.0, "only \"gelu\" (the exact erf form) is supported")
+        try require(numChannels.0 == 3, numChannels.1, numChannels.0, "only 3-channel images are supported")
+        try require(qkvBias.0, qkvBias.1, qkvBias.0, "the model's qkv projection always has a bias")
     }
 }
