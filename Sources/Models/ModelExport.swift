@@ -10,7 +10,8 @@ import TensorCore
 /// The formats a model exports to: `mimserve export-hf --format` and
 /// `GET /v1/jobs/{id}/checkpoints/{step}/export?format=`.
 public enum ExportFormat: String, CaseIterable, Sendable {
-    /// A Hugging Face transformers directory (`from_pretrained`): the whole pretraining model.
+    /// A Hugging Face transformers directory (`from_pretrained`): the whole pretraining model, or
+    /// a fine-tuned classifier as `*ForImageClassification`.
     case hf
     /// The encoder alone as a timm model directory (`timm.create_model("local-dir:DIR")`).
     case timm
@@ -52,13 +53,11 @@ public enum ModelExport {
         }
     }
 
-    /// A fine-tuned classifier: timm's model with its head. transformers' `*ForImageClassification`
-    /// is not written yet.
+    /// A fine-tuned classifier: timm's model with its head, or transformers' `*ForImageClassification`.
     public static func files(_ classifier: Classifier, format: ExportFormat) throws(ExportError) -> [ExportedFile] {
         switch format {
         case .timm: try TimmExport.files(classifier)
-        case .hf: throw .unsupported(method: classifier.backbone.config.method, format: .hf, reason:
-            "a fine-tuned classifier exports to timm (--format timm); transformers' *ForImageClassification export is not written yet")
+        case .hf: try HFClassifierExport.files(classifier)
         }
     }
 

@@ -146,7 +146,8 @@ import Config
         #expect(config["num_classes"] as? Int == 3 && args["num_classes"] as? Int == 3)
         #expect(args["global_pool"] as? String == (name == "vit_token" ? "token" : "avg"))
         #expect(args["fc_norm"] as? Bool == (name == "vit_avg" ? false : nil))
-        #expect(throws: ExportError.self) { try ModelExport.files(classifier, format: .hf) }
+        // transformers' ViT classifies the class token only (HFClassifierExportTests covers the others).
+        if name == "vit_avg" { #expect(throws: ExportError.self) { try ModelExport.files(classifier, format: .hf) } }
         if let dir = ProcessInfo.processInfo.environment["TIMM_EXPORT_DIR"] { try ModelExport.write(files, to: dir + "/" + name) }
     }
 
