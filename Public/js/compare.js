@@ -1,5 +1,6 @@
 // Compare: pick several jobs, overlay their loss by step and by wall time, and tabulate
-// throughput, peak memory and final loss side by side.
+// throughput, peak memory and final loss side by side; for the jobs with evaluations, what
+// their encoders are worth (k-NN and linear probe against the baselines, fine-tuned top-1).
 
 import { api } from './api.js';
 import { h, fill, stateBadge, num, rate, duration, shortId, statusLine, errorText, isTerminal, replaceQuery, median } from './dom.js';
@@ -24,6 +25,7 @@ export function mount(main, { query }) {
   const smoothingOut = h('output', { for: 'compare-smoothing' }, '0.60');
   const status = h('div');
   const table = h('div', { class: 'table-wrap' });
+  const quality = h('div', { class: 'table-wrap' });
   const lossTooltip = (label, fx) => (x, hits) => [`${label} ${fx(x)}`, ...hits.map((hit) =>
     `${hit.series.name}: ${num(hit.smoothed ?? hit.point.y, 4)} at step ${hit.point.step}`)];
   const byStep = new LineChart({ label: 'Loss by step for the selected jobs', xLabel: 'step', height: 280, smoothing: 0.6, legend: true,
@@ -49,7 +51,10 @@ export function mount(main, { query }) {
           byStep.el),
         h('section', { class: 'card', 'aria-labelledby': 'cmp-time-title' }, h('h2', { id: 'cmp-time-title' }, 'Loss by wall time'), byTime.el))),
     status,
-    h('section', { class: 'card', 'aria-labelledby': 'cmp-table-title' }, h('h2', { id: 'cmp-table-title' }, 'Efficiency'), table));
+    h('section', { class: 'card', 'aria-labelledby': 'cmp-table-title' }, h('h2', { id: 'cmp-table-title' }, 'Efficiency'), table),
+    h('section', { class: 'card', 'aria-labelledby': 'cmp-quality-title' }, h('h2', { id: 'cmp-quality-title' }, 'Quality'),
+      h('p', { class: 'hint' }, 'The newest probe evaluation of each job (frozen features against raw pixels and a random encoder of the same shape) and a fine-tuning job\'s last held-out score.'),
+      quality));
 
   const colour = (id) => PALETTE[selected.indexOf(id) % PALETTE.length];
   const label = (job) => `${shortId(job.id)} ${job.method}`;
@@ -102,6 +107,39 @@ export function mount(main, { query }) {
           h('td', { class: 'num' }, losses.length ? num(Math.min(...losses)) : '—'),
           h('td', { class: 'num' }, duration(last ? last.wall_time_s : null)));
       }))) : h('p', { class: 'muted' }, 'Select two or more jobs on the left.'));
+    renderQuality(present);
+  }
+
+  function renderQuality(present) {
+    const pct = (v) => h('td', { class: 'num' }, typeof v === 'number' ? `${(v * 100).toFixed(1)} %` : '—');
+    const rows = present.map((id) => {
+      const { job, evaluations } = data.get(id);
+      const probes = evaluations.filter((e) => e.result && (e.result.knn || e.result.linear_probe));
+      const probe = probes.sort((a, b) => String(a.created_at).localeCompare(String(b.created_at))).pop();
+      const tuned = evaluations.filter((e) => e.result && e.result.kind === 'finetune' && typeof e.result.top1 === 'number')
+        .sort((a, b) => a.step - b.step).pop();
+      return { id, job, probe, tuned };
+    }).filter((r) => r.probe || r.tuned);
+    const missing = present.length - rows.length;
+    const note = missing ? h('p', { class: 'muted', id: 'compare-quality-missing' },
+      `${missing} of the selected jobs ${missing === 1 ? 'has' : 'have'} no evaluation yet: run one from the job's page, or fine-tune it.`) : null;
+    const scored = ({ probe, tuned }) => [probe ? `${probe.dataset} at step ${probe.step ?? '?'}` : null,
+      tuned ? `held out at step ${tuned.step}` : null].filter(Boolean).join(' · ');
+    const table = rows.length ? h('table', { class: 'compare', id: 'compare-quality' },
+      h('thead', {}, h('tr', {}, ['Job', 'Method', 'Task', 'k-NN', 'k-NN raw pixels', 'k-NN random', 'Probe', 'Probe raw pixels', 'Probe random',
+        'Fine-tuned top-1', 'Starts from', 'Scored on'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows.map((r) => {
+        const knn = r.probe?.result.knn || {}, lp = r.probe?.result.linear_probe || {}, init = r.job.config?.init;
+        return h('tr', { dataset: { id: r.id } },
+          h('td', { class: 'col-job' }, h('span', { class: 'swatch', style: `background:${colour(r.id)}` }), h('a', { href: `#/jobs/${encodeURIComponent(r.id)}`, class: 'mono' }, shortId(r.id))),
+          h('td', {}, r.job.method), h('td', {}, r.job.task ?? 'pretrain'),
+          pct(knn.encoder), pct(knn.raw_pixels), pct(knn.random_encoder), pct(lp.encoder), pct(lp.raw_pixels), pct(lp.random_encoder),
+          h('td', { class: 'num', dataset: { col: 'top1' } }, r.tuned ? `${(r.tuned.result.top1 * 100).toFixed(1)} %` : '—'),
+          h('td', {}, init?.job ? h('a', { href: `#/jobs/${encodeURIComponent(init.job)}`, class: 'mono' }, `${shortId(init.job)} @ ${init.step}`)
+            : init?.weights ? `weights ${init.weights}` : r.job.task === 'finetune' ? 'scratch' : '—'),
+          h('td', { class: 'hint' }, scored(r)));
+      }))) : null;
+    fill(quality, ...(present.length ? [table, note] : [h('p', { class: 'muted' }, 'Select jobs on the left.')]));
   }
 
   async function load() {
@@ -111,8 +149,10 @@ export function mount(main, { query }) {
       const have = data.get(id);
       if (have && isTerminal(have.job.state) && have.complete) return;
       try {
-        const [job, doc] = await Promise.all([api.job(id), api.metrics(id, { max_points: POINTS })]);
-        if (selected.includes(id)) data.set(id, { job, metrics: doc.metrics || [], complete: isTerminal(job.state) });
+        const [job, doc, evals] = await Promise.all([api.job(id), api.metrics(id, { max_points: POINTS }), api.evaluations(id)]);
+        if (selected.includes(id)) {
+          data.set(id, { job, metrics: doc.metrics || [], evaluations: evals.evaluations || [], complete: isTerminal(job.state) });
+        }
       } catch (err) {
         errors.push(`${shortId(id)}: ${errorText(err)}`);
       }

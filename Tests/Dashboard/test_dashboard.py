@@ -468,13 +468,35 @@ def test_compare_overlays_two_methods(tab, server):
     first = latest_job(server)
     other = server.call("POST", "/v1/jobs", {"method": "simmim", "preset": "tiny", "dataset": "synthetic", "total_steps": 150, "batch_size": 16, "seed": 0})
     server.wait_for_state(other["id"], ["succeeded"])
-    tab.goto(f"compare?ids={first['id']},{other['id']}")
-    expect(page.locator("#compare-table tbody tr")).to_have_count(2)
+    # Quality: a probe evaluation of the first, and a fine-tuning job started from it.
+    probe = server.call("POST", f"/v1/jobs/{first['id']}/evaluate", {"dataset": "synthetic"})
+    tuned = server.call("POST", "/v1/jobs", {"method": first["method"], "task": "finetune", "init": {"job": first["id"]},
+                                             "dataset": "synthetic", "total_steps": 4, "seed": 0,
+                                             "overrides": {"eval_every": 4, "eval_images": 100}})
+    server.wait_for_state(tuned["id"], ["succeeded"])
+    score = [e for e in server.call("GET", f"/v1/jobs/{tuned['id']}/evaluations")["evaluations"] if e["result"].get("kind") == "finetune"][-1]
+    tab.goto(f"compare?ids={first['id']},{other['id']},{tuned['id']}")
+    expect(page.locator("#compare-table tbody tr")).to_have_count(3)
     page.wait_for_function("() => +document.querySelector('#compare-by-step').dataset.points > 20 && +document.querySelector('#compare-by-time').dataset.points > 20")
     expect(page.locator("#compare-table")).to_contain_text("simmim")
     expect(page.locator("#compare-table")).to_contain_text("MB")
+    # Only the jobs with evaluations have a quality row; the other is counted below the table.
+    rows = page.locator("#compare-quality tbody tr")
+    expect(rows).to_have_count(2)
+    pct = lambda v: f"{v * 100:.1f} %"
+    first_row = page.locator(f"#compare-quality tr[data-id='{first['id']}']")
+    for value in (probe["result"]["knn"]["encoder"], probe["result"]["knn"]["raw_pixels"], probe["result"]["linear_probe"]["random_encoder"]):
+        expect(first_row).to_contain_text(pct(value))
+    tuned_row = page.locator(f"#compare-quality tr[data-id='{tuned['id']}']")
+    expect(tuned_row.locator("[data-col=top1]")).to_have_text(pct(score["result"]["top1"]))
+    expect(tuned_row).to_contain_text("finetune")
+    expect(tuned_row).to_contain_text(first["id"][:8])
+    expect(page.locator("#compare-quality-missing")).to_contain_text("1 of the selected jobs has no evaluation")
     tab.shot("07-compare")
     assert tab.unexpected_errors() == [], tab.errors
+    # The tests after this one count the jobs there are.
+    tab.goto("jobs")
+    server.call("DELETE", f"/v1/jobs/{tuned['id']}")
 
 
 def test_jobs_table_filters_and_actions_with_confirmation(tab, server):
