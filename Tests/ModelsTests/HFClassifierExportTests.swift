@@ -19,17 +19,9 @@ import Config
         return try Fixture(contentsOf: url)
     }
 
-    /// The fixture's `<kind>.param.*` tensors by transformers name.
-    static func hfWeights(_ fx: Fixture, _ kind: String) -> [String: Tensor] {
-        let prefix = "\(kind).param."
-        var out: [String: Tensor] = [:]
-        for t in fx.tensors where t.name.hasPrefix(prefix) { out[String(t.name.dropFirst(prefix.count))] = t.tensor }
-        return out
-    }
-
     @Test(arguments: ["vit", "swin"]) func fineTunedClassifiersMatchTransformers(kind: String) throws {
         let fx = try Self.fixture()
-        var file = Self.hfWeights(fx, kind)
+        var file = fx.tensors(prefixed: "\(kind).param.")  // by transformers name
         let want = file
         let vit = kind == "vit"
         let backbone: any MIMModel = vit ? MAE(config: TimmExportTests.vitConfig, seed: 0)

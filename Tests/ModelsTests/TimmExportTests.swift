@@ -18,12 +18,7 @@ import Config
     }
 
     /// The fixture's `<kind>.param.*` tensors by timm name.
-    static func timmWeights(_ fx: Fixture, _ kind: String) -> [String: Tensor] {
-        let prefix = "\(kind).param."
-        var out: [String: Tensor] = [:]
-        for t in fx.tensors where t.name.hasPrefix(prefix) { out[String(t.name.dropFirst(prefix.count))] = t.tensor }
-        return out
-    }
+    static func timmWeights(_ fx: Fixture, _ kind: String) -> [String: Tensor] { fx.tensors(prefixed: "\(kind).param.") }
 
     static let vitConfig = ModelConfig(method: .mae, imageSize: 32, patchSize: 4, embedDim: 32, depths: [2], heads: [2],
                                        layerNormEps: 1e-6, maskRatio: 0.75, maskUnit: 4, decoderDim: 16, decoderDepth: 1,

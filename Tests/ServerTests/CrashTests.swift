@@ -8,14 +8,26 @@ import Synchronization
 
 /// The real executable, killed with SIGKILL mid-job and started again on the same data.
 @Suite("Crash and resume", .serialized) struct CrashTests {
-    @Test func aKilledServerResumesItsJobFromTheLastCheckpoint() async throws {
+    /// The job each run trains: MAE pretraining, and a fine-tuning run with every random part of
+    /// its recipe on (mixup, CutMix, drop path, random crops) and held-out scores every 100 steps.
+    static func body(_ task: String) -> (json: [String: Any], total: Int) {
+        switch task {
+        case "finetune":
+            (["method": "mae", "preset": "tiny", "task": "finetune", "dataset": "synthetic", "total_steps": 3000, "batch_size": 4,
+              "overrides": ["checkpoint_every": 100, "mixup": 0.8, "cutmix": 1.0, "drop_path": 0.2, "eval_every": 100, "eval_images": 16]], 3000)
+        default:
+            (["method": "mae", "preset": "tiny", "total_steps": 6000, "batch_size": 4, "overrides": ["checkpoint_every": 100]], 6000)
+        }
+    }
+
+    @Test(arguments: ["pretrain", "finetune"]) func aKilledServerResumesItsJobFromTheLastCheckpoint(task: String) async throws {
         #expect(FileManager.default.isExecutableFile(atPath: MIMServeProcess.executable.path), "build mimserve first: \(MIMServeProcess.executable.path)")
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-crash-\(UUID().uuidString)")
         let dataDir = work.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         // Started from an unrelated working directory: Migrations/ and Public/ are found anyway.
         let first = try MIMServeProcess.serve(dataDir: dataDir, workingDirectory: work)
-        let total = 6000
+        let (body, total) = Self.body(task)
         // A watchdog on its own OS thread reads the database file (a WAL reader) and kills the
         // server once the first checkpoint and some later metric rows have committed. A thread, not a task: other suites may
         // keep the test process's cooperative pool busy for seconds.
@@ -43,9 +55,8 @@ import Synchronization
             }
         }
         watchdog.start()
-        let job = try await first.post("/v1/jobs", ["method": "mae", "preset": "tiny", "total_steps": total, "batch_size": 4,
-                                                    "overrides": ["checkpoint_every": 100]])
-        let id = try #require(job["id"] as? String)
+        let job = try await first.post("/v1/jobs", body)
+        let id = try #require(job["id"] as? String, "\(job)")
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async { killed.wait(); c.resume() }
         }
@@ -89,6 +100,11 @@ import Synchronization
         #expect(try store.metricCount(jobID: id) == total)
         let reasons = try store.events(jobID: id).map(\.dataJSON)
         #expect(reasons.contains { $0.contains("interrupted") })
+        if task == "finetune" {
+            // One held-out score per scoring step: those the killed run stored stay, none is scored twice.
+            let scored = try store.evaluations(jobID: id).map(\.step).sorted()
+            #expect(scored == Array(stride(from: 100, through: total, by: 100)), "\(scored)")
+        }
         try? FileManager.default.removeItem(at: work)
     }
 }

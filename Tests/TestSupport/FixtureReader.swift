@@ -126,3 +126,13 @@ extension FixtureTensor {
     /// The values as an engine tensor of the same shape.
     public var tensor: Tensor { Tensor(values, shape: shape) }
 }
+
+extension Fixture {
+    /// The tensors whose names start with `prefix`, by the rest of their name (a model's
+    /// `<kind>.param.<name>` weights).
+    public func tensors(prefixed prefix: String) -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for t in tensors where t.name.hasPrefix(prefix) { out[String(t.name.dropFirst(prefix.count))] = t.tensor }
+        return out
+    }
+}

@@ -99,6 +99,25 @@ FLOAT32_REALISATIONS = [Realisation(torch.float32), Realisation(torch.float32, t
     Realisation(torch.float32, nudge_seed=s) for s in (1, 2, 3, 4)]
 
 
+def make_nontrivial(model: torch.nn.Module, g: torch.Generator, tables: tuple[str, ...] = ()) -> None:
+    """Weights a test can tell apart, drawn from `g` in a fixed order: Xavier-uniform linear
+    weights, LayerNorm weights 1 + 0.1·N(0,1), every bias 0.05·N(0,1), and the parameters whose
+    names end with one of `tables` (position tables, tokens) 0.3·N(0,1). transformers' own init
+    leaves norms at one, biases and tokens at zero, which hides mistakes of order and sign."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                bound = (6.0 / (module.in_features + module.out_features)) ** 0.5
+                module.weight.copy_((torch.rand(module.weight.shape, dtype=torch.float32, generator=g) * 2 - 1) * bound)
+            elif isinstance(module, torch.nn.LayerNorm):
+                module.weight.copy_(1 + 0.1 * torch.randn(module.weight.shape, dtype=torch.float32, generator=g))
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.copy_(0.05 * torch.randn(p.shape, dtype=torch.float32, generator=g))
+            elif tables and name.endswith(tables):
+                p.copy_(0.3 * torch.randn(p.shape, dtype=torch.float32, generator=g))
+
+
 def run_as(real: Realisation, make: Callable[[Realisation], FixtureWriter]) -> FixtureWriter:
     dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
     torch.set_default_dtype(real.dtype)

@@ -51,7 +51,7 @@ from transformers import AutoModelForImageClassification, SwinConfig, SwinForIma
     ViTForImageClassification
 
 sys.dont_write_bytecode = True  # keep Tools/reference free of __pycache__
-from fixture_io import FixtureWriter, Realisation, banded, export_cli  # noqa: E402
+from fixture_io import FixtureWriter, Realisation, banded, export_cli, make_nontrivial  # noqa: E402
 from hf_vitmae_reference import read_mimf, sincos_2d  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,19 +77,8 @@ def config(kind: str):
 def build_model(kind: str) -> nn.Module:
     torch.manual_seed(SEED)
     model = (ViTForImageClassification if kind == "vit" else SwinForImageClassification)(config(kind))
-    g = torch.Generator().manual_seed(SEED + 1)
+    make_nontrivial(model, torch.Generator().manual_seed(SEED + 1), tables=("relative_position_bias_table", "cls_token"))
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Linear):
-                bound = (6.0 / (module.in_features + module.out_features)) ** 0.5
-                module.weight.copy_((torch.rand(module.weight.shape, dtype=torch.float32, generator=g) * 2 - 1) * bound)
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.copy_(1 + 0.1 * torch.randn(module.weight.shape, dtype=torch.float32, generator=g))
-        for name, p in model.named_parameters():
-            if name.endswith(".bias"):
-                p.copy_(0.05 * torch.randn(p.shape, dtype=torch.float32, generator=g))
-            elif name.endswith("relative_position_bias_table") or name.endswith("cls_token"):
-                p.copy_(0.3 * torch.randn(p.shape, dtype=torch.float32, generator=g))
         if kind == "vit":
             model.vit.embeddings.position_embeddings.copy_(sincos_2d(8, 32))
     return model.eval()

@@ -41,12 +41,11 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 from safetensors import safe_open
 from transformers import SwinConfig, SwinForMaskedImageModeling
 
 sys.dont_write_bytecode = True  # keep Tools/reference free of __pycache__
-from fixture_io import FixtureWriter, Realisation, banded, export_cli  # noqa: E402
+from fixture_io import FixtureWriter, Realisation, banded, export_cli, make_nontrivial  # noqa: E402
 from hf_vitmae_reference import read_mimf  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,19 +70,7 @@ def tiny_config() -> SwinConfig:
 def build_model() -> SwinForMaskedImageModeling:
     torch.manual_seed(SEED)
     model = SwinForMaskedImageModeling(tiny_config())
-    g = torch.Generator().manual_seed(SEED + 1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Linear):
-                bound = (6.0 / (module.in_features + module.out_features)) ** 0.5
-                module.weight.copy_((torch.rand(module.weight.shape, dtype=torch.float32, generator=g) * 2 - 1) * bound)
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.copy_(1 + 0.1 * torch.randn(module.weight.shape, dtype=torch.float32, generator=g))
-        for name, p in model.named_parameters():
-            if name.endswith(".bias"):
-                p.copy_(0.05 * torch.randn(p.shape, dtype=torch.float32, generator=g))
-            elif name.endswith("relative_position_bias_table") or name.endswith("mask_token"):
-                p.copy_(0.3 * torch.randn(p.shape, dtype=torch.float32, generator=g))
+    make_nontrivial(model, torch.Generator().manual_seed(SEED + 1), tables=("relative_position_bias_table", "mask_token"))
     return model.eval()
 
 

@@ -50,12 +50,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 from safetensors import safe_open
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 sys.dont_write_bytecode = True  # keep Tools/reference free of __pycache__
-from fixture_io import FixtureWriter, Realisation, banded, export_cli  # noqa: E402
+from fixture_io import FixtureWriter, Realisation, banded, export_cli, make_nontrivial  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "Tests/ModelsTests/Fixtures"
@@ -102,16 +101,8 @@ def build_model() -> ViTMAEForPreTraining:
     model = ViTMAEForPreTraining(tiny_config())
     g = torch.Generator().manual_seed(SEED + 1)
     grid = model.config.image_size // model.config.patch_size
+    make_nontrivial(model, g)
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Linear):
-                bound = (6.0 / (module.in_features + module.out_features)) ** 0.5
-                module.weight.copy_((torch.rand(module.weight.shape, dtype=torch.float32, generator=g) * 2 - 1) * bound)
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.copy_(1 + 0.1 * torch.randn(module.weight.shape, dtype=torch.float32, generator=g))
-        for name, p in model.named_parameters():
-            if name.endswith(".bias"):
-                p.copy_(0.05 * torch.randn(p.shape, dtype=torch.float32, generator=g))
         for token in (model.vit.embeddings.cls_token, model.decoder.mask_token):
             token.copy_(0.3 * torch.randn(token.shape, dtype=torch.float32, generator=g))
         model.vit.embeddings.position_embeddings.copy_(sincos_2d(grid, model.config.hidden_size))
