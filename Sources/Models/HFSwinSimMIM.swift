@@ -121,11 +121,7 @@ struct HFSwinConfig: Codable {
     }
 
     func modelConfig() throws(HFImportError) -> ModelConfig {
-        func require(_ ok: Bool, _ key: CodingKeys, _ value: Any, _ reason: String) throws(HFImportError) {
-            try HFImportError.require(ok, key, value, reason)
-        }
-        try HFImportError.requireShared(modelType: (modelType, "swin", CodingKeys.modelType), hiddenAct: (hiddenAct, .hiddenAct),
-                                        numChannels: (numChannels, .numChannels), qkvBias: (qkvBias, .qkvBias))
+        try requireShared()
         try require(!useAbsoluteEmbeddings, .useAbsoluteEmbeddings, useAbsoluteEmbeddings, "SimMIM's Swin has no absolute position table")
         try require(layerNormEps == 1e-5, .layerNormEps, layerNormEps,
                     "HF's patch-embed and patch-merging LayerNorms always use 1e-5, ours use one eps throughout")

@@ -161,11 +161,7 @@ struct HFConfig: Codable {
     }
 
     func modelConfig() throws(HFImportError) -> ModelConfig {
-        func require(_ ok: Bool, _ key: CodingKeys, _ value: Any, _ reason: String) throws(HFImportError) {
-            try HFImportError.require(ok, key, value, reason)
-        }
-        try HFImportError.requireShared(modelType: (modelType, "vit_mae", CodingKeys.modelType), hiddenAct: (hiddenAct, .hiddenAct),
-                                        numChannels: (numChannels, .numChannels), qkvBias: (qkvBias, .qkvBias))
+        try requireShared()
         try require(hiddenSize >= 1 && intermediateSize % hiddenSize == 0, .intermediateSize, intermediateSize,
                     "must be an integer multiple (the MLP ratio) of hidden_size \(hiddenSize)")
         let ratio = intermediateSize / hiddenSize
@@ -231,19 +227,43 @@ public enum HFImportError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-extension HFImportError {
+/// What the transformers configs we import have in common, and the checks they share.
+protocol HFArchitectureConfig {
+    associatedtype CodingKeys: CodingKey
+    /// config.json's `model_type` this architecture must have.
+    static var expectedModelType: String { get }
+    var modelType: String { get }
+    var hiddenAct: String { get }
+    var numChannels: Int { get }
+    var qkvBias: Bool { get }
+    static var sharedKeys: (modelType: CodingKeys, hiddenAct: CodingKeys, numChannels: CodingKeys, qkvBias: CodingKeys) { get }
+}
+
+extension HFArchitectureConfig {
     /// Refuses a config.json value that `ok` rejects, naming its key and saying why.
-    static func require(_ ok: Bool, _ key: some CodingKey, _ value: Any, _ reason: String) throws(HFImportError) {
+    func require(_ ok: Bool, _ key: CodingKeys, _ value: Any, _ reason: String) throws(HFImportError) {
         if !ok { throw .unsupported(key: key.stringValue, value: "\(value)", reason: reason) }
     }
 
-    /// What every transformers config we import must say, whatever the architecture: its model
-    /// type, the exact (erf) GELU, three input channels and a bias on the qkv projection.
-    static func requireShared<Key: CodingKey>(modelType: (String, expected: String, key: Key), hiddenAct: (String, Key),
-                                              numChannels: (Int, Key), qkvBias: (Bool, Key)) throws(HFImportError) {
-        try require(modelType.0 == modelType.expected, modelType.key, modelType.0, "expected \"\(modelType.expected)\"")
-        try require(hiddenAct.0 == "gelu", hiddenAct.1, hiddenAct.0, "only \"gelu\" (the exact erf form) is supported")
-        try require(numChannels.0 == 3, numChannels.1, numChannels.0, "only 3-channel images are supported")
-        try require(qkvBias.0, qkvBias.1, qkvBias.0, "the model's qkv projection always has a bias")
+    /// What every architecture must say: its model type, the exact (erf) GELU, three input
+    /// channels and a bias on the qkv projection.
+    func requireShared() throws(HFImportError) {
+        let k = Self.sharedKeys
+        try require(modelType == Self.expectedModelType, k.modelType, modelType, "expected \"\(Self.expectedModelType)\"")
+        try require(hiddenAct == "gelu", k.hiddenAct, hiddenAct, "only \"gelu\" (the exact erf form) is supported")
+        try require(numChannels == 3, k.numChannels, numChannels, "only 3-channel images are supported")
+        try require(qkvBias, k.qkvBias, qkvBias, "the model's qkv projection always has a bias")
     }
+}
+
+extension HFConfig: HFArchitectureConfig {
+    static let expectedModelType = "vit_mae"
+    static let sharedKeys = (modelType: CodingKeys.modelType, hiddenAct: CodingKeys.hiddenAct, numChannels: CodingKeys.numChannels,
+                             qkvBias: CodingKeys.qkvBias)
+}
+
+extension HFSwinConfig: HFArchitectureConfig {
+    static let expectedModelType = "swin"
+    static let sharedKeys = (modelType: CodingKeys.modelType, hiddenAct: CodingKeys.hiddenAct, numChannels: CodingKeys.numChannels,
+                             qkvBias: CodingKeys.qkvBias)
 }
