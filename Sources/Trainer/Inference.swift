@@ -26,6 +26,9 @@ public final class InferenceService: Sendable {
         let classifier: Classifier?
         let config: JobConfig
         let step: Int
+        /// A job trained in bf16 serves in bf16 where this CPU has the units (fp32 elsewhere,
+        /// e.g. on another node of a cluster): its model was fitted to bf16 products.
+        var bf16: Bool { config.training.precision == .bf16 && BF16.supported }
     }
 
     private struct State {
@@ -81,7 +84,7 @@ public final class InferenceService: Sendable {
             let input = transform.tensor(picture, rng: &unused)
             var rng = RandomGenerator(seed: seed)
             let mask = loaded.model.sampleMask(batch: 1, ratio: maskRatio, rng: &rng)
-            let r = loaded.model.reconstruct(input, mask: mask)
+            let r = BF16.gemms(loaded.bf16) { loaded.model.reconstruct(input, mask: mask) }
             let strip = Strip.make(input: input, prediction: r.image, pixelMask: r.pixelMask, transform: transform)
             let (fraction, mse) = Strip.maskedError(input: input, prediction: r.image, pixelMask: r.pixelMask)
             let png: [UInt8]
@@ -112,7 +115,7 @@ public final class InferenceService: Sendable {
             let batch = Tensor(uninitialized: [pictures.count, 3, size, size])
             var unused = RandomGenerator(seed: 0)
             for (i, p) in pictures.enumerated() { transform.apply(p, rng: &unused, into: batch.pointer + i * 3 * size * size) }
-            let z = loaded.model.features(batch, pool: pool)
+            let z = BF16.gemms(loaded.bf16) { loaded.model.features(batch, pool: pool) }
             let dim = z.shape.last!, perImage = z.count / pictures.count
             let rows = (0..<pictures.count).map { i in Array(UnsafeBufferPointer(start: z.pointer + i * perImage, count: perImage)) }
             return Features(dim: dim, tokens: pool == .none ? z.shape[1] : nil, features: rows, step: loaded.step)

@@ -34,7 +34,8 @@ struct InferBench: ParsableCommand {
             rows += try measure(preset, photo: photo)
         }
         rows.forEach(Report.emit)
-        Report.table(rows, columns: ["case", "task", "batch", "model_ms", "end_to_end_ms", "end_to_end_per_image_ms", "peak_rss_mb"])
+        Report.table(rows, columns: ["case", "task", "batch", "model_ms", "end_to_end_ms", "end_to_end_per_image_ms", "decode_ms", "png_ms",
+                                     "png_bytes", "peak_rss_mb"])
     }
 
     static func samplePath() -> String {
@@ -63,6 +64,11 @@ struct InferBench: ParsableCommand {
         let service = InferenceService(store: store, checkpoints: checkpoints, maxConcurrent: 1, cacheSize: 1)
         let model = try ModelRegistry.make(preset.model, seed: 0)
         let size = preset.model.imageSize
+        // The parts of a reconstruction around the model: decoding the upload, encoding the strip.
+        let sample = blocking { try await service.reconstruct(jobID: id, step: nil, image: photo, maskRatio: nil, seed: 1) }
+        let strip = try ImageCodec.decode(sample.png)
+        let decodeMS = time { _ = try? ImageCodec.decode(photo) }
+        let pngMS = time { _ = try? PNGEncoder.encode(strip) }
         var rows: [Record] = []
         for batch in [1, 8] {
             var rng = RandomGenerator(seed: 2)
@@ -84,6 +90,8 @@ struct InferBench: ParsableCommand {
                 r["model_ms"] = modelMS
                 r["end_to_end_ms"] = e2eMS
                 r["end_to_end_per_image_ms"] = e2eMS / Double(batch)
+                r["decode_ms"] = decodeMS
+                if task == "reconstruct" { r["png_ms"] = pngMS; r["png_bytes"] = sample.png.count }
                 r["peak_rss_mb"] = Report.peakRSSMB()
                 rows.append(r)
             }

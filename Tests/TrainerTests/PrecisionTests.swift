@@ -1,5 +1,7 @@
 import Config
 import Foundation
+import ImageData
+import Models
 import Store
 import TensorCore
 import Testing
@@ -37,6 +39,31 @@ struct PrecisionTests {
         // Not the same run twice: bf16 rounds, so some step differs.
         #expect(zip(a, b).contains { $0.loss != $1.loss })
         #expect(a.last!.loss < a.first!.loss && b.last!.loss < b.first!.loss)
+    }
+
+    /// A job trained in bf16 serves in bf16: the features the service returns are exactly what
+    /// the checkpoint's model computes here with bf16 GEMMs, not its fp32 ones.
+    @Test func aBF16JobServesInBF16() async throws {
+        let h = try Harness()
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        let id = try h.submit("mae", steps: 2, batch: 4, overrides: ["precision": .string("bf16"), "checkpoint_every": .number(2)])
+        #expect(try h.wait(id, for: [.succeeded, .failed]).state == .succeeded)
+        var bytes = [UInt8]()
+        for y in 0..<40 { for x in 0..<48 { bytes += [UInt8(x * 5), UInt8(y * 6), 90] } }
+        let png = try PNGEncoder.encode(bytes: bytes, width: 48, height: 40, channels: 3)
+        let served = try await InferenceService(store: h.store, checkpoints: h.pool.options.checkpoints)
+            .features(jobID: id, step: nil, images: [png], pool: .mean)
+
+        let record = try #require(try h.store.latestCheckpoint(jobID: id))
+        let model = try WeightsFile.read(path: h.pool.options.checkpoints.url(record.path).path).makeModel()
+        let config = try JobConfig.decode(try #require(try h.store.job(id)).configJSON)
+        var unused = RandomGenerator(seed: 0)
+        let input = ImageTransform(AugmentationConfig(), size: config.model.imageSize, mode: .eval).tensor(try ImageCodec.decode(png), rng: &unused)
+        let bf16 = BF16.gemms(true) { model.features(input, pool: .mean) }.scalars
+        let fp32 = model.features(input, pool: .mean).scalars
+        #expect(served.features == [bf16])
+        #expect(bf16 != fp32)
     }
 }
 
