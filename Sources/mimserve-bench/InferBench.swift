@@ -20,8 +20,12 @@ struct InferBench: ParsableCommand {
     @Option(help: "Timed runs per case (median reported).") var runs = 5
     @Option(help: "Thread count (default: all cores).") var threads: Int?
     @Option(help: "A JPEG or PNG to send (default: Public/samples/cat.jpg).") var image: String?
+    @Option(help: "The job's precision, which the service serves in: fp32, or bf16 (needs AVX512_BF16 or AMX).") var precision = Precision.fp32
 
     func run() throws {
+        guard Precision.supported.contains(precision) else {
+            throw ValidationError("this CPU runs \(Precision.supported.map(\.rawValue)) only: bf16 needs AVX512_BF16 or AMX")
+        }
         if let threads { ComputeThreads.set(threads) }
         let photo = try [UInt8](Data(contentsOf: URL(fileURLWithPath: image ?? Self.samplePath())))
         var rows: [Record] = []
@@ -34,7 +38,7 @@ struct InferBench: ParsableCommand {
             rows += try measure(preset, photo: photo)
         }
         rows.forEach(Report.emit)
-        Report.table(rows, columns: ["case", "task", "batch", "model_ms", "end_to_end_ms", "end_to_end_per_image_ms", "decode_ms", "png_ms",
+        Report.table(rows, columns: ["case", "task", "precision", "batch", "model_ms", "end_to_end_ms", "end_to_end_per_image_ms", "decode_ms", "png_ms",
                                      "png_bytes", "peak_rss_mb"])
     }
 
@@ -52,7 +56,7 @@ struct InferBench: ParsableCommand {
         let pool = TrainerPool(store: store, bus: EventBus(), options: TrainerOptions(
             slots: 1, checkpoints: checkpoints, dataSource: ImageDataSource.make(registry: DatasetRegistry()), log: { _ in }))
         let config = try JobConfig.resolve(JobRequest(method: preset.model.method.rawValue, preset: preset.name, totalSteps: 1,
-                                                      batchSize: 1, seed: 1))
+                                                      batchSize: 1, seed: 1, overrides: ["precision": .string(precision.rawValue)]))
         let id = try store.submit(NewJob(method: config.method.rawValue, preset: config.preset, configJSON: config.json(),
                                          datasetID: config.dataset, totalSteps: 1)).job.id
         try pool.start()
@@ -75,8 +79,9 @@ struct InferBench: ParsableCommand {
             let x = Tensor(zeros: [batch, 3, size, size])
             for i in 0..<x.count { x.pointer[i] = rng.normal() }
             let mask = model.sampleMask(batch: batch, ratio: nil, rng: &rng)
-            let reconstructModel = time { _ = model.reconstruct(x, mask: mask) }
-            let featuresModel = time { _ = model.features(x, pool: .mean) }
+            let bf16 = precision == .bf16
+            let reconstructModel = time { _ = BF16.gemms(bf16) { model.reconstruct(x, mask: mask) } }
+            let featuresModel = time { _ = BF16.gemms(bf16) { model.features(x, pool: .mean) } }
             // The API reconstructs one image per request: a batch of 8 is 8 requests in a row.
             let reconstructE2E = time {
                 for _ in 0..<batch { _ = blocking { try await service.reconstruct(jobID: id, step: nil, image: photo, maskRatio: nil, seed: 1) } }
@@ -86,7 +91,7 @@ struct InferBench: ParsableCommand {
             for (task, modelMS, e2eMS) in [("reconstruct", reconstructModel, reconstructE2E), ("features", featuresModel, featuresE2E)] {
                 var r = Record()
                 r["suite"] = "infer"; r["case"] = "\(preset.model.method.rawValue)/\(preset.name)"; r["task"] = task
-                r["batch"] = batch; r["threads"] = ComputeThreads.count; r["runs"] = runs
+                r["batch"] = batch; r["threads"] = ComputeThreads.count; r["runs"] = runs; r["precision"] = precision.rawValue
                 r["model_ms"] = modelMS
                 r["end_to_end_ms"] = e2eMS
                 r["end_to_end_per_image_ms"] = e2eMS / Double(batch)

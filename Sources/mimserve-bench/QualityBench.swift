@@ -12,7 +12,8 @@ import Trainer
 ///   2. scores the encoder with k-NN and a linear probe (against raw pixels and a random
 ///      encoder, `Evaluator`);
 ///   3. fine-tunes it for M minutes and scores top-1 on the test split;
-///   4. fine-tunes the same classifier from scratch for 2·M minutes (the pretraining's time too).
+///   4. fine-tunes the same classifier from scratch for 2·M minutes (the pretraining's time too):
+///      twice the steps of step 3, whose step costs the same.
 /// A job's length in steps is its minutes times the step rate measured on a few calibration
 /// steps of the same job, so the schedule ends when the time does. One JSON line per method and
 /// a table; run it on an idle machine.
@@ -98,7 +99,10 @@ struct QualityRun {
             for rate in rates {
                 let suffix = rates.count > 1 ? "@\(rate.map { String($0) } ?? "preset")" : ""
                 let (tuned, tuneSteps) = try budgeted(task: .finetune, minutes: m, initFrom: CheckpointReference(job: pretrained), finetuneBLR: rate)
-                let (scratch, scratchSteps) = try budgeted(task: .finetune, minutes: 2 * m, initFrom: nil, finetuneBLR: rate)
+                // A step costs the same from scratch: twice the steps, not a second calibration
+                // whose noise (a few per cent) would tilt the comparison either way.
+                let scratchSteps = 2 * tuneSteps
+                let scratch = try finished(config(.finetune, steps: scratchSteps, initFrom: nil, finetuneBLR: rate))
                 r["finetune_steps" + suffix] = tuneSteps; r["scratch_steps" + suffix] = scratchSteps
                 r["finetune_top1" + suffix] = try top1(tuned); r["scratch_top1" + suffix] = try top1(scratch)
             }
@@ -132,10 +136,17 @@ struct QualityRun {
         let calibration = try run(config(task, steps: bench.calibrationSteps + 1, initFrom: initFrom, finetuneBLR: finetuneBLR))
         let secondsPerStep = calibration.seconds / Double(bench.calibrationSteps)
         let steps = max(1, Int(minutes * 60 / secondsPerStep))
-        let job = try run(config(task, steps: steps, initFrom: initFrom, finetuneBLR: finetuneBLR))
-        FileHandle.standardError.write(Data(String(format: "%@ %@: %d steps in %.1f min (%.0f ms/step)\n", method.rawValue, task.rawValue,
+        return (try finished(config(task, steps: steps, initFrom: initFrom, finetuneBLR: finetuneBLR)), steps)
+    }
+
+    /// Runs `config` to its end, says how long it took, and returns the job's id.
+    func finished(_ config: JobConfig) throws -> String {
+        let job = try run(config)
+        let steps = config.training.totalSteps
+        FileHandle.standardError.write(Data(String(format: "%@ %@%@: %d steps in %.1f min (%.0f ms/step)\n", method.rawValue,
+                                                   config.jobTask.rawValue, config.initFrom == nil ? "" : " (init)",
                                                    steps, job.seconds / 60, 1000 * job.seconds / Double(steps)).utf8))
-        return (job.id, steps)
+        return job.id
     }
 
     /// Trains a job to its end; its id and the seconds its steps took after the first.

@@ -296,10 +296,11 @@ def infer_driver(args):
     if not ours.is_absolute():
         ours = REPO / ours
     results = []
-    for preset, _ in selected(args):
+    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    for (preset, _), precision in ((p, q) for p in selected(args) for q in precisions):
         method = PRESETS[preset]["method"]
-        proc = subprocess.run([str(ours), "infer", "--presets", f"{method}:{preset}", "--threads", str(args.threads)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run([str(ours), "infer", "--presets", f"{method}:{preset}", "--threads", str(args.threads),
+                               "--precision", precision], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             log(proc.stderr)
             raise SystemExit("mimserve-bench infer failed")
@@ -307,21 +308,22 @@ def infer_driver(args):
         for batch in (1, 8):
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--infer", "--preset", preset,
                    "--batch", str(batch), "--steps", str(args.steps or 5), "--warmup", "1",
-                   "--threads", str(args.threads), "--precision", "fp32"]
+                   "--threads", str(args.threads), "--precision", precision]
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
             torch_rec, _ = run_child(cmd, "pytorch infer worker", env=env)
             for task in ("reconstruct", "features"):
                 o = next(r for r in ours_rows if r["task"] == task and r["batch"] == batch)
                 t_ms = torch_rec[f"{task}_ms"]
                 # Reconstruction takes one image per request: batch 8 is 8 of ours against one batched torch forward.
-                rec = {"suite": "peer_infer_compare", "preset": preset, "task": task, "batch": batch, "threads": args.threads,
+                rec = {"suite": "peer_infer_compare", "preset": preset, "precision": precision, "task": task, "batch": batch,
+                       "threads": args.threads,
                        "ours_model_ms": o["model_ms"], "ours_end_to_end_ms": o["end_to_end_ms"], "pytorch_forward_ms": t_ms,
                        "model_vs_pytorch": round(t_ms / o["model_ms"], 3),
                        "end_to_end_vs_pytorch_forward": round(t_ms / o["end_to_end_ms"], 3)}
                 print(json.dumps(rec), flush=True)
                 results.append(rec)
-    cols = [("preset", lambda r: r["preset"]), ("task", lambda r: r["task"]), ("batch", lambda r: str(r["batch"])),
-            ("ours model ms", lambda r: f"{r['ours_model_ms']:.1f}"), ("ours e2e ms", lambda r: f"{r['ours_end_to_end_ms']:.1f}"),
+    cols = [("preset", lambda r: r["preset"]), ("precision", lambda r: r["precision"]), ("task", lambda r: r["task"]),
+            ("batch", lambda r: str(r["batch"])), ("ours model ms", lambda r: f"{r['ours_model_ms']:.1f}"), ("ours e2e ms", lambda r: f"{r['ours_end_to_end_ms']:.1f}"),
             ("torch fwd ms", lambda r: f"{r['pytorch_forward_ms']:.1f}"),
             ("model ×", lambda r: f"{r['model_vs_pytorch']:.2f}"), ("e2e vs torch fwd ×", lambda r: f"{r['end_to_end_vs_pytorch_forward']:.2f}")]
     log("")
