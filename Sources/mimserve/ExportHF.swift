@@ -21,7 +21,7 @@ struct ExportHF: ParsableCommand {
 
     @Option(help: "Export a checkpoint of this job instead of a file.") var job: String?
     @Option(help: "With --job: the checkpoint's step (default: the job's newest checkpoint).") var step: Int?
-    @Option(help: "hf: the whole model for transformers (MAE: ViTMAEForPreTraining, SimMIM: SwinForMaskedImageModeling); timm: the encoder for timm (MAE, SimMIM, GreenMIM).")
+    @Option(help: "hf: the whole model for transformers (MAE: ViTMAEForPreTraining, SimMIM: SwinForMaskedImageModeling); timm: the encoder for timm (MAE, SimMIM, GreenMIM). A fine-tuning checkpoint exports its classifier: to timm with its head, or to transformers as ViTForImageClassification (MAE with pool cls) or SwinForImageClassification (SimMIM, GreenMIM).")
     var format: ExportFormat = .hf
 
     @Option(name: .shortAndLong, help: "Directory to write config.json and model.safetensors into (created if needed).")
