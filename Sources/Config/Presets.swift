@@ -137,7 +137,7 @@ public enum Presets {
         ummae("ummae_swin_c48_patch2_window4_posmlp16_dec128d2b_32",
               "Small images on a CPU: 32 px, Swin C48 (2,2,6) with coordinate-MLP bias, 4 px units, decoder 128×2",
               image: 32, patch: 2, dim: 48, depths: [2, 2, 6], heads: [3, 6, 12], window: 4, unit: 4, posMLP: 16,
-              decoder: (128, 2, 4)).small(smallRecipe(ummaeRecipe, blr: smallBLR.swin)),
+              decoder: (128, 2, 4)).small(smallRecipe(ummaeRecipe, blr: smallBLR.ummae)),
         greenmim("greenmim_swin_c48_patch2_window4_dec128d2b_32",
                  "Small images on a CPU: 32 px, Swin C48 (2,2,6), window 4, 8 px units, decoder 128×2",
                  image: 32, patch: 2, dim: 48, depths: [2, 2, 6], heads: [3, 6, 12], window: 4, unit: 8,
@@ -153,7 +153,7 @@ public enum Presets {
     ]
 
     /// The small presets' base rates per 256 images (the sweep in docs/methods/README.md#small-presets).
-    static let smallBLR = (mae: Float(6e-3), swin: Float(2e-3), finetune: Float(8e-3))
+    static let smallBLR = (mae: Float(6e-3), swin: Float(2e-3), ummae: Float(6e-3), finetune: Float(8e-3))
 
     public static func named(_ name: String) -> Preset? { all.first { $0.name == name } }
 

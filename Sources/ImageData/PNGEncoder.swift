@@ -2,13 +2,14 @@ import CPNG
 
 /// PNG writing through libpng's simplified API (8-bit gray or RGB, default compression).
 public enum PNGEncoder {
-    /// Encodes an image; samples are clamped to 0…1 and rounded to 8 bits.
-    public static func encode(_ image: RGBImage) throws(ImageError) -> [UInt8] {
-        try encode(bytes: image.bytes(), width: image.width, height: image.height, channels: image.channels)
+    /// Encodes an image; samples are clamped to 0…1 and rounded to 8 bits. `fast`: libpng's
+    /// speed-over-size mode (no row filters, light deflate), for images made per request.
+    public static func encode(_ image: RGBImage, fast: Bool = false) throws(ImageError) -> [UInt8] {
+        try encode(bytes: image.bytes(), width: image.width, height: image.height, channels: image.channels, fast: fast)
     }
 
     /// Encodes 8-bit samples: row-major, interleaved, `channels` 1 (gray) or 3 (RGB).
-    public static func encode(bytes: [UInt8], width: Int, height: Int, channels: Int) throws(ImageError) -> [UInt8] {
+    public static func encode(bytes: [UInt8], width: Int, height: Int, channels: Int, fast: Bool = false) throws(ImageError) -> [UInt8] {
         precondition(channels == 1 || channels == 3, "PNG encoding takes 1 or 3 channels, not \(channels)")
         precondition(width > 0 && height > 0 && bytes.count == width * height * channels,
                      "\(bytes.count) bytes for \(width)×\(height)×\(channels)")
@@ -17,6 +18,7 @@ public enum PNGEncoder {
         image.width = UInt32(width)
         image.height = UInt32(height)
         image.format = channels == 1 ? 0 : UInt32(PNG_FORMAT_FLAG_COLOR)  // PNG_FORMAT_GRAY or _RGB
+        if fast { image.flags = UInt32(PNG_IMAGE_FLAG_FAST) }
 
         // Deflate rarely expands data by more than a few per cent; if it does, libpng tells
         // us the size it needs and we write once more.

@@ -152,14 +152,23 @@ struct HostileInputTests {
 
 @Suite("PNG encoder")
 struct PNGEncoderTests {
-    @Test("round trip", arguments: [1, 3])
-    func roundTrip(_ channels: Int) throws {
+    @Test("round trip", arguments: [(1, false), (3, false), (1, true), (3, true)])
+    func roundTrip(_ channels: Int, fast: Bool) throws {
         let w = 37, h = 11
         let pixels = (0..<(w * h * channels)).map { Float(($0 * 7919) % 256) / 255 }
         let image = RGBImage(width: w, height: h, channels: channels, pixels: pixels)
-        let png = try PNGEncoder.encode(image)
+        let png = try PNGEncoder.encode(image, fast: fast)
         #expect(try ImageCodec.probe(png) == ImageHeader(format: .png, width: w, height: h, channels: channels))
         #expect(try ImageCodec.decode(png) == image)
+    }
+
+    /// The fast mode is another encoding of the same pixels: a photo comes back exactly, in a
+    /// different (larger) file.
+    @Test func fastModeKeepsThePixels() throws {
+        let image = try ImageCodec.decode(try Fixtures.bytes("baseline.jpg"))
+        let compact = try PNGEncoder.encode(image), fast = try PNGEncoder.encode(image, fast: true)
+        #expect(try ImageCodec.decode(fast).bytes() == image.bytes())
+        #expect(fast != compact)
     }
 
     @Test func clampsAndRounds() throws {
