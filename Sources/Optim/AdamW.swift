@@ -41,6 +41,8 @@ public final class AdamW: @unchecked Sendable {
     public private(set) var stepCount = 0
 
     private let slots: [Slot]
+    /// Each parameter's slot, by the tensor's identity.
+    private let slotIndex: [ObjectIdentifier: Int]
 
     /// The default no-decay rule (docs/methods/common.md#no-decay-rules): 1-D (and scalar)
     /// parameters and biases.
@@ -77,6 +79,7 @@ public final class AdamW: @unchecked Sendable {
             Slot(name: name, param: tensor, decays: !noDecay(name, tensor), lrScale: lrScale(name),
                  expAvg: Tensor(zeros: tensor.shape), expAvgSq: Tensor(zeros: tensor.shape))
         }
+        self.slotIndex = Dictionary(parameters.enumerated().map { (ObjectIdentifier($1.tensor), $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// Parameter names in the order given at init.
@@ -91,30 +94,78 @@ public final class AdamW: @unchecked Sendable {
     /// One update of every parameter that has a gradient; parameters without one are skipped.
     public func step(lr: Float) {
         Profiler.measure(.optimizer, .update) {
-            stepCount += 1
-            // Scalars in Double as torch computes them in Python floats, then rounded once.
-            let t = Double(stepCount)
-            let (beta1, beta2) = (Double(betas.0), Double(betas.1))
-            let biasCorrection1 = 1 - pow(beta1, t)
-            let biasCorrection2Sqrt = (1 - pow(beta2, t)).squareRoot()
-            for slot in slots {
-                let slotLR = Double(lr) * Double(slot.lrScale)
-                let c = Coefficients(
-                    oneMinusBeta1: Float(1 - beta1), beta2: betas.1, oneMinusBeta2: Float(1 - beta2),
-                    negStepSize: Float(-slotLR / biasCorrection1),
-                    biasCorrection2Sqrt: Float(biasCorrection2Sqrt), eps: eps)
-                let decayFactor = Float(1 - slotLR * Double(weightDecay))
-                guard let grad = slot.param.grad else { continue }
-                precondition(grad.count == slot.param.count,
-                             "gradient of '\(slot.name)' has shape \(grad.shape), parameter \(slot.param.shape)")
-                let p = slot.param.pointer, g = grad.pointer
-                let m = slot.expAvg.pointer, v = slot.expAvgSq.pointer
-                let decay = slot.decays ? decayFactor : 1
-                parallelFor(slot.param.count, minPerThread: 1 << 15) { range in
-                    adamWKernel(p + range.lowerBound, g + range.lowerBound, m + range.lowerBound,
-                                v + range.lowerBound, range.count, decay: decay, c)
-                }
+            let step = begin(lr: lr)
+            for slot in slots { update(slot, step) }
+        }
+    }
+
+    /// Zeroes the gradients, backpropagates `loss` and takes one step, leaving no gradients
+    /// behind. Without clipping each parameter is updated the moment its gradient is complete
+    /// and that gradient is dropped at once (`Tensor.backward(leafReady:)`), so the gradients
+    /// of the whole model are never held together; the arithmetic is `step(lr:)`'s, value for
+    /// value. Clipping by the global norm needs every gradient first, so with `clipGrad` the
+    /// update follows the whole backward pass.
+    ///
+    /// Throws when a gradient holds a NaN or an infinity. Without clipping, parameters whose
+    /// gradients were complete before that one was found have already been updated; a
+    /// training run stops there and resumes from its last checkpoint.
+    public func minimize(_ loss: Tensor, lr: Float, clipGrad: Float? = nil) throws(NonFiniteGradient) {
+        zeroGrad()
+        defer { zeroGrad() }
+        if let clipGrad {
+            loss.backward()
+            guard gradientsAreFinite(slots.map(\.param)) else { throw NonFiniteGradient() }
+            clipGradNorm(slots.map(\.param), maxNorm: clipGrad)
+            step(lr: lr)
+            return
+        }
+        let step = Profiler.measure(.optimizer, .update) { begin(lr: lr) }
+        var finite = true
+        loss.backward { [self] leaf in
+            guard let slot = slotIndex[ObjectIdentifier(leaf)].map({ slots[$0] }) else { return }
+            Profiler.measure(.optimizer, .update) {
+                finite = finite && gradientsAreFinite([leaf])
+                if finite { update(slot, step) }
+                leaf.grad = nil
             }
+        }
+        guard finite else { throw NonFiniteGradient() }
+    }
+
+    /// A gradient held a NaN or an infinity (`minimize`).
+    public struct NonFiniteGradient: Error {}
+
+    /// The scalars of one step, shared by every parameter's update.
+    private struct StepScalars {
+        let lr: Double
+        let biasCorrection1: Double
+        let biasCorrection2Sqrt: Double
+    }
+
+    /// Counts a step and computes its scalars in Double, as torch does in Python floats.
+    private func begin(lr: Float) -> StepScalars {
+        stepCount += 1
+        let t = Double(stepCount)
+        return StepScalars(lr: Double(lr), biasCorrection1: 1 - pow(Double(betas.0), t),
+                           biasCorrection2Sqrt: (1 - pow(Double(betas.1), t)).squareRoot())
+    }
+
+    /// Updates one parameter from its gradient, if it has one.
+    private func update(_ slot: Slot, _ step: StepScalars) {
+        guard let grad = slot.param.grad else { return }
+        precondition(grad.count == slot.param.count,
+                     "gradient of '\(slot.name)' has shape \(grad.shape), parameter \(slot.param.shape)")
+        let slotLR = step.lr * Double(slot.lrScale)
+        let c = Coefficients(
+            oneMinusBeta1: Float(1 - Double(betas.0)), beta2: betas.1, oneMinusBeta2: Float(1 - Double(betas.1)),
+            negStepSize: Float(-slotLR / step.biasCorrection1),
+            biasCorrection2Sqrt: Float(step.biasCorrection2Sqrt), eps: eps)
+        let decay = slot.decays ? Float(1 - slotLR * Double(weightDecay)) : 1
+        let p = slot.param.pointer, g = grad.pointer
+        let m = slot.expAvg.pointer, v = slot.expAvgSq.pointer
+        parallelFor(slot.param.count, minPerThread: 1 << 15) { range in
+            adamWKernel(p + range.lowerBound, g + range.lowerBound, m + range.lowerBound,
+                        v + range.lowerBound, range.count, decay: decay, c)
         }
     }
 

@@ -71,7 +71,12 @@ extension Tensor {
 
     /// Backpropagates from this scalar (or from `seed`, a gradient of the same shape).
     /// The graph is freed as it is consumed; gradients of intermediate tensors are released.
-    public func backward(seed: Tensor? = nil) {
+    ///
+    /// `leafReady` is called with each leaf (a parameter, or an input that requires grad) as
+    /// soon as its gradient is complete: the walk reaches a leaf only after every op that used
+    /// it has run its backward, so nothing reads the leaf's value after that call and the call
+    /// may update it in place and drop its gradient (`AdamW.minimize`).
+    public func backward(seed: Tensor? = nil, leafReady: ((Tensor) -> Void)? = nil) {
         if seed == nil {
             precondition(count == 1, "backward() without a seed needs a scalar, got shape \(shape)")
         }
@@ -99,7 +104,10 @@ extension Tensor {
             accumulateGrad { g, beta in g[0] = beta == 0 ? 1 : g[0] + 1 }
         }
         for t in order.reversed() {
-            guard let node = t.node else { continue }
+            guard let node = t.node else {
+                if let leafReady, t.grad != nil { leafReady(t) }
+                continue
+            }
             t.node = nil
             if let g = t.grad {
                 Profiler.measure(node.kind, .backward) { node.backward(g) }

@@ -115,11 +115,11 @@ final class TrainingRun {
             let lossTensor = try BF16.gemms(bf16) { try objective.loss(batch, rng: &rng) }
             let loss = lossTensor.item
             guard loss.isFinite else { throw TrainingFailure.nonFiniteLoss(step: step + 1, value: loss) }
-            optimizer.zeroGrad()
-            BF16.gemms(bf16) { lossTensor.backward() }
-            guard gradientsAreFinite(objective.parameters) else { throw TrainingFailure.nonFiniteGradient(step: step + 1) }
-            if let clip = t.clipGrad { _ = clipGradNorm(objective.parameters, maxNorm: clip) }
-            optimizer.step(lr: lr)
+            do {
+                try BF16.gemms(bf16) { try optimizer.minimize(lossTensor, lr: lr, clipGrad: t.clipGrad) }
+            } catch {
+                throw TrainingFailure.nonFiniteGradient(step: step + 1)
+            }
             step += 1
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             wallTime += seconds

@@ -223,10 +223,7 @@ struct CompareBench: ParsableCommand {
         let images = Init.normal([batch, 3, config.imageSize, config.imageSize], std: 1, rng: &rng)
         func step() {
             let out = model.forward(images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng))
-            opt.zeroGrad()
-            out.loss.backward()
-            if let clip = recipe.clipGrad { _ = clipGradNorm(model.parameters, maxNorm: clip) }
-            opt.step(lr: 1e-4)
+            try? opt.minimize(out.loss, lr: 1e-4, clipGrad: recipe.clipGrad)
         }
         for _ in 0..<warmup { step() }
         let allocs = BufferPool.shared.statistics.freshAllocations

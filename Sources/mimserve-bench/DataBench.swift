@@ -57,10 +57,7 @@ struct DataBench: ParsableCommand {
             let start = DispatchTime.now().uptimeNanoseconds
             let data = try loader.next()
             let out = model.forward(data.images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng))
-            opt.zeroGrad()
-            out.loss.backward()
-            if let clip = recipe.clipGrad { _ = clipGradNorm(model.parameters, maxNorm: clip) }
-            opt.step(lr: 1e-4)
+            try opt.minimize(out.loss, lr: 1e-4, clipGrad: recipe.clipGrad)
             if i >= warmup {
                 waits.append(data.dataWaitSeconds)
                 totals.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)

@@ -15,8 +15,10 @@ import Trainer
 ///   4. fine-tunes the same classifier from scratch for 2·M minutes (the pretraining's time too):
 ///      twice the steps of step 3, whose step costs the same.
 /// A job's length in steps is its minutes times the step rate measured on a few calibration
-/// steps of the same job, so the schedule ends when the time does. One JSON line per method and
-/// a table; run it on an idle machine.
+/// steps of the same task, so the schedule ends when the time does. Every method's calibrations
+/// run first, before any long job: the machine must be idle for those first minutes; after them
+/// the step counts are fixed, and a busier machine only makes the run take longer. One JSON line
+/// per method and a table.
 struct QualityBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quality", abstract: "Pretrain, probe and fine-tune each method for M CPU-minutes against baselines.")
@@ -41,11 +43,14 @@ struct QualityBench: ParsableCommand {
         guard registry.exists(dataset), registry.exists(test) else {
             throw ValidationError("datasets \(dataset) and \(test) must be installed (Debian's dataset-fashion-mnist; `make run` installs it)")
         }
-        var rows: [Record] = []
-        for name in methods.split(separator: ",").map(String.init) {
+        let runs = try methods.split(separator: ",").map(String.init).map { name in
             guard let method = Method(rawValue: name) else { throw ValidationError("unknown method \(name)") }
-            let run = try QualityRun(bench: self, method: method, registry: registry)
-            let r = try run.measure()
+            return try QualityRun(bench: self, method: method, registry: registry)
+        }
+        let budgets = try runs.map { try $0.calibrate() }
+        var rows: [Record] = []
+        for (run, budget) in zip(runs, budgets) {
+            let r = try run.measure(budget)
             Report.emit(r)
             rows.append(r)
         }
@@ -74,14 +79,35 @@ struct QualityRun {
         pool = TrainerPool(store: store, bus: EventBus(), options: options)
     }
 
-    func measure() throws -> Record {
+    /// Steps of each task that fit the bench's minutes.
+    struct Budget {
+        let pretrain: Int
+        let finetune: Int
+    }
+
+    /// Times a few steps of each task and starts the pool that `measure` goes on using. A
+    /// fine-tuning step costs the same from scratch as from a pretrained encoder, so its
+    /// calibration needs no pretraining first.
+    func calibrate() throws -> Budget {
         try pool.start()
+        func steps(_ task: JobTask) throws -> Int {
+            let calibration = try run(config(task, steps: bench.calibrationSteps + 1, initFrom: nil))
+            let secondsPerStep = calibration.seconds / Double(bench.calibrationSteps)
+            return max(1, Int(bench.minutes * 60 / secondsPerStep))
+        }
+        let budget = Budget(pretrain: try steps(.pretrain), finetune: try steps(.finetune))
+        FileHandle.standardError.write(Data("\(method.rawValue): \(budget.pretrain) pretraining and \(budget.finetune) fine-tuning steps in \(bench.minutes) min\n".utf8))
+        return budget
+    }
+
+    func measure(_ budget: Budget) throws -> Record {
         defer {
             pool.shutdown()
             try? FileManager.default.removeItem(at: dir)
         }
         let m = bench.minutes
-        let (pretrained, pretrainSteps) = try budgeted(task: .pretrain, minutes: m, initFrom: nil)
+        let pretrainSteps = budget.pretrain
+        let pretrained = try finished(config(.pretrain, steps: pretrainSteps, initFrom: nil))
         var r = Record()
         if let blr = bench.blr { r["blr"] = Double(blr) }
         if !bench.noProbe {
@@ -98,9 +124,10 @@ struct QualityRun {
             let rates: [Float?] = bench.finetuneBLRs.map { $0.split(separator: ",").map { Float($0) } } ?? [nil]
             for rate in rates {
                 let suffix = rates.count > 1 ? "@\(rate.map { String($0) } ?? "preset")" : ""
-                let (tuned, tuneSteps) = try budgeted(task: .finetune, minutes: m, initFrom: CheckpointReference(job: pretrained), finetuneBLR: rate)
-                // A step costs the same from scratch: twice the steps, not a second calibration
-                // whose noise (a few per cent) would tilt the comparison either way.
+                let tuneSteps = budget.finetune
+                let tuned = try finished(config(.finetune, steps: tuneSteps, initFrom: CheckpointReference(job: pretrained), finetuneBLR: rate))
+                // Twice the steps of the same calibration, not a second one whose noise (a few
+                // per cent) would tilt the comparison either way.
                 let scratchSteps = 2 * tuneSteps
                 let scratch = try finished(config(.finetune, steps: scratchSteps, initFrom: nil, finetuneBLR: rate))
                 r["finetune_steps" + suffix] = tuneSteps; r["scratch_steps" + suffix] = scratchSteps
@@ -128,15 +155,6 @@ struct QualityRun {
                        seed: bench.seed, task: task.rawValue, overrides: overrides, initFrom: initFrom),
             datasetExists: registry.exists, datasetClasses: { id in (try? registry.open(id).info).map(\.classes.count) },
             findCheckpoint: { _ in source.flatMap { $0 }.map { .success($0) } ?? .failure(FieldError("init", "no checkpoint")) })
-    }
-
-    /// Runs a job of `task` for about `minutes`: a calibration job times a few steps, then the
-    /// real job gets the steps that fit. Returns its id and steps.
-    func budgeted(task: JobTask, minutes: Double, initFrom: CheckpointReference?, finetuneBLR: Float? = nil) throws -> (String, Int) {
-        let calibration = try run(config(task, steps: bench.calibrationSteps + 1, initFrom: initFrom, finetuneBLR: finetuneBLR))
-        let secondsPerStep = calibration.seconds / Double(bench.calibrationSteps)
-        let steps = max(1, Int(minutes * 60 / secondsPerStep))
-        return (try finished(config(task, steps: steps, initFrom: initFrom, finetuneBLR: finetuneBLR)), steps)
     }
 
     /// Runs `config` to its end, says how long it took, and returns the job's id.

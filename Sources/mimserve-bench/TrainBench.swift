@@ -41,7 +41,7 @@ struct TrainBench: ParsableCommand {
         r["peak_ratio"] = (r["gflops"] as! Double) / peak
         Report.emit(r)
         Report.table([r], columns: ["method", "preset", "precision", "batch", "threads", "ms_per_step", "images_per_s", "gflops",
-                                    "peak_ratio", "peak_rss_mb", "estimated_peak_rss_mb", "fresh_allocs_per_step"])
+                                    "peak_ratio", "peak_rss_mb", "pool_peak_live_mb", "pool_held_mb", "estimated_peak_rss_mb", "fresh_allocs_per_step"])
         if let profiled {
             let rows = StepProfile.records(profiled, base: r)
             rows.forEach(Report.emit)
@@ -88,10 +88,7 @@ struct TrainStepTimer {
             let bf16 = precision == .bf16
             let mask = model.sampleMask(batch: batch, ratio: nil, rng: &rng)
             let out = BF16.gemms(bf16) { model.forward(images, mask: mask) }
-            opt.zeroGrad()
-            BF16.gemms(bf16) { out.loss.backward() }
-            if let clip = r.clipGrad { _ = clipGradNorm(model.parameters, maxNorm: clip) }
-            opt.step(lr: 1e-4)
+            try? BF16.gemms(bf16) { try opt.minimize(out.loss, lr: 1e-4, clipGrad: r.clipGrad) }
         }
         for _ in 0..<warmup { step() }
         let allocs = BufferPool.shared.statistics.freshAllocations
@@ -109,6 +106,12 @@ struct TrainStepTimer {
         rec["gflops"] = flops / (ms / 1000) / 1e9
         rec["gflop_per_image"] = flops / Double(batch) / 1e9
         rec["peak_rss_mb"] = Report.peakRSSMB()
+        // The tensors' share of it: the most floats live at once, and what the pool holds
+        // (live and cached for reuse; a cached buffer serves only requests of its own bucket).
+        let pool = BufferPool.shared.statistics
+        rec["pool_peak_live_mb"] = Double(pool.peakLiveFloats * 4) / 1048576
+        rec["pool_held_mb"] = Double((pool.liveFloats + pool.cachedFloats) * 4) / 1048576
+        rec["parameter_mb"] = Double(model.parameters.reduce(0) { $0 + $1.count } * 4) / 1048576
         // What job submission predicts for this step (the cost model), against the measurement.
         let estimate = preset.model.estimate(batch: batch)
         rec["estimated_peak_rss_mb"] = Double(estimate.peakBytes) / 1048576

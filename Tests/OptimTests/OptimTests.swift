@@ -332,3 +332,57 @@ private func naiveAdamW(_ p0: [Float], grads: [[Float]], lrs: [Float], wd: Doubl
     #expect(a.scalars == a2.scalars && b.scalars == b2.scalars)
     #expect(a.scalars != params().0.scalars)
 }
+
+// MARK: - minimize: the update inside the backward pass
+
+/// A small network whose first weight is used twice (in the first layer and in a penalty
+/// read late in the backward walk), so an early update of it would change what comes after.
+private struct TwoLayerNet {
+    let w1 = Tensor(pseudoRandom(12 * 8, seed: 1, scale: 0.3), shape: [12, 8])
+    let b1 = Tensor(pseudoRandom(12, seed: 2, scale: 0.1), shape: [12])
+    let gamma = Tensor(pseudoRandom(12, seed: 3, scale: 0.2).map { 1 + $0 }, shape: [12])
+    let w2 = Tensor(pseudoRandom(4 * 12, seed: 4, scale: 0.3), shape: [4, 12])
+    let input = Tensor(pseudoRandom(6 * 8, seed: 5), shape: [6, 8])
+
+    init() { for p in parameters { p.requiresGrad = true } }
+
+    var parameters: [Tensor] { [w1, b1, gamma, w2] }
+    var named: [(name: String, tensor: Tensor)] { zip(["w1", "b1", "norm.weight", "w2"], parameters).map { ($0, $1) } }
+
+    func loss() -> Tensor {
+        let h = input.linear(weight: w1, bias: b1).layerNorm(weight: gamma, bias: nil, eps: 1e-5).gelu()
+        let y = h.linear(weight: w2)
+        return (y * y).mean() + (w1 * w1).sum() * 0.01
+    }
+}
+
+@Test(arguments: [nil, Float(0.05)])
+func minimizeUpdatesExactlyAsBackwardThenStepAndLeavesNoGradients(clip: Float?) throws {
+    let fused = TwoLayerNet(), reference = TwoLayerNet()
+    let a = AdamW(parameters: fused.named, weightDecay: 0.05, betas: (0.9, 0.95))
+    let b = AdamW(parameters: reference.named, weightDecay: 0.05, betas: (0.9, 0.95))
+    for step in 0..<5 {
+        let lr = Float(step + 1) * 1e-2
+        try a.minimize(fused.loss(), lr: lr, clipGrad: clip)
+        b.zeroGrad()
+        reference.loss().backward()
+        if let clip { clipGradNorm(reference.parameters, maxNorm: clip) }
+        b.step(lr: lr)
+        #expect(fused.parameters.allSatisfy { $0.grad == nil })
+    }
+    // Value for value: the same kernel on the same gradients, only at another time.
+    for (x, y) in zip(fused.parameters, reference.parameters) { #expect(x.scalars == y.scalars) }
+    let stateA = a.state(), stateB = b.state()
+    for (key, value) in stateB { #expect(stateA[key]?.scalars == value.scalars, "\(key)") }
+    #expect(a.stepCount == 5)
+    // The parameters did move.
+    #expect(fused.w1.scalars != TwoLayerNet().w1.scalars)
+}
+
+@Test func minimizeRefusesANonFiniteGradient() {
+    let net = TwoLayerNet()
+    let optimizer = AdamW(parameters: net.named, weightDecay: 0, betas: (0.9, 0.999))
+    let loss = net.loss() * Float.infinity
+    #expect(throws: AdamW.NonFiniteGradient.self) { try optimizer.minimize(loss, lr: 0.1) }
+    #expect(net.parameters.allSatisfy { $0.grad == nil })
+}
