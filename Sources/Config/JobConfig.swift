@@ -110,9 +110,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var dataWorkers: Int
     /// The number format of GEMM inputs; nil in configurations stored before it existed (fp32).
     public var precision: Precision?
+    /// Recompute each block's insides in the backward pass instead of keeping them (less memory,
+    /// about a third more compute); nil in configurations stored before it existed (off).
+    public var recompute: Bool?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case seed, hflip, beta1, beta2, precision
+        case seed, hflip, beta1, beta2, precision, recompute
         case totalSteps = "total_steps", batchSize = "batch_size", baseLR = "base_lr", minLR = "min_lr"
         case warmupSteps = "warmup_steps", weightDecay = "weight_decay", clipGrad = "clip_grad"
         case cropScaleMin = "crop_scale_min", checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints"
@@ -231,7 +234,7 @@ extension JobConfig {
             cropScaleMin: recipe.cropScaleMin, hflip: true,
             checkpointEvery: max(1, min(TrainingConfig.defaultCheckpointEveryMax, total / 4)),
             keepCheckpoints: TrainingConfig.defaultKeepCheckpoints, dataWorkers: TrainingConfig.defaultDataWorkers,
-            precision: .fp32)
+            precision: .fp32, recompute: false)
         let dataset = r.dataset ?? "synthetic"
         var finetune: FinetuneConfig?
         if task == .finetune {

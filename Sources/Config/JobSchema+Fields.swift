@@ -73,6 +73,8 @@ public enum JobSchema {
               "Periodic checkpoints kept (the final one is kept too)"),
         field("precision", .training, .choice(Precision.allCases.map(\.rawValue)), fixedDefault: .string(Precision.fp32.rawValue),
               "GEMM inputs: fp32, or bf16 with fp32 sums (CPUs with AVX512_BF16 or AMX; GET /v1/system says)"),
+        field("recompute", .training, .boolean, fixedDefault: .bool(false),
+              "Recompute each block in the backward pass instead of keeping its activations: less memory, about a third more compute"),
         field("data_workers", .training, .integer(1...16), fixedDefault: .number(Double(TrainingConfig.defaultDataWorkers)),
               "Threads decoding and augmenting images"),
 

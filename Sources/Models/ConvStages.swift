@@ -141,9 +141,11 @@ final class MaskedConvBlock: Module, ResidualBlock, @unchecked Sendable {
 
     /// x (B, H, W, C), visibility (B, H, W, 1) or nil (dense) → (B, H, W, C).
     func callAsFunction(_ x: Tensor, visibility: Tensor?) -> Tensor {
-        var y = conv1(norm1(x))
-        if let visibility { y = y * visibility }
-        let h = x + conv2(attn(y)).droppingPath(rate: dropPathRate)
-        return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
+        recomputable(x) { [self] x in
+            var y = conv1(norm1(x))
+            if let visibility { y = y * visibility }
+            let h = x + conv2(attn(y)).droppingPath(rate: dropPathRate)
+            return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
+        }
     }
 }

@@ -128,13 +128,15 @@ public class WindowBlock<Attention: Module>: Module, ResidualBlock, @unchecked S
     }
 
     /// x (B, G·G, C) → same; `attend` maps the windows (B·nW, N, C) to (B·nW, N, C).
-    func callAsFunction(_ x: Tensor, layout: WindowLayout, attend: (Tensor) -> Tensor) -> Tensor {
-        let (B, L, C) = (x.shape[0], x.shape[1], x.shape[2])
-        let n = layout.tokensPerWindow, nW = layout.windows
-        let windows = norm1(x).gatherRows(layout.partition, batch: B, shape: [B * nW, n, C])  // roll + partition
-        let h = x + attend(windows).gatherRows(layout.reverse, batch: B, shape: [B, L, C])  // reverse + roll back
-            .droppingPath(rate: dropPathRate)
-        return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
+    func callAsFunction(_ x: Tensor, layout: WindowLayout, attend: @escaping (Tensor) -> Tensor) -> Tensor {
+        recomputable(x) { [self] x in
+            let (B, L, C) = (x.shape[0], x.shape[1], x.shape[2])
+            let n = layout.tokensPerWindow, nW = layout.windows
+            let windows = norm1(x).gatherRows(layout.partition, batch: B, shape: [B * nW, n, C])  // roll + partition
+            let h = x + attend(windows).gatherRows(layout.reverse, batch: B, shape: [B, L, C])  // reverse + roll back
+                .droppingPath(rate: dropPathRate)
+            return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
+        }
     }
 }
 
@@ -156,7 +158,7 @@ public final class SwinBlock: WindowBlock<WindowAttention>, @unchecked Sendable 
     /// x (B, G·G, C) → same, with `mask` (nW, N, N) in place of the layout's: entry b·nW + w of
     /// the batch uses mask[w], so one mask serves every sample.
     public func callAsFunction(_ x: Tensor, mask: Tensor?) -> Tensor {
-        self(x, layout: layout) { attn($0, mask: mask) }
+        self(x, layout: layout) { [self] in attn($0, mask: mask) }
     }
 }
 

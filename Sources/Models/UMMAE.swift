@@ -148,7 +148,7 @@ final class UMSwinBlock: WindowBlock<PosMLPWindowAttention>, @unchecked Sendable
     /// x (B, g², C) on the stage grid (after any downsampling) → same. Positions roll with the
     /// features: `gaps` was built from the same (rolled) partition.
     func callAsFunction(_ x: Tensor, layout: WindowLayout, gaps: GapBias) -> Tensor {
-        self(x, layout: layout) { attn($0, gaps: gaps, mask: layout.mask) }
+        self(x, layout: layout) { [self] in attn($0, gaps: gaps, mask: layout.mask) }
     }
 }
 

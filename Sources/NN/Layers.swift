@@ -107,7 +107,9 @@ public final class TransformerBlock: Module, ResidualBlock, @unchecked Sendable 
     }
 
     public func callAsFunction(_ x: Tensor, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
-        let h = x + attn(norm1(x), bias: bias, mask: mask).droppingPath(rate: dropPathRate)
-        return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
+        recomputable(x) { [self] x in
+            let h = x + attn(norm1(x), bias: bias, mask: mask).droppingPath(rate: dropPathRate)
+            return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
+        }
     }
 }

@@ -27,6 +27,15 @@ public final class StochasticDepth: Sendable {
         return try $current.withValue(depth) { try body() }
     }
 
+    /// Runs `body` drawing what the blocks drew when the generator was `state` (taken with
+    /// `state()`), without advancing any generator: a recomputed block replays its draws.
+    static func replaying<R>(_ state: RandomGenerator?, _ body: () -> R) -> R {
+        $current.withValue(state.map(StochasticDepth.init)) { body() }
+    }
+
+    /// The active generator's state, or nil outside `training`.
+    static func state() -> RandomGenerator? { current?.generator.withLock { $0 } }
+
     /// Per-sample scales for a batch of `batch`: 0 (dropped) or 1 / (1 − rate).
     func scales(batch: Int, rate: Float) -> [Float] {
         generator.withLock { g in (0..<batch).map { _ in g.uniform() < rate ? 0 : 1 / (1 - rate) } }
@@ -40,5 +49,31 @@ extension Tensor {
         let scales = depth.scales(batch: shape[0], rate: rate)
         let shape = [self.shape[0]] + [Int](repeating: 1, count: rank - 1)
         return self * Tensor(scales, shape: shape)
+    }
+}
+
+/// Per-block recomputation (`"recompute": true`): inside `Recompute.blocks(true)`, a residual
+/// block run through `recomputable` keeps only its input for the backward pass and computes its
+/// insides again there, one block at a time, trading about one more forward pass for the
+/// activations of every block but one (docs/architecture.md#memory).
+public enum Recompute {
+    @TaskLocal static var on = false
+
+    /// Runs `body` (a forward pass) with its blocks recomputed when `on`.
+    public static func blocks<R>(_ on: Bool, _ body: () throws -> R) rethrows -> R {
+        try $on.withValue(on) { try body() }
+    }
+}
+
+extension ResidualBlock {
+    /// `body(x)`, this block's forward pass, recomputed in the backward pass inside
+    /// `Recompute.blocks(true)`; drop path draws the same samples both times. `body` may read
+    /// only its argument, this block's parameters and tensors that need no gradient.
+    public func recomputable(_ x: Tensor, _ body: @escaping (Tensor) -> Tensor) -> Tensor {
+        guard Recompute.on, GradMode.isEnabled else { return body(x) }
+        let draws = StochasticDepth.state()
+        return x.recomputed(parameters: parameters) { x, again in
+            again ? StochasticDepth.replaying(draws) { body(x) } : body(x)
+        }
     }
 }

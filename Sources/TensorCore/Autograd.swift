@@ -110,7 +110,11 @@ extension Tensor {
             }
             t.node = nil
             if let g = t.grad {
-                Profiler.measure(node.kind, .backward) { node.backward(g) }
+                if node.kind == .recompute {
+                    node.backward(g)  // times its own parts (`Tensor.recomputed`)
+                } else {
+                    Profiler.measure(node.kind, .backward) { node.backward(g) }
+                }
                 t.grad = nil  // intermediate: its gradient is consumed
             }
         }

@@ -26,6 +26,9 @@ public enum Profiler {
         case loss
         /// AdamW's update, gradient clipping and checks, zeroing gradients.
         case optimizer
+        /// The forward pass of a recomputed block, run again in the backward pass (its backward
+        /// counts under the kinds of its ops).
+        case recompute
     }
 
     public enum Phase: Int, Sendable { case forward, backward, update }

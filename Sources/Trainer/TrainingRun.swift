@@ -112,7 +112,7 @@ final class TrainingRun {
             let started = DispatchTime.now().uptimeNanoseconds
             let batch = try data.next()
             let lr = schedule.lr(step: step)
-            let lossTensor = try BF16.gemms(bf16) { try objective.loss(batch, rng: &rng) }
+            let lossTensor = try BF16.gemms(bf16) { try Recompute.blocks(t.recompute ?? false) { try objective.loss(batch, rng: &rng) } }
             let loss = lossTensor.item
             guard loss.isFinite else { throw TrainingFailure.nonFiniteLoss(step: step + 1, value: loss) }
             do {

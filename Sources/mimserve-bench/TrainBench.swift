@@ -21,6 +21,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Thread count (default: all cores).") var threads: Int?
     @Flag(help: "Skip the same-run sgemm peak measurement.") var noPeak = false
     @Option(help: "GEMM inputs: fp32, or bf16 with fp32 sums (needs AVX512_BF16 or AMX).") var precision = Precision.fp32
+    @Flag(help: "Recompute each block in the backward pass instead of keeping its activations.") var recompute = false
     @Flag(help: "After the timed steps, time as many more per kind of work (GEMM, attention, norm, activation, memory movement, optimizer, …).")
     var profile = false
 
@@ -35,7 +36,7 @@ struct TrainBench: ParsableCommand {
         if let threads { ComputeThreads.set(threads) }
         let peak = noPeak ? Double.nan : SGEMMPeak.measure()
         let timer = TrainStepTimer(preset: p, batch: batch ?? p.recipe.defaultBatchSize, warmup: warmup, steps: steps,
-                                   precision: precision, profile: profile)
+                                   precision: precision, recompute: recompute, profile: profile)
         var (r, profiled) = try timer.run()
         r["peak_gflops"] = peak
         r["peak_ratio"] = (r["gflops"] as! Double) / peak
@@ -72,6 +73,7 @@ struct TrainStepTimer {
     let warmup: Int
     let steps: Int
     var precision = Precision.fp32
+    var recompute = false
     /// Also runs `steps` profiled steps after the timed ones.
     var profile = false
 
@@ -87,7 +89,7 @@ struct TrainStepTimer {
         func step() {
             let bf16 = precision == .bf16
             let mask = model.sampleMask(batch: batch, ratio: nil, rng: &rng)
-            let out = BF16.gemms(bf16) { model.forward(images, mask: mask) }
+            let out = BF16.gemms(bf16) { Recompute.blocks(recompute) { model.forward(images, mask: mask) } }
             try? BF16.gemms(bf16) { try opt.minimize(out.loss, lr: 1e-4, clipGrad: r.clipGrad) }
         }
         for _ in 0..<warmup { step() }
@@ -101,6 +103,7 @@ struct TrainStepTimer {
         rec["method"] = preset.model.method.rawValue; rec["preset"] = preset.name
         rec["batch"] = batch; rec["threads"] = ComputeThreads.count; rec["steps"] = steps
         rec["precision"] = precision.rawValue
+        rec["recompute"] = recompute
         rec["ms_per_step"] = ms
         rec["images_per_s"] = Double(batch) / (ms / 1000)
         rec["gflops"] = flops / (ms / 1000) / 1e9

@@ -196,6 +196,8 @@ def worker(args):
     gen = torch.Generator().manual_seed(1)
 
     model = build_hf_model(p).float().train()
+    if args.recompute == "both":
+        model.gradient_checkpointing_enable()  # transformers' per-layer recomputation
     hf_params = sum(t.numel() for t in model.parameters() if t.requires_grad)
     ours = ours_param_count(p)
     log(f"[worker] {args.preset}: HF trainable params {hf_params:,}  MIMServe params {ours:,}"
@@ -351,17 +353,19 @@ def run_child(cmd, who, env=None):
     return last_json_line(proc.stdout, who), proc.stderr
 
 
-def run_ours(ours, preset, batch, steps, warmup, threads, precision="fp32"):
+def run_ours(ours, preset, batch, steps, warmup, threads, precision="fp32", recompute=False):
     method = PRESETS[preset]["method"]
     cmd = [str(ours), "train", "--method", method, "--preset", preset, "--batch", str(batch),
            "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads), "--precision", precision]
+    cmd += ["--recompute"] if recompute else []
     rec, _ = run_child(cmd, "mimserve-bench")
     return rec
 
 
-def run_peer(preset, batch, steps, warmup, threads, precision="fp32"):
+def run_peer(preset, batch, steps, warmup, threads, precision="fp32", recompute=False):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--preset", preset, "--batch", str(batch),
            "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads), "--precision", precision]
+    cmd += ["--recompute", "both"] if recompute else []
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     rec, err = run_child(cmd, "pytorch worker", env=env)
     for line in err.splitlines():
@@ -425,7 +429,7 @@ def driver(args):
 
     cols = [
         ("preset", lambda r: r["preset"]), ("batch", lambda r: str(r["batch"])), ("precision", lambda r: r["precision"]),
-        ("threads", lambda r: str(r["threads"])),
+        ("threads", lambda r: str(r["threads"])), ("recompute", lambda r: r["recompute"]),
         ("ours ms", lambda r: f"{r['ours_ms_per_step']:.2f}"), ("torch ms", lambda r: f"{r['pytorch_ms_per_step']:.2f}"),
         ("ours img/s", lambda r: f"{r['ours_images_per_s']:.1f}"),
         ("torch img/s", lambda r: f"{r['pytorch_images_per_s']:.1f}"),
@@ -446,11 +450,11 @@ def compare(ours, preset, batch, steps, warmup, precision, args):
     """Alternating rounds of ours and PyTorch in one precision; medians, and both peak RSS."""
     o_runs, t_runs = [], []
     for r in range(args.rounds):
-        o = run_ours(ours, preset, batch, steps, warmup, args.threads, precision)
+        o = run_ours(ours, preset, batch, steps, warmup, args.threads, precision, args.recompute != "none")
         o_runs.append(o)
         log(f"  {preset} b{batch} {precision} round {r + 1}/{args.rounds}: ours {o['ms_per_step']:.2f} ms/step "
             f"({o['images_per_s']:.1f} img/s)")
-        t = run_peer(preset, batch, steps, warmup, args.threads, precision)
+        t = run_peer(preset, batch, steps, warmup, args.threads, precision, args.recompute == "both")
         t_runs.append(t)
         log(f"  {preset} b{batch} {precision} round {r + 1}/{args.rounds}: pytorch {t['ms_per_step']:.2f} ms/step "
             f"({t['images_per_s']:.1f} img/s)")
@@ -459,6 +463,7 @@ def compare(ours, preset, batch, steps, warmup, precision, args):
     o_ips, t_ips = batch / (o_ms / 1000), batch / (t_ms / 1000)
     return {
         "suite": "peer_compare", "method": PRESETS[preset]["method"], "preset": preset, "batch": batch, "precision": precision,
+        "recompute": args.recompute,
         "threads": args.threads, "steps": steps, "warmup": warmup, "rounds": args.rounds,
         "ours_ms_per_step": round(o_ms, 3), "ours_images_per_s": round(o_ips, 2),
         "pytorch_ms_per_step": round(t_ms, 3), "pytorch_images_per_s": round(t_ips, 2),
@@ -493,6 +498,9 @@ def main():
     ap.add_argument("--precision", choices=["fp32", "bf16", "both"],
                     help="fp32; bf16 for both sides (ours: precision bf16; PyTorch: torch.autocast bf16); or both, "
                          "one after the other (default: both where the CPU has AVX512_BF16 or AMX, else fp32)")
+    ap.add_argument("--recompute", choices=["none", "ours", "both"], default="none",
+                    help="per-block recomputation: none; ours alone (against PyTorch's plain step); "
+                         "both (PyTorch with transformers' gradient checkpointing)")
     ap.add_argument("--rounds", type=int, default=3, help="(driver) alternating rounds per preset (default 3)")
     ap.add_argument("--steps", type=int, help="timed steps for every preset (overrides the per-size defaults)")
     ap.add_argument("--warmup", type=int, help="warm-up steps for every preset (overrides the per-size defaults)")
