@@ -8,7 +8,12 @@
 /// visible-only (GreenMIM) grids, MixMAE's dual decoder, ConvMAE's two convolutional stages and its
 /// ViT stage. Per block, training keeps about `savedPerTokenWidth(r)` floats per token and channel
 /// for the backward pass (norm outputs, q/k/v, attention output, the MLP's hidden layer twice,
-/// residuals) and about one and a half floats per attention probability. `mimserve-bench train`
+/// residuals) and about one and a half floats per attention probability. With recomputation
+/// (`StepMemory.recompute`) a block keeps only its input, and one block at a time holds its
+/// insides and their gradients. Gradients: clipping by the global norm holds all of them at
+/// once; without it each is applied and dropped as soon as it is complete (`AdamW.minimize`),
+/// so the step peaks at the end of the forward pass with weights, moments and activations.
+/// `mimserve-bench train`
 /// prints this estimate beside the measured peak RSS, and a test holds every preset within 30%
 /// of it (Tests/TrainerTests/CostEstimateTests.swift); on a 2-core AMD EPYC every preset came
 /// within 11% at batch 2 and 8.
@@ -16,7 +21,7 @@ public struct CostEstimate: Sendable, Codable, Equatable {
     public var parameters: Int
     /// The weights, float32.
     public var weightBytes: Int
-    /// Gradients and AdamW's two moments.
+    /// AdamW's two moments, and the gradients when the step holds them all at once.
     public var optimizerBytes: Int
     /// What one step keeps for its backward pass at the job's batch, plus the working set of the backward.
     public var activationBytes: Int
@@ -56,32 +61,56 @@ extension CostEstimate {
     }
 }
 
+/// What shapes a training step's memory besides the model and the batch.
+public struct StepMemory: Sendable, Equatable {
+    /// Every gradient is held at once (clipping by the global norm needs them all).
+    public var holdsAllGradients: Bool
+    /// Blocks are recomputed in the backward pass (`"recompute": true`).
+    public var recompute: Bool
+
+    public init(holdsAllGradients: Bool = true, recompute: Bool = false) {
+        self.holdsAllGradients = holdsAllGradients
+        self.recompute = recompute
+    }
+}
+
+extension TrainingConfig {
+    /// How this job's steps hold memory.
+    public var stepMemory: StepMemory { StepMemory(holdsAllGradients: clipGrad != nil, recompute: recompute ?? false) }
+}
+
 extension ModelConfig {
     /// The cost of training this configuration at `batch` images per step.
-    public func estimate(batch: Int) -> CostEstimate {
+    public func estimate(batch: Int, step: StepMemory = StepMemory()) -> CostEstimate {
         // In Double throughout: a hostile configuration must give a huge estimate, not an overflow.
         let (stages, extraParams, extraFloatsPerSample) = costStages()
         var params = extraParams
         var savedPerSample = extraFloatsPerSample + CostEstimate.savedPerPixel * 3 * Double(imageSize) * Double(imageSize)
-        var flopsPerSample = 0.0
+        var flopsPerSample = 0.0, largestBlock = 0.0
         for s in stages {
             let c = Double(s.width), r = Double(s.mlpRatio), t = Double(s.tokens), b = Double(s.blocks)
             // qkv (3C² + 3C), proj (C² + C), fc1 (rC² + rC), fc2 (rC² + C), two norms (4C).
             params += b * ((4 + 2 * r) * c * c + (9 + r) * c + Double(s.heads) * Double(s.positionTable))
-            savedPerSample += b * (t * c * CostEstimate.savedPerTokenWidth(s.mlpRatio)
-                                   + CostEstimate.savedPerAttentionWeight * Double(s.heads) * t * Double(s.keys))
+            let block = t * c * CostEstimate.savedPerTokenWidth(s.mlpRatio)
+                + CostEstimate.savedPerAttentionWeight * Double(s.heads) * t * Double(s.keys)
+            // Recomputed: each block keeps its input; one at a time holds its insides and, while
+            // its backward runs, about as much again in gradients.
+            savedPerSample += step.recompute ? b * t * c : b * block
+            largestBlock = max(largestBlock, 2 * block)
             flopsPerSample += b * (2 * t * (4 + 2 * r) * c * c + 4 * t * Double(s.keys) * c)
         }
+        if step.recompute { savedPerSample += largestBlock }
         let floatBytes = Double(MemoryLayout<Float>.size), n = Double(batch)
         let weights = params * floatBytes
         let activations = savedPerSample * n * floatBytes
         let prefetch = Double(CostEstimate.prefetchDepth) * n * 3 * Double(imageSize) * Double(imageSize) * floatBytes
-        let peak = Double(CostEstimate.baselineBytes) + 4 * weights + activations + prefetch
+        let optimizer = (step.holdsAllGradients ? 3 : 2) * weights
+        let peak = Double(CostEstimate.baselineBytes) + weights + optimizer + activations + prefetch
         func bytes(_ x: Double) -> Int { x < 9e18 ? Int(x) : Int.max }
         return CostEstimate(
-            parameters: bytes(params), weightBytes: bytes(weights), optimizerBytes: bytes(3 * weights),
+            parameters: bytes(params), weightBytes: bytes(weights), optimizerBytes: bytes(optimizer),
             activationBytes: bytes(activations), prefetchBytes: bytes(prefetch), checkpointBytes: bytes(3 * weights),
-            flopsPerStep: 3 * flopsPerSample * n, peakBytes: bytes(peak))
+            flopsPerStep: (step.recompute ? 4 : 3) * flopsPerSample * n, peakBytes: bytes(peak))
     }
 
     /// The blocks of every encoder and decoder stage, the parameters outside them (embeddings,

@@ -281,7 +281,7 @@ extension JobConfig {
             if ref.job != nil { initFrom?.step = found.step }
         }
         if !errors.isEmpty { throw ConfigError(errors: errors) }
-        if let limit = maxJobMemory, let problem = Self.memoryProblem(model, batch: batch, limit: limit) {
+        if let limit = maxJobMemory, let problem = Self.memoryProblem(model, batch: batch, step: training.stepMemory, limit: limit) {
             throw ConfigError(errors: [problem])
         }
         if let limit = maxJobDisk {
@@ -296,11 +296,11 @@ extension JobConfig {
                          finetune: finetune)
     }
 
-    static func memoryProblem(_ model: ModelConfig, batch: Int, limit: Int) -> FieldError? {
-        let estimate = model.estimate(batch: batch)
+    static func memoryProblem(_ model: ModelConfig, batch: Int, step: StepMemory, limit: Int) -> FieldError? {
+        let estimate = model.estimate(batch: batch, step: step)
         guard estimate.peakBytes > limit else { return nil }
         func gb(_ bytes: Int) -> String { String(format: "%.2f GB", Double(bytes) / Double(1 << 30)) }
-        let fixed = model.estimate(batch: 0).peakBytes, perImage = max(1, model.estimate(batch: 1).peakBytes - fixed)
+        let fixed = model.estimate(batch: 0, step: step).peakBytes, perImage = max(1, model.estimate(batch: 1, step: step).peakBytes - fixed)
         let fits = (limit - fixed) / perImage
         let need = "this job needs about \(gb(estimate.peakBytes)) (weights and optimizer \(gb(estimate.weightBytes + estimate.optimizerBytes)), "
             + "activations \(gb(estimate.activationBytes)) at batch \(batch)); the limit is \(gb(limit)) (--max-job-memory)"

@@ -150,7 +150,7 @@ struct MethodsDocument: Encodable {
                 guard let resolved = try? JobConfig.resolve(JobRequest(method: m.rawValue, preset: p.name)) else { return nil }
                 return PresetEntry(name: p.name, summary: p.summary, tiny: p.isTiny, small: p.isSmall, default: p.isDefault, model: p.model,
                                    training: resolved.training, recipe: p.recipe,
-                                   estimate: p.model.estimate(batch: resolved.training.batchSize))
+                                   estimate: p.model.estimate(batch: resolved.training.batchSize, step: resolved.training.stepMemory))
             })
         }
         return MethodsDocument(methods: methods, schema: JobSchema.jsonSchema())

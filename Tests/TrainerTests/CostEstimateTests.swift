@@ -30,21 +30,28 @@ import Testing
         }
     }
 
-    @Test(arguments: Presets.all.map(\.name)) func peakMemoryIsWithin30PercentOfTheMeasurement(preset: String) async throws {
+    /// Every preset as it trains by default, and the small and paper-scale ones recomputing
+    /// their blocks (the tiny ones keep too little for recomputation to matter).
+    static let cases = Presets.all.map { ($0.name, false) } + Presets.all.filter { !$0.isTiny }.map { ($0.name, true) }
+
+    @Test(arguments: cases) func peakMemoryIsWithin30PercentOfTheMeasurement(preset: String, recompute: Bool) async throws {
         let p = try #require(Presets.named(preset))
         // Paper-scale presets at batch 2 keep the suite's memory and time small; the activation
         // term is what scales with the batch, and batch 2 still exercises it. Small presets run
         // at the batch their recipe trains with, where activations dominate.
         let batch = p.isTiny ? 16 : p.isSmall ? p.recipe.defaultBatchSize : 2
         let (status, data) = try await Self.runBench(["train", "--method", p.model.method.rawValue, "--preset", preset,
-                                                       "--batch", "\(batch)", "--steps", "1", "--warmup", "0", "--no-peak"])
+                                                       "--batch", "\(batch)", "--steps", "1", "--warmup", "0", "--no-peak"]
+                                                      + (recompute ? ["--recompute"] : []))
         #expect(status == 0)
         let line = try #require(String(decoding: data, as: UTF8.self).split(separator: "\n").last { $0.hasPrefix("{") })
         let record = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         let measured = try #require(record["peak_rss_mb"] as? Double), estimated = try #require(record["estimated_peak_rss_mb"] as? Double)
         // The bench prints the same estimate (rounded to a few digits).
-        #expect(abs(estimated / (Double(p.model.estimate(batch: batch).peakBytes) / 1_048_576) - 1) < 1e-3)
-        #expect(abs(estimated / measured - 1) <= 0.30, "\(preset) batch \(batch): estimated \(estimated) MB, measured \(measured) MB")
+        let step = StepMemory(holdsAllGradients: p.recipe.clipGrad != nil, recompute: recompute)
+        #expect(abs(estimated / (Double(p.model.estimate(batch: batch, step: step).peakBytes) / 1_048_576) - 1) < 1e-3)
+        #expect(abs(estimated / measured - 1) <= 0.30,
+                "\(preset) batch \(batch)\(recompute ? " recomputed" : ""): estimated \(estimated) MB, measured \(measured) MB")
     }
 
     @Test func theEstimateGrowsWithTheBatchAndCountsTheOptimizer() throws {
