@@ -18,13 +18,26 @@ import TestSupport
     @Test func releasedBuffersAreReused() {
         // A pool of its own: the shared one is used (and trimmed) by tests running alongside.
         let pool = BufferPool()
-        _ = pool.storage(count: 1234567)  // released at once
-        for _ in 0..<5 { _ = pool.storage(count: 1234000) }  // same bucket
+        _ = pool.storage(count: 123456)  // released at once
+        for _ in 0..<5 { _ = pool.storage(count: 123400) }  // same bucket
         let s = pool.statistics
         #expect(s.freshAllocations == 1 && s.reuses == 5)
-        #expect(s.liveFloats == 0 && s.cachedFloats == BufferPool.bucketSize(for: 1234567))
+        #expect(s.liveFloats == 0 && s.cachedFloats == BufferPool.bucketSize(for: 123456))
         pool.trim()
         #expect(pool.statistics.cachedFloats == 0)
+    }
+
+    @Test func largeBuffersGoBackToTheSystem() {
+        let pool = BufferPool()
+        do {
+            let held = pool.storage(count: BufferPool.directFloats + 5)
+            #expect(held.capacity == BufferPool.directFloats + 5)  // no bucket slack either
+            #expect(pool.statistics.liveFloats == held.capacity && pool.statistics.peakLiveFloats == held.capacity)
+        }
+        _ = pool.storage(count: BufferPool.directFloats)
+        let s = pool.statistics
+        #expect(s.directAllocations == 2 && s.freshAllocations == 0 && s.reuses == 0)
+        #expect(s.liveFloats == 0 && s.cachedFloats == 0)
     }
 
     @Test func gradientsAccumulateAcrossUses() {
