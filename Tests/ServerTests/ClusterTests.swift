@@ -70,10 +70,11 @@ struct ClusterTests {
         #expect(try store.events(jobID: id).filter { $0.dataJSON.contains("lease expired") }.count == 1)
     }
 
-    /// Follows a job's event stream on `node` until it ends (the job reached a terminal state)
-    /// and returns its events.
+    /// Follows a job's event stream on `node` from its first step (`after_step=0`: a stream
+    /// without a resume point starts at the job's current step, and a busy machine may connect
+    /// the follower after the first steps) until it ends, and returns its events.
     static func follow(_ id: String, on node: MIMServeProcess, session: URLSession) async throws -> [SSEEvent] {
-        var r = URLRequest(url: URL(string: "/v1/jobs/\(id)/events", relativeTo: node.base)!)
+        var r = URLRequest(url: URL(string: "/v1/jobs/\(id)/events?after_step=0", relativeTo: node.base)!)
         r.timeoutInterval = 600
         let (data, _) = try await session.data(for: r)
         return SSEEvent.parse(String(decoding: data, as: UTF8.self))
