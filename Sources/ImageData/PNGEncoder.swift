@@ -1,6 +1,6 @@
 import CPNG
 
-/// PNG writing through libpng's simplified API (8-bit gray or RGB, default compression).
+/// PNG writing through libpng's simplified API (8-bit gray or RGB; default compression, or its fast mode).
 public enum PNGEncoder {
     /// Encodes an image; samples are clamped to 0…1 and rounded to 8 bits. `fast`: libpng's
     /// speed-over-size mode (no row filters, light deflate), for images made per request.
