@@ -16,15 +16,27 @@ public enum ComputeThreads {
         return max(1, ProcessInfoCores.active)
     }
 
+    /// A count for the current task only (`with`), over the process-wide one.
+    @TaskLocal private static var scoped: Int?
+
     public static var count: Int {
         _ = blasConfigured
-        return value.load(ordering: .relaxed)
+        return scoped ?? value.load(ordering: .relaxed)
     }
 
+    /// Sets the process-wide count (a benchmark's `--threads`).
     public static func set(_ n: Int) {
         precondition(n >= 1, "thread count must be ≥ 1, got \(n)")
         _ = blasConfigured
         value.store(n, ordering: .relaxed)
+    }
+
+    /// Runs `body` with `n` threads for the calling task only. How a kernel splits its work can
+    /// change the order of its float sums, so a count set process-wide would change the results
+    /// of whatever else runs at the time (a training job beside a test, say); this one cannot.
+    public static func with<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
+        precondition(n >= 1, "thread count must be ≥ 1, got \(n)")
+        return try $scoped.withValue(n) { try body() }
     }
 }
 

@@ -22,6 +22,17 @@ import TestSupport
         }
     }
 
+    /// How a kernel splits its work can change the order of its sums, so tests that vary the
+    /// thread count must not change it under work running beside them (a training job whose
+    /// losses another test compares bit for bit).
+    @Test func aThreadCountSetForOneTaskLeavesOtherTasksAlone() async {
+        let base = ComputeThreads.count
+        let (inside, beside) = ComputeThreads.with(base + 1) { (ComputeThreads.count, Task.detached { ComputeThreads.count }) }
+        #expect(inside == base + 1)
+        #expect(await beside.value == base)
+        #expect(ComputeThreads.count == base)
+    }
+
     @Test func gemmCountsFLOPs() {
         let a = randomTensor([4, 6], seed: 1), b = randomTensor([6, 5], seed: 2), c = Tensor(zeros: [4, 5])
         let before = FLOPCounter.value

@@ -52,12 +52,8 @@ public func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     return zip(a, b).map { abs($0 - $1) }.max() ?? 0
 }
 
-/// Runs `body` with the compute thread count set to each of 1 and 2.
+/// Runs `body` with the compute thread count set to each of 1 and 2, for this test's task only:
+/// tests running beside it keep their own count (and so their exact sums).
 public func withThreadCounts(_ body: (Int) -> Void) {
-    let saved = ComputeThreads.count
-    for t in [1, 2] {
-        ComputeThreads.set(t)
-        body(t)
-    }
-    ComputeThreads.set(saved)
+    for t in [1, 2] { ComputeThreads.with(t) { body(t) } }
 }
