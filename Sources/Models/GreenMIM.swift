@@ -118,6 +118,8 @@ public final class GreenMIM: Module, MIMModel, UnitPredictor, @unchecked Sendabl
     }
 
     /// One noise row for the whole batch (B7 on units): the ⌊U²·(1 − r)⌋ lowest stay visible.
+    public var masksPerSample: Bool { false }
+
     public func sampleMask(batch: Int, ratio: Float?, rng: inout RandomGenerator) -> MaskSpec {
         Masking.noise(batch: 1, tokens: unitCount, ratio: ratio ?? config.maskRatio, rng: &rng)
     }

@@ -9,6 +9,10 @@ public protocol MIMModel: Module {
     /// A fresh mask for a batch (`ratio` overrides the config's, e.g. for reconstructions).
     func sampleMask(batch: Int, ratio: Float?, rng: inout RandomGenerator) -> MaskSpec
 
+    /// True when each sample of a batch has a mask of its own; false when the whole batch shares
+    /// one (GreenMIM, MixMAE), so samples masked differently need passes of their own.
+    var masksPerSample: Bool { get }
+
     /// One pretraining forward pass on normalised images (B, 3, H, W): loss on the tape.
     func forward(_ images: Tensor, mask: MaskSpec) -> MIMOutput
 
@@ -43,6 +47,8 @@ public struct Reconstruction {
 }
 
 extension MIMModel {
+    public var masksPerSample: Bool { true }
+
     /// Encoder features without masking and without gradients: (B, D) pooled or (B, L, D) with `.none`.
     public func features(_ images: Tensor, pool: Pooling) -> Tensor {
         GradMode.withoutGrad { encode(images, pool: pool) }

@@ -12,6 +12,37 @@ public enum MaskSpec: Sendable {
     case uniform(primary: Tensor, secondary: Tensor)
 }
 
+extension MaskSpec {
+    /// The masks of consecutive samples as one batch's mask, or nil when they are not of one
+    /// kind (or keep different numbers of tokens) and so cannot share a forward pass.
+    public static func concatenating(_ masks: [MaskSpec]) -> MaskSpec? {
+        guard let first = masks.first else { return nil }
+        guard masks.count > 1 else { return first }
+        switch first {
+        case let .noise(_, keep):
+            let rows = masks.compactMap { m -> Tensor? in if case let .noise(t, k) = m, k == keep { t } else { nil } }
+            return rows.count == masks.count ? .noise(Tensor.concat(rows, axis: 0), keep: keep) : nil
+        case .units:
+            let rows = masks.compactMap { m -> Tensor? in if case let .units(t) = m { t } else { nil } }
+            return rows.count == masks.count ? .units(Tensor.concat(rows, axis: 0)) : nil
+        case .uniform:
+            let pairs = masks.compactMap { m -> (Tensor, Tensor)? in if case let .uniform(p, s) = m { (p, s) } else { nil } }
+            guard pairs.count == masks.count else { return nil }
+            return .uniform(primary: Tensor.concat(pairs.map(\.0), axis: 0), secondary: Tensor.concat(pairs.map(\.1), axis: 0))
+        }
+    }
+
+    /// The same kind, shape and values as `other`.
+    public func isSame(as other: MaskSpec) -> Bool {
+        switch (self, other) {
+        case let (.noise(a, k), .noise(b, l)): k == l && a.shape == b.shape && a.scalars == b.scalars
+        case let (.units(a), .units(b)): a.shape == b.shape && a.scalars == b.scalars
+        case let (.uniform(a, s), .uniform(b, t)): a.shape == b.shape && a.scalars == b.scalars && s.shape == t.shape && s.scalars == t.scalars
+        default: false
+        }
+    }
+}
+
 /// Mask sampling for each method, from the job's seeded generator.
 public enum Masking {
     /// Noise for B7 with `keep = ⌊L·(1 − r)⌋`.

@@ -70,6 +70,8 @@ public final class MixMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable 
 
     // MARK: Masking
 
+    public var masksPerSample: Bool { false }
+
     /// One mask for the whole batch (MixMIM's `random_masking`): noise over the U² units, the
     /// ⌊U²·r⌋ smallest are masked. Returned as (B, U, U) with identical rows.
     public func sampleMask(batch: Int, ratio: Float?, rng: inout RandomGenerator) -> MaskSpec {

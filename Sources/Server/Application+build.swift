@@ -154,7 +154,7 @@ func makeCore(_ c: ServerConfiguration, role: NodeRole) throws -> ServerCore {
     trainerOptions.leaseSeconds = c.leaseSeconds
     let pool = TrainerPool(store: store, bus: bus, options: trainerOptions)
     let inference = InferenceService(store: store, checkpoints: checkpoints, maxConcurrent: c.inferenceSlots,
-                                     cacheSize: c.modelCacheSize, maxPixels: c.maxPixels,
+                                     maxWaiting: c.inferenceQueue, maxBatch: c.inferenceBatch, cacheSize: c.modelCacheSize, maxPixels: c.maxPixels,
                                      onAdmitted: c.inferenceAdmitted)
     return ServerCore(configuration: c, store: store, bus: bus, pool: pool, datasets: datasets, inference: inference,
                       prometheus: PrometheusCollectorRegistry(), publicDir: publicDir, dataRoot: dataRoot, logger: logger,

@@ -36,7 +36,12 @@ extension APIRoutes {
             Self.gauge(r, "training_steps_completed", "Training steps completed since start").set(Double(core.pool.stepsDone))
             Self.gauge(r, "trainer_slots_alive", "Trainer threads running").set(Double(core.pool.aliveSlots))
             Self.gauge(r, "trainer_jobs_training", "Jobs this process's slots are training now").set(Double(core.pool.runningJobs.count))
-            Self.gauge(r, "inference_in_flight", "Inference requests running").set(Double(core.inference.inFlight))
+            Self.gauge(r, "inference_in_flight", "Inference slots busy").set(Double(core.inference.inFlight))
+            Self.gauge(r, "inference_waiting", "Reconstruct and features requests waiting for a slot or their batch")
+                .set(Double(core.inference.waiting))
+            let batching = core.inference.batchCounts
+            Self.gauge(r, "inference_batches", "Inference forward-pass batches run since start").set(Double(batching.batches))
+            Self.gauge(r, "inference_batched_requests", "Reconstruct and features requests those batches served").set(Double(batching.requests))
             for job in runningJobs {
                 if let loss = job.loss {
                     Self.gauge(r, "job_last_loss", "Last logged loss of a running job", [("job", job.id), ("method", job.method)])

@@ -225,6 +225,8 @@ struct SystemDocument: Encodable {
     let precisions: [Precision]
     let trainerSlots: Int
     let inferenceSlots: Int
+    let inferenceQueue: Int
+    let inferenceBatch: Int
     /// The default and current limit on a job's estimated peak memory.
     let maxJobMemoryBytes: Int
 
@@ -233,10 +235,13 @@ struct SystemDocument: Encodable {
         precisions = Precision.supported
         trainerSlots = c.trainerSlots
         inferenceSlots = c.inferenceSlots
+        inferenceQueue = c.inferenceQueue
+        inferenceBatch = c.inferenceBatch
         maxJobMemoryBytes = c.jobMemoryLimit
     }
 
     enum CodingKeys: String, CodingKey {
-        case machine, precisions, trainerSlots = "trainer_slots", inferenceSlots = "inference_slots", maxJobMemoryBytes = "max_job_memory_bytes"
+        case machine, precisions, trainerSlots = "trainer_slots", inferenceSlots = "inference_slots", inferenceQueue = "inference_queue",
+             inferenceBatch = "inference_batch", maxJobMemoryBytes = "max_job_memory_bytes"
     }
 }

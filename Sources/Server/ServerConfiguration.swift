@@ -65,9 +65,16 @@ public struct ServerConfiguration: Sendable {
     /// `--max-queued` / `MIMSERVE_MAX_QUEUED`: jobs that may wait for a trainer slot; one more
     /// submission gets 429 with Retry-After. Default 100.
     public var maxQueued = 100
-    /// `--inference-slots` / `MIMSERVE_INFERENCE_SLOTS`: concurrent reconstruct/features/evaluate
-    /// requests; one more gets 503 with Retry-After. Default 2.
+    /// `--inference-slots` / `MIMSERVE_INFERENCE_SLOTS`: forward passes (reconstruct, features)
+    /// and evaluations or exports running at once. Default 2.
     public var inferenceSlots = 2
+    /// `--inference-queue` / `MIMSERVE_INFERENCE_QUEUE`: reconstruct and features requests that
+    /// may wait for a slot (they are then batched); one more, or an evaluation or export that
+    /// finds no free slot, gets 503 with Retry-After. Default 16.
+    public var inferenceQueue = 16
+    /// `--inference-batch` / `MIMSERVE_INFERENCE_BATCH`: images one forward pass takes from the
+    /// waiting requests for the same checkpoint and task. Default 8.
+    public var inferenceBatch = 8
     /// Tests only: runs on an inference request's thread once it holds its slot, before any work,
     /// so a test can keep the slot busy for as long as it needs instead of racing a timer.
     var inferenceAdmitted: (@Sendable () -> Void)?
@@ -144,6 +151,8 @@ public struct ServerConfiguration: Sendable {
         if !(0...16).contains(trainerSlots) { p.append("trainer-slots: must be in 0…16, got \(trainerSlots)") }
         if !(leaseSeconds >= 1 && leaseSeconds <= 3600) { p.append("lease-seconds: must be in 1…3600 s, got \(leaseSeconds)") }
         if !(1...16).contains(inferenceSlots) { p.append("inference-slots: must be in 1…16, got \(inferenceSlots)") }
+        if !(0...256).contains(inferenceQueue) { p.append("inference-queue: must be in 0…256, got \(inferenceQueue)") }
+        if !(1...64).contains(inferenceBatch) { p.append("inference-batch: must be in 1…64, got \(inferenceBatch)") }
         if !(1...64).contains(modelCacheSize) { p.append("model-cache: must be in 1…64, got \(modelCacheSize)") }
         if maxBodyBytes < 1024 { p.append("max-body-bytes: must be ≥ 1024, got \(maxBodyBytes)") }
         if maxJobBodyBytes < 1024 { p.append("max-job-body-bytes: must be ≥ 1024, got \(maxJobBodyBytes)") }

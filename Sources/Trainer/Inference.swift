@@ -9,15 +9,25 @@ import TensorCore
 
 /// Reconstructions, features and evaluations from a job's checkpoints, for the server.
 ///
-/// Work runs on a queue of its own (never the event loops or the cooperative pool), at most
-/// `maxConcurrent` requests at once; one more is refused with `.busy` at once rather than
-/// queued without bound. Loaded models stay in a small LRU cache keyed by job and step.
+/// Work runs on a queue of its own (never the event loops or the cooperative pool), on at most
+/// `maxConcurrent` slots. Reconstructions and features are batched: requests for the same
+/// checkpoint and task that arrive while a slot is busy wait (at most `maxWaiting` of them; one
+/// more is refused with `.busy` at once rather than queued without bound), and the next free
+/// slot runs them together, up to `maxBatch` images in one forward pass. A request that finds a
+/// free slot starts at once; requests arriving before its pass starts join it. Results are those
+/// of the same request alone: every sample keeps its own image, seed and mask. Loaded models stay
+/// in a small LRU cache keyed by job and step.
 public final class InferenceService: Sendable {
     public let store: Store
     public let checkpoints: CheckpointDirectory
     public let maxConcurrent: Int
     public let cacheSize: Int
     public let maxPixels: Int
+    /// Requests that may wait for a slot; one more is refused with `.busy`.
+    public let maxWaiting: Int
+    /// Images one forward pass takes from the requests it batches (a larger features request
+    /// still runs, alone).
+    public let maxBatch: Int
 
     private struct Loaded {
         let key: String
@@ -31,28 +41,70 @@ public final class InferenceService: Sendable {
         var bf16: Bool { config.training.precision == .bf16 && BF16.supported }
     }
 
+    /// What may share a forward pass: the same checkpoint as asked (nil: the newest) and task.
+    struct BatchKey: Hashable, Sendable {
+        enum Work: Hashable, Sendable {
+            case reconstruct(maskRatio: Float?)
+            case features(Pooling)
+        }
+        let jobID: String
+        let step: Int?
+        let work: Work
+    }
+
+    /// A reconstruction or features request, waiting or in a batch.
+    private struct Member: Sendable {
+        let key: BatchKey
+        let images: [[UInt8]]
+        let seed: UInt64
+        let reply: @Sendable (Result<Reply, InferenceError>) -> Void
+    }
+
+    private enum Reply: Sendable {
+        case reconstruction(ReconstructionResult)
+        case features(Features)
+    }
+
+    /// Batches run since start, and the requests they served.
+    public struct BatchCounts: Sendable, Equatable {
+        public var batches = 0
+        public var requests = 0
+    }
+
     private struct State {
-        var inFlight = 0
+        var inFlight = 0  // slots busy
         var cache: [Loaded] = []  // most recent last
+        /// Requests waiting for a slot or for their batch to start, oldest first.
+        var waiting: [Member] = []
+        /// Batches that hold a slot and have not yet taken their members: key → images so far.
+        var open: [BatchKey: Int] = [:]
+        var counts = BatchCounts()
     }
 
     private let state = Mutex(State())
     private let queue = DispatchQueue(label: "mimserve.inference", attributes: .concurrent)
 
-    /// Called on the request's thread once it holds a slot, before its work (a test hook).
+    /// Called on the work's thread once it holds a slot, before its work (a test hook); a batch
+    /// calls it once.
     private let onAdmitted: (@Sendable () -> Void)?
 
-    public init(store: Store, checkpoints: CheckpointDirectory, maxConcurrent: Int = 2, cacheSize: Int = 4,
-                maxPixels: Int = ImageCodec.defaultMaxPixels, onAdmitted: (@Sendable () -> Void)? = nil) {
+    public init(store: Store, checkpoints: CheckpointDirectory, maxConcurrent: Int = 2, maxWaiting: Int = 16, maxBatch: Int = 8,
+                cacheSize: Int = 4, maxPixels: Int = ImageCodec.defaultMaxPixels, onAdmitted: (@Sendable () -> Void)? = nil) {
         self.onAdmitted = onAdmitted
         self.store = store
         self.checkpoints = checkpoints
         self.maxConcurrent = maxConcurrent
+        self.maxWaiting = maxWaiting
+        self.maxBatch = maxBatch
         self.cacheSize = cacheSize
         self.maxPixels = maxPixels
     }
 
+    /// Slots busy.
     public var inFlight: Int { state.withLock { $0.inFlight } }
+    /// Requests waiting for a slot or for their batch to start.
+    public var waiting: Int { state.withLock { $0.waiting.count } }
+    public var batchCounts: BatchCounts { state.withLock { $0.counts } }
 
     // MARK: - Requests
 
@@ -72,29 +124,11 @@ public final class InferenceService: Sendable {
     /// A strip: original · masked · reconstruction · reconstruction with the visible part pasted.
     public func reconstruct(jobID: String, step: Int?, image: [UInt8], maskRatio: Float?, seed: UInt64) async throws(InferenceError) -> ReconstructionResult {
         if let r = maskRatio, !(r > 0 && r < 1) { throw .badParameter("mask_ratio", "must be in (0, 1), got \(r)") }
-        return try await run { [self] in
-            let picture = try decode(image)
-            let loaded = try model(jobID: jobID, step: step)
-            guard loaded.classifier == nil else {
-                throw InferenceError.notApplicable("job \(jobID) is a fine-tuning job: its checkpoints hold an encoder and a classifier head, "
-                    + "no decoder to reconstruct with; reconstruct with the job it started from")
-            }
-            let transform = ImageTransform(AugmentationConfig(), size: loaded.config.model.imageSize, mode: .eval)
-            var unused = RandomGenerator(seed: 0)
-            let input = transform.tensor(picture, rng: &unused)
-            var rng = RandomGenerator(seed: seed)
-            let mask = loaded.model.sampleMask(batch: 1, ratio: maskRatio, rng: &rng)
-            let r = BF16.gemms(loaded.bf16) { loaded.model.reconstruct(input, mask: mask) }
-            let strip = Strip.make(input: input, prediction: r.image, pixelMask: r.pixelMask, transform: transform)
-            let (fraction, mse) = Strip.maskedError(input: input, prediction: r.image, pixelMask: r.pixelMask)
-            let png: [UInt8]
-            // Speed over size: libpng's fast mode writes the strip in a third of the time
-            // (~10 ms for ViT-B's 4-panel strip) for ~20 % more bytes.
-            do { png = try PNGEncoder.encode(strip, fast: true) } catch { throw InferenceError.internalFailure("PNG encoding failed: \(error)") }
-            return ReconstructionResult(png: png, jobID: jobID, step: loaded.step, maskRatio: maskRatio ?? loaded.config.model.maskRatio,
-                                        seed: seed, imageSize: loaded.config.model.imageSize, maskedFraction: fraction,
-                                        maskedMSE: mse, note: r.note)
+        let key = BatchKey(jobID: jobID, step: step, work: .reconstruct(maskRatio: maskRatio))
+        guard case let .reconstruction(r) = try await batched(key, images: [image], seed: seed) else {
+            throw .internalFailure("a reconstruction came back as features")
         }
+        return r
     }
 
     public struct Features: Sendable {
@@ -109,19 +143,11 @@ public final class InferenceService: Sendable {
     public func features(jobID: String, step: Int?, images: [[UInt8]], pool: Pooling) async throws(InferenceError) -> Features {
         guard !images.isEmpty else { throw .badParameter("images", "no image given") }
         guard images.count <= 64 else { throw .badParameter("images", "at most 64 images per request, got \(images.count)") }
-        return try await run { [self] in
-            let pictures = try images.map(decode)
-            let loaded = try model(jobID: jobID, step: step)
-            let size = loaded.config.model.imageSize
-            let transform = ImageTransform(AugmentationConfig(), size: size, mode: .eval)
-            let batch = Tensor(uninitialized: [pictures.count, 3, size, size])
-            var unused = RandomGenerator(seed: 0)
-            for (i, p) in pictures.enumerated() { transform.apply(p, rng: &unused, into: batch.pointer + i * 3 * size * size) }
-            let z = BF16.gemms(loaded.bf16) { loaded.model.features(batch, pool: pool) }
-            let dim = z.shape.last!, perImage = z.count / pictures.count
-            let rows = (0..<pictures.count).map { i in Array(UnsafeBufferPointer(start: z.pointer + i * perImage, count: perImage)) }
-            return Features(dim: dim, tokens: pool == .none ? z.shape[1] : nil, features: rows, step: loaded.step)
+        let key = BatchKey(jobID: jobID, step: step, work: .features(pool))
+        guard case let .features(f) = try await batched(key, images: images, seed: 0) else {
+            throw .internalFailure("features came back as a reconstruction")
         }
+        return f
     }
 
     /// k-NN and linear-probe accuracy of the job's encoder on a labelled dataset, against the
@@ -157,6 +183,8 @@ public final class InferenceService: Sendable {
 
     // MARK: - Plumbing
 
+    /// Other work (an evaluation, an export) takes a free slot or is refused with `.busy`; it is
+    /// never batched.
     private func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws(InferenceError) -> T {
         let admitted = state.withLock { s -> Bool in
             guard s.inFlight < maxConcurrent else { return false }
@@ -164,18 +192,198 @@ public final class InferenceService: Sendable {
             return true
         }
         guard admitted else { throw .busy }
-        defer { state.withLock { $0.inFlight -= 1 } }
         let result: Result<T, InferenceError> = await withCheckedContinuation { c in
-            queue.async { [onAdmitted] in
+            queue.async { [self] in
                 onAdmitted?()
-                do { c.resume(returning: .success(try work())) } catch let e as InferenceError {
-                    c.resume(returning: .failure(e))
+                let result: Result<T, InferenceError>
+                do { result = .success(try work()) } catch let e as InferenceError {
+                    result = .failure(e)
                 } catch {
-                    c.resume(returning: .failure(.internalFailure("\(error)")))
+                    result = .failure(.internalFailure("\(error)"))
                 }
+                if let next = handOff() { queue.async { [self] in runBatches(leader: next) } }
+                c.resume(returning: result)
             }
         }
         return try result.get()
+    }
+
+    // MARK: - Batching
+
+    private enum Admission { case lead, wait, refuse }
+
+    private func batched(_ key: BatchKey, images: [[UInt8]], seed: UInt64) async throws(InferenceError) -> Reply {
+        let result: Result<Reply, InferenceError> = await withCheckedContinuation { c in
+            let member = Member(key: key, images: images, seed: seed) { c.resume(returning: $0) }
+            switch admit(member) {
+            case .lead: queue.async { [self] in runBatches(leader: member) }
+            case .wait: break
+            case .refuse: c.resume(returning: .failure(.busy))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Joins a batch about to start if it has room, else takes a free slot, else waits if the
+    /// queue has room.
+    private func admit(_ m: Member) -> Admission {
+        state.withLock { s in
+            let n = m.images.count
+            if let open = s.open[m.key], open + n <= maxBatch {
+                s.open[m.key] = open + n
+                s.waiting.append(m)
+                return .wait
+            }
+            if s.inFlight < maxConcurrent, s.open[m.key] == nil {
+                s.inFlight += 1
+                s.open[m.key] = n
+                return .lead
+            }
+            guard s.waiting.count < maxWaiting else { return .refuse }
+            s.waiting.append(m)
+            return .wait
+        }
+    }
+
+    /// Runs `leader`'s batch on this slot, then the batches of whoever waits, until no one does.
+    private func runBatches(leader first: Member) {
+        var leader = first
+        while true {
+            onAdmitted?()
+            runBatch(leader)
+            guard let next = handOff() else { return }
+            leader = next
+        }
+    }
+
+    /// When a slot's work is done: the oldest waiting request whose checkpoint and task have no
+    /// batch about to start leads the next batch on this slot, or the slot is freed.
+    private func handOff() -> Member? {
+        state.withLock { s in
+            guard let i = s.waiting.firstIndex(where: { s.open[$0.key] == nil }) else {
+                s.inFlight -= 1
+                return nil
+            }
+            let m = s.waiting.remove(at: i)
+            s.open[m.key] = m.images.count
+            return m
+        }
+    }
+
+    /// The batch as it starts: the leader and the waiting requests with its key, oldest first,
+    /// while they fit in `maxBatch` images. Later arrivals wait for the next batch.
+    private func seal(_ leader: Member) -> [Member] {
+        state.withLock { s in
+            var members = [leader], images = leader.images.count, rest: [Member] = []
+            for m in s.waiting {
+                if m.key == leader.key, images + m.images.count <= maxBatch {
+                    members.append(m)
+                    images += m.images.count
+                } else {
+                    rest.append(m)
+                }
+            }
+            s.waiting = rest
+            s.open[leader.key] = nil
+            s.counts.batches += 1
+            s.counts.requests += members.count
+            return members
+        }
+    }
+
+    private func runBatch(_ leader: Member) {
+        // The model loads before the batch is sealed, so requests arriving meanwhile join it.
+        let loaded: Loaded
+        do { loaded = try model(jobID: leader.key.jobID, step: leader.key.step) } catch {
+            for m in seal(leader) { m.reply(.failure(error)) }
+            return
+        }
+        let members = seal(leader)
+        switch leader.key.work {
+        case .reconstruct(let ratio): reconstruct(members, loaded: loaded, maskRatio: ratio)
+        case .features(let pool): features(members, loaded: loaded, pool: pool)
+        }
+    }
+
+    private func reconstruct(_ members: [Member], loaded: Loaded, maskRatio: Float?) {
+        guard loaded.classifier == nil else {
+            let e = InferenceError.notApplicable("job \(members[0].key.jobID) is a fine-tuning job: its checkpoints hold an encoder and a classifier head, "
+                + "no decoder to reconstruct with; reconstruct with the job it started from")
+            for m in members { m.reply(.failure(e)) }
+            return
+        }
+        let transform = ImageTransform(AugmentationConfig(), size: loaded.config.model.imageSize, mode: .eval)
+        // One upload decoded at a time: the batch holds model-size inputs, never several pictures.
+        var ready: [(member: Member, input: Tensor, mask: MaskSpec)] = []
+        for m in members {
+            do {
+                let picture = try decode(m.images[0])
+                var unused = RandomGenerator(seed: 0), rng = RandomGenerator(seed: m.seed)
+                ready.append((m, transform.tensor(picture, rng: &unused), loaded.model.sampleMask(batch: 1, ratio: maskRatio, rng: &rng)))
+            } catch { m.reply(.failure(error)) }
+        }
+        // Each sample keeps its own mask; a model whose batch shares one mask passes each
+        // distinct mask separately.
+        var groups: [[Int]] = []
+        for i in ready.indices {
+            if let g = groups.firstIndex(where: { loaded.model.masksPerSample || ready[$0[0]].mask.isSame(as: ready[i].mask) }) {
+                groups[g].append(i)
+            } else {
+                groups.append([i])
+            }
+        }
+        for group in groups {
+            let input = Tensor.concat(group.map { ready[$0].input }, axis: 0)
+            guard let mask = MaskSpec.concatenating(group.map { ready[$0].mask }) else {
+                for i in group { ready[i].member.reply(.failure(.internalFailure("masks of one kind did not concatenate"))) }
+                continue
+            }
+            let r = BF16.gemms(loaded.bf16) { loaded.model.reconstruct(input, mask: mask) }
+            // The strips, PNG-encoded on all cores.
+            let results = UnsafeMutableBufferPointer<Result<Reply, InferenceError>>.allocate(capacity: group.count)
+            defer { results.deallocate() }
+            parallelFor(group.count) { range in
+                for k in range {
+                    let m = ready[group[k]].member
+                    let strip = Strip.make(input: input, prediction: r.image, pixelMask: r.pixelMask, transform: transform, index: k)
+                    let (fraction, mse) = Strip.maskedError(input: input, prediction: r.image, pixelMask: r.pixelMask, index: k)
+                    // Speed over size: libpng's fast mode writes the strip in a third of the time
+                    // (~10 ms for ViT-B's 4-panel strip) for ~20 % more bytes.
+                    guard let png = try? PNGEncoder.encode(strip, fast: true) else {
+                        (results.baseAddress! + k).initialize(to: .failure(.internalFailure("PNG encoding failed")))
+                        continue
+                    }
+                    (results.baseAddress! + k).initialize(to: .success(.reconstruction(ReconstructionResult(
+                        png: png, jobID: m.key.jobID, step: loaded.step, maskRatio: maskRatio ?? loaded.config.model.maskRatio,
+                        seed: m.seed, imageSize: loaded.config.model.imageSize, maskedFraction: fraction, maskedMSE: mse, note: r.note))))
+                }
+            }
+            for k in group.indices { ready[group[k]].member.reply((results.baseAddress! + k).move()) }
+        }
+    }
+
+    private func features(_ members: [Member], loaded: Loaded, pool: Pooling) {
+        let size = loaded.config.model.imageSize, imageFloats = 3 * size * size
+        let transform = ImageTransform(AugmentationConfig(), size: size, mode: .eval)
+        var ready: [(member: Member, input: Tensor)] = []
+        for m in members {
+            do {
+                let input = Tensor(uninitialized: [m.images.count, 3, size, size])
+                var unused = RandomGenerator(seed: 0)
+                for (i, bytes) in m.images.enumerated() { transform.apply(try decode(bytes), rng: &unused, into: input.pointer + i * imageFloats) }
+                ready.append((m, input))
+            } catch { m.reply(.failure(error)) }
+        }
+        guard !ready.isEmpty else { return }
+        let batch = ready.count == 1 ? ready[0].input : Tensor.concat(ready.map(\.input), axis: 0)
+        let z = BF16.gemms(loaded.bf16) { loaded.model.features(batch, pool: pool) }
+        let dim = z.shape.last!, perImage = z.count / batch.shape[0]
+        var row = 0
+        for (m, input) in ready {
+            let rows = (row..<(row + input.shape[0])).map { i in Array(UnsafeBufferPointer(start: z.pointer + i * perImage, count: perImage)) }
+            row += input.shape[0]
+            m.reply(.success(.features(Features(dim: dim, tokens: pool == .none ? z.shape[1] : nil, features: rows, step: loaded.step))))
+        }
     }
 
     private func decode(_ bytes: [UInt8]) throws(InferenceError) -> RGBImage {
@@ -246,7 +454,7 @@ public enum InferenceError: Error, Sendable, CustomStringConvertible {
     case badParameter(String, String)
     /// The job cannot do this (a fine-tuning job has no decoder to reconstruct with).
     case notApplicable(String)
-    /// Every inference slot is taken; retry shortly.
+    /// Every inference slot is taken and no request may wait (or the work is never queued).
     case busy
     case internalFailure(String)
 
@@ -258,7 +466,7 @@ public enum InferenceError: Error, Sendable, CustomStringConvertible {
         case .imageTooLarge(let m): m
         case .badParameter(let f, let m): "\(f): \(m)"
         case .notApplicable(let m): m
-        case .busy: "all inference slots are busy; retry shortly"
+        case .busy: "every inference slot is busy and the queue is full; retry shortly"
         case .internalFailure(let m): m
         }
     }
@@ -275,10 +483,11 @@ extension JSONEncoder {
 /// The picture strip of a reconstruction.
 enum Strip {
     /// Panels of at least 128 px (small models are upscaled by nearest neighbour), 4 px apart.
-    static func make(input: Tensor, prediction: Tensor, pixelMask: Tensor, transform: ImageTransform) -> RGBImage {
+    /// Sample `index` of the batch.
+    static func make(input: Tensor, prediction: Tensor, pixelMask: Tensor, transform: ImageTransform, index: Int) -> RGBImage {
         let size = input.shape[2], plane = size * size
-        let original = transform.image(from: input, index: 0), predicted = transform.image(from: prediction, index: 0)
-        let mask = UnsafeBufferPointer(start: pixelMask.pointer, count: plane)
+        let original = transform.image(from: input, index: index), predicted = transform.image(from: prediction, index: index)
+        let mask = UnsafeBufferPointer(start: pixelMask.pointer + index * plane, count: plane)
         var masked = original.pixels, pasted = original.pixels
         for p in 0..<plane where mask[p] > 0.5 {
             for c in 0..<3 {
@@ -302,13 +511,14 @@ enum Strip {
         return RGBImage(width: width, height: side, channels: 3, pixels: out)
     }
 
-    static func maskedError(input: Tensor, prediction: Tensor, pixelMask: Tensor) -> (fraction: Double, mse: Double) {
+    static func maskedError(input: Tensor, prediction: Tensor, pixelMask: Tensor, index: Int) -> (fraction: Double, mse: Double) {
         let size = input.shape[2], plane = size * size
+        let mask = pixelMask.pointer + index * plane, x = input.pointer + index * 3 * plane, y = prediction.pointer + index * 3 * plane
         var n = 0, sum = 0.0
-        for p in 0..<plane where pixelMask.pointer[p] > 0.5 {
+        for p in 0..<plane where mask[p] > 0.5 {
             n += 1
             for c in 0..<3 {
-                let d = Double(prediction.pointer[c * plane + p] - input.pointer[c * plane + p])
+                let d = Double(y[c * plane + p] - x[c * plane + p])
                 sum += d * d
             }
         }

@@ -16,7 +16,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bytes one job's kept checkpoints may take (MIMSERVE_MAX_JOB_DISK; default 34359738368).") var maxJobDisk: Int?
     @Option(help: "Jobs that may wait in the queue; more get 429 (MIMSERVE_MAX_QUEUED; default 100).") var maxQueued: Int?
     @Option(help: "Largest job submission body in bytes (MIMSERVE_MAX_JOB_BODY_BYTES; default 1048576).") var maxJobBodyBytes: Int?
-    @Option(help: "Concurrent inference requests (MIMSERVE_INFERENCE_SLOTS; default 2).") var inferenceSlots: Int?
+    @Option(help: "Inference forward passes, evaluations and exports running at once (MIMSERVE_INFERENCE_SLOTS; default 2).") var inferenceSlots: Int?
+    @Option(help: "Reconstruct and features requests that may wait for a slot, to be batched; more get 503 (MIMSERVE_INFERENCE_QUEUE; default 16).") var inferenceQueue: Int?
+    @Option(help: "Images one inference forward pass takes from waiting requests for the same checkpoint (MIMSERVE_INFERENCE_BATCH; default 8).") var inferenceBatch: Int?
     @Option(help: "Checkpoints kept loaded for inference (MIMSERVE_MODEL_CACHE; default 4).") var modelCache: Int?
     @Option(help: "Bearer token required for changes, and for reads unless --auth-reads false (MIMSERVE_TOKEN). Read from the Authorization header only.") var token: String?
     @Option(help: "With a token: GETs under /v1/ and /metrics need it too; /healthz, /readyz, /openapi.json and the dashboard stay open (MIMSERVE_AUTH_READS; default true when a token is set).") var authReads: Bool?
@@ -42,6 +44,8 @@ struct Serve: AsyncParsableCommand {
         c.maxQueued = try pick(maxQueued, "MAX_QUEUED", Int.init) ?? c.maxQueued
         c.maxJobBodyBytes = try pick(maxJobBodyBytes, "MAX_JOB_BODY_BYTES", Int.init) ?? c.maxJobBodyBytes
         c.inferenceSlots = try pick(inferenceSlots, "INFERENCE_SLOTS", Int.init) ?? c.inferenceSlots
+        c.inferenceQueue = try pick(inferenceQueue, "INFERENCE_QUEUE", Int.init) ?? c.inferenceQueue
+        c.inferenceBatch = try pick(inferenceBatch, "INFERENCE_BATCH", Int.init) ?? c.inferenceBatch
         c.modelCacheSize = try pick(modelCache, "MODEL_CACHE", Int.init) ?? c.modelCacheSize
         c.token = try pick(token, "TOKEN", { $0 })
         c.authReads = try pick(authReads, "AUTH_READS", { ["true": true, "1": true, "false": false, "0": false][$0.lowercased()] })

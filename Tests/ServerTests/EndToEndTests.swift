@@ -255,6 +255,10 @@ import Store
         #expect(c.problems().isEmpty)
         c.port = 70000
         #expect(c.problems().contains { $0.hasPrefix("port:") })
+        c.port = 0
+        c.inferenceQueue = -1
+        c.inferenceBatch = 0
+        #expect(c.problems() == ["inference-queue: must be in 0…256, got -1", "inference-batch: must be in 1…64, got 0"])
     }
 }
 
@@ -285,42 +289,54 @@ import Store
 }
 
 @Suite("Inference limits") struct InferenceLimitTests {
-    /// With one inference slot, a request that arrives while another holds it is refused at once.
-    /// The first request holds the slot on a gate the test opens, so no timing decides anything.
-    @Test func aSaturatedQueueAnswers503WithRetryAfter() async throws {
+    /// With one slot and room for one waiting request, a request that finds the slot held and
+    /// the queue full is refused at once with 503, and so is an export (which never queues);
+    /// the waiting request runs when the slot frees. The slot is held on a gate the test opens
+    /// and the queue is read from /metrics, so no timing decides anything.
+    @Test func aFullQueueAnswers503WithRetryAfter() async throws {
         let admitted = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
         let server = try await LiveServer.start {
             $0.inferenceSlots = 1
+            $0.inferenceQueue = 1
             $0.inferenceAdmitted = { admitted.signal(); release.wait() }
         }
         defer { Task { await server.stop() } }
         let id = try await server.submit(steps: 2)
         _ = try await server.waitFor(id, states: ["succeeded"])
         let body = try JSONSerialization.data(withJSONObject: ["images": [samplePNG(width: 64, height: 64).base64EncodedString()]])
-        let json = ["Content-Type": "application/json"]
+        let json = ["Content-Type": "application/json"], png = ["Content-Type": "image/png"]
+        func gauge(_ name: String) async throws -> Double? {
+            let line = try await server.get("/metrics").text.split(separator: "\n").first { $0.hasPrefix("mimserve_\(name) ") }
+            return line.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        func slotHeld() async {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async { admitted.wait(); c.resume() }
+            }
+        }
         async let first = server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json)
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async { admitted.wait(); c.resume() }
-        }
-        let second = try await server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json)
-        #expect(second.status == 503 && second.isProblem && second.headers["retry-after"] == "2", "\(second.status)")
-        release.signal()
-        #expect(try await first.status == 200)
-        // The slot is free again: the next request gets in (and passes the gate at once).
-        release.signal()
-        #expect(try await server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json).status == 200)
-        admitted.wait()  // that request's pass through the gate
-        // An export loads a whole model too: it waits for the same slots.
-        async let holder = server.request("POST", "/v1/jobs/\(id)/features", body: body, headers: json)
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async { admitted.wait(); c.resume() }
-        }
+        await slotHeld()
+        // A reconstruction cannot join a features pass: it waits, and fills the queue.
+        async let waiting = server.request("POST", "/v1/jobs/\(id)/reconstruct?seed=1", body: samplePNG(), headers: png)
+        while try await gauge("inference_waiting") != 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let refused = try await server.request("POST", "/v1/jobs/\(id)/reconstruct?seed=2", body: samplePNG(), headers: png)
+        #expect(refused.status == 503 && refused.isProblem && refused.headers["retry-after"] == "2", "\(refused.status)")
         let export = try await server.get("/v1/jobs/\(id)/checkpoints/2/export?format=hf")
         #expect(export.status == 503 && export.isProblem, "\(export.status)")
         release.signal()
-        #expect(try await holder.status == 200)
+        #expect(try await first.status == 200)
+        await slotHeld()  // the waiting request's pass, on the slot the first one left
+        release.signal()
+        #expect(try await waiting.status == 200)
+        let (batches, served, left) = (try await gauge("inference_batches"), try await gauge("inference_batched_requests"),
+                                       try await gauge("inference_waiting"))
+        #expect(batches == 2 && served == 2 && left == 0)
+        // The slot is free again: an export gets it (and passes the gate at once).
         release.signal()
         #expect(try await server.get("/v1/jobs/\(id)/checkpoints/2/export?format=hf").status == 200)
+        admitted.wait()
+        let system = try await server.get("/v1/system").object
+        #expect(system["inference_slots"] as? Int == 1 && system["inference_queue"] as? Int == 1 && system["inference_batch"] as? Int == 8)
     }
 }
 
