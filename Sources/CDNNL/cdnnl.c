@@ -21,7 +21,11 @@ extern void omp_set_num_threads(int);
 
 bool mims_bf16_supported(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+    bool cpu = __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+    // oneDNN may be held below the CPU (DNNL_MAX_CPU_ISA): its ISA values are bit sets, each
+    // containing the ones below it.
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return cpu && (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
 }
 
 static _Thread_local bool bf16_gemm;
@@ -184,4 +188,10 @@ int mims_bf16_gemm(bool trans_a, bool trans_b, long m, long n, long k, float alp
     dnnl_memory_destroy(mb);
     dnnl_memory_destroy(mc);
     return (int)status;
+}
+
+int mims_sgemm(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+               const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    omp_set_num_threads(1);
+    return (int)dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -1,6 +1,9 @@
 import CDNNL
 import COpenBLAS
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Counts floating-point operations done by GEMM, attention and convolution so benchmarks can
 /// report achieved GFLOP/s. One multiply-add counts as 2.
@@ -66,8 +69,26 @@ func sgemmCall(
         for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : c[i * ldc + j] * beta } }
         return
     }
+    if SGEMMKernel.current == .oneDNN, m * n * k >= SGEMMKernel.oneDNNFrom {
+        let status = mims_sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        precondition(status == 0, "oneDNN sgemm \(m)×\(n)×\(k) failed with status \(status)")
+        return
+    }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// Which library runs a single-threaded fp32 GEMM block. oneDNN's sgemm (the library under
+/// PyTorch's CPU kernels, linked already for bf16) runs large blocks 2–8 % faster than OpenBLAS
+/// 0.3.21 on one core of our EPYC machines; blocks under `oneDNNFrom` multiply-adds (attention's
+/// per-head products of small images, the heads of tiny models) stay with OpenBLAS, which calls
+/// faster there. `MIMSERVE_SGEMM=openblas` turns oneDNN off (for comparisons).
+public enum SGEMMKernel: String, Sendable {
+    case openBLAS = "openblas"
+    case oneDNN = "onednn"
+
+    public static let current: SGEMMKernel = getenv("MIMSERVE_SGEMM").flatMap { SGEMMKernel(rawValue: String(cString: $0)) } ?? .oneDNN
+    static let oneDNNFrom = 1 << 22
 }
 
 /// One block of a bf16 GEMM (see `BF16`): a failure to build a oneDNN primitive for a

@@ -5,8 +5,9 @@ import TestSupport
 @Suite("GEMM and matrix products") struct GEMMTests {
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func gemmMatchesNaiveTwin(transA: Bool, transB: Bool) {
-        // Odd sizes; the large case exceeds the split threshold so both threads get work.
-        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 13), (131, 67, 129), (61, 263, 97)] {
+        // Odd sizes; the large cases exceed the split threshold so both threads get work, and
+        // the last one's blocks are large enough for oneDNN's sgemm (`SGEMMKernel`) on 1 or 2 threads.
+        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 13), (131, 67, 129), (61, 263, 97), (521, 131, 161)] {
             let a = randomTensor(transA ? [k, m] : [m, k], seed: 1)
             let b = randomTensor(transB ? [n, k] : [k, n], seed: 2)
             let c0 = randomTensor([m, n], seed: 3)

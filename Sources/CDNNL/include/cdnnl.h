@@ -5,7 +5,8 @@
 #include <stddef.h>
 
 /// True when this CPU has the AVX512_BF16 dot-product instructions (or AMX) that make bf16
-/// GEMMs worth running; false otherwise (the bf16 path is then refused, never emulated).
+/// GEMMs worth running, and oneDNN may use them (DNNL_MAX_CPU_ISA does not hold it lower);
+/// false otherwise (the bf16 path is then refused, never emulated).
 bool mims_bf16_supported(void);
 
 /// Row-major C = alpha · op(A) · op(B) + beta · C with bf16 inputs and fp32 accumulation:
@@ -19,6 +20,11 @@ int mims_bf16_gemm(bool trans_a, bool trans_b, long m, long n, long k, float alp
 /// forward and backward passes; every other thread stays fp32).
 void mims_set_bf16_gemm(bool on);
 bool mims_bf16_gemm_enabled(void);
+
+/// Row-major fp32 C = alpha · op(A) · op(B) + beta · C by oneDNN's sgemm on the calling thread
+/// alone. Returns 0 or a oneDNN status code.
+int mims_sgemm(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+               const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
 
 /// Rounds n floats to bf16 (nearest even) and back, in place: what the bf16 GEMM sees.
 void mims_round_to_bf16(float *x, size_t n);
