@@ -80,7 +80,7 @@ func sgemmCall(
 
 /// Which library runs a single-threaded fp32 GEMM block. oneDNN's sgemm (the library under
 /// PyTorch's CPU kernels, linked already for bf16) runs large blocks 2–8 % faster than OpenBLAS
-/// 0.3.21 on one core of our EPYC machines; blocks under `oneDNNFrom` multiply-adds (attention's
+/// 0.3.21 on one core of our AVX-512 EPYC machine; blocks under `oneDNNFrom` multiply-adds (attention's
 /// per-head products of small images, the heads of tiny models) stay with OpenBLAS, which calls
 /// faster there. `MIMSERVE_SGEMM=openblas` turns oneDNN off (for comparisons).
 public enum SGEMMKernel: String, Sendable {
