@@ -155,8 +155,16 @@ static cached *lookup(thread_state *s, long m, long n, long k, long ldc, bool ta
     return e;
 }
 
+void mims_bf16_pack(const float *src, long rows, long cols, long ld, uint16_t *dst) { pack(src, rows, cols, ld, dst); }
+
 int mims_bf16_gemm(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
                    const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    return mims_bf16_gemm_packed(trans_a, trans_b, m, n, k, alpha, a, lda, NULL, b, ldb, NULL, beta, c, ldc);
+}
+
+int mims_bf16_gemm_packed(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+                          const float *a, long lda, const uint16_t *a_packed, const float *b, long ldb,
+                          const uint16_t *b_packed, float beta, float *c, long ldc) {
     if (beta != 0.0f && beta != 1.0f) return -1;
     thread_state *s = current();
     if (!s) return -2;
@@ -164,12 +172,21 @@ int mims_bf16_gemm(bool trans_a, bool trans_b, long m, long n, long k, float alp
     dnnl_status_t status = dnnl_success;
     cached *e = lookup(s, m, n, k, ldc, trans_a, trans_b, beta == 1.0f, alpha, &status);
     if (!e) return (int)status;
-    uint16_t *buf = scratch(s, (size_t)m * (size_t)k + (size_t)k * (size_t)n);
-    if (!buf) return -3;
-    uint16_t *ab = buf, *bb = buf + (size_t)m * (size_t)k;
-    // Dense copies: op(A) stored as given (m×k, or k×m when transposed), likewise B.
-    if (trans_a) pack(a, k, m, lda, ab); else pack(a, m, k, lda, ab);
-    if (trans_b) pack(b, n, k, ldb, bb); else pack(b, k, n, ldb, bb);
+    size_t need = (a_packed ? 0 : (size_t)m * (size_t)k) + (b_packed ? 0 : (size_t)k * (size_t)n);
+    uint16_t *buf = need ? scratch(s, need) : NULL;
+    if (need && !buf) return -3;
+    // Dense copies: op(A) stored as given (m×k, or k×m when transposed), likewise B; an operand
+    // the caller packed already is used as it is.
+    uint16_t *ab = (uint16_t *)a_packed, *bb = (uint16_t *)b_packed;
+    if (!ab) {
+        ab = buf;
+        buf += (size_t)m * (size_t)k;
+        if (trans_a) pack(a, k, m, lda, ab); else pack(a, m, k, lda, ab);
+    }
+    if (!bb) {
+        bb = buf;
+        if (trans_b) pack(b, n, k, ldb, bb); else pack(b, k, n, ldb, bb);
+    }
     dnnl_memory_t ma, mb, mc;
     dnnl_memory_desc_t da, db, dc;
     const dnnl_memory_desc_t *q;

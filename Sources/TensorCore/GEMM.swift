@@ -40,6 +40,10 @@ public func gemm(
         call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     }
+    if BF16.isOn && k > 0 {
+        bf16Split(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parts: parts)
+        return
+    }
     // Split the larger output dimension; the other operand is shared read-only.
     if m >= n {
         DispatchApply.run(parts) { p in
@@ -101,6 +105,47 @@ func bf16Call(
     precondition(beta == 0 || beta == 1, "bf16 GEMM takes beta 0 or 1, got \(beta)")
     let status = mims_bf16_gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     precondition(status == 0, "oneDNN bf16 matmul \(m)×\(n)×\(k) (transA \(transA), transB \(transB)) failed with status \(status)")
+}
+
+/// A bf16 GEMM in `parts` blocks of the larger output dimension: the operand every block reads
+/// whole (B when splitting rows, A when splitting columns) is rounded to bf16 once, its rows
+/// spread over the threads, instead of once per block; each block rounds only its own slice of
+/// the other operand. The same split as the fp32 path, so blocks see the same shapes.
+func bf16Split(
+    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, parts: Int
+) {
+    precondition(beta == 0 || beta == 1, "bf16 GEMM takes beta 0 or 1, got \(beta)")
+    let splitRows = m >= n
+    // The shared operand as stored: rows × cols with row stride ld.
+    let (source, ld) = splitRows ? (b, ldb) : (a, lda)
+    let (rows, cols) = splitRows ? (transB ? (n, k) : (k, n)) : (transA ? (k, m) : (m, k))
+    let packed = Tensor(uninitialized: [(rows * cols + 1) / 2])  // bf16 pairs in float storage
+    let shared = UnsafeMutableRawPointer(packed.pointer).bindMemory(to: UInt16.self, capacity: rows * cols)
+    DispatchApply.run(parts) { p in
+        let lo = rows * p / parts, hi = rows * (p + 1) / parts
+        if lo < hi { mims_bf16_pack(source + lo * ld, hi - lo, cols, ld, shared + lo * cols) }
+    }
+    let failures = Atomic<Int>(0)
+    DispatchApply.run(parts) { p in
+        let status: Int32
+        if splitRows {
+            let lo = m * p / parts, hi = m * (p + 1) / parts
+            guard lo < hi else { return }
+            status = mims_bf16_gemm_packed(transA, transB, hi - lo, n, k, alpha, a + (transA ? lo : lo * lda), lda, nil,
+                                           b, ldb, shared, beta, c + lo * ldc, ldc)
+        } else {
+            let lo = n * p / parts, hi = n * (p + 1) / parts
+            guard lo < hi else { return }
+            status = mims_bf16_gemm_packed(transA, transB, m, hi - lo, k, alpha, a, lda, shared,
+                                           b + (transB ? lo * ldb : lo), ldb, nil, beta, c + lo, ldc)
+        }
+        if status != 0 { failures.store(Int(status), ordering: .relaxed) }
+    }
+    let status = failures.load(ordering: .relaxed)
+    precondition(status == 0, "oneDNN bf16 matmul \(m)×\(n)×\(k) (transA \(transA), transB \(transB)) failed with status \(status)")
+    withExtendedLifetime(packed) {}
 }
 
 /// OpenBLAS with its own threading (for the benchmark's "native" peak comparison).

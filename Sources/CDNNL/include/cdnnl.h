@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /// True when this CPU has the AVX512_BF16 dot-product instructions (or AMX) that make bf16
 /// GEMMs worth running, and oneDNN may use them (DNNL_MAX_CPU_ISA does not hold it lower);
@@ -15,6 +16,17 @@ bool mims_bf16_supported(void);
 /// beta must be 0 or 1. Returns 0, or a oneDNN status code when a primitive could not be made.
 int mims_bf16_gemm(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
                    const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+
+/// `mims_bf16_gemm` with either operand already packed by `mims_bf16_pack` (pass NULL to pack
+/// it here): `a_packed` is op(A) stored as given, m×k (k×m when transposed), densely; likewise
+/// `b_packed`, k×n (n×k when transposed). A GEMM split into parts that share one operand packs
+/// it once, on all threads, instead of once per part.
+int mims_bf16_gemm_packed(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+                          const float *a, long lda, const uint16_t *a_packed, const float *b, long ldb,
+                          const uint16_t *b_packed, float beta, float *c, long ldc);
+
+/// Rounds the rows×cols matrix at `src` (row stride ld) to bf16 into dense `dst`.
+void mims_bf16_pack(const float *src, long rows, long cols, long ld, uint16_t *dst);
 
 /// Whether GEMMs issued from the calling thread run in bf16 (a training step sets it around its
 /// forward and backward passes; every other thread stays fp32).
