@@ -18,7 +18,10 @@ public enum Init {
     /// Re-draws `weight` in place, Xavier-uniform: for methods whose reference re-initialises a
     /// layer after building it, so the seeded draws follow the reference's order.
     public static func redrawXavier(_ weight: Tensor, rng: inout RandomGenerator) {
-        weight.pointer.update(from: xavierUniform(weight.shape, rng: &rng).pointer, count: weight.count)
+        // The draw must outlive the copy: Swift may release a value right after its last use
+        // (here, reading `.pointer`), and its buffer could then be handed to another thread.
+        let draw = xavierUniform(weight.shape, rng: &rng)
+        withExtendedLifetime(draw) { weight.pointer.update(from: draw.pointer, count: weight.count) }
     }
 
     /// `redrawXavier` on every Linear weight under `module`, in tree order; biases are left alone.

@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import Testing
 @testable import NN
 import TensorCore
@@ -47,6 +49,28 @@ import TensorCore
         #expect(abs(mean) < 1e-3 && abs(sd - 0.02) < 1e-3)
         let conv = Init.xavierUniform([8, 3, 4, 4], rng: &rng)  // fan in 48, fan out 128
         #expect(conv.scalars.allSatisfy { abs(Double($0)) <= (6.0 / 176.0).squareRoot() })
+    }
+
+    /// A re-drawn weight holds exactly the draw, while another thread takes buffers of the same
+    /// size from the pool: the draw must stay alive until it is copied (MixMAE re-draws its
+    /// linears this way; when the draw was released early, about 1 in 500 re-draws here copied
+    /// another thread's values, and MixMAE runs beside other suites started from other weights).
+    @Test func aRedrawnWeightHoldsItsDrawWhileOtherThreadsUseThePool() {
+        let stop = Atomic<Bool>(false), done = DispatchSemaphore(value: 0)
+        Thread {
+            while !stop.load(ordering: .relaxed) { _ = Tensor(repeating: 7, shape: [64, 64]) }  // takes and fills a buffer
+            done.signal()
+        }.start()
+        var wrong = 0
+        for i in 0..<20_000 {
+            let w = Tensor(zeros: [64, 64])
+            var a = RandomGenerator(seed: UInt64(i)), b = a
+            Init.redrawXavier(w, rng: &a)
+            if w.scalars != Init.xavierUniform([64, 64], rng: &b).scalars { wrong += 1 }
+        }
+        stop.store(true, ordering: .relaxed)
+        done.wait()
+        #expect(wrong == 0, "\(wrong) of 20 000 re-draws hold other values")
     }
 
     @Test func transformerBlockMatchesItsDefinitionAndTrains() {

@@ -43,7 +43,7 @@ struct RecomputeTests {
 
     private func expectSameRun(_ h: Harness, _ a: String, _ b: String) throws {
         let la = try h.store.metrics(jobID: a).map(\.loss), lb = try h.store.metrics(jobID: b).map(\.loss)
-        #expect(la.count > 0 && la == lb, "first difference at step \((la.indices.first { la[$0] != lb[$0] } ?? -1) + 1)")
+        #expect(la.count > 0 && la == lb, "first difference at step \((la.indices.first { la[$0] != lb[$0] } ?? -1) + 1): \(la.prefix(3)) vs \(lb.prefix(3))")
         let wa = try weights(h, a), wb = try weights(h, b)
         #expect(wa.keys.sorted() == wb.keys.sorted())
         let differing = wa.keys.filter { wa[$0] != wb[$0] }.sorted()
