@@ -27,9 +27,11 @@ public enum HFViTMAE {
         for name in model.namedBuffers().map(\.name).sorted() {
             guard let value = state.removeValue(forKey: name), let own = ours[name] else { continue }
             // NaN-propagating maximum, so a NaN table cannot pass.
-            let diff = zip(value.data, own.data).reduce(Float(0)) { m, p in
-                let d = abs(p.0 - p.1)
-                return d > m || d.isNaN ? d : m
+            let diff = withExtendedLifetime(value) {  // value.data points into it
+                zip(value.data, own.data).reduce(Float(0)) { m, p in
+                    let d = abs(p.0 - p.1)
+                    return d > m || d.isNaN ? d : m
+                }
             }
             guard diff < 1e-5 else { throw .positionTableMismatch(hfNames(name)[0], maxDifference: diff) }
         }

@@ -59,7 +59,7 @@ enum HFWeights {
             for h in hf {
                 guard let v = file.removeValue(forKey: h) else { throw .missingTensor(h) }
                 guard v.shape == shape else { throw .shapeMismatch(h, expected: shape, found: v.shape) }
-                values += v.data
+                withExtendedLifetime(v) { values += v.data }
             }
             out[name] = Tensor(values, shape: t.shape)
         }

@@ -22,7 +22,7 @@ extension Tensor {
             }
             again.backward(seed: g)
             if let dx = x.grad {
-                if self.grad == nil { self.grad = dx } else { self.accumulateGrad(adding: dx.pointer) }
+                if self.grad == nil { self.grad = dx } else { withExtendedLifetime(dx) { self.accumulateGrad(adding: dx.pointer) } }
             }
         }
     }

@@ -102,6 +102,7 @@ final class Finetuning: Objective {
                     let logSum = Double(top) + log(row.reduce(0.0) { $0 + exp(Double($1 - top)) })
                     if (0..<C).contains(label) { loss += logSum - Double(row[label]) }
                 }
+                withExtendedLifetime(logits) {}  // each row points into it
                 seen += labels.count
             }
         }

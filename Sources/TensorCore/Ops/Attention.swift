@@ -84,7 +84,7 @@ extension Tensor {
                 }
                 if let dqkvT {
                     let n = qkv.count, dst = dqkvT.pointer
-                    for i in 0..<n { dst[i] += dqp[i] }
+                    withExtendedLifetime(dq) { for i in 0..<n { dst[i] += dqp[i] } }
                 } else if qkv.requiresGrad {
                     qkv.grad = dq
                 }

@@ -164,6 +164,7 @@ extension Tensor {
                             }
                         }
                     }
+                    withExtendedLifetime(partial) {}  // pp points into it
                 }
             }
         }

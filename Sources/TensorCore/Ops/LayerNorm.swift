@@ -86,6 +86,7 @@ extension Tensor {
                         }
                     }
                 }
+                withExtendedLifetime((partial, ones)) {}  // pp and wp point into them
             }
         }
     }
