@@ -33,10 +33,30 @@ struct QualityBench: ParsableCommand {
     @Option(help: "Seed of every job.") var seed: UInt64 = 0
     @Option(help: "Steps timed to set each job's length (after one warm-up step).") var calibrationSteps = 8
     @Option(help: "Pretraining base rate per 256 images instead of the preset's (a sweep).") var blr: Float?
+    @Option(name: .customLong("set"), parsing: .singleValue,
+            help: "A pretraining override KEY=VALUE (repeatable; a sweep): batch_size, warmup_steps, mask_ratio, or any other override.")
+    var pretrainOverrides: [String] = []
+    @Option(help: "Pretraining steps instead of the calibrated minutes (a sweep that does not depend on the machine's load).")
+    var pretrainSteps: Int?
     @Flag(help: "Pretrain and probe only: no fine-tunes (a sweep).") var probeOnly = false
     @Flag(help: "No k-NN and probe (a fine-tuning sweep).") var noProbe = false
     @Option(name: .customLong("finetune-blrs"), help: "Comma-separated fine-tuning base rates per 256 images, each fine-tuned from the one pretraining and from scratch (a sweep); default: the preset's.")
     var finetuneBLRs: String?
+
+    /// `--set` pairs as overrides; a value is a number where it reads as one.
+    func parsedOverrides() throws -> [String: JSONValue] {
+        try Dictionary(pretrainOverrides.map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--set wants KEY=VALUE, got \(pair)") }
+            return (parts[0], Double(parts[1]).map(JSONValue.number) ?? .string(parts[1]))
+        }, uniquingKeysWith: { _, last in last })
+    }
+
+    func validate() throws {
+        _ = try parsedOverrides()
+        if let n = pretrainSteps, n < 1 { throw ValidationError("--pretrain-steps must be at least 1, got \(n)") }
+        if pretrainSteps != nil && !probeOnly { throw ValidationError("--pretrain-steps is for sweeps: use it with --probe-only") }
+    }
 
     func run() throws {
         let registry = DatasetRegistry()
@@ -90,6 +110,10 @@ struct QualityRun {
     /// calibration needs no pretraining first.
     func calibrate() throws -> Budget {
         try pool.start()
+        if let fixed = bench.pretrainSteps {
+            _ = try config(.pretrain, steps: fixed, initFrom: nil) // a bad --set fails here, before any training
+            return Budget(pretrain: fixed, finetune: 0)
+        }
         func steps(_ task: JobTask) throws -> Int {
             let calibration = try run(config(task, steps: bench.calibrationSteps + 1, initFrom: nil))
             let secondsPerStep = calibration.seconds / Double(bench.calibrationSteps)
@@ -110,6 +134,9 @@ struct QualityRun {
         let pretrained = try finished(config(.pretrain, steps: pretrainSteps, initFrom: nil))
         var r = Record()
         if let blr = bench.blr { r["blr"] = Double(blr) }
+        for (key, value) in try bench.parsedOverrides() {
+            if case .number(let n) = value { r[key] = n } else if case .string(let text) = value { r[key] = text }
+        }
         if !bench.noProbe {
             let evaluation = try evaluate(pretrained)
             r["knn_encoder"] = evaluation.knn.encoder; r["knn_raw"] = evaluation.knn.rawPixels; r["knn_random"] = evaluation.knn.randomEncoder
@@ -117,7 +144,7 @@ struct QualityRun {
             r["probe_random"] = evaluation.linearProbe.randomEncoder
             r["eval_train"] = evaluation.trainCount; r["eval_test"] = evaluation.testCount
         }
-        r["suite"] = "quality"; r["method"] = method.rawValue; r["preset"] = try config(.pretrain, steps: 1, initFrom: nil).preset
+        r["suite"] = "quality"; r["method"] = method.rawValue; r["preset"] = try resolve(.pretrain, steps: 1, initFrom: nil, overrides: [:]).preset
         r["minutes"] = m; r["dataset"] = bench.dataset
         r["pretrain_steps"] = pretrainSteps
         if !bench.probeOnly {
@@ -137,14 +164,27 @@ struct QualityRun {
         return r
     }
 
-    /// `blr` (per 256 images, at the preset's batch of 64) replaces the task's base rate.
+    /// `blr` (per 256 images) replaces the task's base rate; `--set` pairs apply to pretraining.
     func config(_ task: JobTask, steps: Int, initFrom: CheckpointReference?, finetuneBLR: Float? = nil) throws -> JobConfig {
         var overrides: [String: JSONValue] = ["checkpoint_every": .number(Double(steps))]
         if task == .finetune {
             overrides["eval_every"] = .number(Double(steps))
             overrides["eval_images"] = .number(Double(bench.evalTest))
+        } else {
+            overrides.merge(try bench.parsedOverrides()) { _, set in set }
         }
-        if let blr = task == .finetune ? finetuneBLR : bench.blr { overrides["base_lr"] = .number(Double(blr * 64 / 256)) }
+        if let blr = task == .finetune ? finetuneBLR : bench.blr {
+            let batch = try resolve(task, steps: steps, initFrom: initFrom, overrides: overrides).training.batchSize
+            overrides["base_lr"] = .number(Double(blr * Float(batch) / 256))
+        }
+        return try resolve(task, steps: steps, initFrom: initFrom, overrides: overrides)
+    }
+
+    func resolve(_ task: JobTask, steps: Int, initFrom: CheckpointReference?, overrides: [String: JSONValue]) throws -> JobConfig {
+        // The batch is a field of the request itself, not an override.
+        var overrides = overrides
+        var batch: Int?
+        if case .number(let n)? = overrides.removeValue(forKey: "batch_size") { batch = Int(n) }
         let source = initFrom.map { ref -> InitCheckpoint? in
             guard let id = ref.job, let job = try? store.job(id), let c = try? JobConfig.decode(job.configJSON),
                   let ck = try? store.latestCheckpoint(jobID: id) else { return nil }
@@ -152,7 +192,7 @@ struct QualityRun {
         }
         return try JobConfig.resolve(
             JobRequest(method: method.rawValue, preset: initFrom == nil ? bench.preset : nil, dataset: bench.dataset, totalSteps: steps,
-                       seed: bench.seed, task: task.rawValue, overrides: overrides, initFrom: initFrom),
+                       batchSize: batch, seed: bench.seed, task: task.rawValue, overrides: overrides, initFrom: initFrom),
             datasetExists: registry.exists, datasetClasses: { id in (try? registry.open(id).info).map(\.classes.count) },
             findCheckpoint: { _ in source.flatMap { $0 }.map { .success($0) } ?? .failure(FieldError("init", "no checkpoint")) })
     }
