@@ -19,7 +19,7 @@
 /// within 11% at batch 2 and 8.
 public struct CostEstimate: Sendable, Codable, Equatable {
     public var parameters: Int
-    /// The weights, float32.
+    /// The weights, float32 (a fine-tune also holds its pretraining model's untrained decoder).
     public var weightBytes: Int
     /// AdamW's two moments, and the gradients when the step holds them all at once.
     public var optimizerBytes: Int
@@ -80,11 +80,13 @@ extension TrainingConfig {
 }
 
 extension ModelConfig {
-    /// The cost of training this configuration at `batch` images per step.
-    public func estimate(batch: Int, step: StepMemory = StepMemory()) -> CostEstimate {
+    /// The cost of training this configuration at `batch` images per step: pretraining, or with
+    /// `finetuneClasses` fine-tuning its encoder under a linear head of that many classes (every
+    /// token visible, no decoder).
+    public func estimate(batch: Int, step: StepMemory = StepMemory(), finetuneClasses: Int? = nil) -> CostEstimate {
         // In Double throughout: a hostile configuration must give a huge estimate, not an overflow.
-        let (stages, extraParams, extraFloatsPerSample) = costStages()
-        var params = extraParams
+        let (stages, extraParams, extraFloatsPerSample, idleParams) = costStages(finetune: finetuneClasses != nil)
+        var params = extraParams + Double(finetuneClasses ?? 0) * Double(encoderDim + 1)
         var savedPerSample = extraFloatsPerSample + CostEstimate.savedPerPixel * 3 * Double(imageSize) * Double(imageSize)
         var flopsPerSample = 0.0, largestBlock = 0.0
         for s in stages {
@@ -101,34 +103,43 @@ extension ModelConfig {
         }
         if step.recompute { savedPerSample += largestBlock }
         let floatBytes = Double(MemoryLayout<Float>.size), n = Double(batch)
-        let weights = params * floatBytes
+        let weights = params * floatBytes, idleWeights = idleParams * floatBytes
         let activations = savedPerSample * n * floatBytes
         let prefetch = Double(CostEstimate.prefetchDepth) * n * 3 * Double(imageSize) * Double(imageSize) * floatBytes
         let optimizer = (step.holdsAllGradients ? 3 : 2) * weights
-        let peak = Double(CostEstimate.baselineBytes) + weights + optimizer + activations + prefetch
+        let peak = Double(CostEstimate.baselineBytes) + weights + idleWeights + optimizer + activations + prefetch
         func bytes(_ x: Double) -> Int { x < 9e18 ? Int(x) : Int.max }
         return CostEstimate(
-            parameters: bytes(params), weightBytes: bytes(weights), optimizerBytes: bytes(optimizer),
+            parameters: bytes(params), weightBytes: bytes(weights + idleWeights), optimizerBytes: bytes(optimizer),
             activationBytes: bytes(activations), prefetchBytes: bytes(prefetch), checkpointBytes: bytes(3 * weights),
             flopsPerStep: (step.recompute ? 4 : 3) * flopsPerSample * n, peakBytes: bytes(peak))
     }
 
     /// The blocks of every encoder and decoder stage, the parameters outside them (embeddings,
     /// merging, heads, tokens) and floats per sample kept outside them (patch tokens, merges).
-    func costStages() -> (stages: [CostEstimate.Stage], params: Double, floatsPerSample: Double) {
+    /// Fine-tuning runs the encoder alone on every token: nothing masked, compacted or decoded;
+    /// the pretraining model's decoder and head are still built (the classifier wraps the whole
+    /// model), so they count as idle parameters: weights in memory, never trained.
+    func costStages(finetune: Bool = false)
+        -> (stages: [CostEstimate.Stage], params: Double, floatsPerSample: Double, idleParams: Double) {
         typealias Stage = CostEstimate.Stage
         let n = grid * grid
-        let visible = { (tokens: Int) in max(1, Int(Double(tokens) * Double(1 - maskRatio))) }
+        let visible = { (tokens: Int) in finetune ? tokens : max(1, Int(Double(tokens) * Double(1 - maskRatio))) }
         let units = unitGrid * unitGrid
         let pixelsPerUnit = maskUnit * maskUnit * 3
         let r = mlpRatio
         let stageTokens = stageGrids.map { $0 * $0 }
         var stages: [Stage] = []
         var params = Double(3 * patchSize * patchSize + 3) * Double(embedDim)   // patch embedding (+ norm)
-        var floats = 0.0
+        var floats = 0.0, idle = 0.0
         // An MAE-style decoder on `tokens` tokens per sample predicting `outputs` values per token.
         func decoder(tokens: Int, outputs: Int) {
             guard decoderDepth > 0 else { return }
+            if finetune {
+                let c = Double(decoderDim)
+                idle += Double(decoderDepth) * (12 * c * c + 13 * c) + Double(encoderDim + outputs + 4) * c
+                return
+            }
             stages.append(Stage(tokens: tokens, width: decoderDim, heads: decoderHeads, keys: tokens,
                                 blocks: decoderDepth, mlpRatio: 4))
             params += Double(encoderDim + outputs + 4) * Double(decoderDim)
@@ -152,14 +163,19 @@ extension ModelConfig {
             decoder(tokens: n + 1, outputs: patchSize * patchSize * 3)
         case .simmim:
             swin { stageTokens[$0] }
-            params += Double(encoderDim) * Double(encoderStride * encoderStride * 3)
-            floats += Double(encoderStride * encoderStride * 3) * Double(stageTokens.last ?? 0)
+            let head = Double(encoderDim) * Double(encoderStride * encoderStride * 3)  // the one-layer prediction head
+            if finetune {
+                idle += head
+            } else {
+                params += head
+                floats += Double(encoderStride * encoderStride * 3) * Double(stageTokens.last ?? 0)
+            }
         case .mixmae:
             swin { stageTokens[$0] }
             decoder(tokens: 2 * units, outputs: pixelsPerUnit)
         case .ummae:
             // One unit of every 2×2 is kept and compacted: a quarter of the tokens at every stage.
-            swin { max(1, stageTokens[$0] / 4) }
+            swin { finetune ? stageTokens[$0] : max(1, stageTokens[$0] / 4) }
             decoder(tokens: units, outputs: pixelsPerUnit)
             params += Double(posMLPDim ?? 0) * Double(2 + heads.reduce(0, +))
         case .greenmim:
@@ -185,6 +201,6 @@ extension ModelConfig {
                                 blocks: depths.last ?? 1, mlpRatio: r))
             decoder(tokens: g3 * g3, outputs: encoderStride * encoderStride * 3)
         }
-        return (stages, params, floats)
+        return (stages, params, floats, idle)
     }
 }

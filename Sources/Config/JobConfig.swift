@@ -167,6 +167,11 @@ public struct JobConfig: Codable, Sendable, Equatable {
     /// What the job trains.
     public var jobTask: JobTask { task ?? .pretrain }
 
+    /// What a step of this job costs (`ModelConfig.estimate`), for its task.
+    public var estimate: CostEstimate {
+        model.estimate(batch: training.batchSize, step: training.stepMemory, finetuneClasses: finetune?.classes)
+    }
+
     public func json() -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
@@ -281,11 +286,12 @@ extension JobConfig {
             if ref.job != nil { initFrom?.step = found.step }
         }
         if !errors.isEmpty { throw ConfigError(errors: errors) }
-        if let limit = maxJobMemory, let problem = Self.memoryProblem(model, batch: batch, step: training.stepMemory, limit: limit) {
+        if let limit = maxJobMemory, let problem = Self.memoryProblem(model, batch: batch, step: training.stepMemory,
+                                                                                  finetuneClasses: finetune?.classes, limit: limit) {
             throw ConfigError(errors: [problem])
         }
         if let limit = maxJobDisk {
-            let each = model.estimate(batch: 1).checkpointBytes, kept = training.keepCheckpoints + 1
+            let each = model.estimate(batch: 1, finetuneClasses: finetune?.classes).checkpointBytes, kept = training.keepCheckpoints + 1
             if each.multipliedReportingOverflow(by: kept).partialValue > limit || each > limit / kept {
                 let gb = { (b: Int) in String(format: "%.2f GB", Double(b) / Double(1 << 30)) }
                 throw ConfigError(errors: [FieldError("overrides.keep_checkpoints",
@@ -296,11 +302,12 @@ extension JobConfig {
                          finetune: finetune)
     }
 
-    static func memoryProblem(_ model: ModelConfig, batch: Int, step: StepMemory, limit: Int) -> FieldError? {
-        let estimate = model.estimate(batch: batch, step: step)
+    static func memoryProblem(_ model: ModelConfig, batch: Int, step: StepMemory, finetuneClasses: Int?, limit: Int) -> FieldError? {
+        let estimate = model.estimate(batch: batch, step: step, finetuneClasses: finetuneClasses)
         guard estimate.peakBytes > limit else { return nil }
         func gb(_ bytes: Int) -> String { String(format: "%.2f GB", Double(bytes) / Double(1 << 30)) }
-        let fixed = model.estimate(batch: 0, step: step).peakBytes, perImage = max(1, model.estimate(batch: 1, step: step).peakBytes - fixed)
+        let fixed = model.estimate(batch: 0, step: step, finetuneClasses: finetuneClasses).peakBytes
+        let perImage = max(1, model.estimate(batch: 1, step: step, finetuneClasses: finetuneClasses).peakBytes - fixed)
         let fits = (limit - fixed) / perImage
         let need = "this job needs about \(gb(estimate.peakBytes)) (weights and optimizer \(gb(estimate.weightBytes + estimate.optimizerBytes)), "
             + "activations \(gb(estimate.activationBytes)) at batch \(batch)); the limit is \(gb(limit)) (--max-job-memory)"

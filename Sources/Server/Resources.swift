@@ -57,7 +57,7 @@ struct JobResource: Encodable {
         id = j.id; state = j.state; method = j.method; preset = j.preset; dataset = j.datasetID
         config = try? JobConfig.decode(j.configJSON)
         task = config?.jobTask ?? .pretrain
-        estimate = config.map { $0.model.estimate(batch: $0.training.batchSize, step: $0.training.stepMemory) }
+        estimate = config?.estimate
         step = j.step; totalSteps = j.totalSteps; loss = j.loss; lr = j.lr; imagesPerS = j.imagesPerS; etaS = j.etaS
         peakRSSMB = j.peakRSSMB; error = j.error; actions = j.state.actions
         createdAt = j.createdAt; startedAt = j.startedAt; finishedAt = j.finishedAt; updatedAt = j.updatedAt

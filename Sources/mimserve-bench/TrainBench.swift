@@ -8,7 +8,8 @@ import TensorCore
 import Trainer
 
 /// `mimserve-bench train`: full pretraining steps (forward, backward, clip, AdamW) of one
-/// method and preset on random normalised images, timed after warm-up.
+/// method and preset on random normalised images, timed after warm-up; with `--task finetune`,
+/// fine-tuning steps of its encoder under a 10-class head (random labels, no clipping).
 struct TrainBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Training-step throughput of one method and preset.")
@@ -22,6 +23,7 @@ struct TrainBench: ParsableCommand {
     @Flag(help: "Skip the same-run sgemm peak measurement.") var noPeak = false
     @Option(help: "GEMM inputs: fp32, or bf16 with fp32 sums (needs AVX512_BF16 or AMX).") var precision = Precision.fp32
     @Flag(help: "Recompute each block in the backward pass instead of keeping its activations.") var recompute = false
+    @Option(help: "pretrain, or finetune: the encoder under a 10-class linear head on every token.") var task = JobTask.pretrain
     @Flag(help: "After the timed steps, time as many more per kind of work (GEMM, attention, norm, activation, memory movement, optimizer, …).")
     var profile = false
 
@@ -36,12 +38,12 @@ struct TrainBench: ParsableCommand {
         if let threads { ComputeThreads.set(threads) }
         let peak = noPeak ? Double.nan : SGEMMPeak.measure()
         let timer = TrainStepTimer(preset: p, batch: batch ?? p.recipe.defaultBatchSize, warmup: warmup, steps: steps,
-                                   precision: precision, recompute: recompute, profile: profile)
+                                   precision: precision, recompute: recompute, profile: profile, task: task)
         var (r, profiled) = try timer.run()
         r["peak_gflops"] = peak
         r["peak_ratio"] = (r["gflops"] as! Double) / peak
         Report.emit(r)
-        Report.table([r], columns: ["method", "preset", "precision", "batch", "threads", "ms_per_step", "images_per_s", "gflops",
+        Report.table([r], columns: ["method", "preset", "task", "precision", "batch", "threads", "ms_per_step", "images_per_s", "gflops",
                                     "peak_ratio", "peak_rss_mb", "pool_peak_live_mb", "pool_held_mb", "estimated_peak_rss_mb", "fresh_allocs_per_step"])
         if let profiled {
             let rows = StepProfile.records(profiled, base: r)
@@ -76,21 +78,33 @@ struct TrainStepTimer {
     var recompute = false
     /// Also runs `steps` profiled steps after the timed ones.
     var profile = false
+    var task = JobTask.pretrain
+    /// Classes of the fine-tuning head.
+    static let classes = 10
 
     /// The timing record, and the profile of as many more steps when asked for.
     func run() throws -> (Record, StepProfile?) {
         let model = try ModelRegistry.make(preset.model, seed: 0)
         let r = preset.recipe
-        let opt = AdamW(parameters: model.namedParameters(), weightDecay: r.weightDecay, betas: (r.beta1, r.beta2),
-                        noDecay: model.excludedFromWeightDecay)
+        let finetune = task == .finetune
+        let classifier = finetune ? Classifier(backbone: model, classes: Self.classes, pool: .mean, seed: 0) : nil
+        // Fine-tuning never clips (the fine-tuning recipe of every method).
+        let clipGrad = finetune ? nil : r.clipGrad
+        let opt = AdamW(parameters: classifier?.namedParameters() ?? model.namedParameters(), weightDecay: r.weightDecay,
+                        betas: (r.beta1, r.beta2), noDecay: classifier?.excludedFromWeightDecay ?? model.excludedFromWeightDecay)
         var rng = RandomGenerator(seed: 1)
         let size = preset.model.imageSize
         let images = Init.normal([batch, 3, size, size], std: 1, rng: &rng)
+        let targets = (0..<batch).flatMap { i in (0..<Self.classes).map { Float($0 == i % Self.classes ? 1 : 0) } }
         func step() {
             let bf16 = precision == .bf16
-            let mask = model.sampleMask(batch: batch, ratio: nil, rng: &rng)
-            let out = BF16.gemms(bf16) { Recompute.blocks(recompute) { model.forward(images, mask: mask) } }
-            try? BF16.gemms(bf16) { try opt.minimize(out.loss, lr: 1e-4, clipGrad: r.clipGrad) }
+            let loss = BF16.gemms(bf16) {
+                Recompute.blocks(recompute) {
+                    if let classifier { return Tensor.softTargetCrossEntropy(classifier(images), targets: targets) }
+                    return model.forward(images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng)).loss
+                }
+            }
+            try? BF16.gemms(bf16) { try opt.minimize(loss, lr: 1e-4, clipGrad: clipGrad) }
         }
         for _ in 0..<warmup { step() }
         let allocs = BufferPool.shared.statistics.freshAllocations
@@ -104,6 +118,7 @@ struct TrainStepTimer {
         rec["batch"] = batch; rec["threads"] = ComputeThreads.count; rec["steps"] = steps
         rec["precision"] = precision.rawValue
         rec["recompute"] = recompute
+        rec["task"] = task.rawValue
         rec["ms_per_step"] = ms
         rec["images_per_s"] = Double(batch) / (ms / 1000)
         rec["gflops"] = flops / (ms / 1000) / 1e9
@@ -116,7 +131,8 @@ struct TrainStepTimer {
         rec["pool_held_mb"] = Double((pool.liveFloats + pool.cachedFloats) * 4) / 1048576
         rec["parameter_mb"] = Double(model.parameters.reduce(0) { $0 + $1.count } * 4) / 1048576
         // What job submission predicts for this step (the cost model), against the measurement.
-        let estimate = preset.model.estimate(batch: batch, step: StepMemory(holdsAllGradients: r.clipGrad != nil, recompute: recompute))
+        let estimate = preset.model.estimate(batch: batch, step: StepMemory(holdsAllGradients: clipGrad != nil, recompute: recompute),
+                                             finetuneClasses: finetune ? Self.classes : nil)
         rec["estimated_peak_rss_mb"] = Double(estimate.peakBytes) / 1048576
         rec["estimated_gflop_per_image"] = estimate.flopsPerStep / Double(batch) / 1e9
         rec["fresh_allocs_per_step"] = Double(BufferPool.shared.statistics.freshAllocations - allocs) / Double(steps)
@@ -166,3 +182,4 @@ struct StepProfile {
 }
 
 extension Precision: ExpressibleByArgument {}
+extension JobTask: ExpressibleByArgument {}

@@ -30,28 +30,56 @@ import Testing
         }
     }
 
-    /// Every preset as it trains by default, and the small and paper-scale ones recomputing
-    /// their blocks (the tiny ones keep too little for recomputation to matter).
-    static let cases = Presets.all.map { ($0.name, false) } + Presets.all.filter { !$0.isTiny }.map { ($0.name, true) }
+    /// Every preset as it pretrains by default, and the small and paper-scale ones recomputing
+    /// their blocks (the tiny ones keep too little for recomputation to matter) and fine-tuning
+    /// their encoders.
+    static let cases = Presets.all.map { ($0.name, false, JobTask.pretrain) }
+        + Presets.all.filter { !$0.isTiny }.map { ($0.name, true, JobTask.pretrain) }
+        + Presets.all.filter { !$0.isTiny }.map { ($0.name, false, JobTask.finetune) }
 
-    @Test(arguments: cases) func peakMemoryIsWithin30PercentOfTheMeasurement(preset: String, recompute: Bool) async throws {
+    @Test(arguments: cases) func peakMemoryIsWithin30PercentOfTheMeasurement(preset: String, recompute: Bool, task: JobTask) async throws {
         let p = try #require(Presets.named(preset))
         // Paper-scale presets at batch 2 keep the suite's memory and time small; the activation
         // term is what scales with the batch, and batch 2 still exercises it. Small presets run
         // at the batch their recipe trains with, where activations dominate.
         let batch = p.isTiny ? 16 : p.isSmall ? p.recipe.defaultBatchSize : 2
         let (status, data) = try await Self.runBench(["train", "--method", p.model.method.rawValue, "--preset", preset,
-                                                       "--batch", "\(batch)", "--steps", "1", "--warmup", "0", "--no-peak"]
+                                                       "--batch", "\(batch)", "--steps", "1", "--warmup", "0", "--no-peak", "--task", task.rawValue]
                                                       + (recompute ? ["--recompute"] : []))
         #expect(status == 0)
         let line = try #require(String(decoding: data, as: UTF8.self).split(separator: "\n").last { $0.hasPrefix("{") })
         let record = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         let measured = try #require(record["peak_rss_mb"] as? Double), estimated = try #require(record["estimated_peak_rss_mb"] as? Double)
         // The bench prints the same estimate (rounded to a few digits).
-        let step = StepMemory(holdsAllGradients: p.recipe.clipGrad != nil, recompute: recompute)
-        #expect(abs(estimated / (Double(p.model.estimate(batch: batch, step: step).peakBytes) / 1_048_576) - 1) < 1e-3)
+        let finetune = task == .finetune
+        let step = StepMemory(holdsAllGradients: !finetune && p.recipe.clipGrad != nil, recompute: recompute)
+        let model = p.model.estimate(batch: batch, step: step, finetuneClasses: finetune ? 10 : nil)
+        #expect(abs(estimated / (Double(model.peakBytes) / 1_048_576) - 1) < 1e-3)
         #expect(abs(estimated / measured - 1) <= 0.30,
-                "\(preset) batch \(batch)\(recompute ? " recomputed" : ""): estimated \(estimated) MB, measured \(measured) MB")
+                "\(preset) batch \(batch) \(task.rawValue)\(recompute ? " recomputed" : ""): estimated \(estimated) MB, measured \(measured) MB")
+    }
+
+    /// Fine-tuning runs the encoder on every token: MAE's small preset then keeps about twice
+    /// the activations of its pretraining step (a quarter of the tokens in the encoder, and a
+    /// narrow decoder), so a memory
+    /// limit between the two admits the pretraining job and refuses the fine-tune, naming the
+    /// batch. Before fine-tuning had a cost model of its own, both were admitted.
+    @Test func aFineTuneIsPricedOnEveryTokenWithoutTheDecoder() throws {
+        let exists: (String) -> Bool = { _ in true }
+        func request(_ task: JobTask) -> JobRequest {
+            JobRequest(method: "mae", preset: "small", dataset: "fashion-mnist", batchSize: 64, task: task.rawValue)
+        }
+        let pretrain = try JobConfig.resolve(request(.pretrain), datasetExists: exists)
+        let finetune = try JobConfig.resolve(request(.finetune), datasetExists: exists)
+        let a = pretrain.estimate, b = finetune.estimate
+        #expect(finetune.estimate == finetune.model.estimate(batch: 64, step: finetune.training.stepMemory, finetuneClasses: 10))
+        #expect(2 * b.activationBytes > 3 * a.activationBytes, "\(b.activationBytes) vs \(a.activationBytes)")
+        // No decoder: fewer parameters, and a smaller checkpoint.
+        #expect(b.parameters < a.parameters && b.checkpointBytes < a.checkpointBytes)
+        let limit = (a.peakBytes + b.peakBytes) / 2
+        _ = try JobConfig.resolve(request(.pretrain), datasetExists: exists, maxJobMemory: limit)
+        let refusal = #expect(throws: ConfigError.self) { try JobConfig.resolve(request(.finetune), datasetExists: exists, maxJobMemory: limit) }
+        #expect(refusal?.errors.map(\.field) == ["batch_size"], "\(String(describing: refusal))")
     }
 
     @Test func theEstimateGrowsWithTheBatchAndCountsTheOptimizer() throws {
