@@ -14,7 +14,8 @@ import TensorCore
 /// checkpoint and task that arrive while a slot is busy wait (at most `maxWaiting` of them; one
 /// more is refused with `.busy` at once rather than queued without bound), and the next free
 /// slot runs them together, up to `maxBatch` images in one forward pass. A request that finds a
-/// free slot starts at once; requests arriving before its pass starts join it. Results are those
+/// free slot starts at once; requests arriving before its pass starts join it, and one that
+/// finds that pass full starts another on a free slot. Results are those
 /// of the same request alone: every sample keeps its own image, seed and mask. Loaded models stay
 /// in a small LRU cache keyed by job and step.
 public final class InferenceService: Sendable {
@@ -58,6 +59,15 @@ public final class InferenceService: Sendable {
         let images: [[UInt8]]
         let seed: UInt64
         let reply: @Sendable (Result<Reply, InferenceError>) -> Void
+        /// The batch it leads, or the one it joined and starts with; nil while it waits for a slot.
+        var batch: Int? = nil
+    }
+
+    /// A batch that holds a slot and has not yet taken its members.
+    private struct OpenBatch {
+        let id: Int
+        /// Its leader's and joined members' images.
+        var images: Int
     }
 
     private enum Reply: Sendable {
@@ -76,8 +86,18 @@ public final class InferenceService: Sendable {
         var cache: [Loaded] = []  // most recent last
         /// Requests waiting for a slot or for their batch to start, oldest first.
         var waiting: [Member] = []
-        /// Batches that hold a slot and have not yet taken their members: key → images so far.
-        var open: [BatchKey: Int] = [:]
+        /// The newest batch per key that holds a slot and has not yet taken its members.
+        var open: [BatchKey: OpenBatch] = [:]
+        var batchesOpened = 0
+
+        /// `leader` leads a new batch, now the open one of its key.
+        mutating func open(_ leader: Member) -> Member {
+            batchesOpened += 1
+            open[leader.key] = OpenBatch(id: batchesOpened, images: leader.images.count)
+            var m = leader
+            m.batch = batchesOpened
+            return m
+        }
         var counts = BatchCounts()
     }
 
@@ -210,13 +230,13 @@ public final class InferenceService: Sendable {
 
     // MARK: - Batching
 
-    private enum Admission { case lead, wait, refuse }
+    private enum Admission { case lead(Member), wait, refuse }
 
     private func batched(_ key: BatchKey, images: [[UInt8]], seed: UInt64) async throws(InferenceError) -> Reply {
         let result: Result<Reply, InferenceError> = await withCheckedContinuation { c in
             let member = Member(key: key, images: images, seed: seed) { c.resume(returning: $0) }
             switch admit(member) {
-            case .lead: queue.async { [self] in runBatches(leader: member) }
+            case .lead(let leader): queue.async { [self] in runBatches(leader: leader) }
             case .wait: break
             case .refuse: c.resume(returning: .failure(.busy))
             }
@@ -224,20 +244,20 @@ public final class InferenceService: Sendable {
         return try result.get()
     }
 
-    /// Joins a batch about to start if it has room, else takes a free slot, else waits if the
-    /// queue has room.
+    /// Joins a batch about to start if it has room, else takes a free slot (a batch of its
+    /// own), else waits if the queue has room.
     private func admit(_ m: Member) -> Admission {
         state.withLock { s in
-            let n = m.images.count
-            if let open = s.open[m.key], open + n <= maxBatch {
-                s.open[m.key] = open + n
-                s.waiting.append(m)
+            if let open = s.open[m.key], open.images + m.images.count <= maxBatch {
+                s.open[m.key]?.images += m.images.count
+                var joined = m
+                joined.batch = open.id
+                s.waiting.append(joined)
                 return .wait
             }
-            if s.inFlight < maxConcurrent, s.open[m.key] == nil {
+            if s.inFlight < maxConcurrent {
                 s.inFlight += 1
-                s.open[m.key] = n
-                return .lead
+                return .lead(s.open(m))
             }
             guard s.waiting.count < maxWaiting else { return .refuse }
             s.waiting.append(m)
@@ -256,22 +276,25 @@ public final class InferenceService: Sendable {
         }
     }
 
-    /// When a slot's work is done: the oldest waiting request whose checkpoint and task have no
-    /// batch about to start leads the next batch on this slot, or the slot is freed.
+    /// When a slot's work is done: the oldest waiting request that no batch about to start
+    /// will take (none is open for its checkpoint and task, or the open one is full for it)
+    /// leads the next batch on this slot, or the slot is freed.
     private func handOff() -> Member? {
         state.withLock { s in
-            guard let i = s.waiting.firstIndex(where: { s.open[$0.key] == nil }) else {
+            let maxBatch = maxBatch
+            guard let i = s.waiting.firstIndex(where: { m in
+                m.batch == nil && (s.open[m.key].map { $0.images + m.images.count > maxBatch } ?? true)
+            }) else {
                 s.inFlight -= 1
                 return nil
             }
-            let m = s.waiting.remove(at: i)
-            s.open[m.key] = m.images.count
-            return m
+            return s.open(s.waiting.remove(at: i))
         }
     }
 
     /// The batch as it starts: the leader and the waiting requests with its key, oldest first,
-    /// while they fit in `maxBatch` images. Later arrivals wait for the next batch.
+    /// while they fit in `maxBatch` images. Later arrivals wait for the next batch; one that
+    /// joined this batch and no longer fits waits for a slot like any other.
     private func seal(_ leader: Member) -> [Member] {
         state.withLock { s in
             var members = [leader], images = leader.images.count, rest: [Member] = []
@@ -280,11 +303,13 @@ public final class InferenceService: Sendable {
                     members.append(m)
                     images += m.images.count
                 } else {
-                    rest.append(m)
+                    var left = m
+                    if left.batch == leader.batch { left.batch = nil }
+                    rest.append(left)
                 }
             }
             s.waiting = rest
-            s.open[leader.key] = nil
+            if s.open[leader.key]?.id == leader.batch { s.open[leader.key] = nil }
             s.counts.batches += 1
             s.counts.requests += members.count
             return members

@@ -85,6 +85,35 @@ import Testing
         }
         #expect(batched[0].maskedFraction == batched[2].maskedFraction)
     }
+
+    /// A request whose checkpoint's pass about to start is full takes a free slot for a pass of
+    /// its own instead of waiting for the full one to end. The first pass (one image, a batch of
+    /// at most one) is held on a gate before it starts; the second request must complete while
+    /// it is held. Before, it waited beside an idle slot.
+    @Test func aRequestThatFindsItsPassFullStartsAnotherOnAFreeSlot() async throws {
+        let h = try Harness()
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        let id = try h.submit("mae", steps: 2)
+        #expect(try h.wait(id, for: [.succeeded, .failed]).state == .succeeded)
+        let gate = Gate()
+        let inference = InferenceService(store: h.store, checkpoints: h.pool.options.checkpoints, maxConcurrent: 2, maxBatch: 1,
+                                         onAdmitted: { gate.pass() })
+        var bytes = [UInt8]()
+        for y in 0..<40 { for x in 0..<48 { bytes += [UInt8(x * 5), UInt8(y * 6), 90] } }
+        let png = try PNGEncoder.encode(bytes: bytes, width: 48, height: 40, channels: 3)
+        async let held = inference.features(jobID: id, step: nil, images: [png], pool: .mean)
+        try await gate.waitUntilHeld()
+        let second = Task { try await inference.features(jobID: id, step: nil, images: [png], pool: .mean) }
+        // Either it waits (the old behaviour) or its own pass starts: a state decides, not a timer.
+        while inference.waiting == 0 && inference.batchCounts.batches == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        #expect(inference.waiting == 0, "the second request waits while a slot is free")
+        if inference.waiting == 0 { #expect(try await second.value.features.count == 1) }
+        gate.open()
+        let first = try await held, alone = try await second.value
+        #expect(first.features == alone.features)
+        #expect(inference.batchCounts == .init(batches: 2, requests: 2) && inference.inFlight == 0)
+    }
 }
 
 /// Holds the first work that passes until `open()`; later ones pass at once.
