@@ -244,8 +244,31 @@ def worker(args):
         "params": hf_params, "attn_implementation": getattr(model.config, "_attn_implementation", None),
         "torch": torch.__version__, "transformers": transformers.__version__,
     }
+    if args.profile:
+        rec.update(profile_steps(torch, step, args.steps))
     print(json.dumps(rec), flush=True)
     return 0
+
+
+# The ATen ops that are GEMMs (matrix products and convolutions), by self time: under autocast
+# they run on oneDNN's bf16 kernels, in fp32 on MKL-DNN / OpenBLAS sgemm.
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "aten::mkldnn_convolution",
+            "aten::_mkldnn_convolution", "aten::mkldnn_linear", "aten::_convolution", "aten::convolution_backward")
+
+
+def profile_steps(torch, step, steps):
+    """`--profile` (worker): `steps` more steps under torch.profiler, and the GEMMs' share of them:
+    the ATen GEMM ops' self time on the thread that calls them (their intra-op threads work
+    inside that call), forward and backward."""
+    from torch.profiler import profile, ProfilerActivity
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    wall = (time.perf_counter() - t0) / steps
+    gemm_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in GEMM_OPS)
+    return {"profiled_ms_per_step": round(wall * 1000, 1), "gemm_ms_per_step": round(gemm_us / 1000 / steps, 1),
+            "gemm_share": round(gemm_us / 1e6 / steps / wall, 3)}
 
 
 def infer_worker(args):
@@ -492,6 +515,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", action="store_true", help="run the PyTorch side of one preset and print one JSON line")
+    ap.add_argument("--profile", action="store_true",
+                    help="(worker) after the timed steps, profile as many more: the GEMMs' share of PyTorch's step")
     ap.add_argument("--preset", help="(worker) preset name")
     ap.add_argument("--presets", help="(driver) comma-separated preset names, each optionally name:batch")
     ap.add_argument("--paper", action="store_true", help="(driver) also run the two paper-scale presets")
