@@ -66,9 +66,10 @@ public enum Presets {
     static let simmimRecipe = Recipe(blr: 2e-4, lrBatchDivisor: 512, absoluteLR: nil, minLR: 1e-5, warmupFraction: 0.1,
                                      weightDecay: 0.05, beta1: 0.9, beta2: 0.999, clipGrad: 5, paperBatchSize: 2048, cropScaleMin: 0.67)
 
-    /// For the `small` presets (docs/methods/README.md#small-presets): a batch of 64 and a base
-    /// rate per 256 images found by a sweep on Fashion-MNIST (`blr`), 5 % warm-up, crops from
-    /// 35 % of the area (28 px digits and garments lose their subject below that).
+    /// For the `small` presets (docs/methods/README.md#small-presets): a base rate per 256 images
+    /// found by a sweep on Fashion-MNIST (`blr`); a batch of 64 and 5 % warm-up, which a second
+    /// sweep (batch 32–128, warm-up 0–20 %, mask ratios) kept; crops from 35 % of the area (28 px
+    /// digits and garments lose their subject below that).
     static func smallRecipe(_ r: Recipe, blr: Float) -> Recipe {
         var s = r
         s.blr = blr
