@@ -1,8 +1,9 @@
 // bf16 GEMM through oneDNN's matmul primitive (Debian's libdnnl 2.6 has no BLAS-like bf16 call).
 //
-// Inputs arrive as fp32 and are rounded to bf16 into per-thread scratch buffers (AVX512_BF16's
-// two-register convert, 32 floats per instruction); the matmul reads them with the caller's
-// transposition as strides and writes fp32. Primitives are created once per shape and kept in a
+// The caller rounds its fp32 operands to bf16 first (`mims_bf16_pack`: AVX512_BF16's
+// two-register convert, 32 floats per instruction), once per operand however many blocks read
+// it; the matmul reads them with the caller's transposition and row strides as its strides,
+// adds an optional fp32 bias row, and writes fp32. Primitives are created once per shape and kept in a
 // small per-thread cache: creating one costs far more than running a small GEMM. The caller
 // splits work across its own threads, so each call runs oneDNN on the calling thread alone
 // (omp_set_num_threads(1)): no OpenMP team competes with the rest of the compute pool.
@@ -65,8 +66,8 @@ static void pack(const float *src, long rows, long cols, long ld, uint16_t *dst)
 }
 
 typedef struct {
-    long m, n, k, ldc;
-    bool trans_a, trans_b, accumulate;
+    long m, n, k, lda, ldb, ldc;
+    bool trans_a, trans_b, accumulate, bias;
     float alpha;
     dnnl_primitive_t primitive;
 } cached;
@@ -78,8 +79,6 @@ typedef struct {
     dnnl_stream_t stream;
     cached entries[CACHE_SIZE];
     int count, next;
-    uint16_t *scratch;
-    size_t scratch_elems;
 } thread_state;
 
 static _Thread_local thread_state *state;
@@ -97,28 +96,21 @@ static thread_state *current(void) {
     return s;
 }
 
-static uint16_t *scratch(thread_state *s, size_t elems) {
-    if (s->scratch_elems < elems) {
-        free(s->scratch);
-        s->scratch = malloc(elems * sizeof(uint16_t));
-        s->scratch_elems = s->scratch ? elems : 0;
-    }
-    return s->scratch;
-}
-
-// A: m×k bf16 dense, stored k-major when transposed (so its strides say so); B likewise.
+// op(A) is m×k: stored m rows of k (row stride lda), or k rows of m when transposed; the
+// strides say which. Likewise op(B), k×n.
 static dnnl_status_t make(thread_state *s, cached *e) {
-    dnnl_memory_desc_t a, b, c;
-    dnnl_dims_t da = {e->m, e->k}, db = {e->k, e->n}, dc = {e->m, e->n};
-    dnnl_dims_t sa = {e->trans_a ? 1 : e->k, e->trans_a ? e->m : 1};
-    dnnl_dims_t sb = {e->trans_b ? 1 : e->n, e->trans_b ? e->k : 1};
-    dnnl_dims_t sc = {e->ldc, 1};
+    dnnl_memory_desc_t a, b, c, bias;
+    dnnl_dims_t da = {e->m, e->k}, db = {e->k, e->n}, dc = {e->m, e->n}, dbias = {1, e->n};
+    dnnl_dims_t sa = {e->trans_a ? 1 : e->lda, e->trans_a ? e->lda : 1};
+    dnnl_dims_t sb = {e->trans_b ? 1 : e->ldb, e->trans_b ? e->ldb : 1};
+    dnnl_dims_t sc = {e->ldc, 1}, sbias = {e->n, 1};
     dnnl_status_t st;
     if ((st = dnnl_memory_desc_init_by_strides(&a, 2, da, dnnl_bf16, sa)) != dnnl_success) return st;
     if ((st = dnnl_memory_desc_init_by_strides(&b, 2, db, dnnl_bf16, sb)) != dnnl_success) return st;
     if ((st = dnnl_memory_desc_init_by_strides(&c, 2, dc, dnnl_f32, sc)) != dnnl_success) return st;
+    if ((st = dnnl_memory_desc_init_by_strides(&bias, 2, dbias, dnnl_f32, sbias)) != dnnl_success) return st;
     dnnl_matmul_desc_t desc;
-    if ((st = dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c)) != dnnl_success) return st;
+    if ((st = dnnl_matmul_desc_init(&desc, &a, &b, e->bias ? &bias : NULL, &c)) != dnnl_success) return st;
     dnnl_primitive_attr_t attr;
     if ((st = dnnl_primitive_attr_create(&attr)) != dnnl_success) return st;
     if (e->alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &e->alpha);
@@ -138,16 +130,18 @@ static dnnl_status_t make(thread_state *s, cached *e) {
     return st;
 }
 
-static cached *lookup(thread_state *s, long m, long n, long k, long ldc, bool ta, bool tb, bool acc, float alpha, dnnl_status_t *status) {
+static cached *lookup(thread_state *s, const cached *key, dnnl_status_t *status) {
     for (int i = 0; i < s->count; i++) {
         cached *e = &s->entries[i];
-        if (e->m == m && e->n == n && e->k == k && e->ldc == ldc && e->trans_a == ta && e->trans_b == tb &&
-            e->accumulate == acc && e->alpha == alpha) return e;
+        if (e->m == key->m && e->n == key->n && e->k == key->k && e->lda == key->lda && e->ldb == key->ldb &&
+            e->ldc == key->ldc && e->trans_a == key->trans_a && e->trans_b == key->trans_b &&
+            e->accumulate == key->accumulate && e->bias == key->bias && e->alpha == key->alpha) return e;
     }
     cached *e = &s->entries[s->next];
     if (s->count == CACHE_SIZE) dnnl_primitive_destroy(e->primitive); else s->count++;
     s->next = (s->next + 1) % CACHE_SIZE;
-    *e = (cached){m, n, k, ldc, ta, tb, acc, alpha, NULL};
+    *e = *key;
+    e->primitive = NULL;
     if ((*status = make(s, e)) != dnnl_success) {
         e->m = -1;  // never matches again
         return NULL;
@@ -157,53 +151,35 @@ static cached *lookup(thread_state *s, long m, long n, long k, long ldc, bool ta
 
 void mims_bf16_pack(const float *src, long rows, long cols, long ld, uint16_t *dst) { pack(src, rows, cols, ld, dst); }
 
-int mims_bf16_gemm(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
-                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
-    return mims_bf16_gemm_packed(trans_a, trans_b, m, n, k, alpha, a, lda, NULL, b, ldb, NULL, beta, c, ldc);
-}
-
-int mims_bf16_gemm_packed(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
-                          const float *a, long lda, const uint16_t *a_packed, const float *b, long ldb,
-                          const uint16_t *b_packed, float beta, float *c, long ldc) {
+int mims_bf16_matmul(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+                     const uint16_t *a, long lda, const uint16_t *b, long ldb, const float *bias,
+                     float beta, float *c, long ldc) {
     if (beta != 0.0f && beta != 1.0f) return -1;
+    if (bias && alpha != 1.0f) return -1;
     thread_state *s = current();
     if (!s) return -2;
     omp_set_num_threads(1);
     dnnl_status_t status = dnnl_success;
-    cached *e = lookup(s, m, n, k, ldc, trans_a, trans_b, beta == 1.0f, alpha, &status);
+    cached key = {m, n, k, lda, ldb, ldc, trans_a, trans_b, beta == 1.0f, bias != NULL, alpha, NULL};
+    cached *e = lookup(s, &key, &status);
     if (!e) return (int)status;
-    size_t need = (a_packed ? 0 : (size_t)m * (size_t)k) + (b_packed ? 0 : (size_t)k * (size_t)n);
-    uint16_t *buf = need ? scratch(s, need) : NULL;
-    if (need && !buf) return -3;
-    // Dense copies: op(A) stored as given (m×k, or k×m when transposed), likewise B; an operand
-    // the caller packed already is used as it is.
-    uint16_t *ab = (uint16_t *)a_packed, *bb = (uint16_t *)b_packed;
-    if (!ab) {
-        ab = buf;
-        buf += (size_t)m * (size_t)k;
-        if (trans_a) pack(a, k, m, lda, ab); else pack(a, m, k, lda, ab);
-    }
-    if (!bb) {
-        bb = buf;
-        if (trans_b) pack(b, n, k, ldb, bb); else pack(b, k, n, ldb, bb);
-    }
-    dnnl_memory_t ma, mb, mc;
-    dnnl_memory_desc_t da, db, dc;
-    const dnnl_memory_desc_t *q;
     dnnl_primitive_desc_t pd;
     dnnl_primitive_get_primitive_desc(e->primitive, (const_dnnl_primitive_desc_t *)&pd);
-    q = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0); da = *q;
-    q = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0); db = *q;
-    q = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0); dc = *q;
-    dnnl_memory_create(&ma, &da, s->engine, ab);
-    dnnl_memory_create(&mb, &db, s->engine, bb);
-    dnnl_memory_create(&mc, &dc, s->engine, c);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-    status = dnnl_primitive_execute(e->primitive, s->stream, 3, args);
+    dnnl_memory_t mem[4];
+    dnnl_exec_arg_t args[4];
+    int queries[4] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md, dnnl_query_weights_md};
+    int indices[4] = {0, 0, 0, 1};
+    int names[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
+    void *buffers[4] = {(void *)a, (void *)b, c, (void *)bias};
+    int count = bias ? 4 : 3;
+    for (int i = 0; i < count; i++) {
+        const dnnl_memory_desc_t *q = dnnl_primitive_desc_query_md(pd, queries[i], indices[i]);
+        dnnl_memory_create(&mem[i], q, s->engine, buffers[i]);
+        args[i] = (dnnl_exec_arg_t){names[i], mem[i]};
+    }
+    status = dnnl_primitive_execute(e->primitive, s->stream, count, args);
     if (status == dnnl_success) status = dnnl_stream_wait(s->stream);
-    dnnl_memory_destroy(ma);
-    dnnl_memory_destroy(mb);
-    dnnl_memory_destroy(mc);
+    for (int i = 0; i < count; i++) dnnl_memory_destroy(mem[i]);
     return (int)status;
 }
 

@@ -30,18 +30,19 @@ public func gemm(
     threads: Int? = nil
 ) {
     if m == 0 || n == 0 { return }
-    FLOPCounter.add(2 * m * n * k)
-    // Read on the calling thread: the split below runs on pool threads that never set it.
-    let call = BF16.isOn && k > 0 ? bf16Call : sgemmCall
     let t = threads ?? ComputeThreads.count
+    // Read on the calling thread: the split below runs on pool threads that never set it.
+    if BF16.isOn && k > 0 {
+        let pa = BF16Matrix(a, rows: transA ? k : m, cols: transA ? m : k, ld: lda, threads: t)
+        let pb = BF16Matrix(b, rows: transB ? n : k, cols: transB ? k : n, ld: ldb, threads: t)
+        gemm(transA: transA, transB: transB, alpha: alpha, a: pa, b: pb, beta: beta, c: c, ldc: ldc, threads: t)
+        return
+    }
+    FLOPCounter.add(2 * m * n * k)
     // Below ~2 MFLOP a split costs more than it saves.
     let parts = m * n * k < 1 << 20 ? 1 : t
     if parts <= 1 {
-        call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        return
-    }
-    if BF16.isOn && k > 0 {
-        bf16Split(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parts: parts)
+        sgemmCall(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     }
     // Split the larger output dimension; the other operand is shared read-only.
@@ -50,14 +51,14 @@ public func gemm(
             let lo = m * p / parts, hi = m * (p + 1) / parts
             guard lo < hi else { return }
             let aOff = transA ? lo : lo * lda
-            call(transA, transB, hi - lo, n, k, alpha, a + aOff, lda, b, ldb, beta, c + lo * ldc, ldc)
+            sgemmCall(transA, transB, hi - lo, n, k, alpha, a + aOff, lda, b, ldb, beta, c + lo * ldc, ldc)
         }
     } else {
         DispatchApply.run(parts) { p in
             let lo = n * p / parts, hi = n * (p + 1) / parts
             guard lo < hi else { return }
             let bOff = transB ? lo * ldb : lo
-            call(transA, transB, m, hi - lo, k, alpha, a, lda, b + bOff, ldb, beta, c + lo, ldc)
+            sgemmCall(transA, transB, m, hi - lo, k, alpha, a, lda, b + bOff, ldb, beta, c + lo, ldc)
         }
     }
 }
@@ -95,57 +96,76 @@ public enum SGEMMKernel: String, Sendable {
     static let oneDNNFrom = 1 << 22
 }
 
-/// One block of a bf16 GEMM (see `BF16`): a failure to build a oneDNN primitive for a
-/// shape is a programming error, reported with the shape.
-func bf16Call(
-    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
-    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
-) {
-    precondition(beta == 0 || beta == 1, "bf16 GEMM takes beta 0 or 1, got \(beta)")
-    let status = mims_bf16_gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-    precondition(status == 0, "oneDNN bf16 matmul \(m)×\(n)×\(k) (transA \(transA), transB \(transB)) failed with status \(status)")
+/// A matrix rounded to bf16 (nearest even) once, stored densely: the operand form of bf16
+/// GEMMs (see `BF16`). Rounding costs a pass over the matrix, so an operand that feeds several
+/// GEMMs (a linear layer's output gradient feeds two) is rounded once for all of them, and a
+/// GEMM split into blocks rounds each operand once, not once per block.
+public struct BF16Matrix {
+    public let rows: Int
+    public let cols: Int
+    private let storage: Tensor  // bf16 pairs in float storage, from the pool
+
+    /// Rounds the rows × cols matrix at `source` (row stride `ld`, default `cols`), its rows
+    /// spread over `threads` threads.
+    public init(_ source: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int? = nil, threads: Int = ComputeThreads.count) {
+        self.rows = rows
+        self.cols = cols
+        storage = Tensor(uninitialized: [(rows * cols + 1) / 2])
+        let ld = ld ?? cols, dst = UnsafeMutableRawPointer(storage.pointer).bindMemory(to: UInt16.self, capacity: rows * cols)
+        let parts = rows * cols < 1 << 16 ? 1 : max(1, min(threads, rows))
+        DispatchApply.run(parts) { p in
+            let lo = rows * p / parts, hi = rows * (p + 1) / parts
+            if lo < hi { mims_bf16_pack(source + lo * ld, hi - lo, cols, ld, dst + lo * cols) }
+        }
+    }
+
+    var pointer: UnsafePointer<UInt16> {
+        UnsafeRawPointer(storage.pointer).assumingMemoryBound(to: UInt16.self)
+    }
 }
 
-/// A bf16 GEMM in `parts` blocks of the larger output dimension: the operand every block reads
-/// whole (B when splitting rows, A when splitting columns) is rounded to bf16 once, its rows
-/// spread over the threads, instead of once per block; each block rounds only its own slice of
-/// the other operand. The same split as the fp32 path, so blocks see the same shapes.
-func bf16Split(
-    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
-    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, parts: Int
+/// Row-major C = alpha · op(A) · op(B) + bias + beta · C on operands rounded to bf16, with fp32
+/// sums (oneDNN's matmul; see `BF16`). op(A) is `a` or its transpose, likewise op(B); `bias`
+/// (one float per column of C, added to every row; alpha must then be 1) may be nil; beta is
+/// 0 or 1. Split into blocks of the larger output dimension on `threads` threads, as `gemm`
+/// splits fp32 work, so blocks see the same shapes in both precisions.
+public func gemm(
+    transA: Bool, transB: Bool, alpha: Float = 1, a: BF16Matrix, b: BF16Matrix,
+    bias: UnsafePointer<Float>? = nil, beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+    threads: Int? = nil
 ) {
+    let m = transA ? a.cols : a.rows, k = transA ? a.rows : a.cols
+    let n = transB ? b.rows : b.cols
+    precondition((transB ? b.cols : b.rows) == k, "bf16 GEMM inner dimensions differ: \(m)×\(k) · \(transB ? b.cols : b.rows)×\(n)")
     precondition(beta == 0 || beta == 1, "bf16 GEMM takes beta 0 or 1, got \(beta)")
-    let splitRows = m >= n
-    // The shared operand as stored: rows × cols with row stride ld.
-    let (source, ld) = splitRows ? (b, ldb) : (a, lda)
-    let (rows, cols) = splitRows ? (transB ? (n, k) : (k, n)) : (transA ? (k, m) : (m, k))
-    let packed = Tensor(uninitialized: [(rows * cols + 1) / 2])  // bf16 pairs in float storage
-    let shared = UnsafeMutableRawPointer(packed.pointer).bindMemory(to: UInt16.self, capacity: rows * cols)
-    DispatchApply.run(parts) { p in
-        let lo = rows * p / parts, hi = rows * (p + 1) / parts
-        if lo < hi { mims_bf16_pack(source + lo * ld, hi - lo, cols, ld, shared + lo * cols) }
-    }
+    precondition(bias == nil || alpha == 1, "bf16 GEMM with a bias takes alpha 1, got \(alpha)")
+    if m == 0 || n == 0 { return }
+    FLOPCounter.add(2 * m * n * k)
+    let lda = a.cols, ldb = b.cols
+    let t = threads ?? ComputeThreads.count
+    let parts = m * n * k < 1 << 20 ? 1 : t
     let failures = Atomic<Int>(0)
-    DispatchApply.run(parts) { p in
-        let status: Int32
-        if splitRows {
-            let lo = m * p / parts, hi = m * (p + 1) / parts
-            guard lo < hi else { return }
-            status = mims_bf16_gemm_packed(transA, transB, hi - lo, n, k, alpha, a + (transA ? lo : lo * lda), lda, nil,
-                                           b, ldb, shared, beta, c + lo * ldc, ldc)
-        } else {
-            let lo = n * p / parts, hi = n * (p + 1) / parts
-            guard lo < hi else { return }
-            status = mims_bf16_gemm_packed(transA, transB, m, hi - lo, k, alpha, a, lda, shared,
-                                           b + (transB ? lo * ldb : lo), ldb, nil, beta, c + lo, ldc)
+    withExtendedLifetime((a, b)) {
+        let ap = a.pointer, bp = b.pointer
+        DispatchApply.run(parts) { p in
+            let status: Int32
+            if m >= n {
+                let lo = m * p / parts, hi = m * (p + 1) / parts
+                guard lo < hi else { return }
+                status = mims_bf16_matmul(transA, transB, hi - lo, n, k, alpha, ap + (transA ? lo : lo * lda), lda,
+                                          bp, ldb, bias, beta, c + lo * ldc, ldc)
+            } else {
+                let lo = n * p / parts, hi = n * (p + 1) / parts
+                guard lo < hi else { return }
+                status = mims_bf16_matmul(transA, transB, m, hi - lo, k, alpha, ap, lda,
+                                          bp + (transB ? lo * ldb : lo), ldb, bias.map { $0 + lo }, beta, c + lo, ldc)
+            }
+            if status != 0 { failures.store(Int(status), ordering: .relaxed) }
         }
-        if status != 0 { failures.store(Int(status), ordering: .relaxed) }
     }
     let status = failures.load(ordering: .relaxed)
+    // A primitive oneDNN cannot make for a shape is a programming error, reported with it.
     precondition(status == 0, "oneDNN bf16 matmul \(m)×\(n)×\(k) (transA \(transA), transB \(transB)) failed with status \(status)")
-    withExtendedLifetime(packed) {}
 }
 
 /// OpenBLAS with its own threading (for the benchmark's "native" peak comparison).

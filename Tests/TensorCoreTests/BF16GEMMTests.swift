@@ -51,6 +51,55 @@ struct BF16GEMMTests {
         }
     }
 
+    /// A linear layer in bf16 adds its bias inside the GEMM and rounds its output gradient once
+    /// for both backward GEMMs: y = x̃·W̃ᵀ + b, dx = g̃·W̃, dW = g̃ᵀ·x̃ (tildes: rounded to bf16),
+    /// db = Σ g in fp32. Each is held to the float64 product of the rounded operands with the
+    /// bound above; shapes small enough for one block and large enough to be split.
+    @Test(arguments: [(5, 7, 3), (131, 97, 101)])
+    func linearMatchesTheFloat64ProductsOfRoundedOperands(rows: Int, inF: Int, outF: Int) {
+        let x = randomTensor([rows, inF], seed: 11), w = randomTensor([outF, inF], seed: 12)
+        let b = randomTensor([outF], seed: 13), seed = randomTensor([rows, outF], seed: 14)
+        let (rx, rw, rg) = (x.copy(), w.copy(), seed.copy())
+        for t in [rx, rw, rg] { mims_round_to_bf16(t.pointer, t.count) }
+        let u = 0x1p-24
+        // got[i, j] against Σ_p l(i, p)·r(p, j) (+ add[j]) over k terms, in float64.
+        func expectProduct(_ got: Tensor, _ what: String, rows m: Int, cols n: Int, k: Int,
+                           _ l: (Int, Int) -> Float, _ r: (Int, Int) -> Float, add: Tensor? = nil) {
+            let gamma = Double(k) * u / (1 - Double(k) * u)
+            for i in 0..<m {
+                for j in 0..<n {
+                    var s = Double(add?.pointer[j] ?? 0), magnitude = abs(s)
+                    for p in 0..<k {
+                        let term = Double(l(i, p)) * Double(r(p, j))
+                        s += term
+                        magnitude += abs(term)
+                    }
+                    let bound = gamma * magnitude + 2 * u * abs(s) + 1e-30
+                    let value = Double(got.pointer[i * n + j])
+                    #expect(abs(value - s) <= bound, "\(what) \(rows)×\(inF)→\(outF) [\(i),\(j)]: \(value) vs \(s) (bound \(bound))")
+                }
+            }
+        }
+        withThreadCounts { _ in
+            let xi = x.copy(), wi = w.copy(), bi = b.copy()
+            for p in [xi, wi, bi] { p.requiresGrad = true }
+            let y = BF16.gemms(true) { xi.linear(weight: wi, bias: bi) }
+            expectProduct(y, "y", rows: rows, cols: outF, k: inF, { rx.pointer[$0 * inF + $1] },
+                          { rw.pointer[$1 * inF + $0] }, add: b)
+            BF16.gemms(true) { y.backward(seed: seed) }
+            expectProduct(xi.grad!, "dx", rows: rows, cols: inF, k: outF, { rg.pointer[$0 * outF + $1] },
+                          { rw.pointer[$0 * inF + $1] })
+            expectProduct(wi.grad!, "dW", rows: outF, cols: inF, k: rows, { rg.pointer[$1 * outF + $0] },
+                          { rx.pointer[$0 * inF + $1] })
+            for j in 0..<outF {
+                var s = 0.0, magnitude = 0.0
+                for i in 0..<rows { s += Double(seed.pointer[i * outF + j]); magnitude += abs(Double(seed.pointer[i * outF + j])) }
+                let bound = Double(rows) * u * magnitude + u * abs(s)
+                #expect(abs(Double(bi.grad!.pointer[j]) - s) <= bound, "db[\(j)]")
+            }
+        }
+    }
+
     @Test func theSettingIsPerThreadAndRestored() {
         #expect(!BF16.isOn)
         BF16.gemms(true) {

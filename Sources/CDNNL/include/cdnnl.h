@@ -10,20 +10,15 @@
 /// false otherwise (the bf16 path is then refused, never emulated).
 bool mims_bf16_supported(void);
 
-/// Row-major C = alpha · op(A) · op(B) + beta · C with bf16 inputs and fp32 accumulation:
-/// A and B are rounded to bf16 (nearest even), the products are summed in fp32 by oneDNN's
-/// matmul on the calling thread alone. Strides as in BLAS (lda, ldb, ldc are row strides).
-/// beta must be 0 or 1. Returns 0, or a oneDNN status code when a primitive could not be made.
-int mims_bf16_gemm(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
-                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
-
-/// `mims_bf16_gemm` with either operand already packed by `mims_bf16_pack` (pass NULL to pack
-/// it here): `a_packed` is op(A) stored as given, m×k (k×m when transposed), densely; likewise
-/// `b_packed`, k×n (n×k when transposed). A GEMM split into parts that share one operand packs
-/// it once, on all threads, instead of once per part.
-int mims_bf16_gemm_packed(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
-                          const float *a, long lda, const uint16_t *a_packed, const float *b, long ldb,
-                          const uint16_t *b_packed, float beta, float *c, long ldc);
+/// Row-major C = alpha · op(A) · op(B) + bias + beta · C with bf16 operands (rounded by
+/// `mims_bf16_pack`) and fp32 sums, by oneDNN's matmul on the calling thread alone. op(A) is
+/// m×k, stored m rows of k or, when transposed, k rows of m, with row stride lda; likewise
+/// op(B), k×n. `bias` (n floats, added to every row) may be NULL; with a bias alpha must be 1.
+/// beta must be 0 or 1. Returns 0, -1 for an unsupported alpha/beta, or a oneDNN status code
+/// when a primitive could not be made.
+int mims_bf16_matmul(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+                     const uint16_t *a, long lda, const uint16_t *b, long ldb, const float *bias,
+                     float beta, float *c, long ldc);
 
 /// Rounds the rows×cols matrix at `src` (row stride ld) to bf16 into dense `dst`.
 void mims_bf16_pack(const float *src, long rows, long cols, long ld, uint16_t *dst);

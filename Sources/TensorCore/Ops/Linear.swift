@@ -9,6 +9,7 @@ extension Tensor {
             precondition(dim(-1) == inF, "linear: input \(shape) does not end in \(inF)")
             if let bias { precondition(bias.shape == [outF], "linear bias \(bias.shape) ≠ [\(outF)]") }
             let rows = count / max(inF, 1)
+            if BF16.isOn && rows > 0 && inF > 0 && outF > 0 { return linearBF16(weight: weight, bias: bias, rows: rows) }
             let out = Tensor(uninitialized: Array(shape.dropLast()) + [outF])
             let y = out.pointer
             if let bias {
@@ -34,6 +35,34 @@ extension Tensor {
                 if let bias, bias.requiresGrad {
                     bias.accumulateGrad { db, beta in columnSums(gp, rows: rows, cols: outF, into: db, beta: beta) }
                 }
+            }
+        }
+    }
+
+    /// `linear` with bf16 GEMMs: the bias is added inside the forward GEMM, and the output
+    /// gradient is rounded once for both backward GEMMs (dx = dy·W, dW = dyᵀ·x).
+    private func linearBF16(weight: Tensor, bias: Tensor?, rows: Int) -> Tensor {
+        let inF = weight.shape[1], outF = weight.shape[0]
+        let out = Tensor(uninitialized: Array(shape.dropLast()) + [outF])
+        gemm(transA: false, transB: true, a: BF16Matrix(pointer, rows: rows, cols: inF),
+             b: BF16Matrix(weight.pointer, rows: outF, cols: inF), bias: bias?.pointer, c: out.pointer, ldc: outF)
+        return out.recording("linear", .gemm, [self, weight] + (bias.map { [$0] } ?? [])) { g in
+            let gp = g.pointer
+            let gb = BF16Matrix(gp, rows: rows, cols: outF)
+            if self.requiresGrad {
+                let wb = BF16Matrix(weight.pointer, rows: outF, cols: inF)
+                self.accumulateGrad { dx, beta in
+                    gemm(transA: false, transB: false, a: gb, b: wb, beta: beta, c: dx, ldc: inF)
+                }
+            }
+            if weight.requiresGrad {
+                let xb = BF16Matrix(self.pointer, rows: rows, cols: inF)
+                weight.accumulateGrad { dw, beta in
+                    gemm(transA: true, transB: false, a: gb, b: xb, beta: beta, c: dw, ldc: inF)
+                }
+            }
+            if let bias, bias.requiresGrad {
+                bias.accumulateGrad { db, beta in columnSums(gp, rows: rows, cols: outF, into: db, beta: beta) }
             }
         }
     }
