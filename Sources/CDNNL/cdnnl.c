@@ -65,14 +65,22 @@ static void pack(const float *src, long rows, long cols, long ld, uint16_t *dst)
     for (long r = 0; r < rows; r++) to_bf16(src + r * ld, dst + r * cols, (size_t)cols);
 }
 
+// What a primitive is made for: a plain (ndims 2) or batched (ndims 4: batch, heads, rows,
+// cols) product, with every operand's strides. Compared whole with memcmp, so always zeroed
+// before it is filled.
 typedef struct {
-    long m, n, k, lda, ldb, ldc;
-    bool trans_a, trans_b, accumulate, bias;
+    long ndims, batch, heads, m, n, k;
+    long sa[4], sb[4], sc[4];  // op(A) m×k, op(B) k×n, C m×n; batch strides first when ndims 4
+    long accumulate, bias;
     float alpha;
+} shape_key;
+
+typedef struct {
+    shape_key key;
     dnnl_primitive_t primitive;
 } cached;
 
-enum { CACHE_SIZE = 64 };
+enum { CACHE_SIZE = 256 };
 
 typedef struct {
     dnnl_engine_t engine;
@@ -96,25 +104,33 @@ static thread_state *current(void) {
     return s;
 }
 
-// op(A) is m×k: stored m rows of k (row stride lda), or k rows of m when transposed; the
-// strides say which. Likewise op(B), k×n.
-static dnnl_status_t make(thread_state *s, cached *e) {
+static dnnl_status_t make(thread_state *s, const shape_key *key, dnnl_primitive_t *out) {
+    int nd = (int)key->ndims, lead = nd - 2;
+    dnnl_dims_t da = {0}, db = {0}, dc = {0}, dbias = {0}, sa = {0}, sb = {0}, sc = {0}, sbias = {0};
+    for (int i = 0; i < lead; i++) {
+        long d = i == 0 ? key->batch : key->heads;
+        da[i] = db[i] = dc[i] = d;
+        dbias[i] = 1;
+        sbias[i] = key->n;
+    }
+    da[lead] = key->m; da[lead + 1] = key->k;
+    db[lead] = key->k; db[lead + 1] = key->n;
+    dc[lead] = key->m; dc[lead + 1] = key->n;
+    dbias[lead] = 1; dbias[lead + 1] = key->n;
+    sbias[lead] = key->n; sbias[lead + 1] = 1;
+    for (int i = 0; i < nd; i++) { sa[i] = key->sa[i]; sb[i] = key->sb[i]; sc[i] = key->sc[i]; }
     dnnl_memory_desc_t a, b, c, bias;
-    dnnl_dims_t da = {e->m, e->k}, db = {e->k, e->n}, dc = {e->m, e->n}, dbias = {1, e->n};
-    dnnl_dims_t sa = {e->trans_a ? 1 : e->lda, e->trans_a ? e->lda : 1};
-    dnnl_dims_t sb = {e->trans_b ? 1 : e->ldb, e->trans_b ? e->ldb : 1};
-    dnnl_dims_t sc = {e->ldc, 1}, sbias = {e->n, 1};
     dnnl_status_t st;
-    if ((st = dnnl_memory_desc_init_by_strides(&a, 2, da, dnnl_bf16, sa)) != dnnl_success) return st;
-    if ((st = dnnl_memory_desc_init_by_strides(&b, 2, db, dnnl_bf16, sb)) != dnnl_success) return st;
-    if ((st = dnnl_memory_desc_init_by_strides(&c, 2, dc, dnnl_f32, sc)) != dnnl_success) return st;
-    if ((st = dnnl_memory_desc_init_by_strides(&bias, 2, dbias, dnnl_f32, sbias)) != dnnl_success) return st;
+    if ((st = dnnl_memory_desc_init_by_strides(&a, nd, da, dnnl_bf16, sa)) != dnnl_success) return st;
+    if ((st = dnnl_memory_desc_init_by_strides(&b, nd, db, dnnl_bf16, sb)) != dnnl_success) return st;
+    if ((st = dnnl_memory_desc_init_by_strides(&c, nd, dc, dnnl_f32, sc)) != dnnl_success) return st;
+    if ((st = dnnl_memory_desc_init_by_strides(&bias, nd, dbias, dnnl_f32, sbias)) != dnnl_success) return st;
     dnnl_matmul_desc_t desc;
-    if ((st = dnnl_matmul_desc_init(&desc, &a, &b, e->bias ? &bias : NULL, &c)) != dnnl_success) return st;
+    if ((st = dnnl_matmul_desc_init(&desc, &a, &b, key->bias ? &bias : NULL, &c)) != dnnl_success) return st;
     dnnl_primitive_attr_t attr;
     if ((st = dnnl_primitive_attr_create(&attr)) != dnnl_success) return st;
-    if (e->alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &e->alpha);
-    if (e->accumulate) {
+    if (key->alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &key->alpha);
+    if (key->accumulate) {
         dnnl_post_ops_t ops;
         dnnl_post_ops_create(&ops);
         dnnl_post_ops_append_sum(ops, 1.0f);
@@ -125,50 +141,40 @@ static dnnl_status_t make(thread_state *s, cached *e) {
     st = dnnl_primitive_desc_create(&pd, &desc, attr, s->engine, NULL);
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success) return st;
-    st = dnnl_primitive_create(&e->primitive, pd);
+    st = dnnl_primitive_create(out, pd);
     dnnl_primitive_desc_destroy(pd);
     return st;
 }
 
-static cached *lookup(thread_state *s, const cached *key, dnnl_status_t *status) {
-    for (int i = 0; i < s->count; i++) {
-        cached *e = &s->entries[i];
-        if (e->m == key->m && e->n == key->n && e->k == key->k && e->lda == key->lda && e->ldb == key->ldb &&
-            e->ldc == key->ldc && e->trans_a == key->trans_a && e->trans_b == key->trans_b &&
-            e->accumulate == key->accumulate && e->bias == key->bias && e->alpha == key->alpha) return e;
-    }
+// The primitive for `key` from this thread's cache, made (and the oldest evicted) on a miss.
+static dnnl_primitive_t lookup(thread_state *s, const shape_key *key, dnnl_status_t *status) {
+    for (int i = 0; i < s->count; i++)
+        if (memcmp(&s->entries[i].key, key, sizeof *key) == 0) return s->entries[i].primitive;
+    dnnl_primitive_t p = NULL;
+    if ((*status = make(s, key, &p)) != dnnl_success) return NULL;
     cached *e = &s->entries[s->next];
     if (s->count == CACHE_SIZE) dnnl_primitive_destroy(e->primitive); else s->count++;
     s->next = (s->next + 1) % CACHE_SIZE;
-    *e = *key;
-    e->primitive = NULL;
-    if ((*status = make(s, e)) != dnnl_success) {
-        e->m = -1;  // never matches again
-        return NULL;
-    }
-    return e;
+    e->key = *key;
+    e->primitive = p;
+    return p;
 }
 
 void mims_bf16_pack(const float *src, long rows, long cols, long ld, uint16_t *dst) { pack(src, rows, cols, ld, dst); }
 
-int mims_bf16_matmul(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
-                     const uint16_t *a, long lda, const uint16_t *b, long ldb, const float *bias,
-                     float beta, float *c, long ldc) {
-    if (beta != 0.0f && beta != 1.0f) return -1;
-    if (bias && alpha != 1.0f) return -1;
+static int execute(const shape_key *key, const uint16_t *a, const uint16_t *b, const float *bias, float *c) {
     thread_state *s = current();
     if (!s) return -2;
     omp_set_num_threads(1);
     dnnl_status_t status = dnnl_success;
-    cached key = {m, n, k, lda, ldb, ldc, trans_a, trans_b, beta == 1.0f, bias != NULL, alpha, NULL};
-    cached *e = lookup(s, &key, &status);
-    if (!e) return (int)status;
-    dnnl_primitive_desc_t pd;
-    dnnl_primitive_get_primitive_desc(e->primitive, (const_dnnl_primitive_desc_t *)&pd);
+    dnnl_primitive_t primitive = lookup(s, key, &status);
+    if (!primitive) return (int)status;
+    const_dnnl_primitive_desc_t pd;
+    dnnl_primitive_get_primitive_desc(primitive, &pd);
     dnnl_memory_t mem[4];
     dnnl_exec_arg_t args[4];
     int queries[4] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md, dnnl_query_weights_md};
-    int indices[4] = {0, 0, 0, 1};
+    int indices[4] = {0, 0, 0, 1};  // weights_md 1 is the bias
     int names[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
     void *buffers[4] = {(void *)a, (void *)b, c, (void *)bias};
     int count = bias ? 4 : 3;
@@ -177,10 +183,37 @@ int mims_bf16_matmul(bool trans_a, bool trans_b, long m, long n, long k, float a
         dnnl_memory_create(&mem[i], q, s->engine, buffers[i]);
         args[i] = (dnnl_exec_arg_t){names[i], mem[i]};
     }
-    status = dnnl_primitive_execute(e->primitive, s->stream, count, args);
+    status = dnnl_primitive_execute(primitive, s->stream, count, args);
     if (status == dnnl_success) status = dnnl_stream_wait(s->stream);
     for (int i = 0; i < count; i++) dnnl_memory_destroy(mem[i]);
     return (int)status;
+}
+
+int mims_bf16_matmul(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+                     const uint16_t *a, long lda, const uint16_t *b, long ldb, const float *bias,
+                     float beta, float *c, long ldc) {
+    if ((beta != 0.0f && beta != 1.0f) || (bias && alpha != 1.0f)) return -1;
+    shape_key key;
+    memset(&key, 0, sizeof key);
+    key.ndims = 2; key.batch = key.heads = 1; key.m = m; key.n = n; key.k = k;
+    key.sa[0] = trans_a ? 1 : lda; key.sa[1] = trans_a ? lda : 1;
+    key.sb[0] = trans_b ? 1 : ldb; key.sb[1] = trans_b ? ldb : 1;
+    key.sc[0] = ldc; key.sc[1] = 1;
+    key.accumulate = beta == 1.0f; key.bias = bias != NULL; key.alpha = alpha;
+    return execute(&key, a, b, bias, c);
+}
+
+int mims_bf16_matmul_batched(long batch, long heads, long m, long n, long k, float alpha,
+                             const uint16_t *a, const long a_strides[4], const uint16_t *b,
+                             const long b_strides[4], float *c, const long c_strides[4]) {
+    shape_key key;
+    memset(&key, 0, sizeof key);
+    key.ndims = 4; key.batch = batch; key.heads = heads; key.m = m; key.n = n; key.k = k;
+    memcpy(key.sa, a_strides, sizeof key.sa);
+    memcpy(key.sb, b_strides, sizeof key.sb);
+    memcpy(key.sc, c_strides, sizeof key.sc);
+    key.alpha = alpha;
+    return execute(&key, a, b, NULL, c);
 }
 
 int mims_sgemm(bool trans_a, bool trans_b, long m, long n, long k, float alpha,

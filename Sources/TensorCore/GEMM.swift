@@ -111,7 +111,7 @@ public struct BF16Matrix {
         self.rows = rows
         self.cols = cols
         storage = Tensor(uninitialized: [(rows * cols + 1) / 2])
-        let ld = ld ?? cols, dst = UnsafeMutableRawPointer(storage.pointer).bindMemory(to: UInt16.self, capacity: rows * cols)
+        let ld = ld ?? cols, dst = mutablePointer
         let parts = rows * cols < 1 << 16 ? 1 : max(1, min(threads, rows))
         DispatchApply.run(parts) { p in
             let lo = rows * p / parts, hi = rows * (p + 1) / parts
@@ -119,8 +119,17 @@ public struct BF16Matrix {
         }
     }
 
-    var pointer: UnsafePointer<UInt16> {
-        UnsafeRawPointer(storage.pointer).assumingMemoryBound(to: UInt16.self)
+    /// Room for a rows × cols bf16 matrix, to be filled by the caller (`mutablePointer`).
+    init(uninitializedRows rows: Int, cols: Int) {
+        self.rows = rows
+        self.cols = cols
+        storage = Tensor(uninitialized: [(rows * cols + 1) / 2])
+    }
+
+    var pointer: UnsafePointer<UInt16> { UnsafePointer(mutablePointer) }
+
+    var mutablePointer: UnsafeMutablePointer<UInt16> {
+        UnsafeMutableRawPointer(storage.pointer).bindMemory(to: UInt16.self, capacity: rows * cols)
     }
 }
 

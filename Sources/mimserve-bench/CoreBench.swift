@@ -6,17 +6,24 @@ import TensorCore
 /// `mimserve-bench core`: sgemm peak (1 and 2 threads) and a ViT-S block forward + backward.
 struct CoreBench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "core", abstract: "sgemm GFLOP/s and a ViT-S transformer block, forward + backward.")
+        commandName: "core", abstract: "sgemm GFLOP/s, a ViT-S transformer block and attention at paper shapes, forward + backward.")
 
     @Option(help: "Timed repetitions per case (median reported).") var steps = 10
     @Option(help: "Warm-up repetitions per case.") var warmup = 3
     @Option(help: "Batch of the ViT block case.") var batch = 16
     @Option(help: "Thread count for the block case (default: all cores).") var threads: Int?
+    @Flag(help: "Run only the attention cases.") var attentionOnly = false
 
     func run() throws {
         var rows: [Record] = []
         let maxThreads = threads ?? ComputeThreads.count
         var peak = 0.0
+        if attentionOnly {
+            let cases = attentionCases(threads: maxThreads)
+            cases.forEach(Report.emit)
+            Report.table(cases, columns: ["case", "threads", "precision", "ms_per_step", "gflops"])
+            return
+        }
         let shapes: [(String, Int, Int, Int)] = [
             ("sgemm_1024", 1024, 1024, 1024),
             ("qkv_3152x384x1152", 3152, 1152, 384),
@@ -49,7 +56,11 @@ struct CoreBench: ParsableCommand {
             rows.append(r)
             Report.emit(r)
         }
-        Report.table(rows, columns: ["case", "threads", "ms_per_step", "gflops", "peak_ratio", "ns_per_element", "forward_ns_per_element",
+        for r in attentionCases(threads: maxThreads) {
+            rows.append(r)
+            Report.emit(r)
+        }
+        Report.table(rows, columns: ["case", "threads", "precision", "ms_per_step", "gflops", "peak_ratio", "ns_per_element", "forward_ns_per_element",
                                      "fresh_allocs_per_step", "peak_rss_mb"])
     }
 
@@ -115,6 +126,46 @@ struct CoreBench: ParsableCommand {
             r["ns_per_element"] = ms * 1e6 / Double(rows * cols)
             return r
         }
+    }
+
+    /// Fused attention, forward + backward, on the paper presets' shapes at batch 8: Swin-B's
+    /// first and third stages (6×6 windows with a relative-position bias), MAE ViT-B's encoder
+    /// (visible tokens) and decoder. fp32, and bf16 where the CPU runs it.
+    func attentionCases(threads: Int) -> [Record] {
+        let shapes: [(String, Int, Int, Int, Int, Bool)] = [  // name, B, L, heads, head width, bias
+            ("swin_b_stage1_512x36_4h", 512, 36, 4, 32, true),
+            ("swin_b_stage3_32x36_16h", 32, 36, 16, 32, true),
+            ("vit_b_encoder_8x50_12h", 8, 50, 12, 64, false),
+            ("vit_b_decoder_8x197_16h", 8, 197, 16, 32, false),
+        ]
+        var rng = RandomGenerator(seed: 5)
+        var out: [Record] = []
+        for (name, B, L, H, dh, withBias) in shapes {
+            let qkv = Init.normal([B, L, 3 * H * dh], std: 1, rng: &rng)
+            qkv.requiresGrad = true
+            let bias = withBias ? Init.normal([H, L, L], std: 0.02, rng: &rng) : nil
+            bias?.requiresGrad = true
+            for bf16 in BF16.supported ? [false, true] : [false] {
+                func step() {
+                    qkv.grad = nil
+                    bias?.grad = nil
+                    let y = BF16.gemms(bf16) { Tensor.attention(qkv: qkv, heads: H, bias: bias) }
+                    BF16.gemms(bf16) { y.backward(seed: y.detached()) }
+                }
+                for _ in 0..<warmup { step() }
+                FLOPCounter.reset()
+                let times = (0..<steps).map { _ in timed(step) }
+                let flops = Double(FLOPCounter.value) / Double(steps)
+                let ms = median(times) * 1000
+                var r = Record()
+                r["suite"] = "core"; r["case"] = "attention_\(name)"; r["threads"] = threads; r["steps"] = steps
+                r["precision"] = bf16 ? "bf16" : "fp32"
+                r["ms_per_step"] = ms
+                r["gflops"] = flops / (ms / 1000) / 1e9
+                out.append(r)
+            }
+        }
+        return out
     }
 
     /// ViT-S block: width 384, 6 heads, MLP 1536, 197 tokens; forward + backward per step.

@@ -20,6 +20,15 @@ int mims_bf16_matmul(bool trans_a, bool trans_b, long m, long n, long k, float a
                      const uint16_t *a, long lda, const uint16_t *b, long ldb, const float *bias,
                      float beta, float *c, long ldc);
 
+/// Batched bf16 products with fp32 sums: for every b < batch and h < heads,
+/// C[b,h] = alpha · A[b,h] · B[b,h], A[b,h] m×k and B[b,h] k×n. Each operand is described by
+/// four element strides: batch, head, row, column (a transposed operand is given by swapping
+/// its row and column strides). oneDNN's fast kernels want each matrix's rows or columns
+/// dense (a head-major layout); C is overwritten. Returns 0 or a oneDNN status code.
+int mims_bf16_matmul_batched(long batch, long heads, long m, long n, long k, float alpha,
+                             const uint16_t *a, const long a_strides[4], const uint16_t *b,
+                             const long b_strides[4], float *c, const long c_strides[4]);
+
 /// Rounds the rows×cols matrix at `src` (row stride ld) to bf16 into dense `dst`.
 void mims_bf16_pack(const float *src, long rows, long cols, long ld, uint16_t *dst);
 

@@ -29,6 +29,10 @@ extension Tensor {
                 precondition(mask.rank == 3 && Array(mask.shape.suffix(2)) == [L, L] && B % maskBatches == 0,
                              "attention mask must be (Mm, \(L), \(L)) with Mm dividing \(B), got \(mask.shape)")
             }
+            if BF16.isOn {
+                return attentionBF16(qkv: qkv, heads: H, bias: bias, biasBatches: biasBatches, mask: mask,
+                                     maskBatches: maskBatches, scale: scale)
+            }
             let out = Tensor(uninitialized: [B, L, D])
             let probs = Tensor(uninitialized: [B, H, L, L])
             let q = qkv.pointer, o = out.pointer, pAll = probs.pointer
@@ -88,24 +92,28 @@ extension Tensor {
                 } else if qkv.requiresGrad {
                     qkv.grad = dq
                 }
-                // dBias[mb, h] = Σ over b ≡ mb (mod Mb) of dS[b, h].
-                if let bias, bias.requiresGrad {
-                    bias.accumulateGrad { db, beta in
-                        parallelFor(biasBatches * H) { range in
-                            for unit in range {
-                                let mb = unit / H, h = unit % H
-                                let dst = db + unit * LL
-                                var first = beta == 0
-                                for b in stride(from: mb, to: B, by: biasBatches) {
-                                    let src = pAll + (b * H + h) * LL
-                                    if first {
-                                        dst.update(from: src, count: LL)
-                                        first = false
-                                    } else {
-                                        for i in 0..<LL { dst[i] += src[i] }
-                                    }
-                                }
-                            }
+                if let bias { accumulateBiasGradient(bias, biasBatches: biasBatches, scores: probs) }
+            }
+        }
+    }
+
+    /// dBias[mb, h] = Σ over b ≡ mb (mod Mb) of dS[b, h], from the score gradients dS (B, H, L, L).
+    static func accumulateBiasGradient(_ bias: Tensor, biasBatches: Int, scores dS: Tensor) {
+        guard bias.requiresGrad else { return }
+        let B = dS.shape[0], H = dS.shape[1], LL = dS.shape[2] * dS.shape[3], src = dS.pointer
+        bias.accumulateGrad { db, beta in
+            parallelFor(biasBatches * H) { range in
+                for unit in range {
+                    let mb = unit / H, h = unit % H
+                    let dst = db + unit * LL
+                    var first = beta == 0
+                    for b in stride(from: mb, to: B, by: biasBatches) {
+                        let s = src + (b * H + h) * LL
+                        if first {
+                            dst.update(from: s, count: LL)
+                            first = false
+                        } else {
+                            for i in 0..<LL { dst[i] += s[i] }
                         }
                     }
                 }
