@@ -42,14 +42,23 @@ static inline uint16_t round_one(float f) {
     return (uint16_t)(u >> 16);
 }
 
-__attribute__((target("avx512f,avx512bf16")))
+// The last n mod 32 floats go through masked loads and a masked store (the masked-off lanes
+// are never touched), so short rows (a 36×36 attention block, a 32-wide head) pay no scalar
+// tail.
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
 static void to_bf16(const float *src, uint16_t *dst, size_t n) {
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
         __m512bh r = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
         _mm512_storeu_si512((void *)(dst + i), (__m512i)r);
     }
-    for (; i < n; i++) dst[i] = round_one(src[i]);
+    if (i < n) {
+        size_t rest = n - i;
+        __mmask16 lo = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
+        __mmask16 hi = rest > 16 ? (__mmask16)((1u << (rest - 16)) - 1) : 0;
+        __m512bh r = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + i + 16), _mm512_maskz_loadu_ps(lo, src + i));
+        _mm512_mask_storeu_epi16(dst + i, (__mmask32)lo | ((__mmask32)hi << 16), (__m512i)r);
+    }
 }
 
 void mims_round_to_bf16(float *x, size_t n) {
@@ -148,8 +157,12 @@ static dnnl_status_t make(thread_state *s, const shape_key *key, dnnl_primitive_
 
 // The primitive for `key` from this thread's cache, made (and the oldest evicted) on a miss.
 static dnnl_primitive_t lookup(thread_state *s, const shape_key *key, dnnl_status_t *status) {
-    for (int i = 0; i < s->count; i++)
-        if (memcmp(&s->entries[i].key, key, sizeof *key) == 0) return s->entries[i].primitive;
+    for (int i = 0; i < s->count; i++) {
+        const shape_key *e = &s->entries[i].key;
+        // The sizes first: most entries differ there, and a full compare is 160 bytes.
+        if (e->m == key->m && e->n == key->n && e->k == key->k && memcmp(e, key, sizeof *key) == 0)
+            return s->entries[i].primitive;
+    }
     dnnl_primitive_t p = NULL;
     if ((*status = make(s, key, &p)) != dnnl_success) return NULL;
     cached *e = &s->entries[s->next];

@@ -56,6 +56,31 @@ func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n
     for i in 0..<n { y[i] *= inv }
 }
 
+/// Softmax over each row of the L×L block at `p`, in place, after adding `bias` and then `mask`
+/// (each L×L, either may be nil): attention's scores for one head. Each row is shifted by its
+/// maximum first so that exp then runs over the whole block in one loop; a loop per row spends
+/// much of its time in the scalar tail when rows are short (Swin's windows have 36 tokens).
+/// The same values as `softmaxRow` on each row.
+@inline(__always)
+func softmaxBlock(_ p: UnsafeMutablePointer<Float>, _ L: Int, bias: UnsafePointer<Float>?, mask: UnsafePointer<Float>?) {
+    let LL = L * L
+    switch (bias, mask) {
+    case let (b?, m?): for i in 0..<LL { p[i] = p[i] + b[i] + m[i] }
+    case let (b?, nil): for i in 0..<LL { p[i] += b[i] }
+    case let (nil, m?): for i in 0..<LL { p[i] += m[i] }
+    case (nil, nil): break
+    }
+    for r in 0..<L {
+        let row = p + r * L, m = simdMax(row, L)
+        for i in 0..<L { row[i] -= m }
+    }
+    for i in 0..<LL { p[i] = FastMath.exp(p[i]) }
+    for r in 0..<L {
+        let row = p + r * L, inv = 1 / simdSum(row, L)
+        for i in 0..<L { row[i] *= inv }
+    }
+}
+
 /// dx = y ⊙ (g − Σ g⊙y), added to dx when beta is 1.
 @inline(__always)
 func softmaxBackwardRow(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,

@@ -30,15 +30,8 @@ extension Tensor {
                         pAll + sc, (H * LL, LL, L, 1))
             for u in c.units {
                 let p = pAll + u * LL, b = u / H, h = u % H
-                if let biasP {
-                    let bp = biasP + ((b % biasBatches) * H + h) * LL
-                    for i in 0..<LL { p[i] += bp[i] }
-                }
-                if let maskP {
-                    let mp = maskP + (b % maskBatches) * LL
-                    for i in 0..<LL { p[i] += mp[i] }
-                }
-                for r in 0..<L { softmaxRow(p + r * L, p + r * L, L) }
+                softmaxBlock(p, L, bias: biasP.map { $0 + ((b % biasBatches) * H + h) * LL },
+                             mask: maskP.map { $0 + (b % maskBatches) * LL })
                 mims_bf16_pack(p, 1, LL, LL, pb.mutablePointer + u * LL)
             }
             // O = P·V, written straight into (B, L, D)

@@ -45,15 +45,8 @@ extension Tensor {
                     let qb = q + b * L * ld + h * dh, kb = qb + D, vb = qb + 2 * D
                     let p = pAll + u * LL
                     sgemmCall(false, true, L, L, dh, scale, qb, ld, kb, ld, 0, p, L)
-                    if let biasP {
-                        let bp = biasP + ((b % biasBatches) * H + h) * LL
-                        for i in 0..<LL { p[i] += bp[i] }
-                    }
-                    if let maskP {
-                        let mp = maskP + (b % maskBatches) * LL
-                        for i in 0..<LL { p[i] += mp[i] }
-                    }
-                    for r in 0..<L { softmaxRow(p + r * L, p + r * L, L) }
+                    softmaxBlock(p, L, bias: biasP.map { $0 + ((b % biasBatches) * H + h) * LL },
+                                 mask: maskP.map { $0 + (b % maskBatches) * LL })
                     sgemmCall(false, false, L, dh, L, 1, p, L, vb, ld, 0, o + b * L * D + h * dh, D)
                 }
             }
