@@ -92,10 +92,14 @@ public final class AdamW: @unchecked Sendable {
     public var noDecayParameterNames: [String] { slots.filter { !$0.decays }.map(\.name) }
 
     /// One update of every parameter that has a gradient; parameters without one are skipped.
-    public func step(lr: Float) {
+    public func step(lr: Float) { step(lr: lr, gradientScale: 1) }
+
+    /// `step` on every gradient multiplied by `gradientScale` (a clipping factor), without
+    /// changing the stored gradients.
+    func step(lr: Float, gradientScale: Float) {
         Profiler.measure(.optimizer, .update) {
             let step = begin(lr: lr)
-            for slot in slots { update(slot, step) }
+            for slot in slots { update(slot, step, gradientScale: gradientScale) }
         }
     }
 
@@ -113,10 +117,13 @@ public final class AdamW: @unchecked Sendable {
         zeroGrad()
         defer { zeroGrad() }
         if let clipGrad {
+            // As clipGradNorm then step, with the clipping factor applied inside the update
+            // instead of in a pass of its own over every gradient; a non-finite norm is a
+            // non-finite gradient.
             loss.backward()
-            guard gradientsAreFinite(slots.map(\.param)) else { throw NonFiniteGradient() }
-            clipGradNorm(slots.map(\.param), maxNorm: clipGrad)
-            step(lr: lr)
+            let norm = Profiler.measure(.optimizer, .update) { gradientNorm(slots.map(\.param)) }
+            guard norm.isFinite else { throw NonFiniteGradient() }
+            step(lr: lr, gradientScale: min(1, clipCoefficient(norm: norm, maxNorm: clipGrad)))
             return
         }
         let step = Profiler.measure(.optimizer, .update) { begin(lr: lr) }
@@ -151,7 +158,7 @@ public final class AdamW: @unchecked Sendable {
     }
 
     /// Updates one parameter from its gradient, if it has one.
-    private func update(_ slot: Slot, _ step: StepScalars) {
+    private func update(_ slot: Slot, _ step: StepScalars, gradientScale: Float = 1) {
         guard let grad = slot.param.grad else { return }
         precondition(grad.count == slot.param.count,
                      "gradient of '\(slot.name)' has shape \(grad.shape), parameter \(slot.param.shape)")
@@ -165,7 +172,7 @@ public final class AdamW: @unchecked Sendable {
         let m = slot.expAvg.pointer, v = slot.expAvgSq.pointer
         parallelFor(slot.param.count, minPerThread: 1 << 15) { range in
             adamWKernel(p + range.lowerBound, g + range.lowerBound, m + range.lowerBound,
-                        v + range.lowerBound, range.count, decay: decay, c)
+                        v + range.lowerBound, range.count, decay: decay, gradientScale: gradientScale, c)
         }
     }
 
@@ -227,7 +234,8 @@ private struct Coefficients {
     let eps: Float
 }
 
-/// `n` elements of the update, 8 lanes at a time. Operation order follows torch's kernels
+/// `n` elements of the update, 8 lanes at a time, each gradient first multiplied by
+/// `gradientScale` (1, or the clipping factor). Operation order follows torch's kernels
 /// (lerp, mul + addcmul, sqrt / bc2 + eps, addcdiv) so results agree to rounding.
 /// `SIMD8.squareRoot()` currently lowers to eight scalar `sqrtss` on x86-64; the loop streams
 /// seven floats per element and is memory-bound, so that costs little.
@@ -235,11 +243,11 @@ private struct Coefficients {
 private func adamWKernel(
     _ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
     _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
-    _ n: Int, decay: Float, _ c: Coefficients
+    _ n: Int, decay: Float, gradientScale: Float, _ c: Coefficients
 ) {
     var i = 0
     while i + 8 <= n {
-        let gi = load8(g + i)
+        let gi = load8(g + i) * gradientScale
         let mi = load8(m + i) + c.oneMinusBeta1 * (gi - load8(m + i))
         let vi = load8(v + i) * c.beta2 + c.oneMinusBeta2 * gi * gi
         let denom = vi.squareRoot() / c.biasCorrection2Sqrt + c.eps
@@ -250,7 +258,7 @@ private func adamWKernel(
         i += 8
     }
     while i < n {
-        let gi = g[i]
+        let gi = g[i] * gradientScale
         let mi = m[i] + c.oneMinusBeta1 * (gi - m[i])
         let vi = v[i] * c.beta2 + c.oneMinusBeta2 * gi * gi
         let denom = vi.squareRoot() / c.biasCorrection2Sqrt + c.eps

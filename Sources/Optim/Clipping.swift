@@ -10,14 +10,11 @@ import TensorCore
 public func clipGradNorm(_ params: [Tensor], maxNorm: Float) -> Float {
     Profiler.measure(.optimizer, .update) {
         precondition(maxNorm > 0, "maxNorm must be positive, got \(maxNorm)")
-        let grads = params.compactMap(\.grad)
-        var sumOfSquares: Double = 0
-        for g in grads { sumOfSquares += squaredNorm(g.pointer, g.count) }
-        let norm = sumOfSquares.squareRoot()
+        let norm = gradientNorm(params)
         guard norm.isFinite else { return Float(norm) }
-        let coefficient = Float(Double(maxNorm) / (norm + 1e-6))
+        let coefficient = clipCoefficient(norm: norm, maxNorm: maxNorm)
         if coefficient < 1 {
-            for g in grads {
+            for g in params.compactMap(\.grad) {
                 let p = g.pointer
                 var i = 0
                 while i + 8 <= g.count { store8(load8(p + i) * coefficient, p + i); i += 8 }
@@ -26,6 +23,36 @@ public func clipGradNorm(_ params: [Tensor], maxNorm: Float) -> Float {
         }
         return Float(norm)
     }
+}
+
+/// What `clipGradNorm` multiplies every gradient by when it is below 1.
+func clipCoefficient(norm: Double, maxNorm: Float) -> Float {
+    precondition(maxNorm > 0, "maxNorm must be positive, got \(maxNorm)")
+    return Float(Double(maxNorm) / (norm + 1e-6))
+}
+
+/// The L2 norm of every gradient as one vector (tensors without one are ignored), squares
+/// summed in Double: NaN or infinite exactly when a gradient holds a NaN or an infinity (the
+/// square of a finite float cannot overflow a Double). Each gradient is cut into fixed blocks
+/// summed in parallel and then in order, so the value does not depend on the thread count.
+func gradientNorm(_ params: [Tensor]) -> Double {
+    let block = 1 << 16
+    var total: Double = 0
+    for g in params.compactMap(\.grad) {
+        let blocks = (g.count + block - 1) / block
+        var partial = [Double](repeating: 0, count: blocks)
+        partial.withUnsafeMutableBufferPointer { out in
+            let out = out.baseAddress!, p = g.pointer
+            parallelFor(blocks, minPerThread: 4) { range in
+                for b in range {
+                    let lo = b * block
+                    out[b] = squaredNorm(p + lo, min(block, g.count - lo))
+                }
+            }
+        }
+        for s in partial { total += s }
+    }
+    return total.squareRoot()
 }
 
 /// False when any gradient holds a NaN or an infinity (tensors without a gradient are ignored).
