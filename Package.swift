@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: ["Config", "Models", "Server", "Store", "Trainer", "ImageData", .product(name: "Crypto", package: "swift-crypto"),
                                                         .product(name: "Hummingbird", package: "hummingbird")]),
         .testTarget(name: "TrainerTests", dependencies: ["Config", "Trainer", "Store", "Models", "NN", "TensorCore", "ImageData", "TestSupport"]),
-        .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "OptimTests", dependencies: ["CDNNL", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -79,6 +79,7 @@ public final class Classifier: @unchecked Sendable {
             guard let src = state[name] else { throw .missing(name) }
             guard src.shape == t.shape else { throw .shapeMismatch(name, expected: t.shape, found: src.shape) }
             t.pointer.update(from: src.pointer, count: t.count)
+            t.bf16Copy = nil
         }
         let names = Set(own.map(\.name))
         if let extra = state.keys.sorted().first(where: { !names.contains($0) }) { throw .unexpected(extra) }
@@ -90,6 +91,7 @@ public final class Classifier: @unchecked Sendable {
             guard let src = state[name] else { throw .missing(name) }
             guard src.shape == t.shape else { throw .shapeMismatch(name, expected: t.shape, found: src.shape) }
             t.pointer.update(from: src.pointer, count: t.count)
+            t.bf16Copy = nil
         }
     }
 

@@ -70,6 +70,7 @@ open class Module: @unchecked Sendable {
             }
             guard src.shape == t.shape else { throw .shapeMismatch(name, expected: t.shape, found: src.shape) }
             t.pointer.update(from: src.pointer, count: t.count)
+            t.bf16Copy = nil
         }
         if strict, let extra = state.keys.sorted().first(where: { !expected.contains($0) }) {
             throw .unexpected(extra)

@@ -39,6 +39,8 @@ public final class AdamW: @unchecked Sendable {
     public let eps: Float
     /// Completed `step` calls (t in the bias corrections of the last step).
     public private(set) var stepCount = 0
+    /// Whether updates in bf16 keep each matrix parameter's bf16 copy (see `bf16Copy(of:)`).
+    public var keepsBF16Copies = true
 
     private let slots: [Slot]
     /// Each parameter's slot, by the tensor's identity.
@@ -170,13 +172,35 @@ public final class AdamW: @unchecked Sendable {
         let decay = slot.decays ? Float(1 - slotLR * Double(weightDecay)) : 1
         let p = slot.param.pointer, g = grad.pointer
         let m = slot.expAvg.pointer, v = slot.expAvgSq.pointer
+        let copy = bf16Copy(of: slot.param)
         parallelFor(slot.param.count, minPerThread: 1 << 15) { range in
-            adamWKernel(p + range.lowerBound, g + range.lowerBound, m + range.lowerBound,
-                        v + range.lowerBound, range.count, decay: decay, gradientScale: gradientScale, c)
+            // In pieces that stay in cache from the update to their rounding.
+            var lo = range.lowerBound
+            while lo < range.upperBound {
+                let n = min(1 << 14, range.upperBound - lo)
+                adamWKernel(p + lo, g + lo, m + lo, v + lo, n, decay: decay, gradientScale: gradientScale, c)
+                copy?.round(from: p, range: lo..<(lo + n))
+                lo += n
+            }
         }
     }
 
     /// Drops every parameter's gradient.
+    /// The bf16 copy an update refreshes: while GEMMs run in bf16 (a bf16 job's step), each
+    /// matrix parameter keeps its values rounded to bf16 (`Tensor.bf16Copy`), written from the
+    /// update's own pass, so the next forward and backward GEMMs read it instead of rounding
+    /// the weight twice per step; an update in fp32 drops it. Off with `keepsBF16Copies`.
+    private func bf16Copy(of param: Tensor) -> BF16Matrix? {
+        guard keepsBF16Copies && BF16.isOn && param.rank == 2 else {
+            param.bf16Copy = nil
+            return nil
+        }
+        if let copy = param.bf16Copy { return copy }
+        let copy = BF16Matrix(uninitializedRows: param.shape[0], cols: param.shape[1])
+        param.bf16Copy = copy
+        return copy
+    }
+
     public func zeroGrad() {
         Profiler.measure(.optimizer, .update) {
             for slot in slots { slot.param.grad = nil }

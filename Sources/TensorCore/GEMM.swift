@@ -119,11 +119,19 @@ public struct BF16Matrix {
         }
     }
 
-    /// Room for a rows × cols bf16 matrix, to be filled by the caller (`mutablePointer`).
-    init(uninitializedRows rows: Int, cols: Int) {
+    /// Room for a rows × cols bf16 matrix, to be filled by the caller (`mutablePointer`, or
+    /// `round(from:range:)`).
+    public init(uninitializedRows rows: Int, cols: Int) {
         self.rows = rows
         self.cols = cols
         storage = Tensor(uninitialized: [(rows * cols + 1) / 2])
+    }
+
+    /// Rounds elements `range` of the dense rows × cols matrix at `source` into the same
+    /// positions here (an optimizer refreshing the part of a weight it just updated).
+    public func round(from source: UnsafePointer<Float>, range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows * cols, "range \(range) outside \(rows)×\(cols)")
+        mims_bf16_pack(source + range.lowerBound, 1, range.count, range.count, mutablePointer + range.lowerBound)
     }
 
     var pointer: UnsafePointer<UInt16> { UnsafePointer(mutablePointer) }

@@ -13,6 +13,11 @@ public final class Tensor: @unchecked Sendable {
     public var requiresGrad: Bool
     /// The op that produced this tensor (nil for leaves and for outputs made without grad).
     var node: Node?
+    /// A weight's values rounded to bf16, kept by `AdamW` while it updates in bf16 (and by
+    /// the inference service for a bf16 model) so that `linear` does not round the weight
+    /// again for each GEMM. Whoever writes the values of a tensor that has one must refresh it
+    /// or set it to nil.
+    public var bf16Copy: BF16Matrix?
 
     /// Uninitialised tensor (contents are whatever the pooled buffer held).
     public init(uninitialized shape: [Int]) {

@@ -458,6 +458,13 @@ public final class InferenceService: Sendable {
             }
             loaded = Loaded(key: key, model: model, classifier: classifier, config: ck.config, step: ck.step)
         } catch { throw .internalFailure("cannot load checkpoint \(record.path): \(error)") }
+        // A served model never changes: a bf16 one rounds its weight matrices once here, not
+        // in every forward pass (half again the weights' memory while it is cached).
+        if loaded.bf16 {
+            for p in loaded.classifier?.parameters ?? loaded.model.parameters where p.rank == 2 {
+                p.bf16Copy = BF16Matrix(p.pointer, rows: p.shape[0], cols: p.shape[1])
+            }
+        }
         state.withLock { s in
             s.cache.append(loaded)
             if s.cache.count > cacheSize { s.cache.removeFirst(s.cache.count - cacheSize) }

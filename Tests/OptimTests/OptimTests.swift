@@ -1,9 +1,10 @@
+import CDNNL
 import Foundation
 import NN
 import Optim
 import Testing
 import TestSupport
-import TensorCore
+@testable import TensorCore
 
 // MARK: - Helpers
 
@@ -377,6 +378,38 @@ func minimizeUpdatesExactlyAsBackwardThenStepAndLeavesNoGradients(clip: Float?) 
     #expect(a.stepCount == 5)
     // The parameters did move.
     #expect(fused.w1.scalars != TwoLayerNet().w1.scalars)
+}
+
+/// In bf16, each update keeps the weights' bf16 rounding (`Tensor.bf16Copy`) and `linear`
+/// reads it instead of rounding again: the run must be the one without copies, bit for bit;
+/// the copies must hold the current weights' rounding; and `linear` must really read them.
+@Test(.enabled(if: BF16.supported, "this CPU has no AVX512_BF16 or AMX"), arguments: [nil, Float(0.05)])
+func bf16WeightCopiesChangeNothingButWhereTheRoundingIsDone(clip: Float?) throws {
+    let kept = TwoLayerNet(), fresh = TwoLayerNet()
+    let a = AdamW(parameters: kept.named, weightDecay: 0.05, betas: (0.9, 0.95))
+    let b = AdamW(parameters: fresh.named, weightDecay: 0.05, betas: (0.9, 0.95))
+    b.keepsBF16Copies = false
+    for step in 0..<5 {
+        let lr = Float(step + 1) * 1e-2
+        try BF16.gemms(true) { try a.minimize(kept.loss(), lr: lr, clipGrad: clip) }
+        try BF16.gemms(true) { try b.minimize(fresh.loss(), lr: lr, clipGrad: clip) }
+    }
+    for (x, y) in zip(kept.parameters, fresh.parameters) { #expect(x.scalars == y.scalars) }
+    #expect(fresh.w1.bf16Copy == nil && kept.b1.bf16Copy == nil)
+    for w in [kept.w1, kept.w2] {
+        let copy = try #require(w.bf16Copy), rounded = w.copy()
+        mims_round_to_bf16(rounded.pointer, rounded.count)
+        let held = (0..<w.count).map { Float(bitPattern: UInt32(copy.pointer[$0]) << 16) }
+        #expect(held == rounded.scalars)
+    }
+    // A copy of zeros makes the layer output its bias alone: the copy is what the GEMM reads.
+    let zeros = Tensor(zeros: kept.w1.shape)
+    kept.w1.bf16Copy!.round(from: zeros.pointer, range: 0..<zeros.count)
+    let y = GradMode.withoutGrad { BF16.gemms(true) { kept.input.linear(weight: kept.w1, bias: kept.b1) } }
+    for r in 0..<y.shape[0] { #expect(Array(y.scalars[(r * 12)..<((r + 1) * 12)]) == kept.b1.scalars) }
+    // An update in fp32 drops the copies.
+    try a.minimize(kept.loss(), lr: 1e-2, clipGrad: clip)
+    #expect(kept.w1.bf16Copy == nil && kept.w2.bf16Copy == nil)
 }
 
 @Test func minimizeRefusesANonFiniteGradient() {

@@ -44,13 +44,22 @@ extension Tensor {
     private func linearBF16(weight: Tensor, bias: Tensor?, rows: Int) -> Tensor {
         let inF = weight.shape[1], outF = weight.shape[0]
         let out = Tensor(uninitialized: Array(shape.dropLast()) + [outF])
+        // The optimizer's copy when it keeps one (the weight cannot change before the backward
+        // pass below has read it: an update waits for every use's backward).
+        func roundedWeight() -> BF16Matrix {
+            if let copy = weight.bf16Copy {
+                precondition(copy.rows == outF && copy.cols == inF, "bf16 copy \(copy.rows)×\(copy.cols) of a \(weight.shape) weight")
+                return copy
+            }
+            return BF16Matrix(weight.pointer, rows: outF, cols: inF)
+        }
         gemm(transA: false, transB: true, a: BF16Matrix(pointer, rows: rows, cols: inF),
-             b: BF16Matrix(weight.pointer, rows: outF, cols: inF), bias: bias?.pointer, c: out.pointer, ldc: outF)
+             b: roundedWeight(), bias: bias?.pointer, c: out.pointer, ldc: outF)
         return out.recording("linear", .gemm, [self, weight] + (bias.map { [$0] } ?? [])) { g in
             let gp = g.pointer
             let gb = BF16Matrix(gp, rows: rows, cols: outF)
             if self.requiresGrad {
-                let wb = BF16Matrix(weight.pointer, rows: outF, cols: inF)
+                let wb = roundedWeight()
                 self.accumulateGrad { dx, beta in
                     gemm(transA: false, transB: false, a: gb, b: wb, beta: beta, c: dx, ldc: inF)
                 }
