@@ -19,7 +19,8 @@
 /// within 11% at batch 2 and 8.
 public struct CostEstimate: Sendable, Codable, Equatable {
     public var parameters: Int
-    /// The weights, float32 (a fine-tune also holds its pretraining model's untrained decoder).
+    /// The weights, float32 (a fine-tune also holds its pretraining model's untrained decoder),
+    /// and in bf16 their bf16 copies.
     public var weightBytes: Int
     /// AdamW's two moments, and the gradients when the step holds them all at once.
     public var optimizerBytes: Int
@@ -67,16 +68,22 @@ public struct StepMemory: Sendable, Equatable {
     public var holdsAllGradients: Bool
     /// Blocks are recomputed in the backward pass (`"recompute": true`).
     public var recompute: Bool
+    /// GEMMs run in bf16 (`"precision": "bf16"`): the optimizer keeps each weight matrix
+    /// rounded to bf16 beside it, half the weights' size again.
+    public var bf16: Bool
 
-    public init(holdsAllGradients: Bool = true, recompute: Bool = false) {
+    public init(holdsAllGradients: Bool = true, recompute: Bool = false, bf16: Bool = false) {
         self.holdsAllGradients = holdsAllGradients
         self.recompute = recompute
+        self.bf16 = bf16
     }
 }
 
 extension TrainingConfig {
     /// How this job's steps hold memory.
-    public var stepMemory: StepMemory { StepMemory(holdsAllGradients: clipGrad != nil, recompute: recompute ?? false) }
+    public var stepMemory: StepMemory {
+        StepMemory(holdsAllGradients: clipGrad != nil, recompute: recompute ?? false, bf16: precision == .bf16)
+    }
 }
 
 extension ModelConfig {
@@ -104,13 +111,14 @@ extension ModelConfig {
         if step.recompute { savedPerSample += largestBlock }
         let floatBytes = Double(MemoryLayout<Float>.size), n = Double(batch)
         let weights = params * floatBytes, idleWeights = idleParams * floatBytes
+        let copies = step.bf16 ? weights / 2 : 0
         let activations = savedPerSample * n * floatBytes
         let prefetch = Double(CostEstimate.prefetchDepth) * n * 3 * Double(imageSize) * Double(imageSize) * floatBytes
         let optimizer = (step.holdsAllGradients ? 3 : 2) * weights
-        let peak = Double(CostEstimate.baselineBytes) + weights + idleWeights + optimizer + activations + prefetch
+        let peak = Double(CostEstimate.baselineBytes) + weights + idleWeights + copies + optimizer + activations + prefetch
         func bytes(_ x: Double) -> Int { x < 9e18 ? Int(x) : Int.max }
         return CostEstimate(
-            parameters: bytes(params), weightBytes: bytes(weights + idleWeights), optimizerBytes: bytes(optimizer),
+            parameters: bytes(params), weightBytes: bytes(weights + idleWeights + copies), optimizerBytes: bytes(optimizer),
             activationBytes: bytes(activations), prefetchBytes: bytes(prefetch), checkpointBytes: bytes(3 * weights),
             flopsPerStep: (step.recompute ? 4 : 3) * flopsPerSample * n, peakBytes: bytes(peak))
     }

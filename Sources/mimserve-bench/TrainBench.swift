@@ -131,7 +131,7 @@ struct TrainStepTimer {
         rec["pool_held_mb"] = Double((pool.liveFloats + pool.cachedFloats) * 4) / 1048576
         rec["parameter_mb"] = Double(model.parameters.reduce(0) { $0 + $1.count } * 4) / 1048576
         // What job submission predicts for this step (the cost model), against the measurement.
-        let estimate = preset.model.estimate(batch: batch, step: StepMemory(holdsAllGradients: clipGrad != nil, recompute: recompute),
+        let estimate = preset.model.estimate(batch: batch, step: StepMemory(holdsAllGradients: clipGrad != nil, recompute: recompute, bf16: precision == .bf16),
                                              finetuneClasses: finetune ? Self.classes : nil)
         rec["estimated_peak_rss_mb"] = Double(estimate.peakBytes) / 1048576
         rec["estimated_gflop_per_image"] = estimate.flopsPerStep / Double(batch) / 1e9
