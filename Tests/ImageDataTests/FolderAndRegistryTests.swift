@@ -1,12 +1,13 @@
 import Foundation
 import ImageData
 import Testing
+import TestSupport
 
 /// A fresh temporary folder, removed when the value goes away.
 final class TemporaryFolder {
     let path: String
     init() throws {
-        path = NSTemporaryDirectory() + "imagedata-\(UUID().uuidString)"
+        path = Scratch.url("imagedata").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
     deinit { try? FileManager.default.removeItem(atPath: path) }

@@ -22,7 +22,7 @@ import TensorCore
 
     /// A fresh empty directory under the system's temporary folder.
     static func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("hf-interop-\(UUID().uuidString)")
+        let url = Scratch.url("hf-interop")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }

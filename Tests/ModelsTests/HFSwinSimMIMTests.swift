@@ -52,7 +52,7 @@ import TensorCore
         for (name, t) in original.tensors {
             #expect(written.tensors[name]?.shape == t.shape && written.tensors[name]?.scalars == t.scalars, "\(name)")
         }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hf-swin-\(UUID().uuidString)").path
+        let dir = Scratch.url("hf-swin").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try ModelExport.write(files, to: dir)
         if let keep = ProcessInfo.processInfo.environment["HF_EXPORT_DIR"] { try ModelExport.write(files, to: keep) }
@@ -66,7 +66,7 @@ import TensorCore
 
     @Test func refusesWhatItCannotRepresent() throws {
         let source = try Self.fixtureDirectory()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hf-swin-\(UUID().uuidString)")
+        let dir = Scratch.url("hf-swin")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         try FileManager.default.copyItem(atPath: source + "/model.safetensors", toPath: dir.appendingPathComponent("model.safetensors").path)

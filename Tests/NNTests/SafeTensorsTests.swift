@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TensorCore
 @testable import NN
+import TestSupport
 
 // MARK: - Helpers
 
@@ -223,7 +224,7 @@ func safeTensorsRejects(_ r: Rejection) {
 // MARK: - Files
 
 private func temporaryDirectory() throws -> String {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("safetensors-\(UUID().uuidString)")
+    let url = Scratch.url("safetensors")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url.path
 }

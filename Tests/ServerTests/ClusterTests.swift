@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import Testing
 import Store
+import TestSupport
 
 /// `mimserve serve` and `mimserve worker` processes on one PostgreSQL: a worker killed or
 /// frozen mid-job, its job resumed by another.
@@ -22,7 +23,7 @@ struct ClusterTests {
     /// A's last checkpoint. A, thawed, trains no further step of it and writes nothing for it.
     @Test func aFrozenWorkerLosesItsJobAndWritesNothingMore() async throws {
         let location = try #require(freshPostgresLocation())
-        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-workers-\(UUID().uuidString)")
+        let dataDir = Scratch.url("mimserve-workers")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let api = try await LiveServer.start {
             $0.database = location
@@ -89,7 +90,7 @@ struct ClusterTests {
     /// from PostgreSQL's notifications.
     @Test func sixJobsOnTwoWorkersSurviveTheDeathOfOne() async throws {
         let location = try #require(freshPostgresLocation())
-        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-cluster-\(UUID().uuidString)")
+        let dataDir = Scratch.url("mimserve-cluster")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let api = try MIMServeProcess.serve(dataDir: dataDir, extraArguments: ["--database", location, "--trainer-slots", "0",
                                                                               "--sse-heartbeat", "3600"])
@@ -196,7 +197,7 @@ struct ClusterTests {
     /// that checkpoint with one metric row per step; cancelled, it stops.
     @Test func pauseResumeAndCancelOnTheAPIReachTheWorker() async throws {
         let location = try #require(freshPostgresLocation())
-        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-stops-\(UUID().uuidString)")
+        let dataDir = Scratch.url("mimserve-stops")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let api = try MIMServeProcess.serve(dataDir: dataDir, extraArguments: ["--database", location, "--trainer-slots", "0"])
         defer { api.stop() }

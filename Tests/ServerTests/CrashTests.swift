@@ -5,6 +5,7 @@ import FoundationNetworking
 import Testing
 import Store
 import Synchronization
+import TestSupport
 
 /// The real executable, killed with SIGKILL mid-job and started again on the same data.
 @Suite("Crash and resume", .serialized) struct CrashTests {
@@ -22,7 +23,7 @@ import Synchronization
 
     @Test(arguments: ["pretrain", "finetune"]) func aKilledServerResumesItsJobFromTheLastCheckpoint(task: String) async throws {
         #expect(FileManager.default.isExecutableFile(atPath: MIMServeProcess.executable.path), "build mimserve first: \(MIMServeProcess.executable.path)")
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-crash-\(UUID().uuidString)")
+        let work = Scratch.url("mimserve-crash")
         let dataDir = work.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         // Started from an unrelated working directory: Migrations/ and Public/ are found anyway.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Server
+import TestSupport
 
 /// `GET /v1/jobs/{id}/checkpoints/{step}/export?format=`: a tar of the files `mimserve export-hf`
 /// writes, unpacked here with the system's tar; bad formats and methods a format cannot hold are
@@ -16,7 +17,7 @@ import Testing
 
     /// The archive unpacked by /usr/bin/tar: relative path → contents.
     static func untar(_ archive: Data) throws -> [String: Data] {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("export-tar-\(UUID().uuidString)")
+        let dir = Scratch.url("export-tar")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("a.tar")
@@ -106,7 +107,7 @@ import Testing
         #expect(try await server.get("/v1/jobs/\(convmae)/checkpoints/2/export?format=hf").errorFields == ["format"])
 
         // `mimserve export-hf --job` finds the same checkpoint through the database and writes the same files.
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("export-cli-\(UUID().uuidString)")
+        let out = Scratch.url("export-cli")
         defer { try? FileManager.default.removeItem(at: out) }
         let cli = try Self.exportHF(["--job", mae, "--format", "timm", "--data-dir", server.dataDir.path, "-o", out.path])
         #expect(cli.status == 0, "\(cli.output)")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A server gives back what a job used once it is idle again: a paper-scale job and a tiny one
 /// later, its resident memory is within 150 MB of what it was at start.
@@ -12,7 +13,7 @@ import Testing
     }
 
     @Test func idleResidentMemoryReturnsToItsStartAfterJobs() async throws {
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-memory-\(UUID().uuidString)")
+        let work = Scratch.url("mimserve-memory")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
         let server = try MIMServeProcess.serve(dataDir: work.appendingPathComponent("data"), workingDirectory: work)

@@ -2,12 +2,13 @@ import Config
 import Foundation
 import Testing
 @testable import Server
+import TestSupport
 
 @Suite("OpenAPI document") struct OpenAPITests {
     /// Every registered route is documented and every documented operation is registered.
     @Test func routesAndDocumentAgree() throws {
         var c = ServerConfiguration()
-        c.dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-openapi-\(UUID().uuidString)").path
+        c.dataDir = Scratch.url("mimserve-openapi").path
         let core = try makeCore(c, role: .api)
         let (_, routes) = makeRouter(core)
         let publicDir = try #require(core.publicDir)

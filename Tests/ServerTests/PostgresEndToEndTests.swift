@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Server
 import Store
+import TestSupport
 
 /// The test server `make test` starts (Tests/Postgres/with-cluster.sh), with a schema of its own
 /// per call so tests never see each other's jobs; nil without one.
@@ -51,7 +52,7 @@ struct PostgresEndToEndTests {
     /// checkpoints and a reconstruction from the checkpoint dir.
     @Test func twoAPINodesShareTheirFoldersAndFollowEachOthersJobs() async throws {
         let location = try #require(freshPostgresLocation())
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-nodes-\(UUID().uuidString)")
+        let root = Scratch.url("mimserve-nodes")
         defer { try? FileManager.default.removeItem(at: root) }
         let (dataDir, checkpointDir) = (root.appendingPathComponent("data"), root.appendingPathComponent("shared-checkpoints"))
         let front = try await LiveServer.start {
@@ -95,7 +96,7 @@ struct PostgresEndToEndTests {
     @Test func theExecutableTakesADatabaseFlag() async throws {
         let location = try #require(freshPostgresLocation())
         let withPassword = location.replacingOccurrences(of: "postgres://postgres@", with: "postgres://postgres:never-shown@")
-        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-pg-\(UUID().uuidString)")
+        let dataDir = Scratch.url("mimserve-pg")
         let server = try MIMServeProcess.serve(dataDir: dataDir, extraArguments: ["--database", withPassword])
         defer {
             server.process.terminate()

@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import Testing
 import Store
+import TestSupport
 
 /// The real executable stopped with SIGTERM while clients follow a running job: the streams end
 /// first, then the job checkpoints at the step it reached and goes back to the queue, and the
@@ -52,7 +53,7 @@ import Store
 
     @Test func sigtermEndsStreamsThenCheckpointsTheRunningJobAndARestartResumesIt() async throws {
         #expect(FileManager.default.isExecutableFile(atPath: MIMServeProcess.executable.path), "build mimserve first")
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-shutdown-\(UUID().uuidString)")
+        let work = Scratch.url("mimserve-shutdown")
         let dataDir = work.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }

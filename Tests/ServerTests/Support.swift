@@ -5,6 +5,7 @@ import FoundationNetworking
 import Hummingbird
 import ImageData
 @testable import Server
+import TestSupport
 
 /// A real server on an ephemeral port with a temporary data directory, stopped by `stop()`.
 final class LiveServer: @unchecked Sendable {
@@ -14,7 +15,7 @@ final class LiveServer: @unchecked Sendable {
     private let task: Task<Void, any Error>
 
     static func start(_ tweak: (inout ServerConfiguration) -> Void = { _ in }) async throws -> LiveServer {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-http-\(UUID().uuidString)")
+        let dir = Scratch.url("mimserve-http")
         var c = ServerConfiguration()
         c.port = 0
         c.dataDir = dir.path

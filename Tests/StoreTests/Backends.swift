@@ -5,6 +5,7 @@ import PostgresNIO
 import Synchronization
 import Testing
 @testable import Store
+import TestSupport
 
 /// The engines every store test runs against. PostgreSQL needs a server: `make test` starts a
 /// throwaway one (Tests/Postgres/with-cluster.sh) and names it in `MIMSERVE_TEST_POSTGRES`;
@@ -24,7 +25,7 @@ enum Backend: String, Sendable, CaseIterable, CustomTestStringConvertible {
         let tag = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
         switch self {
         case .sqlite:
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-store-\(tag)")
+            let dir = Scratch.url("mimserve-store")
             return .sqlite(path: dir.appendingPathComponent("mimserve.sqlite").path)
         case .postgres:
             let base = Self.postgresURL!

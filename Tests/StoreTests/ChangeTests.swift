@@ -4,6 +4,7 @@ import PostgresNIO
 import Synchronization
 import Testing
 @testable import Store
+import TestSupport
 
 extension Store {
     /// Runs `sql` behind the store's back (a row in an older schema, a connection to end).
@@ -23,7 +24,7 @@ extension Store {
     /// The shipped migrations before `first` (a name prefix), in a folder of their own.
     func migrations(_ backend: Backend, before first: String) throws -> MigrationSet {
         let all = try MigrationSet.locate(dialect: backend.dialect, environment: [:])
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mig-\(UUID().uuidString)")
+        let dir = Scratch.url("mig")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         for file in all.files where file.name < first {
             try FileManager.default.copyItem(at: all.directory.appendingPathComponent(file.name + ".sql"),

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Testing
 @testable import Store
+import TestSupport
 
 func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: String? = nil) -> NewJob {
     NewJob(method: method, preset: "tiny", configJSON: #"{"n":\#(n)}"#, datasetID: "synthetic", totalSteps: 10,
@@ -10,7 +11,7 @@ func newJob(_ n: Int = 0, method: String = "mae", key: String? = nil, hash: Stri
 
 @Suite("Store: migrations") struct MigrationTests {
     func folder(_ files: [String: String]) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mig-\(UUID().uuidString)")
+        let dir = Scratch.url("mig")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         for (name, sql) in files { try sql.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8) }
         return dir

@@ -6,6 +6,7 @@ import NN
 import Store
 import TensorCore
 @testable import Trainer
+import TestSupport
 
 /// Batches that depend only on (seed, step), like the real loader: a test double that keeps
 /// the trainer's tests independent of image decoding.
@@ -47,7 +48,7 @@ struct Harness {
     init(slots: Int = 1, nice: Int32 = 0, poisoned: [UInt64: Set<Int>] = [:], realData: Bool = false, syntheticCount: Int = 200,
          observer: (@Sendable (String, Int, Double, Double) -> Void)? = nil,
          claimed: (@Sendable (String) -> Void)? = nil) throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-trainer-\(UUID().uuidString)")
+        dir = Scratch.url("mimserve-trainer")
         store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
         bus = EventBus()
         var registryConfig = DatasetRegistry.Configuration()

@@ -5,6 +5,7 @@ import NN
 import Testing
 import TensorCore
 @testable import Trainer
+import TestSupport
 
 /// One weights format: a training checkpoint is a weights file, `import-hf` writes one without
 /// training state, and `mimserve export-hf` reads either.
@@ -26,7 +27,7 @@ import TensorCore
     }
 
     static func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-weights-\(UUID().uuidString)")
+        let url = Scratch.url("mimserve-weights")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
