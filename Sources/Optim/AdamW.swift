@@ -185,7 +185,6 @@ public final class AdamW: @unchecked Sendable {
         }
     }
 
-    /// Drops every parameter's gradient.
     /// The bf16 copy an update refreshes: while GEMMs run in bf16 (a bf16 job's step), each
     /// matrix parameter keeps its values rounded to bf16 (`Tensor.bf16Copy`), written from the
     /// update's own pass, so the next forward and backward GEMMs read it instead of rounding
@@ -201,6 +200,7 @@ public final class AdamW: @unchecked Sendable {
         return copy
     }
 
+    /// Drops every parameter's gradient.
     public func zeroGrad() {
         Profiler.measure(.optimizer, .update) {
             for slot in slots { slot.param.grad = nil }

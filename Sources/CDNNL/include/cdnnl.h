@@ -42,7 +42,9 @@ bool mims_bf16_gemm_enabled(void);
 int mims_sgemm(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
 
-/// Rounds n floats to bf16 (nearest even) and back, in place: what the bf16 GEMM sees.
+/// Rounds n floats to bf16 (nearest even) and back, in place: what the bf16 GEMM sees, except
+/// for subnormal inputs, which this keeps and AVX512_BF16's convert (`mims_bf16_pack`) may
+/// flush to zero. For tests.
 void mims_round_to_bf16(float *x, size_t n);
 
 #endif
