@@ -65,6 +65,12 @@ public final class BufferPool: Sendable {
     public static let directFloats = 1 << 18
     public static let heapLimitFloats = 1 << 23
 
+    /// Every buffer starts on a cache line. malloc's 16-byte alignment put large buffers 16
+    /// bytes past a page, so each 64-byte vector load or store of a row straddled two lines:
+    /// oneDNN's sgemm lost 20–35 % on some of ViT-B's shapes on an Ice Lake Xeon that way
+    /// (docs/architecture.md#memory).
+    static let alignment = 64
+
     static func isDirect(_ count: Int) -> Bool { (directFloats..<heapLimitFloats).contains(count) }
 
     /// Sets the heap up for the direct sizes, once per process (glibc; elsewhere a no-op).
@@ -108,7 +114,8 @@ public final class BufferPool: Sendable {
             return nil
         }
         let pointer = reused.flatMap { UnsafeMutablePointer<Float>(bitPattern: $0) }
-            ?? UnsafeMutablePointer<Float>.allocate(capacity: size)
+            ?? UnsafeMutableRawPointer.allocate(byteCount: size * MemoryLayout<Float>.size, alignment: Self.alignment)
+                .bindMemory(to: Float.self, capacity: size)
         return Storage(pointer: pointer, capacity: size, pool: self)
     }
 
