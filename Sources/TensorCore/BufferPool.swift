@@ -1,4 +1,7 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 #if os(Linux)
 /// glibc's malloc_trim(3) (declared in <malloc.h>, which the Glibc module does not export):
 /// returns free heap pages to the kernel.
@@ -11,18 +14,22 @@ import Synchronization
 /// to the pool it came from (`BufferPool.shared` for tensors), so a steady-state training step
 /// reuses the previous step's buffers.
 public final class Storage: @unchecked Sendable {
+    /// The first float, on a cache line (`BufferPool.alignment`).
     public let pointer: UnsafeMutablePointer<Float>
     /// Capacity in floats: the pool bucket size, at least the requested count.
     public let capacity: Int
+    /// What malloc returned (`pointer` is the first cache line boundary in it).
+    private let block: UInt
     private let pool: BufferPool
 
-    fileprivate init(pointer: UnsafeMutablePointer<Float>, capacity: Int, pool: BufferPool) {
-        self.pointer = pointer
+    fileprivate init(block: UInt, capacity: Int, pool: BufferPool) {
+        self.block = block
+        self.pointer = BufferPool.aligned(block)
         self.capacity = capacity
         self.pool = pool
     }
 
-    deinit { pool.recycle(pointer, capacity: capacity) }
+    deinit { pool.recycle(block, capacity: capacity) }
 }
 
 /// Size-bucketed free lists of float buffers. Buckets are quarter powers of two
@@ -55,7 +62,7 @@ public final class BufferPool: Sendable {
     }
 
     private struct State {
-        var free: [Int: [UInt]] = [:]  // bucket size → addresses (pointers are not Sendable)
+        var free: [Int: [UInt]] = [:]  // bucket size → malloc blocks (pointers are not Sendable)
         var stats = Statistics()
     }
 
@@ -68,8 +75,25 @@ public final class BufferPool: Sendable {
     /// Every buffer starts on a cache line. malloc's 16-byte alignment put large buffers 16
     /// bytes past a page, so each 64-byte vector load or store of a row straddled two lines:
     /// oneDNN's sgemm lost 20–35 % on some of ViT-B's shapes on an Ice Lake Xeon that way
-    /// (docs/architecture.md#memory).
+    /// (docs/architecture.md#memory). A buffer is a malloc block `alignment` bytes longer than
+    /// it needs, used from its first line boundary: the same count always asks malloc for the
+    /// same size, so the heap refills a freed block as before. (posix_memalign asks for a
+    /// larger block and splits it, which did not fit the holes the last step left: the MAE
+    /// ViT-S step's resident memory grew by 500 MB.)
     static let alignment = 64
+
+    /// malloc with room to start on a line boundary.
+    private static func allocate(floats: Int) -> UInt {
+        guard let block = malloc(floats * MemoryLayout<Float>.size + alignment) else {
+            fatalError("out of memory allocating \(floats) floats")
+        }
+        return UInt(bitPattern: block)
+    }
+
+    /// The first line boundary in a block from `allocate`.
+    static func aligned(_ block: UInt) -> UnsafeMutablePointer<Float> {
+        UnsafeMutablePointer(bitPattern: (block + UInt(alignment - 1)) & ~UInt(alignment - 1))!
+    }
 
     static func isDirect(_ count: Int) -> Bool { (directFloats..<heapLimitFloats).contains(count) }
 
@@ -77,7 +101,7 @@ public final class BufferPool: Sendable {
     private static let heapConfigured: Bool = {
         #if os(Linux)
         let mmapThreshold: Int32 = -3, trimThreshold: Int32 = -1  // M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
-        return mallopt(mmapThreshold, Int32(heapLimitFloats * MemoryLayout<Float>.size)) == 1
+        return mallopt(mmapThreshold, Int32(heapLimitFloats * MemoryLayout<Float>.size + alignment)) == 1
             && mallopt(trimThreshold, Int32.max) == 1
         #else
         return true
@@ -113,21 +137,17 @@ public final class BufferPool: Sendable {
             s.stats.freshAllocations += 1
             return nil
         }
-        let pointer = reused.flatMap { UnsafeMutablePointer<Float>(bitPattern: $0) }
-            ?? UnsafeMutableRawPointer.allocate(byteCount: size * MemoryLayout<Float>.size, alignment: Self.alignment)
-                .bindMemory(to: Float.self, capacity: size)
-        return Storage(pointer: pointer, capacity: size, pool: self)
+        return Storage(block: reused ?? Self.allocate(floats: size), capacity: size, pool: self)
     }
 
-    fileprivate func recycle(_ pointer: UnsafeMutablePointer<Float>, capacity: Int) {
+    fileprivate func recycle(_ block: UInt, capacity: Int) {
         if Self.isDirect(capacity) {
             state.withLock { $0.stats.liveFloats -= capacity }
-            pointer.deallocate()
+            free(UnsafeMutableRawPointer(bitPattern: block))
             return
         }
-        let address = UInt(bitPattern: pointer)
         state.withLock { s in
-            s.free[capacity, default: []].append(address)
+            s.free[capacity, default: []].append(block)
             s.stats.cachedFloats += capacity
             s.stats.liveFloats -= capacity
         }
@@ -148,7 +168,7 @@ public final class BufferPool: Sendable {
             s.stats.cachedFloats = 0
             return all
         }
-        for a in buffers { UnsafeMutablePointer<Float>(bitPattern: a)?.deallocate() }
+        for block in buffers { free(UnsafeMutableRawPointer(bitPattern: block)) }
         #if os(Linux)
         _ = malloc_trim(0)
         #endif

@@ -40,6 +40,22 @@ import TestSupport
         #expect(s.liveFloats == 0 && s.cachedFloats == 0)
     }
 
+    @Test func everyBufferStartsOnACacheLineAndItsWholeLengthIsUsable() {
+        let pool = BufferPool()
+        // Small and cached, heap-direct, and mapped sizes; odd counts so malloc's own 16-byte
+        // alignment would show; each twice so the second comes from the free list or the heap's hole.
+        for count in [1, 17, 1001, BufferPool.directFloats + 3, BufferPool.heapLimitFloats + 5] {
+            for _ in 0..<2 {
+                let s = pool.storage(count: count)
+                #expect(UInt(bitPattern: s.pointer) % 64 == 0, "count \(count)")
+                // Written end to end: the 64 bytes of slack must cover the shift to the line.
+                s.pointer.update(repeating: 1, count: s.capacity)
+                #expect(s.pointer[s.capacity - 1] == 1)
+            }
+        }
+        pool.trim()
+    }
+
     @Test func gradientsAccumulateAcrossUses() {
         let x = Tensor([1, 2, 3], shape: [3])
         x.requiresGrad = true
