@@ -78,8 +78,7 @@ public final class Classifier: @unchecked Sendable {
         for (name, t) in own {
             guard let src = state[name] else { throw .missing(name) }
             guard src.shape == t.shape else { throw .shapeMismatch(name, expected: t.shape, found: src.shape) }
-            t.pointer.update(from: src.pointer, count: t.count)
-            t.bf16Copy = nil
+            t.load(from: src)
         }
         let names = Set(own.map(\.name))
         if let extra = state.keys.sorted().first(where: { !names.contains($0) }) { throw .unexpected(extra) }
@@ -90,8 +89,7 @@ public final class Classifier: @unchecked Sendable {
         for (name, t) in encoderParameters {
             guard let src = state[name] else { throw .missing(name) }
             guard src.shape == t.shape else { throw .shapeMismatch(name, expected: t.shape, found: src.shape) }
-            t.pointer.update(from: src.pointer, count: t.count)
-            t.bf16Copy = nil
+            t.load(from: src)
         }
     }
 

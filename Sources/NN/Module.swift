@@ -69,8 +69,7 @@ open class Module: @unchecked Sendable {
                 continue
             }
             guard src.shape == t.shape else { throw .shapeMismatch(name, expected: t.shape, found: src.shape) }
-            t.pointer.update(from: src.pointer, count: t.count)
-            t.bf16Copy = nil
+            t.load(from: src)
         }
         if strict, let extra = state.keys.sorted().first(where: { !expected.contains($0) }) {
             throw .unexpected(extra)

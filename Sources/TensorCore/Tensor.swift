@@ -80,6 +80,14 @@ public final class Tensor: @unchecked Sendable {
         return t
     }
 
+    /// Takes `source`'s values (same count), dropping any bf16 copy of the old ones: how
+    /// weights are loaded.
+    public func load(from source: Tensor) {
+        precondition(source.count == count, "load: \(source.shape) into \(shape)")
+        pointer.update(from: source.pointer, count: count)
+        bf16Copy = nil
+    }
+
     /// The same values, detached from the tape (shares storage).
     public func detached() -> Tensor { Tensor(sharing: self, shape: shape) }
 
