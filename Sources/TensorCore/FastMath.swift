@@ -1,8 +1,10 @@
 /// Vectorisable float approximations. libm's `expf`/`erff` never vectorise (~22 ns an element
-/// here); these run 8 lanes at a time in plain Swift. Accuracy is checked against libm in tests.
+/// here); these run 8 or 16 lanes at a time in plain Swift. Accuracy is checked against libm in
+/// tests.
 ///
 /// They are scalar functions meant for plain loops over buffers: LLVM vectorises such loops
-/// (8 lanes with AVX2), while hand-written SIMD8 code with tails was partly scalarised.
+/// (8 lanes with AVX2, 16 in the AVX-512 build, see Package.swift), while hand-written SIMD8
+/// code with tails was partly scalarised.
 public enum FastMath {
     /// e^x, relative error ≲ 2e-7 on [-87, 88]; inputs above clamp to e^88, inputs below
     /// −87.34 give exactly 0 (their true values are denormal). Exact zeros make masked attention
