@@ -3,7 +3,10 @@
 # family this CPU can execute, beside the native choice `swift test` already ran: each OpenBLAS
 # family (which then also runs the small blocks), OpenBLAS alone (MIMSERVE_SGEMM=openblas, no
 # oneDNN sgemm for the large blocks), and oneDNN held to AVX2 on an AVX-512 machine. A tolerance
-# that holds for one kernel only fails here on any machine. Reuses the release test build.
+# that holds for one kernel only fails here on any machine. Then once with released buffers
+# filled with NaN (MIMSERVE_POISON_RELEASED=1): a kernel reading a tensor's memory after the
+# tensor went away, or a fresh buffer before writing it, fails instead of reading stale values.
+# Reuses the release test build.
 set -euo pipefail
 SWIFT=${SWIFT:-swift}
 FILTER='TensorCoreTests|NNTests|OptimTests|ModelsTests'
@@ -17,7 +20,7 @@ has avx2 fma && runs+=("OPENBLAS_CORETYPE=Haswell")
 if has avx512f avx512cd avx512bw avx512dq avx512vl; then
   runs+=("OPENBLAS_CORETYPE=SkylakeX" "DNNL_MAX_CPU_ISA=AVX2")
 fi
-runs+=("MIMSERVE_SGEMM=openblas")
+runs+=("MIMSERVE_SGEMM=openblas" "MIMSERVE_POISON_RELEASED=1")
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for setting in "${runs[@]}"; do

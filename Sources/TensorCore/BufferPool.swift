@@ -140,7 +140,15 @@ public final class BufferPool: Sendable {
         return Storage(block: reused ?? Self.allocate(floats: size), capacity: size, pool: self)
     }
 
+    /// Whether released buffers are filled with NaN (`MIMSERVE_POISON_RELEASED=1`, a test
+    /// setting; the kernel matrix runs the numeric suites with it): a kernel that still reads a
+    /// tensor's memory after the tensor went away (a `pointer` used past its tensor's last use,
+    /// which Swift may release early) or reads a fresh buffer before writing it then reads NaN
+    /// and fails its test, instead of silently reading what another owner wrote.
+    static let poisonsReleased = Atomic<Bool>(getenv("MIMSERVE_POISON_RELEASED").map { String(cString: $0) == "1" } ?? false)
+
     fileprivate func recycle(_ block: UInt, capacity: Int) {
+        if Self.poisonsReleased.load(ordering: .relaxed) { Self.aligned(block).update(repeating: .nan, count: capacity) }
         if Self.isDirect(capacity) {
             state.withLock { $0.stats.liveFloats -= capacity }
             free(UnsafeMutableRawPointer(bitPattern: block))

@@ -59,6 +59,9 @@ public final class Tensor: @unchecked Sendable {
         UnsafeMutableBufferPointer(start: storage.pointer, count: count)
     }
 
+    /// The first element. Valid while the tensor lives, and Swift may release a tensor right
+    /// after its last use in the source: a pointer used later needs `withExtendedLifetime`
+    /// (tests catch a slip with `MIMSERVE_POISON_RELEASED=1`, see `BufferPool`).
     public var pointer: UnsafeMutablePointer<Float> { storage.pointer }
 
     public var rank: Int { shape.count }

@@ -56,6 +56,21 @@ import TestSupport
         pool.trim()
     }
 
+    /// The test setting that makes reads of released memory fail loudly (turned on here for
+    /// a moment; correct code never reads a released buffer, so other tests cannot notice).
+    @Test func releasedBuffersReadNaNWhenPoisoningIsOn() {
+        let pool = BufferPool()
+        let was = BufferPool.poisonsReleased.exchange(true, ordering: .relaxed)
+        defer { BufferPool.poisonsReleased.store(was, ordering: .relaxed) }
+        var storage: Storage? = pool.storage(count: 1001)
+        let p = storage!.pointer, capacity = storage!.capacity
+        p.update(repeating: 1, count: capacity)
+        storage = nil  // back on the pool's free list, still mapped
+        #expect((0..<capacity).allSatisfy { p[$0].isNaN })
+        #expect(pool.storage(count: 1001).pointer == p, "the same block is handed out again, still NaN until written")
+        pool.trim()
+    }
+
     @Test func gradientsAccumulateAcrossUses() {
         let x = Tensor([1, 2, 3], shape: [3])
         x.requiresGrad = true
