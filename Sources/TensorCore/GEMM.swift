@@ -16,33 +16,38 @@ public enum FLOPCounter {
     public static func reset() { total.store(0, ordering: .relaxed) }
 }
 
-/// Row-major single-precision GEMM: C = alpha · op(A) · op(B) + beta · C, with op(A) M×K and
-/// op(B) K×N. `lda`, `ldb`, `ldc` are row strides, so strided sub-matrices (a head inside a
-/// fused qkv row) need no copy.
+/// Row-major single-precision GEMM: C = alpha · op(A) · op(B) + bias + beta · C, with op(A)
+/// M×K and op(B) K×N. `lda`, `ldb`, `ldc` are row strides, so strided sub-matrices (a head
+/// inside a fused qkv row) need no copy. `bias` (one float per column of C, added to every
+/// row) may be nil; with a bias, beta must be 0.
 ///
 /// Work is split by us into row or column blocks run on `ComputeThreads.count` threads, each a
-/// single-threaded OpenBLAS call; OpenBLAS's own threads stay at one (see `ComputeThreads`).
+/// single-threaded OpenBLAS or oneDNN call; OpenBLAS's own threads stay at one (see
+/// `ComputeThreads`). Each block writes its own part of the bias, just before its product reads
+/// that part back, so the bias costs no pass of its own over C.
 public func gemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-    b: UnsafePointer<Float>, ldb: Int,
+    b: UnsafePointer<Float>, ldb: Int, bias: UnsafePointer<Float>? = nil,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
     threads: Int? = nil
 ) {
+    precondition(bias == nil || beta == 0, "GEMM with a bias takes beta 0, got \(beta)")
     if m == 0 || n == 0 { return }
     let t = threads ?? ComputeThreads.count
     // Read on the calling thread: the split below runs on pool threads that never set it.
     if BF16.isOn && k > 0 {
         let pa = BF16Matrix(a, rows: transA ? k : m, cols: transA ? m : k, ld: lda, threads: t)
         let pb = BF16Matrix(b, rows: transB ? n : k, cols: transB ? k : n, ld: ldb, threads: t)
-        gemm(transA: transA, transB: transB, alpha: alpha, a: pa, b: pb, beta: beta, c: c, ldc: ldc, threads: t)
+        gemm(transA: transA, transB: transB, alpha: alpha, a: pa, b: pb, bias: bias, beta: beta, c: c, ldc: ldc, threads: t)
         return
     }
     FLOPCounter.add(2 * m * n * k)
+    let kernel = SGEMMKernel.choose(transA: transA, transB: transB, m: m, n: n)
     // Below ~2 MFLOP a split costs more than it saves.
     let parts = m * n * k < 1 << 20 ? 1 : t
     if parts <= 1 {
-        sgemmCall(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        sgemmCall(transA, transB, m, n, k, alpha, a, lda, b, ldb, bias, beta, c, ldc, kernel: kernel)
         return
     }
     // Split the larger output dimension; the other operand is shared read-only.
@@ -51,30 +56,38 @@ public func gemm(
             let lo = m * p / parts, hi = m * (p + 1) / parts
             guard lo < hi else { return }
             let aOff = transA ? lo : lo * lda
-            sgemmCall(transA, transB, hi - lo, n, k, alpha, a + aOff, lda, b, ldb, beta, c + lo * ldc, ldc)
+            sgemmCall(transA, transB, hi - lo, n, k, alpha, a + aOff, lda, b, ldb, bias, beta, c + lo * ldc, ldc, kernel: kernel)
         }
     } else {
         DispatchApply.run(parts) { p in
             let lo = n * p / parts, hi = n * (p + 1) / parts
             guard lo < hi else { return }
             let bOff = transB ? lo * ldb : lo
-            sgemmCall(transA, transB, m, hi - lo, k, alpha, a, lda, b + bOff, ldb, beta, c + lo, ldc)
+            sgemmCall(transA, transB, m, hi - lo, k, alpha, a, lda, b + bOff, ldb, bias.map { $0 + lo }, beta, c + lo, ldc,
+                      kernel: kernel)
         }
     }
 }
 
+/// One single-threaded block of `gemm`. A bias is written into C first, then summed onto.
 @inline(__always)
 func sgemmCall(
     _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    _ bias: UnsafePointer<Float>?, _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+    kernel: SGEMMKernel = SGEMMKernel.current
 ) {
+    var beta = beta
+    if let bias {
+        for i in 0..<m { (c + i * ldc).update(from: bias, count: n) }
+        beta = 1
+    }
     if k == 0 {
         // BLAS leaves C untouched when K = 0 only if beta = 1; make the empty sum explicit.
         for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : c[i * ldc + j] * beta } }
         return
     }
-    if SGEMMKernel.current == .oneDNN, m * n * k >= SGEMMKernel.oneDNNFrom {
+    if kernel == .oneDNN, m * n * k >= SGEMMKernel.oneDNNFrom {
         let status = mims_sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         precondition(status == 0, "oneDNN sgemm \(m)×\(n)×\(k) failed with status \(status)")
         return
@@ -94,6 +107,17 @@ public enum SGEMMKernel: String, Sendable {
 
     public static let current: SGEMMKernel = getenv("MIMSERVE_SGEMM").flatMap { SGEMMKernel(rawValue: String(cString: $0)) } ?? .oneDNN
     static let oneDNNFrom = 1 << 22
+
+    /// The library for a whole product (all its blocks), by its shape alone, so a given shape
+    /// always sums in the same order. One exception to `current`: weight gradients of layers
+    /// that widen 384 or 512 features (C = Aᵀ·B, M > N, N in 384…512: attention's qkv and the
+    /// MLP's first layer of ViT-S, the ViT decoders and Swin's third stage) run 25–45 % faster
+    /// in OpenBLAS: oneDNN 2.6 reads their K-strided operands slowly at these leading dimensions
+    /// (padding them recovers most of it; measured on an Ice Lake Xeon, docs/architecture.md).
+    static func choose(transA: Bool, transB: Bool, m: Int, n: Int) -> SGEMMKernel {
+        if current == .oneDNN, transA, !transB, m > n, (384...512).contains(n) { return .openBLAS }
+        return current
+    }
 }
 
 /// A matrix rounded to bf16 (nearest even) once, stored densely: the operand form of bf16

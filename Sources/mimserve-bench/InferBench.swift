@@ -21,6 +21,8 @@ struct InferBench: ParsableCommand {
     @Option(help: "Thread count (default: all cores).") var threads: Int?
     @Option(help: "A JPEG or PNG to send (default: Public/samples/cat.jpg).") var image: String?
     @Option(help: "The job's precision, which the service serves in: fp32, or bf16 (needs AVX512_BF16 or AMX).") var precision = Precision.fp32
+    @Flag(help: "Also time as many more model passes per kind of work (GEMM, attention, norm, activation, memory movement, …).")
+    var profile = false
 
     func run() throws {
         guard Precision.supported.contains(precision) else {
@@ -28,18 +30,24 @@ struct InferBench: ParsableCommand {
         }
         if let threads { ComputeThreads.set(threads) }
         let photo = try [UInt8](Data(contentsOf: URL(fileURLWithPath: image ?? Self.samplePath())))
-        var rows: [Record] = []
+        var rows: [Record] = [], profiles: [Record] = []
         for pair in presets.split(separator: ",") {
             let parts = pair.split(separator: ":").map(String.init)
             guard parts.count == 2, let method = Method(rawValue: parts[0]) else {
                 throw ValidationError("--presets takes method:preset pairs, got '\(pair)'")
             }
             let preset = try Presets.resolve(method: method, preset: parts[1])
-            rows += try measure(preset, photo: photo)
+            let (measured, profiled) = try measure(preset, photo: photo)
+            rows += measured
+            profiles += profiled
         }
         rows.forEach(Report.emit)
         Report.table(rows, columns: ["case", "task", "precision", "batch", "model_ms", "end_to_end_ms", "end_to_end_per_image_ms", "passes_per_run", "decode_ms", "png_ms",
                                      "png_bytes", "peak_rss_mb"])
+        if profile {
+            profiles.forEach(Report.emit)
+            Report.table(profiles, columns: ["case", "task", "batch", "kind", "ms_per_step", "share", "calls_per_step"])
+        }
     }
 
     static func samplePath() -> String {
@@ -48,7 +56,8 @@ struct InferBench: ParsableCommand {
     }
 
     /// One preset: a one-step job makes a real checkpoint, which the service then serves.
-    func measure(_ preset: Preset, photo: [UInt8]) throws -> [Record] {
+    /// Returns the timing rows, and with `--profile` the model passes' time per kind of work.
+    func measure(_ preset: Preset, photo: [UInt8]) throws -> ([Record], [Record]) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-infer-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
@@ -76,7 +85,7 @@ struct InferBench: ParsableCommand {
         let pngMS = time { _ = try? PNGEncoder.encode(strip, fast: true) }  // as the service encodes
         let compactPNGMS = time { _ = try? PNGEncoder.encode(strip) }       // libpng's default, for comparison
         let compactPNGBytes = try PNGEncoder.encode(strip).count
-        var rows: [Record] = []
+        var rows: [Record] = [], profiles: [Record] = []
         for batch in [1, 8] {
             var rng = RandomGenerator(seed: 2)
             let x = Tensor(zeros: [batch, 3, size, size])
@@ -101,6 +110,23 @@ struct InferBench: ParsableCommand {
             let passes = Double(service.batchCounts.batches - before) / Double(runs + 1)
             let images = Array(repeating: photo, count: batch)
             let featuresE2E = time { _ = blocking { try await service.features(jobID: id, step: nil, images: images, pool: .mean) } }
+            if profile {
+                // Separate passes: the spans' clock reads must not touch the figures above.
+                let passes: [(String, () -> Void)] = [("reconstruct", { _ = BF16.gemms(bf16) { model.reconstruct(x, mask: mask) } }),
+                                                      ("features", { _ = BF16.gemms(bf16) { model.features(x, pool: .mean) } })]
+                for (task, pass) in passes {
+                    var times: [Double] = []
+                    let totals = Profiler.collect { times = (0..<runs).map { _ in timed(pass) } }
+                    var base = Record()
+                    base["case"] = "\(preset.model.method.rawValue)/\(preset.name)"; base["precision"] = precision.rawValue
+                    profiles += StepProfile.records(StepProfile(totals: totals, steps: runs, stepSeconds: times.reduce(0, +) / Double(runs)),
+                                                    base: base).map { r in
+                        var r = r
+                        r["task"] = task; r["batch"] = batch
+                        return r
+                    }
+                }
+            }
             for (task, modelMS, e2eMS) in [("reconstruct", reconstructModel, reconstructE2E), ("features", featuresModel, featuresE2E)] {
                 var r = Record()
                 r["suite"] = "infer"; r["case"] = "\(preset.model.method.rawValue)/\(preset.name)"; r["task"] = task
@@ -118,7 +144,7 @@ struct InferBench: ParsableCommand {
                 rows.append(r)
             }
         }
-        return rows
+        return (rows, profiles)
     }
 
     /// Median milliseconds of `runs` runs after one warm-up run.

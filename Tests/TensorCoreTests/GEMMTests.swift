@@ -6,8 +6,9 @@ import TestSupport
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func gemmMatchesNaiveTwin(transA: Bool, transB: Bool) {
         // Odd sizes; the large cases exceed the split threshold so both threads get work, and
-        // the last one's blocks are large enough for oneDNN's sgemm (`SGEMMKernel`) on 1 or 2 threads.
-        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 13), (131, 67, 129), (61, 263, 97), (521, 131, 161)] {
+        // the last two's blocks are large enough for oneDNN's sgemm (`SGEMMKernel`) on 1 or 2
+        // threads; the last one, transposed as Aᵀ·B, is a shape `SGEMMKernel.choose` gives OpenBLAS.
+        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 13), (131, 67, 129), (61, 263, 97), (521, 131, 161), (1031, 397, 43)] {
             let a = randomTensor(transA ? [k, m] : [m, k], seed: 1)
             let b = randomTensor(transB ? [n, k] : [k, n], seed: 2)
             let c0 = randomTensor([m, n], seed: 3)
@@ -21,6 +22,36 @@ import TestSupport
                 #expect(maxAbsDiff(c.scalars, expected.scalars) < 1e-4, "\(m)×\(n)×\(k)")
             }
         }
+    }
+
+    /// A bias is written by each block into its own rows or columns of C before its product is
+    /// summed onto it: both split directions, one and two threads, against the naive twin.
+    @Test func gemmWithBiasMatchesNaiveTwinPlusBias() {
+        for (m, n, k) in [(3, 5, 7), (263, 61, 97), (61, 263, 97)] {
+            let a = randomTensor([m, k], seed: 7), b = randomTensor([n, k], seed: 8), bias = randomTensor([n], seed: 9)
+            let expected = Tensor(zeros: [m, n])
+            for i in 0..<m { for j in 0..<n { expected.pointer[i * n + j] = bias.pointer[j] } }
+            naiveGemm(transA: false, transB: true, m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: k,
+                      beta: 1, c: expected.pointer, ldc: n)
+            withThreadCounts { _ in
+                let c = randomTensor([m, n], seed: 10)  // whatever C held before does not count
+                gemm(transA: false, transB: true, m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: k,
+                     bias: bias.pointer, c: c.pointer, ldc: n)
+                #expect(maxAbsDiff(c.scalars, expected.scalars) < 1e-4, "\(m)×\(n)×\(k)")
+            }
+        }
+    }
+
+    @Test func theKernelForAShapeFollowsTheRule() {
+        guard SGEMMKernel.current == .oneDNN else { return }
+        // Weight gradients of layers widening 384–512 features: OpenBLAS.
+        #expect(SGEMMKernel.choose(transA: true, transB: false, m: 1536, n: 512) == .openBLAS)
+        #expect(SGEMMKernel.choose(transA: true, transB: false, m: 1152, n: 384) == .openBLAS)
+        // Everything else stays with oneDNN: other widths, narrowing layers, other transposes.
+        #expect(SGEMMKernel.choose(transA: true, transB: false, m: 3072, n: 768) == .oneDNN)
+        #expect(SGEMMKernel.choose(transA: true, transB: false, m: 512, n: 2048) == .oneDNN)
+        #expect(SGEMMKernel.choose(transA: false, transB: false, m: 1536, n: 512) == .oneDNN)
+        #expect(SGEMMKernel.choose(transA: false, transB: true, m: 1536, n: 512) == .oneDNN)
     }
 
     /// How a kernel splits its work can change the order of its sums, so tests that vary the

@@ -44,10 +44,10 @@ extension Tensor {
                     let b = u / H, h = u % H
                     let qb = q + b * L * ld + h * dh, kb = qb + D, vb = qb + 2 * D
                     let p = pAll + u * LL
-                    sgemmCall(false, true, L, L, dh, scale, qb, ld, kb, ld, 0, p, L)
+                    sgemmCall(false, true, L, L, dh, scale, qb, ld, kb, ld, nil, 0, p, L)
                     softmaxBlock(p, L, bias: biasP.map { $0 + ((b % biasBatches) * H + h) * LL },
                                  mask: maskP.map { $0 + (b % maskBatches) * LL })
-                    sgemmCall(false, false, L, dh, L, 1, p, L, vb, ld, 0, o + b * L * D + h * dh, D)
+                    sgemmCall(false, false, L, dh, L, 1, p, L, vb, ld, nil, 0, o + b * L * D + h * dh, D)
                 }
             }
             return out.recording("attention", .attention, [qkv] + (bias.map { [$0] } ?? [])) { g in
@@ -70,13 +70,13 @@ extension Tensor {
                         let gO = gp + b * L * D + h * dh
                         let p = pAll + u * LL
                         // dV = Pᵀ·dO ; dP = dO·Vᵀ
-                        sgemmCall(true, false, L, dh, L, 1, p, L, gO, D, 0, dV, ld)
-                        sgemmCall(false, true, L, L, dh, 1, gO, D, vb, ld, 0, dP, L)
+                        sgemmCall(true, false, L, dh, L, 1, p, L, gO, D, nil, 0, dV, ld)
+                        sgemmCall(false, true, L, L, dh, 1, gO, D, vb, ld, nil, 0, dP, L)
                         // dS = P ⊙ (dP − rowsum(dP ⊙ P)), written over P (P is not needed after).
                         for r in 0..<L { softmaxBackwardRow(p + r * L, dP + r * L, p + r * L, L, 0) }
                         // dQ = scale·dS·K ; dK = scale·dSᵀ·Q
-                        sgemmCall(false, false, L, dh, L, scale, p, L, kb, ld, 0, dQ, ld)
-                        sgemmCall(true, false, L, dh, L, scale, p, L, qb, ld, 0, dK, ld)
+                        sgemmCall(false, false, L, dh, L, scale, p, L, kb, ld, nil, 0, dQ, ld)
+                        sgemmCall(true, false, L, dh, L, scale, p, L, qb, ld, nil, 0, dK, ld)
                     }
                 }
                 if let dqkvT {

@@ -26,9 +26,8 @@ extension Tensor {
             geometry.im2col(pointer, cols.pointer)
             let out = Tensor(uninitialized: [B, Ho, Wo, Cout])
             let y = out.pointer, wp = weight.pointer
-            if let bias { for r in 0..<rows { (y + r * Cout).update(from: bias.pointer, count: Cout) } }
             gemm(transA: false, transB: true, m: rows, n: Cout, k: K, a: cols.pointer, lda: K,
-                 b: wp, ldb: K, beta: bias == nil ? 0 : 1, c: y, ldc: Cout)
+                 b: wp, ldb: K, bias: bias?.pointer, c: y, ldc: Cout)
             return out.recording("conv2d", .conv, [self, weight] + (bias.map { [$0] } ?? [])) { g in
                 let gp = g.pointer
                 if weight.requiresGrad {

@@ -11,13 +11,8 @@ extension Tensor {
             let rows = count / max(inF, 1)
             if BF16.isOn && rows > 0 && inF > 0 && outF > 0 { return linearBF16(weight: weight, bias: bias, rows: rows) }
             let out = Tensor(uninitialized: Array(shape.dropLast()) + [outF])
-            let y = out.pointer
-            if let bias {
-                let b = bias.pointer
-                for r in 0..<rows { (y + r * outF).update(from: b, count: outF) }
-            }
             gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: pointer, lda: inF,
-                 b: weight.pointer, ldb: inF, beta: bias == nil ? 0 : 1, c: y, ldc: outF)
+                 b: weight.pointer, ldb: inF, bias: bias?.pointer, c: out.pointer, ldc: outF)
             return out.recording("linear", .gemm, [self, weight] + (bias.map { [$0] } ?? [])) { g in
                 let gp = g.pointer
                 if self.requiresGrad {
