@@ -92,8 +92,11 @@ struct InferBench: ParsableCommand {
             for i in 0..<x.count { x.pointer[i] = rng.normal() }
             let mask = model.sampleMask(batch: batch, ratio: nil, rng: &rng)
             let bf16 = precision == .bf16
-            let reconstructModel = time { _ = BF16.gemms(bf16) { model.reconstruct(x, mask: mask) } }
-            let featuresModel = time { _ = BF16.gemms(bf16) { model.features(x, pool: .mean) } }
+            let modelPasses: [(task: String, pass: () -> Void)] = [
+                ("reconstruct", { _ = BF16.gemms(bf16) { model.reconstruct(x, mask: mask) } }),
+                ("features", { _ = BF16.gemms(bf16) { model.features(x, pool: .mean) } }),
+            ]
+            let reconstructModel = time(modelPasses[0].pass), featuresModel = time(modelPasses[1].pass)
             // The API reconstructs one image per request: a batch of 8 is 8 requests sent at once,
             // each with its own seed, which the service batches.
             let before = service.batchCounts.batches
@@ -112,9 +115,7 @@ struct InferBench: ParsableCommand {
             let featuresE2E = time { _ = blocking { try await service.features(jobID: id, step: nil, images: images, pool: .mean) } }
             if profile {
                 // Separate passes: the spans' clock reads must not touch the figures above.
-                let passes: [(String, () -> Void)] = [("reconstruct", { _ = BF16.gemms(bf16) { model.reconstruct(x, mask: mask) } }),
-                                                      ("features", { _ = BF16.gemms(bf16) { model.features(x, pool: .mean) } })]
-                for (task, pass) in passes {
+                for (task, pass) in modelPasses {
                     var times: [Double] = []
                     let totals = Profiler.collect { times = (0..<runs).map { _ in timed(pass) } }
                     var base = Record()
