@@ -24,13 +24,14 @@ public enum FLOPCounter {
 /// Work is split by us into row or column blocks run on `ComputeThreads.count` threads, each a
 /// single-threaded OpenBLAS or oneDNN call; OpenBLAS's own threads stay at one (see
 /// `ComputeThreads`). Each block writes its own part of the bias, just before its product reads
-/// that part back, so the bias costs no pass of its own over C.
+/// that part back, so the bias costs no pass of its own over C. `kernel` forces a library for
+/// every block (benchmarks compare them); nil means `SGEMMKernel.current`.
 public func gemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int, bias: UnsafePointer<Float>? = nil,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
-    threads: Int? = nil
+    threads: Int? = nil, kernel: SGEMMKernel? = nil
 ) {
     precondition(bias == nil || beta == 0, "GEMM with a bias takes beta 0, got \(beta)")
     if m == 0 || n == 0 { return }
@@ -43,7 +44,8 @@ public func gemm(
         return
     }
     FLOPCounter.add(2 * m * n * k)
-    let kernel = SGEMMKernel.choose(transA: transA, transB: transB, m: m, n: n)
+    GEMMShapes.note(transA: transA, transB: transB, m: m, n: n, k: k)
+    let kernel = kernel ?? SGEMMKernel.current
     // Below ~2 MFLOP a split costs more than it saves.
     let parts = m * n * k < 1 << 20 ? 1 : t
     if parts <= 1 {
@@ -107,17 +109,6 @@ public enum SGEMMKernel: String, Sendable {
 
     public static let current: SGEMMKernel = getenv("MIMSERVE_SGEMM").flatMap { SGEMMKernel(rawValue: String(cString: $0)) } ?? .oneDNN
     static let oneDNNFrom = 1 << 22
-
-    /// The library for a whole product (all its blocks), by its shape alone, so a given shape
-    /// always sums in the same order. One exception to `current`: weight gradients of layers
-    /// that widen 384 or 512 features (C = Aᵀ·B, M > N, N in 384…512: attention's qkv and the
-    /// MLP's first layer of ViT-S, the ViT decoders and Swin's third stage) run 25–45 % faster
-    /// in OpenBLAS: oneDNN 2.6 reads their K-strided operands slowly at these leading dimensions
-    /// (padding them recovers most of it; measured on an Ice Lake Xeon, docs/architecture.md).
-    static func choose(transA: Bool, transB: Bool, m: Int, n: Int) -> SGEMMKernel {
-        if current == .oneDNN, transA, !transB, m > n, (384...512).contains(n) { return .openBLAS }
-        return current
-    }
 }
 
 /// A matrix rounded to bf16 (nearest even) once, stored densely: the operand form of bf16

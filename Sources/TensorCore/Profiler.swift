@@ -69,3 +69,35 @@ public enum Profiler {
         return result
     }
 }
+
+/// The fp32 products a piece of work runs through `gemm`, by shape (`mimserve-bench train
+/// --kernels` times each shape in each library). Off unless code runs inside `record`; the
+/// per-head products inside attention call the libraries directly and are not counted.
+public enum GEMMShapes {
+    public struct Shape: Hashable, Sendable {
+        public let transA: Bool
+        public let transB: Bool
+        public let m: Int
+        public let n: Int
+        public let k: Int
+    }
+
+    final class Recorder: Sendable {
+        let counts = Mutex<[Shape: Int]>([:])
+    }
+
+    @TaskLocal static var recorder: Recorder?
+
+    /// Runs `body`; returns how many times each shape ran in it on this thread.
+    public static func record(_ body: () throws -> Void) rethrows -> [Shape: Int] {
+        let r = Recorder()
+        try $recorder.withValue(r, operation: body)
+        return r.counts.withLock { $0 }
+    }
+
+    @inline(__always)
+    static func note(transA: Bool, transB: Bool, m: Int, n: Int, k: Int) {
+        guard let r = recorder else { return }
+        r.counts.withLock { $0[Shape(transA: transA, transB: transB, m: m, n: n, k: k), default: 0] += 1 }
+    }
+}

@@ -26,6 +26,8 @@ struct TrainBench: ParsableCommand {
     @Option(help: "pretrain, or finetune: the encoder under a 10-class linear head on every token.") var task = JobTask.pretrain
     @Flag(help: "After the timed steps, time as many more per kind of work (GEMM, attention, norm, activation, memory movement, optimizer, …).")
     var profile = false
+    @Flag(help: "After the timed steps, time each GEMM shape of a step in oneDNN and in OpenBLAS, alternated, and the step's GEMMs in each library and in the faster one per shape.")
+    var kernels = false
 
     func run() throws {
         guard Precision.supported.contains(precision) else {
@@ -38,8 +40,8 @@ struct TrainBench: ParsableCommand {
         if let threads { ComputeThreads.set(threads) }
         let peak = noPeak ? Double.nan : SGEMMPeak.measure()
         let timer = TrainStepTimer(preset: p, batch: batch ?? p.recipe.defaultBatchSize, warmup: warmup, steps: steps,
-                                   precision: precision, recompute: recompute, profile: profile, task: task)
-        var (r, profiled) = try timer.run()
+                                   precision: precision, recompute: recompute, profile: profile, kernels: kernels, task: task)
+        var (r, profiled, shapes) = try timer.run()
         r["peak_gflops"] = peak
         r["peak_ratio"] = (r["gflops"] as! Double) / peak
         Report.emit(r)
@@ -50,6 +52,69 @@ struct TrainBench: ParsableCommand {
             rows.forEach(Report.emit)
             Report.table(rows, columns: ["kind", "forward_ms", "backward_ms", "update_ms", "ms_per_step", "share", "calls_per_step"])
         }
+        if kernels {
+            let rows = KernelComparison.records(shapes, case: r["case"] as! String, rounds: steps)
+            rows.forEach(Report.emit)
+            Report.table(rows, columns: ["shape", "calls_per_step", "onednn_gflops", "openblas_gflops", "faster", "onednn_ms_per_step",
+                                         "openblas_ms_per_step", "faster_ms_per_step"])
+        }
+    }
+}
+
+/// Each GEMM shape of a step timed in both libraries (`gemm`'s own split on all threads,
+/// dense operands), the libraries alternated call by call so a guest's drifting speed falls on
+/// both alike; medians over `rounds`. The last row sums the step: every product in oneDNN,
+/// every product in OpenBLAS, and each in the library that ran it faster (what a rule by shape
+/// could gain at most, before noise). Blocks under `SGEMMKernel`'s size threshold run in
+/// OpenBLAS either way.
+enum KernelComparison {
+    static func records(_ shapes: [GEMMShapes.Shape: Int], case name: String, rounds: Int) -> [Record] {
+        var rows: [Record] = []
+        var totals = (oneDNN: 0.0, openBLAS: 0.0, faster: 0.0)
+        let ordered = shapes.sorted { a, b in
+            let fa = a.value * a.key.m * a.key.n * a.key.k, fb = b.value * b.key.m * b.key.n * b.key.k
+            return fa != fb ? fa > fb : "\(a.key)" < "\(b.key)"
+        }
+        var rng = RandomGenerator(seed: 3)
+        for (s, calls) in ordered {
+            let a = Init.normal([s.m * s.k], std: 1, rng: &rng), b = Init.normal([s.k * s.n], std: 1, rng: &rng)
+            let c = Tensor(zeros: [s.m * s.n])
+            func run(_ kernel: SGEMMKernel) -> Double {
+                timed {
+                    gemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: a.pointer, lda: s.transA ? s.m : s.k,
+                         b: b.pointer, ldb: s.transB ? s.k : s.n, c: c.pointer, ldc: s.n, kernel: kernel)
+                }
+            }
+            _ = (run(.oneDNN), run(.openBLAS))  // warm-up
+            var times: [SGEMMKernel: [Double]] = [:]
+            for _ in 0..<max(rounds, 1) {
+                for kernel in [SGEMMKernel.oneDNN, .openBLAS] { times[kernel, default: []].append(run(kernel)) }
+            }
+            let oneDNN = median(times[.oneDNN]!), openBLAS = median(times[.openBLAS]!)
+            let faster = min(oneDNN, openBLAS)
+            let flops = 2 * Double(s.m * s.n * s.k)
+            var r = Record()
+            r["suite"] = "kernels"; r["case"] = name
+            r["shape"] = "\(s.transA ? "T" : "N")\(s.transB ? "T" : "N") \(s.m)×\(s.n)×\(s.k)"
+            r["calls_per_step"] = calls
+            r["onednn_gflops"] = flops / oneDNN / 1e9
+            r["openblas_gflops"] = flops / openBLAS / 1e9
+            r["faster"] = (oneDNN <= openBLAS ? SGEMMKernel.oneDNN : .openBLAS).rawValue
+            r["onednn_ms_per_step"] = oneDNN * Double(calls) * 1000
+            r["openblas_ms_per_step"] = openBLAS * Double(calls) * 1000
+            r["faster_ms_per_step"] = faster * Double(calls) * 1000
+            totals.oneDNN += oneDNN * Double(calls)
+            totals.openBLAS += openBLAS * Double(calls)
+            totals.faster += faster * Double(calls)
+            rows.append(r)
+        }
+        var step = Record()
+        step["suite"] = "kernels"; step["case"] = name; step["shape"] = "step"
+        step["calls_per_step"] = shapes.values.reduce(0, +)
+        step["onednn_ms_per_step"] = totals.oneDNN * 1000
+        step["openblas_ms_per_step"] = totals.openBLAS * 1000
+        step["faster_ms_per_step"] = totals.faster * 1000
+        return rows + [step]
     }
 }
 
@@ -78,12 +143,15 @@ struct TrainStepTimer {
     var recompute = false
     /// Also runs `steps` profiled steps after the timed ones.
     var profile = false
+    /// Also records the GEMM shapes of one more step.
+    var kernels = false
     var task = JobTask.pretrain
     /// Classes of the fine-tuning head.
     static let classes = 10
 
-    /// The timing record, and the profile of as many more steps when asked for.
-    func run() throws -> (Record, StepProfile?) {
+    /// The timing record, the profile of as many more steps when asked for, and the GEMM
+    /// shapes of one more step when asked for (empty otherwise).
+    func run() throws -> (Record, StepProfile?, [GEMMShapes.Shape: Int]) {
         let model = try ModelRegistry.make(preset.model, seed: 0)
         let r = preset.recipe
         let finetune = task == .finetune
@@ -136,11 +204,12 @@ struct TrainStepTimer {
         rec["estimated_peak_rss_mb"] = Double(estimate.peakBytes) / 1048576
         rec["estimated_gflop_per_image"] = estimate.flopsPerStep / Double(batch) / 1e9
         rec["fresh_allocs_per_step"] = Double(BufferPool.shared.statistics.freshAllocations - allocs) / Double(steps)
-        guard profile else { return (rec, nil) }
+        let shapes = kernels ? GEMMShapes.record { step() } : [:]
+        guard profile else { return (rec, nil, shapes) }
         // Separate steps: the spans' clock reads must not touch the figures above.
         var profiledTimes: [Double] = []
         let totals = Profiler.collect { profiledTimes = (0..<steps).map { _ in timed(step) } }
-        return (rec, StepProfile(totals: totals, steps: steps, stepSeconds: profiledTimes.reduce(0, +) / Double(steps)))
+        return (rec, StepProfile(totals: totals, steps: steps, stepSeconds: profiledTimes.reduce(0, +) / Double(steps)), shapes)
     }
 }
 

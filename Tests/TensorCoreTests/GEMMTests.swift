@@ -6,9 +6,9 @@ import TestSupport
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func gemmMatchesNaiveTwin(transA: Bool, transB: Bool) {
         // Odd sizes; the large cases exceed the split threshold so both threads get work, and
-        // the last two's blocks are large enough for oneDNN's sgemm (`SGEMMKernel`) on 1 or 2
-        // threads; the last one, transposed as Aᵀ·B, is a shape `SGEMMKernel.choose` gives OpenBLAS.
-        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 13), (131, 67, 129), (61, 263, 97), (521, 131, 161), (1031, 397, 43)] {
+        // the last one's blocks are large enough for oneDNN's sgemm (`SGEMMKernel`) on 1 or 2
+        // threads. Each runs in the default library and in each one forced (the benchmark's way).
+        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 13), (131, 67, 129), (61, 263, 97), (521, 131, 161)] {
             let a = randomTensor(transA ? [k, m] : [m, k], seed: 1)
             let b = randomTensor(transB ? [n, k] : [k, n], seed: 2)
             let c0 = randomTensor([m, n], seed: 3)
@@ -16,10 +16,12 @@ import TestSupport
             naiveGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: transA ? m : k,
                       b: b.pointer, ldb: transB ? k : n, beta: 1, c: expected.pointer, ldc: n)
             withThreadCounts { _ in
-                let c = c0.copy()
-                gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: transA ? m : k,
-                     b: b.pointer, ldb: transB ? k : n, beta: 1, c: c.pointer, ldc: n)
-                #expect(maxAbsDiff(c.scalars, expected.scalars) < 1e-4, "\(m)×\(n)×\(k)")
+                for kernel in [nil, SGEMMKernel.oneDNN, .openBLAS] {
+                    let c = c0.copy()
+                    gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: transA ? m : k,
+                         b: b.pointer, ldb: transB ? k : n, beta: 1, c: c.pointer, ldc: n, kernel: kernel)
+                    #expect(maxAbsDiff(c.scalars, expected.scalars) < 1e-4, "\(m)×\(n)×\(k) in \(kernel?.rawValue ?? "the default")")
+                }
             }
         }
     }
@@ -42,16 +44,16 @@ import TestSupport
         }
     }
 
-    @Test func theKernelForAShapeFollowsTheRule() {
-        guard SGEMMKernel.current == .oneDNN else { return }
-        // Weight gradients of layers widening 384–512 features: OpenBLAS.
-        #expect(SGEMMKernel.choose(transA: true, transB: false, m: 1536, n: 512) == .openBLAS)
-        #expect(SGEMMKernel.choose(transA: true, transB: false, m: 1152, n: 384) == .openBLAS)
-        // Everything else stays with oneDNN: other widths, narrowing layers, other transposes.
-        #expect(SGEMMKernel.choose(transA: true, transB: false, m: 3072, n: 768) == .oneDNN)
-        #expect(SGEMMKernel.choose(transA: true, transB: false, m: 512, n: 2048) == .oneDNN)
-        #expect(SGEMMKernel.choose(transA: false, transB: false, m: 1536, n: 512) == .oneDNN)
-        #expect(SGEMMKernel.choose(transA: false, transB: true, m: 1536, n: 512) == .oneDNN)
+    /// A linear layer's forward and backward, recorded: x·Wᵀ, dy·W and dyᵀ·x, once each.
+    @Test func gemmShapesRecordsEachProductOfALinearLayer() {
+        let x = randomTensor([6, 5], seed: 11), w = randomTensor([7, 5], seed: 12)
+        x.requiresGrad = true
+        w.requiresGrad = true
+        let shapes = GEMMShapes.record { x.linear(weight: w).sum().backward() }
+        #expect(shapes == [GEMMShapes.Shape(transA: false, transB: true, m: 6, n: 7, k: 5): 1,
+                           GEMMShapes.Shape(transA: false, transB: false, m: 6, n: 5, k: 7): 1,
+                           GEMMShapes.Shape(transA: true, transB: false, m: 7, n: 5, k: 6): 1])
+        #expect(GEMMShapes.record {}.isEmpty)
     }
 
     /// How a kernel splits its work can change the order of its sums, so tests that vary the
