@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CDNNL", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Config", "Models", "Optim", "TestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ImageDataTests", dependencies: ["TestSupport", "ImageData"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImageDataTests", dependencies: ["TestSupport", "ImageData", "TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "StoreTests", dependencies: ["TestSupport", "Store", .product(name: "GRDB", package: "GRDB.swift"),
                                                        .product(name: "PostgresNIO", package: "postgres-nio")]),

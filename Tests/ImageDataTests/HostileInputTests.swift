@@ -1,5 +1,6 @@
 import ImageData
 import Testing
+import TensorCore
 
 /// Hostile input never crashes and never lets a libpng/libjpeg longjmp loose: each case is a
 /// typed `ImageError`.
@@ -163,12 +164,33 @@ struct PNGEncoderTests {
     }
 
     /// The fast mode is another encoding of the same pixels: a photo comes back exactly, in a
-    /// different (larger) file.
+    /// different file, read by libpng (which checks every chunk's CRC and the zlib stream's
+    /// Adler-32 sum).
     @Test func fastModeKeepsThePixels() throws {
         let image = try ImageCodec.decode(try Fixtures.bytes("baseline.jpg"))
         let compact = try PNGEncoder.encode(image), fast = try PNGEncoder.encode(image, fast: true)
         #expect(try ImageCodec.decode(fast).bytes() == image.bytes())
         #expect(fast != compact)
+    }
+
+    /// Compressed in pieces, the rows still make one valid zlib stream: any number of pieces,
+    /// more pieces than rows, one-pixel-wide images, gray and RGB, on one thread or two.
+    @Test("fast mode in pieces", arguments: [(1, 1, 1), (37, 11, 1), (37, 11, 3), (1, 9, 3), (64, 64, 3)])
+    func fastModeInPieces(_ w: Int, _ h: Int, _ channels: Int) throws {
+        var state: UInt64 = 88172645463325252
+        let bytes = (0..<(w * h * channels)).map { i -> UInt8 in
+            // Runs, gradients and noise.
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            return i % 97 < 40 ? 200 : i % 97 < 70 ? UInt8(truncatingIfNeeded: i) : UInt8(truncatingIfNeeded: state)
+        }
+        let image = RGBImage(width: w, height: h, channels: channels, pixels: bytes.map { Float($0) / 255 })
+        for threads in [1, 2] {
+            for parts in [1, 2, 3, 7, h + 5] {
+                let png = try ComputeThreads.with(threads) { try PNGEncoder.encode(image, fast: true, parts: parts) }
+                #expect(try ImageCodec.probe(png) == ImageHeader(format: .png, width: w, height: h, channels: channels))
+                #expect(try ImageCodec.decode(png).bytes() == bytes, "\(parts) pieces on \(threads) threads")
+            }
+        }
     }
 
     @Test func clampsAndRounds() throws {
