@@ -81,6 +81,7 @@ typedef struct {
     long ndims, batch, heads, m, n, k;
     long sa[4], sb[4], sc[4];  // op(A) m×k, op(B) k×n, C m×n; batch strides first when ndims 4
     long accumulate, bias;
+    long f32;  // fp32 operands (the fp32 matmul); else bf16
     float alpha;
 } shape_key;
 
@@ -130,8 +131,9 @@ static dnnl_status_t make(thread_state *s, const shape_key *key, dnnl_primitive_
     for (int i = 0; i < nd; i++) { sa[i] = key->sa[i]; sb[i] = key->sb[i]; sc[i] = key->sc[i]; }
     dnnl_memory_desc_t a, b, c, bias;
     dnnl_status_t st;
-    if ((st = dnnl_memory_desc_init_by_strides(&a, nd, da, dnnl_bf16, sa)) != dnnl_success) return st;
-    if ((st = dnnl_memory_desc_init_by_strides(&b, nd, db, dnnl_bf16, sb)) != dnnl_success) return st;
+    dnnl_data_type_t operands = key->f32 ? dnnl_f32 : dnnl_bf16;
+    if ((st = dnnl_memory_desc_init_by_strides(&a, nd, da, operands, sa)) != dnnl_success) return st;
+    if ((st = dnnl_memory_desc_init_by_strides(&b, nd, db, operands, sb)) != dnnl_success) return st;
     if ((st = dnnl_memory_desc_init_by_strides(&c, nd, dc, dnnl_f32, sc)) != dnnl_success) return st;
     if ((st = dnnl_memory_desc_init_by_strides(&bias, nd, dbias, dnnl_f32, sbias)) != dnnl_success) return st;
     dnnl_matmul_desc_t desc;
@@ -175,7 +177,7 @@ static dnnl_primitive_t lookup(thread_state *s, const shape_key *key, dnnl_statu
 
 void mims_bf16_pack(const float *src, long rows, long cols, long ld, uint16_t *dst) { pack(src, rows, cols, ld, dst); }
 
-static int execute(const shape_key *key, const uint16_t *a, const uint16_t *b, const float *bias, float *c) {
+static int execute(const shape_key *key, const void *a, const void *b, const float *bias, float *c) {
     thread_state *s = current();
     if (!s) return -2;
     omp_set_num_threads(1);
@@ -202,18 +204,31 @@ static int execute(const shape_key *key, const uint16_t *a, const uint16_t *b, c
     return (int)status;
 }
 
-int mims_bf16_matmul(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
-                     const uint16_t *a, long lda, const uint16_t *b, long ldb, const float *bias,
-                     float beta, float *c, long ldc) {
-    if ((beta != 0.0f && beta != 1.0f) || (bias && alpha != 1.0f)) return -1;
+static shape_key plain_key(bool f32, bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+                           long lda, long ldb, bool bias, float beta, long ldc) {
     shape_key key;
     memset(&key, 0, sizeof key);
     key.ndims = 2; key.batch = key.heads = 1; key.m = m; key.n = n; key.k = k;
     key.sa[0] = trans_a ? 1 : lda; key.sa[1] = trans_a ? lda : 1;
     key.sb[0] = trans_b ? 1 : ldb; key.sb[1] = trans_b ? ldb : 1;
     key.sc[0] = ldc; key.sc[1] = 1;
-    key.accumulate = beta == 1.0f; key.bias = bias != NULL; key.alpha = alpha;
+    key.accumulate = beta == 1.0f; key.bias = bias; key.alpha = alpha; key.f32 = f32;
+    return key;
+}
+
+int mims_bf16_matmul(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+                     const uint16_t *a, long lda, const uint16_t *b, long ldb, const float *bias,
+                     float beta, float *c, long ldc) {
+    if ((beta != 0.0f && beta != 1.0f) || (bias && alpha != 1.0f)) return -1;
+    shape_key key = plain_key(false, trans_a, trans_b, m, n, k, alpha, lda, ldb, bias != NULL, beta, ldc);
     return execute(&key, a, b, bias, c);
+}
+
+int mims_sgemm_matmul(bool trans_a, bool trans_b, long m, long n, long k, float alpha,
+                      const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    if (beta != 0.0f && beta != 1.0f) return mims_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    shape_key key = plain_key(true, trans_a, trans_b, m, n, k, alpha, lda, ldb, false, beta, ldc);
+    return execute(&key, a, b, NULL, c);
 }
 
 int mims_bf16_matmul_batched(long batch, long heads, long m, long n, long k, float alpha,

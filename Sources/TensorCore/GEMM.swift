@@ -89,9 +89,10 @@ func sgemmCall(
         for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : c[i * ldc + j] * beta } }
         return
     }
-    if kernel == .oneDNN, m * n * k >= SGEMMKernel.oneDNNFrom {
-        let status = mims_sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        precondition(status == 0, "oneDNN sgemm \(m)×\(n)×\(k) failed with status \(status)")
+    if kernel != .openBLAS, m * n * k >= SGEMMKernel.oneDNNFrom {
+        let status = kernel == .oneDNN ? mims_sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+                                       : mims_sgemm_matmul(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        precondition(status == 0, "oneDNN \(kernel.rawValue) \(m)×\(n)×\(k) failed with status \(status)")
         return
     }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
@@ -103,9 +104,11 @@ func sgemmCall(
 /// 0.3.21 on one core of our AVX-512 EPYC machine; blocks under `oneDNNFrom` multiply-adds (attention's
 /// per-head products of small images, the heads of tiny models) stay with OpenBLAS, which calls
 /// faster there. `MIMSERVE_SGEMM=openblas` turns oneDNN off (for comparisons).
-public enum SGEMMKernel: String, Sendable {
+public enum SGEMMKernel: String, Sendable, CaseIterable {
     case openBLAS = "openblas"
     case oneDNN = "onednn"
+    /// oneDNN's fp32 matmul primitive (its brgemm kernels on AVX-512), made once per shape.
+    case oneDNNMatmul = "onednn-matmul"
 
     public static let current: SGEMMKernel = getenv("MIMSERVE_SGEMM").flatMap { SGEMMKernel(rawValue: String(cString: $0)) } ?? .oneDNN
     static let oneDNNFrom = 1 << 22

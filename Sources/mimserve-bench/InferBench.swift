@@ -23,6 +23,8 @@ struct InferBench: ParsableCommand {
     @Option(help: "The job's precision, which the service serves in: fp32, or bf16 (needs AVX512_BF16 or AMX).") var precision = Precision.fp32
     @Flag(help: "Also time as many more model passes per kind of work (GEMM, attention, norm, activation, memory movement, …).")
     var profile = false
+    @Flag(help: "Also time each GEMM shape of a model pass in oneDNN and in OpenBLAS (as train --kernels does).")
+    var kernels = false
 
     func run() throws {
         guard Precision.supported.contains(precision) else {
@@ -30,16 +32,17 @@ struct InferBench: ParsableCommand {
         }
         if let threads { ComputeThreads.set(threads) }
         let photo = try [UInt8](Data(contentsOf: URL(fileURLWithPath: image ?? Self.samplePath())))
-        var rows: [Record] = [], profiles: [Record] = []
+        var rows: [Record] = [], profiles: [Record] = [], kernelRows: [Record] = []
         for pair in presets.split(separator: ",") {
             let parts = pair.split(separator: ":").map(String.init)
             guard parts.count == 2, let method = Method(rawValue: parts[0]) else {
                 throw ValidationError("--presets takes method:preset pairs, got '\(pair)'")
             }
             let preset = try Presets.resolve(method: method, preset: parts[1])
-            let (measured, profiled) = try measure(preset, photo: photo)
+            let (measured, profiled, compared) = try measure(preset, photo: photo)
             rows += measured
             profiles += profiled
+            kernelRows += compared
         }
         rows.forEach(Report.emit)
         Report.table(rows, columns: ["case", "task", "precision", "batch", "model_ms", "end_to_end_ms", "end_to_end_per_image_ms", "passes_per_run", "decode_ms", "png_ms",
@@ -47,6 +50,10 @@ struct InferBench: ParsableCommand {
         if profile {
             profiles.forEach(Report.emit)
             Report.table(profiles, columns: ["case", "task", "batch", "kind", "ms_per_step", "share", "calls_per_step"])
+        }
+        if kernels {
+            kernelRows.forEach(Report.emit)
+            Report.table(kernelRows, columns: ["case"] + KernelComparison.columns)
         }
     }
 
@@ -57,7 +64,7 @@ struct InferBench: ParsableCommand {
 
     /// One preset: a one-step job makes a real checkpoint, which the service then serves.
     /// Returns the timing rows, and with `--profile` the model passes' time per kind of work.
-    func measure(_ preset: Preset, photo: [UInt8]) throws -> ([Record], [Record]) {
+    func measure(_ preset: Preset, photo: [UInt8]) throws -> ([Record], [Record], [Record]) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-infer-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try Store(path: dir.appendingPathComponent("mimserve.sqlite").path, migrations: MigrationSet.locate())
@@ -86,7 +93,7 @@ struct InferBench: ParsableCommand {
         let pngMS = time { _ = try? PNGEncoder.encode(strip, fast: true, parts: ComputeThreads.count) }
         let compactPNGMS = time { _ = try? PNGEncoder.encode(strip) }       // libpng's default, for comparison
         let compactPNGBytes = try PNGEncoder.encode(strip).count
-        var rows: [Record] = [], profiles: [Record] = []
+        var rows: [Record] = [], profiles: [Record] = [], kernelRows: [Record] = []
         for batch in [1, 8] {
             var rng = RandomGenerator(seed: 2)
             let x = Tensor(zeros: [batch, 3, size, size])
@@ -129,6 +136,14 @@ struct InferBench: ParsableCommand {
                     }
                 }
             }
+            if kernels {
+                // Per pass, not per step: the "step" row sums one pass of each task.
+                for (task, pass) in modelPasses {
+                    let shapes = GEMMShapes.record { pass() }
+                    let name = "\(preset.model.method.rawValue)/\(preset.name) \(task) b\(batch)"
+                    kernelRows += KernelComparison.records(shapes, case: name, rounds: runs)
+                }
+            }
             for (task, modelMS, e2eMS) in [("reconstruct", reconstructModel, reconstructE2E), ("features", featuresModel, featuresE2E)] {
                 var r = Record()
                 r["suite"] = "infer"; r["case"] = "\(preset.model.method.rawValue)/\(preset.name)"; r["task"] = task
@@ -146,7 +161,7 @@ struct InferBench: ParsableCommand {
                 rows.append(r)
             }
         }
-        return (rows, profiles)
+        return (rows, profiles, kernelRows)
     }
 
     /// Median milliseconds of `runs` runs after one warm-up run.

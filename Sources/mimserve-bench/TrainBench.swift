@@ -55,22 +55,25 @@ struct TrainBench: ParsableCommand {
         if kernels {
             let rows = KernelComparison.records(shapes, case: r["case"] as! String, rounds: steps)
             rows.forEach(Report.emit)
-            Report.table(rows, columns: ["shape", "calls_per_step", "onednn_gflops", "openblas_gflops", "faster", "onednn_ms_per_step",
-                                         "openblas_ms_per_step", "faster_ms_per_step"])
+            Report.table(rows, columns: KernelComparison.columns)
         }
     }
 }
 
-/// Each GEMM shape of a step timed in both libraries (`gemm`'s own split on all threads,
-/// dense operands), the libraries alternated call by call so a guest's drifting speed falls on
-/// both alike; medians over `rounds`. The last row sums the step: every product in oneDNN,
-/// every product in OpenBLAS, and each in the library that ran it faster (what a rule by shape
-/// could gain at most, before noise). Blocks under `SGEMMKernel`'s size threshold run in
-/// OpenBLAS either way.
+/// Each GEMM shape of a step timed in every kernel (`gemm`'s own split on all threads, dense
+/// operands), the kernels alternated call by call so a guest's drifting speed falls on all
+/// alike; medians over `rounds`. The last row sums the step: every product in each kernel, and
+/// each in the kernel that ran it fastest (what a rule by shape could gain at most, before
+/// noise). Blocks under `SGEMMKernel`'s size threshold run in OpenBLAS either way.
 enum KernelComparison {
+    static let columns = ["shape", "calls_per_step"] + SGEMMKernel.allCases.map { "\(key($0))_gflops" } + ["fastest"]
+        + SGEMMKernel.allCases.map { "\(key($0))_ms_per_step" } + ["fastest_ms_per_step"]
+
+    static func key(_ kernel: SGEMMKernel) -> String { kernel.rawValue.replacingOccurrences(of: "-", with: "_") }
+
     static func records(_ shapes: [GEMMShapes.Shape: Int], case name: String, rounds: Int) -> [Record] {
         var rows: [Record] = []
-        var totals = (oneDNN: 0.0, openBLAS: 0.0, faster: 0.0)
+        var totals: [SGEMMKernel: Double] = [:], fastestTotal = 0.0
         let ordered = shapes.sorted { a, b in
             let fa = a.value * a.key.m * a.key.n * a.key.k, fb = b.value * b.key.m * b.key.n * b.key.k
             return fa != fb ? fa > fb : "\(a.key)" < "\(b.key)"
@@ -85,35 +88,33 @@ enum KernelComparison {
                          b: b.pointer, ldb: s.transB ? s.k : s.n, c: c.pointer, ldc: s.n, kernel: kernel)
                 }
             }
-            _ = (run(.oneDNN), run(.openBLAS))  // warm-up
+            for kernel in SGEMMKernel.allCases { _ = run(kernel) }  // warm-up (and the matmul primitive made)
             var times: [SGEMMKernel: [Double]] = [:]
             for _ in 0..<max(rounds, 1) {
-                for kernel in [SGEMMKernel.oneDNN, .openBLAS] { times[kernel, default: []].append(run(kernel)) }
+                for kernel in SGEMMKernel.allCases { times[kernel, default: []].append(run(kernel)) }
             }
-            let oneDNN = median(times[.oneDNN]!), openBLAS = median(times[.openBLAS]!)
-            let faster = min(oneDNN, openBLAS)
+            let medians = times.mapValues(median)
+            let fastest = SGEMMKernel.allCases.min { medians[$0]! < medians[$1]! }!
             let flops = 2 * Double(s.m * s.n * s.k)
             var r = Record()
             r["suite"] = "kernels"; r["case"] = name
             r["shape"] = "\(s.transA ? "T" : "N")\(s.transB ? "T" : "N") \(s.m)×\(s.n)×\(s.k)"
             r["calls_per_step"] = calls
-            r["onednn_gflops"] = flops / oneDNN / 1e9
-            r["openblas_gflops"] = flops / openBLAS / 1e9
-            r["faster"] = (oneDNN <= openBLAS ? SGEMMKernel.oneDNN : .openBLAS).rawValue
-            r["onednn_ms_per_step"] = oneDNN * Double(calls) * 1000
-            r["openblas_ms_per_step"] = openBLAS * Double(calls) * 1000
-            r["faster_ms_per_step"] = faster * Double(calls) * 1000
-            totals.oneDNN += oneDNN * Double(calls)
-            totals.openBLAS += openBLAS * Double(calls)
-            totals.faster += faster * Double(calls)
+            for kernel in SGEMMKernel.allCases {
+                r["\(key(kernel))_gflops"] = flops / medians[kernel]! / 1e9
+                r["\(key(kernel))_ms_per_step"] = medians[kernel]! * Double(calls) * 1000
+                totals[kernel, default: 0] += medians[kernel]! * Double(calls)
+            }
+            r["fastest"] = fastest.rawValue
+            r["fastest_ms_per_step"] = medians[fastest]! * Double(calls) * 1000
+            fastestTotal += medians[fastest]! * Double(calls)
             rows.append(r)
         }
         var step = Record()
         step["suite"] = "kernels"; step["case"] = name; step["shape"] = "step"
         step["calls_per_step"] = shapes.values.reduce(0, +)
-        step["onednn_ms_per_step"] = totals.oneDNN * 1000
-        step["openblas_ms_per_step"] = totals.openBLAS * 1000
-        step["faster_ms_per_step"] = totals.faster * 1000
+        for kernel in SGEMMKernel.allCases { step["\(key(kernel))_ms_per_step"] = totals[kernel, default: 0] * 1000 }
+        step["fastest_ms_per_step"] = fastestTotal * 1000
         return rows + [step]
     }
 }

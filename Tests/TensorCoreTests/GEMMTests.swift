@@ -16,7 +16,7 @@ import TestSupport
             naiveGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: transA ? m : k,
                       b: b.pointer, ldb: transB ? k : n, beta: 1, c: expected.pointer, ldc: n)
             withThreadCounts { _ in
-                for kernel in [nil, SGEMMKernel.oneDNN, .openBLAS] {
+                for kernel in [nil] + SGEMMKernel.allCases.map(Optional.some) {
                     let c = c0.copy()
                     gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: transA ? m : k,
                          b: b.pointer, ldb: transB ? k : n, beta: 1, c: c.pointer, ldc: n, kernel: kernel)
