@@ -412,6 +412,23 @@ func bf16WeightCopiesChangeNothingButWhereTheRoundingIsDone(clip: Float?) throws
     #expect(kept.w1.bf16Copy == nil && kept.w2.bf16Copy == nil)
 }
 
+/// The update checks each piece of a gradient as it reads it: one NaN or infinity anywhere in a
+/// parameter split across threads and pieces (the first element, inside a later piece, the
+/// last, beyond the 8-lane loop) is found, on one thread or two.
+@Test(arguments: [(0, Float.nan), (40_001, Float.infinity), (69_999, -Float.infinity), (69_999, Float.nan)])
+func minimizeFindsANonFiniteGradientAnywhere(position: Int, value: Float) {
+    withThreadCounts { _ in
+        let w = Tensor(zeros: [70_000])
+        w.requiresGrad = true
+        let weights = Tensor((0..<70_000).map { $0 == position ? value : Float($0 % 5) }, shape: [70_000])
+        let optimizer = AdamW(parameters: [("w", w)], weightDecay: 0, betas: (0.9, 0.999))
+        #expect(throws: AdamW.NonFiniteGradient.self) { try optimizer.minimize((w * weights).sum(), lr: 0.1) }
+        // The same gradient without the bad value passes.
+        weights.pointer[position] = 1
+        #expect(throws: Never.self) { try optimizer.minimize((w * weights).sum(), lr: 0.1) }
+    }
+}
+
 @Test func minimizeRefusesANonFiniteGradient() {
     let net = TwoLayerNet()
     let optimizer = AdamW(parameters: net.named, weightDecay: 0, betas: (0.9, 0.999))
