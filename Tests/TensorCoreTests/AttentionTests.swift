@@ -63,6 +63,50 @@ import TestSupport
         checkGradients([qkv, bias]) { Tensor.attention(qkv: qkv, heads: H, bias: bias, mask: mask) }
     }
 
+    /// fp32 attention against the float64 twin of the bf16 tests with nothing rounded, so each
+    /// output is held to fp32's own bound (sums, softmax and exp at 1e-5 relative on the
+    /// magnitudes involved, derived there). The shapes cover one entry's heads split over the
+    /// threads, many entries per thread (B = 10, L = 64), masks, per-entry biases and 32-wide
+    /// heads; the q, k, v gradient is added to one already there, and with qkv frozen the bias
+    /// still gets its gradient.
+    @Test(arguments: [(3, 5, 2, 4, true), (1, 9, 4, 8, false), (10, 64, 4, 8, true), (1, 50, 3, 32, false)])
+    func matchesTheFloat64TwinWithinFP32Bounds(B: Int, L: Int, H: Int, dh: Int, masked: Bool) {
+        let D = H * dh
+        let qkv = randomTensor([B, L, 3 * D], seed: 21)
+        let bias = randomTensor([B % 2 == 0 ? 2 : 1, H, L, L], seed: 22, scale: 0.5)
+        let seed = randomTensor([B, L, D], seed: 23)
+        let earlier = randomTensor([B, L, 3 * D], seed: 25)  // a gradient from another use of qkv
+        var rng = RandomGenerator(seed: 24)
+        let mask = masked ? Tensor((0..<(B * L * L)).map { i in (i / L) % L == i % L || rng.uniform() < 0.7 ? 0 : -100 },
+                                   shape: [B, L, L]) : nil
+        let twin = AttentionBF16Tests.Twin(qkv: qkv, heads: H, bias: bias, mask: mask, seed: seed, u: 0)
+        func check(_ name: String, _ got: Tensor, _ twin: ([Double], [Double]), plus: Tensor? = nil, threads: Int) {
+            for i in 0..<got.count {
+                let want = twin.0[i] + Double(plus?.pointer[i] ?? 0)
+                let err = abs(Double(got.pointer[i]) - want), bound = twin.1[i] + 1e-7 * abs(want)
+                #expect(err <= bound, "\(name)[\(i)] B\(B) L\(L) H\(H) threads \(threads): \(got.pointer[i]) vs \(want) (bound \(bound))")
+                if err > bound { break }
+            }
+        }
+        withThreadCounts { threads in
+            let x = qkv.copy(), b = bias.copy()
+            x.requiresGrad = true
+            b.requiresGrad = true
+            x.grad = earlier.copy()
+            let y = Tensor.attention(qkv: x, heads: H, bias: b, mask: mask)
+            y.backward(seed: seed)
+            check("out", y, twin.out, threads: threads)
+            check("dqkv", x.grad!, twin.dqkv, plus: earlier, threads: threads)
+            check("dbias", b.grad!, twin.dbias, threads: threads)
+
+            let frozen = qkv.copy(), learning = bias.copy()
+            learning.requiresGrad = true
+            Tensor.attention(qkv: frozen, heads: H, bias: learning, mask: mask).backward(seed: seed)
+            #expect(frozen.grad == nil)
+            check("dbias, qkv frozen", learning.grad!, twin.dbias, threads: threads)
+        }
+    }
+
     @Test func maskedKeysContributeNothing() {
         // A −1e30 mask (MixMAE) must make attention ignore those keys exactly.
         let (L, D) = (5, 4)
