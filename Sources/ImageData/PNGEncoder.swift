@@ -106,6 +106,7 @@ public enum PNGEncoder {
         idat.reserveCapacity(sizes.reduce(6, +))
         for p in 0..<pieces { idat.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress! + offsets[p], count: sizes[p])) }
         idat.append(contentsOf: bigEndian(UInt32(adler)))
+        guard idat.count <= Int(Int32.max) else { throw .encodeFailed("the image does not fit one PNG chunk") }
 
         var png: [UInt8] = [137, 80, 78, 71, 13, 10, 26, 10]
         png.reserveCapacity(idat.count + 64)

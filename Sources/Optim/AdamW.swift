@@ -269,8 +269,9 @@ private struct Coefficients {
 
 /// `n` elements of the update, 8 lanes at a time, each gradient first multiplied by
 /// `gradientScale` (1, or the clipping factor); returns false when a gradient was NaN or
-/// infinite (x − x is 0 for finite x, NaN otherwise, and NaN survives the sum). Operation order follows torch's kernels
-/// (lerp, mul + addcmul, sqrt / bc2 + eps, addcdiv) so results agree to rounding.
+/// infinite (x − x is 0 for finite x, NaN otherwise, and NaN survives the sum). Operation
+/// order follows torch's kernels (lerp, mul + addcmul, sqrt / bc2 + eps, addcdiv) so results
+/// agree to rounding.
 /// The square root is `sqrt8` (one vector instruction): with the standard library's lane-wise
 /// one, eight scalar roots per eight elements made the loop compute-bound (ViT-B's update took
 /// 194–201 ms per step, against 120–136 ms now).

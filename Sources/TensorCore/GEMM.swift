@@ -103,7 +103,9 @@ func sgemmCall(
 /// PyTorch's CPU kernels, linked already for bf16) runs large blocks 2–8 % faster than OpenBLAS
 /// 0.3.21 on one core of our AVX-512 EPYC machine; blocks under `oneDNNFrom` multiply-adds (attention's
 /// per-head products of small images, the heads of tiny models) stay with OpenBLAS, which calls
-/// faster there. `MIMSERVE_SGEMM=openblas` turns oneDNN off (for comparisons).
+/// faster there. `MIMSERVE_SGEMM=openblas` turns oneDNN off (for comparisons). oneDNN's matmul
+/// primitive is a third choice, for `mimserve-bench --kernels`: on the Ice Lake Xeon it ran
+/// whole steps' products in the same time as `dnnl_sgemm` (docs/architecture.md).
 public enum SGEMMKernel: String, Sendable, CaseIterable {
     case openBLAS = "openblas"
     case oneDNN = "onednn"

@@ -23,7 +23,7 @@ struct InferBench: ParsableCommand {
     @Option(help: "The job's precision, which the service serves in: fp32, or bf16 (needs AVX512_BF16 or AMX).") var precision = Precision.fp32
     @Flag(help: "Also time as many more model passes per kind of work (GEMM, attention, norm, activation, memory movement, …).")
     var profile = false
-    @Flag(help: "Also time each GEMM shape of a model pass in oneDNN and in OpenBLAS (as train --kernels does).")
+    @Flag(help: "Also time each GEMM shape of a model pass in OpenBLAS, oneDNN's sgemm and oneDNN's matmul primitive (as train --kernels does).")
     var kernels = false
 
     func run() throws {
@@ -63,7 +63,8 @@ struct InferBench: ParsableCommand {
     }
 
     /// One preset: a one-step job makes a real checkpoint, which the service then serves.
-    /// Returns the timing rows, and with `--profile` the model passes' time per kind of work.
+    /// Returns the timing rows, with `--profile` the model passes' time per kind of work, and
+    /// with `--kernels` their GEMM shapes timed in each kernel.
     func measure(_ preset: Preset, photo: [UInt8]) throws -> ([Record], [Record], [Record]) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mimserve-infer-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -26,7 +26,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "pretrain, or finetune: the encoder under a 10-class linear head on every token.") var task = JobTask.pretrain
     @Flag(help: "After the timed steps, time as many more per kind of work (GEMM, attention, norm, activation, memory movement, optimizer, …).")
     var profile = false
-    @Flag(help: "After the timed steps, time each GEMM shape of a step in oneDNN and in OpenBLAS, alternated, and the step's GEMMs in each library and in the faster one per shape.")
+    @Flag(help: "After the timed steps, time each GEMM shape of a step in OpenBLAS, oneDNN's sgemm and oneDNN's matmul primitive, alternated, and the step's GEMMs in each and in the fastest per shape.")
     var kernels = false
 
     func run() throws {
