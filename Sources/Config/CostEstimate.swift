@@ -7,9 +7,11 @@
 /// the visible tokens and its decoder on all of them, Swin stages on full, compacted (UM-MAE) or
 /// visible-only (GreenMIM) grids, MixMAE's dual decoder, ConvMAE's two convolutional stages and its
 /// ViT stage. Per block, training keeps about `savedPerTokenWidth(r)` floats per token and channel
-/// for the backward pass (norm outputs, q/k/v, attention output, the MLP's hidden layer twice,
-/// residuals) and about one and a half floats per attention probability. With recomputation
-/// (`StepMemory.recompute`) a block keeps only its input, and one block at a time holds its
+/// for the backward pass (norm outputs, q/k/v, attention output, residuals, and the MLP's hidden
+/// layer once: its GELU output is made again in the backward pass). Attention keeps no
+/// probabilities (its backward makes them again), but a Swin-style block's backward holds one
+/// float per probability for its learned position bias's gradient while it runs. With
+/// recomputation (`StepMemory.recompute`) a block keeps only its input, and one block at a time holds its
 /// insides and their gradients. Gradients: clipping by the global norm holds all of them at
 /// once; without it each is applied and dropped as soon as it is complete (`AdamW.minimize`),
 /// so the step peaks at the end of the forward pass with weights, moments and activations.
@@ -46,9 +48,7 @@ extension CostEstimate {
     /// Resident memory of the process before any model exists (runtime, libraries, loader threads).
     static let baselineBytes = 30 << 20
     /// Floats kept per token and channel by one block, for MLP ratio r.
-    static func savedPerTokenWidth(_ r: Int) -> Double { 12 + 2 * Double(r) }
-    /// Floats kept per attention probability (the softmax output, and its gradient in backward).
-    static let savedPerAttentionWeight = 1.5
+    static func savedPerTokenWidth(_ r: Int) -> Double { 12 + Double(r) }
     /// Floats per pixel of the batch that the step keeps around the model (input, target, prediction, loss terms).
     static let savedPerPixel = 6.0
     /// Batches the loader holds ahead.
@@ -95,20 +95,20 @@ extension ModelConfig {
         let (stages, extraParams, extraFloatsPerSample, idleParams) = costStages(finetune: finetuneClasses != nil)
         var params = extraParams + Double(finetuneClasses ?? 0) * Double(encoderDim + 1)
         var savedPerSample = extraFloatsPerSample + CostEstimate.savedPerPixel * 3 * Double(imageSize) * Double(imageSize)
-        var flopsPerSample = 0.0, largestBlock = 0.0
+        var flopsPerSample = 0.0, largestBlock = 0.0, biasGradientScores = 0.0
         for s in stages {
             let c = Double(s.width), r = Double(s.mlpRatio), t = Double(s.tokens), b = Double(s.blocks)
             // qkv (3C² + 3C), proj (C² + C), fc1 (rC² + rC), fc2 (rC² + C), two norms (4C).
             params += b * ((4 + 2 * r) * c * c + (9 + r) * c + Double(s.heads) * Double(s.positionTable))
             let block = t * c * CostEstimate.savedPerTokenWidth(s.mlpRatio)
-                + CostEstimate.savedPerAttentionWeight * Double(s.heads) * t * Double(s.keys)
             // Recomputed: each block keeps its input; one at a time holds its insides and, while
             // its backward runs, about as much again in gradients.
             savedPerSample += step.recompute ? b * t * c : b * block
             largestBlock = max(largestBlock, 2 * block)
+            if s.positionTable > 0 { biasGradientScores = max(biasGradientScores, Double(s.heads) * t * Double(s.keys)) }
             flopsPerSample += b * (2 * t * (4 + 2 * r) * c * c + 4 * t * Double(s.keys) * c)
         }
-        if step.recompute { savedPerSample += largestBlock }
+        savedPerSample += biasGradientScores + (step.recompute ? largestBlock : 0)
         let floatBytes = Double(MemoryLayout<Float>.size), n = Double(batch)
         let weights = params * floatBytes, idleWeights = idleParams * floatBytes
         let copies = step.bf16 ? weights / 2 : 0

@@ -46,7 +46,8 @@ public final class LayerNorm: Module, @unchecked Sendable {
     public func callAsFunction(_ x: Tensor) -> Tensor { x.layerNorm(weight: weight, bias: bias, eps: eps) }
 }
 
-/// fc2(GELU(fc1(x))): names `fc1`, `fc2`.
+/// fc2(GELU(fc1(x))): names `fc1`, `fc2`. GELU's output is not kept for the backward pass
+/// (`Tensor.geluLinear`).
 public final class MLP: Module, @unchecked Sendable {
     public let fc1: Linear
     public let fc2: Linear
@@ -59,7 +60,7 @@ public final class MLP: Module, @unchecked Sendable {
         child("fc2", fc2)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(fc1(x).gelu()) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { fc1(x).geluLinear(weight: fc2.weight, bias: fc2.bias) }
 }
 
 /// Multi-head self-attention with a fused qkv projection (rows [q; k; v]): names `qkv`, `proj`.

@@ -8,10 +8,10 @@ final class Node {
     /// Receives the output tensor's gradient.
     let backward: (Tensor) -> Void
     let name: StaticString
-    /// What the backward pass counts as in a profile.
-    let kind: Profiler.Kind
+    /// What the backward pass counts as in a profile; nil when it times its own parts.
+    let kind: Profiler.Kind?
 
-    init(_ name: StaticString, _ kind: Profiler.Kind, inputs: [Tensor], backward: @escaping (Tensor) -> Void) {
+    init(_ name: StaticString, _ kind: Profiler.Kind?, inputs: [Tensor], backward: @escaping (Tensor) -> Void) {
         self.name = name
         self.kind = kind
         self.inputs = inputs
@@ -38,7 +38,7 @@ extension Tensor {
 
     /// Attaches a backward closure to `self` (an op's output) when any input needs a gradient.
     @discardableResult
-    func recording(_ name: StaticString, _ kind: Profiler.Kind, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> Void) -> Tensor {
+    func recording(_ name: StaticString, _ kind: Profiler.Kind?, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> Void) -> Tensor {
         if Tensor.needsGrad(inputs) {
             requiresGrad = true
             node = Node(name, kind, inputs: inputs, backward: backward)
@@ -110,10 +110,10 @@ extension Tensor {
             }
             t.node = nil
             if let g = t.grad {
-                if node.kind == .recompute {
-                    node.backward(g)  // times its own parts (`Tensor.recomputed`)
+                if let kind = node.kind, kind != .recompute {
+                    Profiler.measure(kind, .backward) { node.backward(g) }
                 } else {
-                    Profiler.measure(node.kind, .backward) { node.backward(g) }
+                    node.backward(g)  // times its own parts (`Tensor.recomputed`, `geluLinear`)
                 }
                 t.grad = nil  // intermediate: its gradient is consumed
             }

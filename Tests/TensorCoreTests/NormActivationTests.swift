@@ -53,6 +53,40 @@ import TestSupport
         withThreadCounts { _ in checkGradients([x]) { x.gelu() } }
     }
 
+    /// The MLP's fused second half keeps no GELU output, yet must be `gelu().linear(…)` exactly:
+    /// the output and every gradient, bit for bit, including a hidden layer whose gradient
+    /// already holds another use's, a frozen weight, a bias-free layer and a hidden layer that
+    /// needs no gradient; and its gradients agree with finite differences.
+    @Test(arguments: [(1, 1, 1), (3, 33, 5), (40, 1100, 7)])
+    func geluLinearIsGeluThenLinearBitForBit(rows: Int, hidden: Int, out: Int) {
+        withThreadCounts { threads in
+            for (withBias, frozenWeight, earlierUse, hiddenGrad) in [(true, false, false, true), (true, false, true, true),
+                                                                      (false, true, false, true), (true, false, false, false)] {
+                func run(_ fused: Bool) -> [[Float]] {
+                    let h = randomTensor([rows, hidden], seed: 31, scale: 3), w = randomTensor([out, hidden], seed: 32)
+                    let b = withBias ? randomTensor([out], seed: 33) : nil
+                    h.requiresGrad = hiddenGrad
+                    w.requiresGrad = !frozenWeight
+                    b?.requiresGrad = true
+                    // A gradient already there (another use's) is added to, not overwritten.
+                    if earlierUse { h.grad = randomTensor(h.shape, seed: 38); w.grad = randomTensor(w.shape, seed: 39) }
+                    let y = fused ? h.geluLinear(weight: w, bias: b) : h.gelu().linear(weight: w, bias: b)
+                    y.backward(seed: randomTensor(y.shape, seed: 34))
+                    return [y.scalars, h.grad?.scalars ?? [], w.grad?.scalars ?? [], b?.grad?.scalars ?? []]
+                }
+                let fused = run(true), composed = run(false)
+                for (name, got, want) in zip3(["output", "dHidden", "dWeight", "dBias"], fused, composed) {
+                    let same = got == want
+                    #expect(same, "\(name) \(rows)×\(hidden)→\(out) bias \(withBias) frozen \(frozenWeight) earlier \(earlierUse) threads \(threads): max diff \(got.count == want.count ? maxAbsDiff(got, want) : .nan)")
+                }
+            }
+        }
+        if rows * hidden * out < 2000 {
+            let h = randomTensor([rows, hidden], seed: 35, scale: 2), w = randomTensor([out, hidden], seed: 36), b = randomTensor([out], seed: 37)
+            checkGradients([h, w, b]) { h.geluLinear(weight: w, bias: b) }
+        }
+    }
+
     @Test(arguments: [1, 5, 8, 17])
     func softmaxMatchesNaiveTwin(d: Int) {
         let x = randomTensor([4, d], seed: 9, scale: 5)
@@ -65,3 +99,5 @@ import TestSupport
         checkGradients([x]) { x.softmax() }
     }
 }
+
+private func zip3<A, B, C>(_ a: [A], _ b: [B], _ c: [C]) -> [(A, B, C)] { zip(a, zip(b, c)).map { ($0, $1.0, $1.1) } }

@@ -60,24 +60,54 @@ func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n
 /// (each L×L, either may be nil): attention's scores for one head. Each row is shifted by its
 /// maximum first so that exp then runs over the whole block in one loop; a loop per row spends
 /// much of its time in the scalar tail when rows are short (Swin's windows have 36 tokens).
-/// The same values as `softmaxRow` on each row.
+/// The same values as `softmaxRow` on each row. With `stats`, each row's maximum and the
+/// reciprocal of its sum are kept there (2·L floats), so `softmaxBlockReplay` can make the
+/// same probabilities again from the same scores.
 @inline(__always)
-func softmaxBlock(_ p: UnsafeMutablePointer<Float>, _ L: Int, bias: UnsafePointer<Float>?, mask: UnsafePointer<Float>?) {
+func softmaxBlock(_ p: UnsafeMutablePointer<Float>, _ L: Int, bias: UnsafePointer<Float>?, mask: UnsafePointer<Float>?,
+                  stats: UnsafeMutablePointer<Float>? = nil) {
+    addScoreTerms(p, L, bias: bias, mask: mask)
+    for r in 0..<L {
+        let row = p + r * L, m = simdMax(row, L)
+        stats?[2 * r] = m
+        for i in 0..<L { row[i] -= m }
+    }
+    let LL = L * L
+    for i in 0..<LL { p[i] = FastMath.exp(p[i]) }
+    for r in 0..<L {
+        let row = p + r * L, inv = 1 / simdSum(row, L)
+        stats?[2 * r + 1] = inv
+        for i in 0..<L { row[i] *= inv }
+    }
+}
+
+/// `softmaxBlock` again on the same scores, from the row maxima and reciprocal sums it kept in
+/// `stats`: the same operations in the same order, so the same probabilities, bit for bit.
+@inline(__always)
+func softmaxBlockReplay(_ p: UnsafeMutablePointer<Float>, _ L: Int, bias: UnsafePointer<Float>?, mask: UnsafePointer<Float>?,
+                        stats: UnsafePointer<Float>) {
+    addScoreTerms(p, L, bias: bias, mask: mask)
+    for r in 0..<L {
+        let row = p + r * L, m = stats[2 * r]
+        for i in 0..<L { row[i] -= m }
+    }
+    let LL = L * L
+    for i in 0..<LL { p[i] = FastMath.exp(p[i]) }
+    for r in 0..<L {
+        let row = p + r * L, inv = stats[2 * r + 1]
+        for i in 0..<L { row[i] *= inv }
+    }
+}
+
+/// Adds `bias` and then `mask` (each L×L, either may be nil) to the L×L scores at `p`.
+@inline(__always)
+private func addScoreTerms(_ p: UnsafeMutablePointer<Float>, _ L: Int, bias: UnsafePointer<Float>?, mask: UnsafePointer<Float>?) {
     let LL = L * L
     switch (bias, mask) {
     case let (b?, m?): for i in 0..<LL { p[i] = p[i] + b[i] + m[i] }
     case let (b?, nil): for i in 0..<LL { p[i] += b[i] }
     case let (nil, m?): for i in 0..<LL { p[i] += m[i] }
     case (nil, nil): break
-    }
-    for r in 0..<L {
-        let row = p + r * L, m = simdMax(row, L)
-        for i in 0..<L { row[i] -= m }
-    }
-    for i in 0..<LL { p[i] = FastMath.exp(p[i]) }
-    for r in 0..<L {
-        let row = p + r * L, inv = 1 / simdSum(row, L)
-        for i in 0..<L { row[i] *= inv }
     }
 }
 
