@@ -48,7 +48,7 @@ extension CostEstimate {
     /// Resident memory of the process before any model exists (runtime, libraries, loader threads).
     static let baselineBytes = 30 << 20
     /// Floats kept per token and channel by one block, for MLP ratio r.
-    static func savedPerTokenWidth(_ r: Int) -> Double { 12 + Double(r) }
+    static func savedPerTokenWidth(_ r: Int) -> Double { 10 + Double(r) }
     /// Floats per pixel of the batch that the step keeps around the model (input, target, prediction, loss terms).
     static let savedPerPixel = 6.0
     /// Batches the loader holds ahead.

@@ -133,13 +133,13 @@ extension SwinBlock {
         recomputable(x) { [self] x in
             let (B, N, C) = (x.shape[0], x.shape[1], x.shape[2])
             let H = attn.heads, g = plan.groupSize
-            let qkv = attn.qkv(norm1(x))  // (B, N, 3C)
+            let qkv = attn.qkv(x, normalizedBy: norm1)  // (B, N, 3C)
             let grouped = plan.gather.map { qkv.gatherRows($0, batch: B, shape: [B * plan.groups, g, 3 * C]) } ?? qkv  // (B·nG, g, 3C)
             let bias = attn.table.gatherRows(plan.biasIndex, rowLength: 1, shape: [plan.groups, H, g, g])  // (nG, H, g, g)
             let attended = Tensor.attention(qkv: grouped, heads: H, bias: bias, mask: plan.mask)  // (B·nG, g, C)
             let back = plan.scatter.map { attended.gatherRows($0, batch: B, shape: [B, N, C]) } ?? attended  // (B, N, C)
             let h = x + attn.proj(back).droppingPath(rate: dropPathRate)
-            return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
+            return h + mlp(h, normalizedBy: norm2).droppingPath(rate: dropPathRate)
         }
     }
 }

@@ -26,6 +26,11 @@ public final class Linear: Module, @unchecked Sendable {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
+
+    /// self(norm(x)), without keeping norm(x) for the backward pass (`Tensor.layerNormLinear`).
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm) -> Tensor {
+        x.layerNormLinear(normWeight: norm.weight, normBias: norm.bias, eps: norm.eps, weight: weight, bias: bias)
+    }
 }
 
 /// LayerNorm over the last dimension: names `weight` (ones), `bias` (zeros).
@@ -61,6 +66,11 @@ public final class MLP: Module, @unchecked Sendable {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor { fc1(x).geluLinear(weight: fc2.weight, bias: fc2.bias) }
+
+    /// self(norm(x)), keeping neither norm(x) nor GELU's output for the backward pass.
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm) -> Tensor {
+        fc1(x, normalizedBy: norm).geluLinear(weight: fc2.weight, bias: fc2.bias)
+    }
 }
 
 /// Multi-head self-attention with a fused qkv projection (rows [q; k; v]): names `qkv`, `proj`.
@@ -82,6 +92,11 @@ public final class SelfAttention: Module, @unchecked Sendable {
     /// x (B, L, D) → (B, L, D); `bias` (Mb, H, L, L) and `mask` (Mm, L, L) as in `Tensor.attention`.
     public func callAsFunction(_ x: Tensor, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
         proj(Tensor.attention(qkv: qkv(x), heads: heads, bias: bias, mask: mask))
+    }
+
+    /// self(norm(x)), without keeping norm(x) for the backward pass.
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
+        proj(Tensor.attention(qkv: qkv(x, normalizedBy: norm), heads: heads, bias: bias, mask: mask))
     }
 }
 
@@ -109,8 +124,8 @@ public final class TransformerBlock: Module, ResidualBlock, @unchecked Sendable 
 
     public func callAsFunction(_ x: Tensor, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
         recomputable(x) { [self] x in
-            let h = x + attn(norm1(x), bias: bias, mask: mask).droppingPath(rate: dropPathRate)
-            return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
+            let h = x + attn(x, normalizedBy: norm1, bias: bias, mask: mask).droppingPath(rate: dropPathRate)
+            return h + mlp(h, normalizedBy: norm2).droppingPath(rate: dropPathRate)
         }
     }
 }

@@ -53,6 +53,44 @@ import TestSupport
         withThreadCounts { _ in checkGradients([x]) { x.gelu() } }
     }
 
+    /// A block's norm and the linear layer after it keep no normalised rows, yet must be
+    /// `layerNorm(…).linear(…)` exactly: the output and every gradient, bit for bit, with and
+    /// without the norm's affine parameters, with gradients already there from another use, a
+    /// frozen linear weight, and an input that needs no gradient; and finite differences agree.
+    @Test(arguments: [(1, 1, 1), (3, 33, 5), (40, 200, 7)])
+    func layerNormLinearIsLayerNormThenLinearBitForBit(rows: Int, width: Int, out: Int) {
+        withThreadCounts { threads in
+            for (affine, frozenWeight, earlierUse, inputGrad) in [(true, false, false, true), (true, false, true, true),
+                                                                   (false, true, false, true), (true, false, false, false)] {
+                func run(_ fused: Bool) -> [[Float]] {
+                    let x = randomTensor([rows, width], seed: 41, scale: 3), w = randomTensor([out, width], seed: 42)
+                    let b = randomTensor([out], seed: 43)
+                    let nw = affine ? randomTensor([width], seed: 44) : nil, nb = affine ? randomTensor([width], seed: 45) : nil
+                    x.requiresGrad = inputGrad
+                    w.requiresGrad = !frozenWeight
+                    for p in [b, nw, nb].compactMap({ $0 }) { p.requiresGrad = true }
+                    if earlierUse { x.grad = randomTensor(x.shape, seed: 46); nw?.grad = randomTensor([width], seed: 47) }
+                    let y = fused ? x.layerNormLinear(normWeight: nw, normBias: nb, eps: 1e-5, weight: w, bias: b)
+                                  : x.layerNorm(weight: nw, bias: nb, eps: 1e-5).linear(weight: w, bias: b)
+                    y.backward(seed: randomTensor(y.shape, seed: 48))
+                    return [y.scalars] + [x, w, b, nw, nb].map { $0?.grad?.scalars ?? [] }
+                }
+                let fused = run(true), composed = run(false)
+                for (name, got, want) in zip3(["output", "dX", "dWeight", "dBias", "dNormWeight", "dNormBias"], fused, composed) {
+                    let same = got == want
+                    #expect(same, "\(name) \(rows)×\(width)→\(out) affine \(affine) frozen \(frozenWeight) earlier \(earlierUse) threads \(threads): max diff \(got.count == want.count ? maxAbsDiff(got, want) : .nan)")
+                }
+            }
+        }
+        if width > 1 && rows * width * out < 2000 {
+            let x = randomTensor([rows, width], seed: 49, scale: 2), w = randomTensor([out, width], seed: 50)
+            let b = randomTensor([out], seed: 51), nw = randomTensor([width], seed: 52), nb = randomTensor([width], seed: 53)
+            checkGradients([x, w, b, nw, nb], atol: 3e-3, rtol: 3e-3) {
+                x.layerNormLinear(normWeight: nw, normBias: nb, eps: 1e-5, weight: w, bias: b)
+            }
+        }
+    }
+
     /// The MLP's fused second half keeps no GELU output, yet must be `gelu().linear(…)` exactly:
     /// the output and every gradient, bit for bit, including a hidden layer whose gradient
     /// already holds another use's, a frozen weight, a bias-free layer and a hidden layer that
