@@ -26,6 +26,42 @@ import TestSupport
         }
     }
 
+    /// The weight gradient of a layer widening 4× (Aᵀ·B, M ≥ 4N, long K) runs as Cᵀ = Bᵀ·A and is
+    /// transposed into C: against a float64 twin within fp32's summation bound, with beta 0 and
+    /// 1, alpha ½, C inside a wider matrix (ldc > N), on 1 and 2 threads, in every library.
+    @Test func aWideningLayersWeightGradientRunsTransposedAndMatches() {
+        let (m, n, k, ldc) = (521, 130, 1031, 133)
+        let a = randomTensor([k, m], seed: 11), b = randomTensor([k, n], seed: 12)
+        let c0 = randomTensor([m, ldc], seed: 13)
+        for beta: Float in [0, 1] {
+            var want = [Double](repeating: 0, count: m * ldc), bound = want
+            for i in 0..<m {
+                for j in 0..<ldc {
+                    let old = Double(c0.pointer[i * ldc + j])
+                    guard j < n else { want[i * ldc + j] = old; continue }  // outside C: untouched
+                    var sum = 0.0, magnitude = 0.0
+                    for p in 0..<k {
+                        let term = Double(a.pointer[p * m + i]) * Double(b.pointer[p * n + j])
+                        sum += term
+                        magnitude += abs(term)
+                    }
+                    want[i * ldc + j] = 0.5 * sum + Double(beta) * old
+                    // (k + 2) roundings of at most 2⁻²⁴ each, on the magnitudes summed.
+                    bound[i * ldc + j] = Double(k + 2) * 0x1p-24 * (0.5 * magnitude + Double(beta) * abs(old))
+                }
+            }
+            withThreadCounts { threads in
+                for kernel in [nil] + SGEMMKernel.allCases.map(Optional.some) {
+                    let c = c0.copy()
+                    gemm(transA: true, transB: false, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: m, b: b.pointer, ldb: n,
+                         beta: beta, c: c.pointer, ldc: ldc, kernel: kernel)
+                    let worst = (0..<(m * ldc)).map { abs(Double(c.pointer[$0]) - want[$0]) - bound[$0] }.max()!
+                    #expect(worst <= 0, "beta \(beta) threads \(threads) \(kernel?.rawValue ?? "default"): \(worst) over the bound")
+                }
+            }
+        }
+    }
+
     /// A bias is written by each block into its own rows or columns of C before its product is
     /// summed onto it: both split directions, one and two threads, against the naive twin.
     @Test func gemmWithBiasMatchesNaiveTwinPlusBias() {
