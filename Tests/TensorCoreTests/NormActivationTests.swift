@@ -76,10 +76,8 @@ import TestSupport
                     return [y.scalars] + [x, w, b, nw, nb].map { $0?.grad?.scalars ?? [] }
                 }
                 let fused = run(true), composed = run(false)
-                for (name, got, want) in zip3(["output", "dX", "dWeight", "dBias", "dNormWeight", "dNormBias"], fused, composed) {
-                    let same = got == want
-                    #expect(same, "\(name) \(rows)×\(width)→\(out) affine \(affine) frozen \(frozenWeight) earlier \(earlierUse) threads \(threads): max diff \(got.count == want.count ? maxAbsDiff(got, want) : .nan)")
-                }
+                expectBitForBit(["output", "dX", "dWeight", "dBias", "dNormWeight", "dNormBias"], fused, composed,
+                                "\(rows)×\(width)→\(out) affine \(affine) frozen \(frozenWeight) earlier \(earlierUse) threads \(threads)")
             }
         }
         if width > 1 && rows * width * out < 2000 {
@@ -113,10 +111,8 @@ import TestSupport
                     return [y.scalars, h.grad?.scalars ?? [], w.grad?.scalars ?? [], b?.grad?.scalars ?? []]
                 }
                 let fused = run(true), composed = run(false)
-                for (name, got, want) in zip3(["output", "dHidden", "dWeight", "dBias"], fused, composed) {
-                    let same = got == want
-                    #expect(same, "\(name) \(rows)×\(hidden)→\(out) bias \(withBias) frozen \(frozenWeight) earlier \(earlierUse) threads \(threads): max diff \(got.count == want.count ? maxAbsDiff(got, want) : .nan)")
-                }
+                expectBitForBit(["output", "dHidden", "dWeight", "dBias"], fused, composed,
+                                "\(rows)×\(hidden)→\(out) bias \(withBias) frozen \(frozenWeight) earlier \(earlierUse) threads \(threads)")
             }
         }
         if rows * hidden * out < 2000 {
@@ -138,4 +134,12 @@ import TestSupport
     }
 }
 
-private func zip3<A, B, C>(_ a: [A], _ b: [B], _ c: [C]) -> [(A, B, C)] { zip(a, zip(b, c)).map { ($0, $1.0, $1.1) } }
+/// Expects each named result of a fused op to be its composition's, bit for bit.
+private func expectBitForBit(_ names: [String], _ fused: [[Float]], _ composed: [[Float]], _ context: String,
+                             sourceLocation: SourceLocation = #_sourceLocation) {
+    for (name, (got, want)) in zip(names, zip(fused, composed)) {
+        let same = got == want
+        #expect(same, "\(name) \(context): max diff \(got.count == want.count ? maxAbsDiff(got, want) : .nan)",
+                sourceLocation: sourceLocation)
+    }
+}
