@@ -96,16 +96,20 @@ public final class WindowAttention: Module, @unchecked Sendable {
         return table.gatherRows(biasIndex, rowLength: 1, shape: [heads, n, n])
     }
 
-    /// x (B·nW, N, C) windows → (B·nW, N, C).
-    public func callAsFunction(_ x: Tensor, mask: Tensor?) -> Tensor {
-        proj(Tensor.attention(qkv: qkv(x), heads: heads, bias: relativeBias(), mask: mask))
+    /// x (B·nW, N, C) windows → (B·nW, N, C). With `norm`, x is the windows before it, and the
+    /// norm's output is not kept for the backward pass (`Linear(_:normalizedBy:)`).
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm? = nil, mask: Tensor?) -> Tensor {
+        let qkv = norm.map { self.qkv(x, normalizedBy: $0) } ?? self.qkv(x)
+        return proj(Tensor.attention(qkv: qkv, heads: heads, bias: relativeBias(), mask: mask))
     }
 }
 
 /// The pre-norm residual every Swin-style block shares: names `norm1`, `attn`, `norm2`, `mlp`.
 /// Methods differ only in their window attention (`Attention`) and in what they tell it:
 ///     x ← x + reverse(attend(partition(norm1(x)))), x ← x + mlp(norm2(x))
-/// with the layout's cyclic roll folded into partition and reverse.
+/// with the layout's cyclic roll folded into partition and reverse. The norm works per token, so
+/// partition(norm1(x)) = norm1(partition(x)): the windows are cut from x and `attend` applies
+/// norm1 inside its qkv projection, which then keeps no normalised copy for the backward pass.
 public class WindowBlock<Attention: Module>: Module, ResidualBlock, @unchecked Sendable {
     public var dropPathRate: Float = 0
     public let norm1: LayerNorm
@@ -127,12 +131,13 @@ public class WindowBlock<Attention: Module>: Module, ResidualBlock, @unchecked S
         child("mlp", mlp)
     }
 
-    /// x (B, G·G, C) → same; `attend` maps the windows (B·nW, N, C) to (B·nW, N, C).
+    /// x (B, G·G, C) → same; `attend` maps the windows of x (B·nW, N, C), normalised by `norm1`
+    /// in its qkv projection, to (B·nW, N, C).
     func callAsFunction(_ x: Tensor, layout: WindowLayout, attend: @escaping (Tensor) -> Tensor) -> Tensor {
         recomputable(x) { [self] x in
             let (B, L, C) = (x.shape[0], x.shape[1], x.shape[2])
             let n = layout.tokensPerWindow, nW = layout.windows
-            let windows = norm1(x).gatherRows(layout.partition, batch: B, shape: [B * nW, n, C])  // roll + partition
+            let windows = x.gatherRows(layout.partition, batch: B, shape: [B * nW, n, C])  // roll + partition
             let h = x + attend(windows).gatherRows(layout.reverse, batch: B, shape: [B, L, C])  // reverse + roll back
                 .droppingPath(rate: dropPathRate)
             return h + mlp(h, normalizedBy: norm2).droppingPath(rate: dropPathRate)
@@ -158,7 +163,7 @@ public final class SwinBlock: WindowBlock<WindowAttention>, @unchecked Sendable 
     /// x (B, G·G, C) → same, with `mask` (nW, N, N) in place of the layout's: entry b·nW + w of
     /// the batch uses mask[w], so one mask serves every sample.
     public func callAsFunction(_ x: Tensor, mask: Tensor?) -> Tensor {
-        self(x, layout: layout) { [self] in attn($0, mask: mask) }
+        self(x, layout: layout) { [self] in attn($0, normalizedBy: norm1, mask: mask) }
     }
 }
 

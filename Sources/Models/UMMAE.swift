@@ -101,8 +101,9 @@ final class PosMLPWindowAttention: Module, @unchecked Sendable {
     }
 
     /// x (B·nW, N, C) windows → same.
-    func callAsFunction(_ x: Tensor, gaps: GapBias, mask: Tensor?) -> Tensor {
-        proj(Tensor.attention(qkv: qkv(x), heads: heads, bias: bias(gaps, windows: x.shape[0], tokens: x.shape[1]), mask: mask))
+    func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm? = nil, gaps: GapBias, mask: Tensor?) -> Tensor {
+        let qkv = norm.map { self.qkv(x, normalizedBy: $0) } ?? self.qkv(x)
+        return proj(Tensor.attention(qkv: qkv, heads: heads, bias: bias(gaps, windows: x.shape[0], tokens: x.shape[1]), mask: mask))
     }
 }
 
@@ -148,7 +149,7 @@ final class UMSwinBlock: WindowBlock<PosMLPWindowAttention>, @unchecked Sendable
     /// x (B, g², C) on the stage grid (after any downsampling) → same. Positions roll with the
     /// features: `gaps` was built from the same (rolled) partition.
     func callAsFunction(_ x: Tensor, layout: WindowLayout, gaps: GapBias) -> Tensor {
-        self(x, layout: layout) { [self] in attn($0, gaps: gaps, mask: layout.mask) }
+        self(x, layout: layout) { [self] in attn($0, normalizedBy: norm1, gaps: gaps, mask: layout.mask) }
     }
 }
 
