@@ -49,8 +49,14 @@ final class PointwiseConv: Module, @unchecked Sendable {
         parameter("bias", bias)
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        x.linear(weight: weight.reshaped([weight.shape[0], weight.shape[1]]), bias: bias)  // (Cout, Cin) view
+    /// The (Cout, Cin) view of the weight.
+    var matrix: Tensor { weight.reshaped([weight.shape[0], weight.shape[1]]) }
+
+    func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: matrix, bias: bias) }
+
+    /// self(norm(x)), without keeping norm(x) for the backward pass (`Tensor.layerNormLinear`).
+    func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm) -> Tensor {
+        x.layerNormLinear(normWeight: norm.weight, normBias: norm.bias, eps: norm.eps, weight: matrix, bias: bias)
     }
 }
 
@@ -105,7 +111,10 @@ final class ConvMLP: Module, @unchecked Sendable {
         child("fc2", fc2)
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor { fc2(fc1(x).gelu()) }
+    /// self(norm(x)), keeping neither norm(x) nor GELU's output for the backward pass.
+    func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm) -> Tensor {
+        fc1(x, normalizedBy: norm).geluLinear(weight: fc2.matrix, bias: fc2.bias)
+    }
 }
 
 /// B6, the masked convolution block: names `norm1`, `conv1`, `attn` (depthwise 5×5), `conv2`,
@@ -142,10 +151,10 @@ final class MaskedConvBlock: Module, ResidualBlock, @unchecked Sendable {
     /// x (B, H, W, C), visibility (B, H, W, 1) or nil (dense) → (B, H, W, C).
     func callAsFunction(_ x: Tensor, visibility: Tensor?) -> Tensor {
         recomputable(x) { [self] x in
-            var y = conv1(norm1(x))
+            var y = conv1(x, normalizedBy: norm1)
             if let visibility { y = y * visibility }
             let h = x + conv2(attn(y)).droppingPath(rate: dropPathRate)
-            return h + mlp(norm2(h)).droppingPath(rate: dropPathRate)
+            return h + mlp(h, normalizedBy: norm2).droppingPath(rate: dropPathRate)
         }
     }
 }
