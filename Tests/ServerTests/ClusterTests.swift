@@ -41,7 +41,9 @@ struct ClusterTests {
         let id = try await api.submit(steps: 200_000, overrides: ["checkpoint_every": 50])
         try await Self.wait("a checkpoint by A") { try store.latestCheckpoint(jobID: id) != nil }
 
-        let b = try MIMServeProcess.worker(dataDir: dataDir, database: location, leaseSeconds: 2)
+        // B's lease is long: on a starved machine a 2 s lease of B's could lapse too, and A, thawed,
+        // could then claim the job back, legitimately, and never let go of it here.
+        let b = try MIMServeProcess.worker(dataDir: dataDir, database: location, leaseSeconds: 30)
         defer { b.stop() }
         #expect(try await b.status("/readyz") == 200)
         #expect(try await b.stepsDone() == 0)
