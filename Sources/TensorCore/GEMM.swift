@@ -137,9 +137,13 @@ func sgemmCall(
 
 /// Which library runs a single-threaded fp32 GEMM block. oneDNN's sgemm (the library under
 /// PyTorch's CPU kernels, linked already for bf16) runs large blocks 2–8 % faster than OpenBLAS
-/// 0.3.21 on one core of our AVX-512 EPYC machine; blocks under `oneDNNFrom` multiply-adds (attention's
-/// per-head products of small images, the heads of tiny models) stay with OpenBLAS, which calls
-/// faster there. `MIMSERVE_SGEMM=openblas` turns oneDNN off (for comparisons). oneDNN's matmul
+/// 0.3.21 on one core of our AVX-512 EPYC machine. Attention's per-head products from 128 tokens
+/// up go to oneDNN too: on one core of the Ice Lake Xeon, best of 12 passes over 256 heads,
+/// oneDNN ran 197×197×32 heads' six products at 77–96 GFLOP/s against OpenBLAS's 66–74 (QKᵀ 90
+/// against 66), 128-token heads at 69–91 against 57–75; 50-token heads (ViT's encoder, 0.16 M
+/// multiply-adds) ran slower in oneDNN (QKᵀ 33 against 50), so blocks under `oneDNNFrom`
+/// multiply-adds (those, Swin's 36- to 49-token windows, the heads of tiny models) stay with
+/// OpenBLAS. `MIMSERVE_SGEMM=openblas` turns oneDNN off (for comparisons). oneDNN's matmul
 /// primitive is a third choice, for `mimserve-bench --kernels`: on the Ice Lake Xeon it ran
 /// whole steps' products in the same time as `dnnl_sgemm` (docs/architecture.md).
 public enum SGEMMKernel: String, Sendable, CaseIterable {
@@ -149,7 +153,7 @@ public enum SGEMMKernel: String, Sendable, CaseIterable {
     case oneDNNMatmul = "onednn-matmul"
 
     public static let current: SGEMMKernel = getenv("MIMSERVE_SGEMM").flatMap { SGEMMKernel(rawValue: String(cString: $0)) } ?? .oneDNN
-    static let oneDNNFrom = 1 << 22
+    static let oneDNNFrom = 1 << 19  // 128×128×32
 }
 
 /// A matrix rounded to bf16 (nearest even) once, stored densely: the operand form of bf16

@@ -66,10 +66,11 @@ import TestSupport
     /// fp32 attention against the float64 twin of the bf16 tests with nothing rounded, so each
     /// output is held to fp32's own bound (sums, softmax and exp at 1e-5 relative on the
     /// magnitudes involved, derived there). The shapes cover one entry's heads split over the
-    /// threads, many entries per thread (B = 10, L = 64), masks, per-entry biases and 32-wide
-    /// heads; the q, k, v gradient is added to one already there, and with qkv frozen the bias
+    /// threads, many entries per thread (B = 10, L = 64), masks, per-entry biases, 32-wide
+    /// heads and 130-token heads, whose products are big enough to go to oneDNN's sgemm
+    /// (`SGEMMKernel.oneDNNFrom`); the q, k, v gradient is added to one already there, and with qkv frozen the bias
     /// still gets its gradient.
-    @Test(arguments: [(3, 5, 2, 4, true), (1, 9, 4, 8, false), (10, 64, 4, 8, true), (1, 50, 3, 32, false)])
+    @Test(arguments: [(3, 5, 2, 4, true), (1, 9, 4, 8, false), (10, 64, 4, 8, true), (1, 50, 3, 32, false), (2, 130, 2, 32, true)])
     func matchesTheFloat64TwinWithinFP32Bounds(B: Int, L: Int, H: Int, dh: Int, masked: Bool) {
         let D = H * dh
         let qkv = randomTensor([B, L, 3 * D], seed: 21)
