@@ -125,9 +125,10 @@ extension ModelConfig {
 
     /// The blocks of every encoder and decoder stage, the parameters outside them (embeddings,
     /// merging, heads, tokens) and floats per sample kept outside them (patch tokens, merges).
-    /// Fine-tuning runs the encoder alone on every token: nothing masked, compacted or decoded;
-    /// the pretraining model's decoder and head are still built (the classifier wraps the whole
-    /// model), so they count as idle parameters: weights in memory, never trained.
+    /// Fine-tuning runs the encoder alone on every token: nothing masked, compacted or decoded.
+    /// The decoder's blocks are not built then, but its embedding, mask token and prediction
+    /// layer are (the classifier wraps the whole model), so they count as idle parameters:
+    /// weights in memory, never trained.
     func costStages(finetune: Bool = false)
         -> (stages: [CostEstimate.Stage], params: Double, floatsPerSample: Double, idleParams: Double) {
         typealias Stage = CostEstimate.Stage
@@ -145,7 +146,7 @@ extension ModelConfig {
             guard decoderDepth > 0 else { return }
             if finetune {
                 let c = Double(decoderDim)
-                idle += Double(decoderDepth) * (12 * c * c + 13 * c) + Double(encoderDim + outputs + 4) * c
+                idle += Double(encoderDim + outputs + 4) * c
                 return
             }
             stages.append(Stage(tokens: tokens, width: decoderDim, heads: decoderHeads, keys: tokens,

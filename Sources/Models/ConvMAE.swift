@@ -39,7 +39,7 @@ public final class ConvMAE: Module, MIMModel, NoiseMaskedPredictor, @unchecked S
     let norm: LayerNorm
     let decoder: MAEDecoder              // position table (1, L, Dd)
 
-    public init(config c: ModelConfig, seed: UInt64) {
+    public init(config c: ModelConfig, seed: UInt64, decoderBlocks: Bool = true) {
         precondition(c.method == .convmae, "ConvMAE built from a \(c.method) config")
         config = c
         var rng = RandomGenerator(seed: seed)
@@ -55,7 +55,7 @@ public final class ConvMAE: Module, MIMModel, NoiseMaskedPredictor, @unchecked S
         blocks2 = ModuleList((0..<c.depths[1]).map { _ in MaskedConvBlock(dim: dims[1], mlpRatio: c.mlpRatio, rng: &rng) })
         blocks3 = ModuleList(depth: c.depths[2], dim: D, heads: c.heads[2], mlpRatio: c.mlpRatio, eps: c.layerNormEps, rng: &rng)
         norm = LayerNorm(D, eps: c.layerNormEps)
-        decoder = MAEDecoder(config: c, classToken: false, rng: &rng)
+        decoder = MAEDecoder(config: c, classToken: false, withBlocks: decoderBlocks, rng: &rng)
         super.init()
         child("patch_embed1", patchEmbed1)
         child("patch_embed2", patchEmbed2)

@@ -26,14 +26,16 @@ struct MAEDecoder {
     /// - embedWidth: the width `decoder_embed` maps to, Dd unless the method reshapes it (UM-MAE).
     /// - maskToken: the token when the method draws it earlier, where its reference does (MAE
     ///   before its encoder, MixMIM before `decoder_embed`); nil draws it right after `decoder_embed`.
+    /// - withBlocks: false builds no blocks (the backbone of a fine-tune, which never decodes).
+    ///   The blocks are drawn after everything else but `pred`, so the encoder's weights are the same.
     init(config c: ModelConfig, classToken: Bool, embedWidth: Int? = nil, maskToken: Tensor? = nil,
-         rng: inout RandomGenerator) {
+         withBlocks: Bool = true, rng: inout RandomGenerator) {
         let Dd = c.decoderDim
         self.classToken = classToken
         embed = Linear(c.encoderDim, embedWidth ?? Dd, rng: &rng)
         self.maskToken = maskToken ?? Init.normal([1, 1, Dd], std: 0.02, rng: &rng)
         posEmbed = SinCos.table2D(dim: Dd, grid: c.unitGrid, classToken: classToken)
-        blocks = ModuleList(depth: c.decoderDepth, dim: Dd, heads: c.decoderHeads, mlpRatio: c.mlpRatio,
+        blocks = ModuleList(depth: withBlocks ? c.decoderDepth : 0, dim: Dd, heads: c.decoderHeads, mlpRatio: c.mlpRatio,
                             eps: c.layerNormEps, rng: &rng)
         norm = LayerNorm(Dd, eps: c.layerNormEps)
         pred = Linear(Dd, c.maskUnit * c.maskUnit * 3, rng: &rng)

@@ -102,7 +102,7 @@ public final class GreenMIM: Module, MIMModel, UnitPredictor, @unchecked Sendabl
     public let encoder: SwinEncoder
     let decoder: MAEDecoder  // position table (1, U², Dd)
 
-    public init(config: ModelConfig, seed: UInt64) {
+    public init(config: ModelConfig, seed: UInt64, decoderBlocks: Bool = true) {
         precondition(config.method == .greenmim, "GreenMIM built from a \(config.method) config")
         self.config = config
         var rng = RandomGenerator(seed: seed)
@@ -111,7 +111,7 @@ public final class GreenMIM: Module, MIMModel, UnitPredictor, @unchecked Sendabl
         Init.redrawXavierLinears(in: encoder, rng: &rng)
         Init.redrawXavier(encoder.patchEmbed.embed.weight, rng: &rng)
         self.encoder = encoder
-        decoder = MAEDecoder(config: config, classToken: false, rng: &rng)
+        decoder = MAEDecoder(config: config, classToken: false, withBlocks: decoderBlocks, rng: &rng)
         super.init()
         child("encoder", encoder)
         decoder.register(in: self)

@@ -18,7 +18,7 @@ public final class MAE: Module, MIMModel, NoiseMaskedPredictor, @unchecked Senda
     let decoder: MAEDecoder      // with a class row: position table (1, 1 + L, Dd)
     let patchPos: Tensor         // pos_embed without its class row, (1, L, D)
 
-    public init(config: ModelConfig, seed: UInt64) {
+    public init(config: ModelConfig, seed: UInt64, decoderBlocks: Bool = true) {
         precondition(config.method == .mae, "MAE built from a \(config.method) config")
         self.config = config
         var rng = RandomGenerator(seed: seed)
@@ -32,7 +32,7 @@ public final class MAE: Module, MIMModel, NoiseMaskedPredictor, @unchecked Senda
         blocks = ModuleList(depth: config.depths[0], dim: D, heads: config.heads[0], mlpRatio: config.mlpRatio,
                             eps: config.layerNormEps, rng: &rng)
         norm = LayerNorm(D, eps: config.layerNormEps)
-        decoder = MAEDecoder(config: config, classToken: true, maskToken: maskToken, rng: &rng)
+        decoder = MAEDecoder(config: config, classToken: true, maskToken: maskToken, withBlocks: decoderBlocks, rng: &rng)
         super.init()
         parameter("cls_token", clsToken)
         buffer("pos_embed", posEmbed)

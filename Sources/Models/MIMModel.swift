@@ -73,15 +73,20 @@ extension MIMModel {
 
 /// Builds the model of a (validated) configuration.
 public enum ModelRegistry {
-    public static func make(_ config: ModelConfig, seed: UInt64) throws(ConfigError) -> any MIMModel {
+    /// The model `config` describes, its weights drawn from `seed`. With `decoderBlocks` false
+    /// the MAE-style decoder is built without its blocks: the backbone of a fine-tune or a
+    /// classifier, which only encodes (MAE ViT-B's 8 decoder blocks are 25 M weights). Its
+    /// encoder is the same, weight for weight, since every method draws those blocks after its
+    /// encoder; SimMIM's one-layer head is built either way.
+    public static func make(_ config: ModelConfig, seed: UInt64, decoderBlocks: Bool = true) throws(ConfigError) -> any MIMModel {
         try config.validate()
         switch config.method {
-        case .mae: return MAE(config: config, seed: seed)
+        case .mae: return MAE(config: config, seed: seed, decoderBlocks: decoderBlocks)
         case .simmim: return SimMIM(config: config, seed: seed)
-        case .ummae: return UMMAE(config: config, seed: seed)
-        case .greenmim: return GreenMIM(config: config, seed: seed)
-        case .mixmae: return MixMAE(config: config, seed: seed)
-        case .convmae: return ConvMAE(config: config, seed: seed)
+        case .ummae: return UMMAE(config: config, seed: seed, decoderBlocks: decoderBlocks)
+        case .greenmim: return GreenMIM(config: config, seed: seed, decoderBlocks: decoderBlocks)
+        case .mixmae: return MixMAE(config: config, seed: seed, decoderBlocks: decoderBlocks)
+        case .convmae: return ConvMAE(config: config, seed: seed, decoderBlocks: decoderBlocks)
         }
     }
 }

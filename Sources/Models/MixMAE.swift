@@ -48,7 +48,7 @@ public final class MixMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable 
     let norm: LayerNorm
     let decoder: MAEDecoder       // position table (1, U², Dd)
 
-    public init(config c: ModelConfig, seed: UInt64) {
+    public init(config c: ModelConfig, seed: UInt64, decoderBlocks: Bool = true) {
         precondition(c.method == .mixmae, "MixMAE built from a \(c.method) config")
         config = c
         var rng = RandomGenerator(seed: seed)
@@ -59,7 +59,7 @@ public final class MixMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable 
         Init.redrawXavierLinears(in: layers, rng: &rng)
         norm = LayerNorm(c.encoderDim, eps: c.layerNormEps)
         let maskToken = Init.normal([1, 1, c.decoderDim], std: 0.02, rng: &rng)  // drawn first, as in models_mixmim.py
-        decoder = MAEDecoder(config: c, classToken: false, maskToken: maskToken, rng: &rng)
+        decoder = MAEDecoder(config: c, classToken: false, maskToken: maskToken, withBlocks: decoderBlocks, rng: &rng)
         super.init()
         child("patch_embed", patchEmbed)
         child("layers", layers)

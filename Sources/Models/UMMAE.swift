@@ -168,7 +168,7 @@ public final class UMMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable {
     /// Decoder pixel shuffle ×2 as an element map per sample: (2M)²·Dd of M²·4Dd.
     let shuffle: RowIndex
 
-    public init(config c: ModelConfig, seed: UInt64) {
+    public init(config c: ModelConfig, seed: UInt64, decoderBlocks: Bool = true) {
         precondition(c.method == .ummae, "UMMAE built from a \(c.method) config")
         config = c
         var rng = RandomGenerator(seed: seed)
@@ -188,7 +188,7 @@ public final class UMMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable {
         blocks = ModuleList(made)
         stageOfBlock = stages
         norm = LayerNorm(c.encoderDim, eps: c.layerNormEps)
-        decoder = MAEDecoder(config: c, classToken: false, embedWidth: 4 * Dd, rng: &rng)
+        decoder = MAEDecoder(config: c, classToken: false, embedWidth: 4 * Dd, withBlocks: decoderBlocks, rng: &rng)
         var layouts: [Int: (plain: WindowLayout, shifted: WindowLayout)] = [:]
         for g in c.stageGrids + c.stageGrids.map({ $0 / 2 }) where layouts[g] == nil {
             // A stage no larger than the window attends over the whole map, without shift.

@@ -98,7 +98,7 @@ public struct WeightsFile {
     public func makeClassifier() throws(WeightsFileError) -> Classifier {
         guard let finetune else { throw .invalidConfig("not a fine-tuning checkpoint") }
         let built: any MIMModel
-        do { built = try ModelRegistry.make(model, seed: 0) } catch { throw .invalidConfig("\(error)") }
+        do { built = try ModelRegistry.make(model, seed: 0, decoderBlocks: false) } catch { throw .invalidConfig("\(error)") }
         let classifier = Classifier(backbone: built, classes: finetune.classes, pool: finetune.pool, seed: 0)
         do { try classifier.loadState(weights) } catch { throw .weightsMismatch(error) }
         return classifier

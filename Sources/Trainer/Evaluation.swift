@@ -100,7 +100,7 @@ public struct Evaluator {
             trainSet = Subset(train, indices: Array(order.dropFirst(nTest).prefix(options.trainLimit)))
         }
         let size = config.model.imageSize
-        let random = try ModelRegistry.make(config.model, seed: 0x7261_6E64)
+        let random = try ModelRegistry.make(config.model, seed: 0x7261_6E64, decoderBlocks: false)
         func extract(_ set: any ImageDataset) throws -> (encoder: Matrix, raw: Matrix, random: Matrix, labels: [Int]) {
             let batches = EvaluationBatches(dataset: set, batchSize: 64, imageSize: size)
             var enc = Matrix(), raw = Matrix(), rnd = Matrix(), labels: [Int] = []

@@ -448,7 +448,7 @@ public final class InferenceService: Sendable {
         let loaded: Loaded
         do {
             let ck = try Checkpoint.decode(bytes)
-            let model = try ModelRegistry.make(ck.config.model, seed: 0)
+            let model = try ModelRegistry.make(ck.config.model, seed: 0, decoderBlocks: ck.config.finetune == nil)
             var classifier: Classifier?
             if let f = ck.config.finetune {
                 classifier = Classifier(backbone: model, classes: f.classes, pool: f.pool, seed: 0)

@@ -65,7 +65,7 @@ final class TrainingRun {
         let precision = t.precision ?? .fp32
         guard Precision.supported.contains(precision) else { throw TrainingFailure.unsupportedPrecision(precision) }
         let bf16 = precision == .bf16
-        let backbone = try ModelRegistry.make(config.model, seed: t.seed)
+        let backbone = try ModelRegistry.make(config.model, seed: t.seed, decoderBlocks: config.finetune == nil)
         let objective: any Objective = config.finetune.map { Finetuning(backbone: backbone, settings: $0, seed: t.seed) }
             ?? Pretraining(model: backbone, batchSize: t.batchSize)
         let optimizer = AdamW(parameters: objective.namedParameters(), weightDecay: t.weightDecay, betas: (t.beta1, t.beta2),

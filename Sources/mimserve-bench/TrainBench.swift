@@ -153,9 +153,9 @@ struct TrainStepTimer {
     /// The timing record, the profile of as many more steps when asked for, and the GEMM
     /// shapes of one more step when asked for (empty otherwise).
     func run() throws -> (Record, StepProfile?, [GEMMShapes.Shape: Int]) {
-        let model = try ModelRegistry.make(preset.model, seed: 0)
-        let r = preset.recipe
         let finetune = task == .finetune
+        let model = try ModelRegistry.make(preset.model, seed: 0, decoderBlocks: !finetune)
+        let r = preset.recipe
         let classifier = finetune ? Classifier(backbone: model, classes: Self.classes, pool: .mean, seed: 0) : nil
         // Fine-tuning never clips (the fine-tuning recipe of every method).
         let clipGrad = finetune ? nil : r.clipGrad

@@ -30,6 +30,27 @@ import TensorCore
         #expect(c.blocks.count >= 2)
     }
 
+    /// A fine-tune's backbone is built without the decoder's blocks, and its encoder is the
+    /// pretraining model's, weight for weight: same names, same values from the same seed, so
+    /// a fine-tune from scratch starts where it always did.
+    @Test(arguments: Method.allCases) func aBackboneWithoutDecoderBlocksHasTheSameEncoder(method: Method) throws {
+        let preset = try Presets.resolve(method: method, preset: "tiny")
+        let full = try ModelRegistry.make(preset.model, seed: 1)
+        let lean = try ModelRegistry.make(preset.model, seed: 1, decoderBlocks: false)
+        let fullNames = Set(full.namedParameters().map(\.name)), leanNames = Set(lean.namedParameters().map(\.name))
+        #expect(leanNames.isSubset(of: fullNames))
+        #expect(!leanNames.contains { $0.hasPrefix("decoder_blocks.") })
+        #expect(leanNames.count < fullNames.count || !fullNames.contains { $0.hasPrefix("decoder_blocks.") })
+        let a = Classifier(backbone: full, classes: 5, pool: .mean, seed: 2)
+        let b = Classifier(backbone: lean, classes: 5, pool: .mean, seed: 2)
+        #expect(a.namedParameters().map(\.name) == b.namedParameters().map(\.name))
+        for ((name, x), (_, y)) in zip(a.namedParameters(), b.namedParameters()) {
+            #expect(x.shape == y.shape && x.scalars == y.scalars, "\(name) differs")
+        }
+        let images = syntheticImages(count: 2, size: preset.model.imageSize, seed: 3)
+        #expect(a(images).scalars == b(images).scalars)
+    }
+
     /// Layer ids of a ViT (MAE tiny, depth 2): embedding 0, block i → i + 1, final norm and head
     /// L + 1; rates decay^(L + 1 − id).
     @Test func vitLayersFollowTheBlocks() throws {
