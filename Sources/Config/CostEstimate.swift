@@ -7,8 +7,9 @@
 /// the visible tokens and its decoder on all of them, Swin stages on full, compacted (UM-MAE) or
 /// visible-only (GreenMIM) grids, MixMAE's dual decoder, ConvMAE's two convolutional stages and its
 /// ViT stage. Per block, training keeps about `savedPerTokenWidth(r)` floats per token and channel
-/// for the backward pass (norm outputs, q/k/v, attention output, residuals, and the MLP's hidden
-/// layer once: its GELU output is made again in the backward pass). Attention keeps no
+/// for the backward pass, the gradients of the block running its backward included (its input,
+/// q/k/v, the attention output, the residual stream between the halves and the MLP's hidden
+/// layer; no norm output, GELU output or branch output before its residual sum is kept). Attention keeps no
 /// probabilities (its backward makes them again), but a Swin-style block's backward holds one
 /// float per probability for its learned position bias's gradient while it runs. With
 /// recomputation (`StepMemory.recompute`) a block keeps only its input, and one block at a time holds its

@@ -52,7 +52,10 @@ final class PointwiseConv: Module, @unchecked Sendable {
     /// The (Cout, Cin) view of the weight.
     var matrix: Tensor { weight.reshaped([weight.shape[0], weight.shape[1]]) }
 
-    func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: matrix, bias: bias) }
+    /// residual + self(x) (`Tensor.linear`'s `residual`).
+    func callAsFunction(_ x: Tensor, adding residual: Tensor? = nil) -> Tensor {
+        x.linear(weight: matrix, bias: bias, adding: residual)
+    }
 
     /// self(norm(x)), without keeping norm(x) for the backward pass (`Tensor.layerNormLinear`).
     func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm) -> Tensor {
@@ -111,9 +114,10 @@ final class ConvMLP: Module, @unchecked Sendable {
         child("fc2", fc2)
     }
 
-    /// self(norm(x)), keeping neither norm(x) nor GELU's output for the backward pass.
-    func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm) -> Tensor {
-        fc1(x, normalizedBy: norm).geluLinear(weight: fc2.matrix, bias: fc2.bias)
+    /// residual + self(norm(x)), keeping neither norm(x), GELU's output nor self(norm(x)) apart
+    /// for the backward pass.
+    func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, adding residual: Tensor? = nil) -> Tensor {
+        fc1(x, normalizedBy: norm).geluLinear(weight: fc2.matrix, bias: fc2.bias, adding: residual)
     }
 }
 
@@ -153,8 +157,8 @@ final class MaskedConvBlock: Module, ResidualBlock, @unchecked Sendable {
         recomputable(x) { [self] x in
             var y = conv1(x, normalizedBy: norm1)
             if let visibility { y = y * visibility }
-            let h = x + conv2(attn(y)).droppingPath(rate: dropPathRate)
-            return h + mlp(h, normalizedBy: norm2).droppingPath(rate: dropPathRate)
+            let h = x.plusBranch(droppingPath: dropPathRate) { conv2(attn(y), adding: $0) }
+            return h.plusBranch(droppingPath: dropPathRate) { mlp(h, normalizedBy: norm2, adding: $0) }
         }
     }
 }

@@ -138,8 +138,8 @@ extension SwinBlock {
             let bias = attn.table.gatherRows(plan.biasIndex, rowLength: 1, shape: [plan.groups, H, g, g])  // (nG, H, g, g)
             let attended = Tensor.attention(qkv: grouped, heads: H, bias: bias, mask: plan.mask)  // (B·nG, g, C)
             let back = plan.scatter.map { attended.gatherRows($0, batch: B, shape: [B, N, C]) } ?? attended  // (B, N, C)
-            let h = x + attn.proj(back).droppingPath(rate: dropPathRate)
-            return h + mlp(h, normalizedBy: norm2).droppingPath(rate: dropPathRate)
+            let h = x.plusBranch(droppingPath: dropPathRate) { attn.proj(back, adding: $0) }
+            return h.plusBranch(droppingPath: dropPathRate) { mlp(h, normalizedBy: norm2, adding: $0) }
         }
     }
 }

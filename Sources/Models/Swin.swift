@@ -140,7 +140,7 @@ public class WindowBlock<Attention: Module>: Module, ResidualBlock, @unchecked S
             let windows = x.gatherRows(layout.partition, batch: B, shape: [B * nW, n, C])  // roll + partition
             let h = x + attend(windows).gatherRows(layout.reverse, batch: B, shape: [B, L, C])  // reverse + roll back
                 .droppingPath(rate: dropPathRate)
-            return h + mlp(h, normalizedBy: norm2).droppingPath(rate: dropPathRate)
+            return h.plusBranch(droppingPath: dropPathRate) { mlp(h, normalizedBy: norm2, adding: $0) }
         }
     }
 }

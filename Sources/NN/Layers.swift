@@ -27,6 +27,11 @@ public final class Linear: Module, @unchecked Sendable {
 
     public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
 
+    /// residual + self(x), without keeping self(x) apart for the backward pass (`Tensor.linear`).
+    public func callAsFunction(_ x: Tensor, adding residual: Tensor?) -> Tensor {
+        x.linear(weight: weight, bias: bias, adding: residual)
+    }
+
     /// self(norm(x)), without keeping norm(x) for the backward pass (`Tensor.layerNormLinear`).
     public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm) -> Tensor {
         x.layerNormLinear(normWeight: norm.weight, normBias: norm.bias, eps: norm.eps, weight: weight, bias: bias)
@@ -67,9 +72,10 @@ public final class MLP: Module, @unchecked Sendable {
 
     public func callAsFunction(_ x: Tensor) -> Tensor { fc1(x).geluLinear(weight: fc2.weight, bias: fc2.bias) }
 
-    /// self(norm(x)), keeping neither norm(x) nor GELU's output for the backward pass.
-    public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm) -> Tensor {
-        fc1(x, normalizedBy: norm).geluLinear(weight: fc2.weight, bias: fc2.bias)
+    /// residual + self(norm(x)), keeping neither norm(x), GELU's output nor self(norm(x)) apart
+    /// for the backward pass.
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, adding residual: Tensor? = nil) -> Tensor {
+        fc1(x, normalizedBy: norm).geluLinear(weight: fc2.weight, bias: fc2.bias, adding: residual)
     }
 }
 
@@ -94,9 +100,11 @@ public final class SelfAttention: Module, @unchecked Sendable {
         proj(Tensor.attention(qkv: qkv(x), heads: heads, bias: bias, mask: mask))
     }
 
-    /// self(norm(x)), without keeping norm(x) for the backward pass.
-    public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
-        proj(Tensor.attention(qkv: qkv(x, normalizedBy: norm), heads: heads, bias: bias, mask: mask))
+    /// residual + self(norm(x)), keeping neither norm(x) nor self(norm(x)) apart for the
+    /// backward pass.
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, bias: Tensor? = nil, mask: Tensor? = nil,
+                               adding residual: Tensor? = nil) -> Tensor {
+        proj(Tensor.attention(qkv: qkv(x, normalizedBy: norm), heads: heads, bias: bias, mask: mask), adding: residual)
     }
 }
 
@@ -124,8 +132,8 @@ public final class TransformerBlock: Module, ResidualBlock, @unchecked Sendable 
 
     public func callAsFunction(_ x: Tensor, bias: Tensor? = nil, mask: Tensor? = nil) -> Tensor {
         recomputable(x) { [self] x in
-            let h = x + attn(x, normalizedBy: norm1, bias: bias, mask: mask).droppingPath(rate: dropPathRate)
-            return h + mlp(h, normalizedBy: norm2).droppingPath(rate: dropPathRate)
+            let h = x.plusBranch(droppingPath: dropPathRate) { attn(x, normalizedBy: norm1, bias: bias, mask: mask, adding: $0) }
+            return h.plusBranch(droppingPath: dropPathRate) { mlp(h, normalizedBy: norm2, adding: $0) }
         }
     }
 }

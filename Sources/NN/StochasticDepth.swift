@@ -52,6 +52,18 @@ extension Tensor {
     }
 }
 
+extension Tensor {
+    /// self + branch(nil).droppingPath(rate: rate), a residual branch. Where no path is dropped
+    /// (rate 0, or outside training), `branch(self)` adds self inside its last product instead
+    /// (`Linear(_:adding:)`, `MLP(_:normalizedBy:adding:)`): the same values, bit for bit,
+    /// without the branch's output as a tensor of its own that the sum would keep alive for the
+    /// backward pass. MAE ViT-S's step at batch 16 kept 40 such tensors, 130 MB.
+    public func plusBranch(droppingPath rate: Float, _ branch: (_ adding: Tensor?) -> Tensor) -> Tensor {
+        if rate > 0, StochasticDepth.current != nil { return self + branch(nil).droppingPath(rate: rate) }
+        return branch(self)
+    }
+}
+
 /// Per-block recomputation (`"recompute": true`): inside `Recompute.blocks(true)`, a residual
 /// block run through `recomputable` keeps only its input for the backward pass and computes its
 /// insides again there, one block at a time, trading about one more forward pass for the

@@ -121,6 +121,46 @@ import TestSupport
         }
     }
 
+    /// A residual branch's last product adds the residual in place (`linear` and `geluLinear`
+    /// with `adding:`), yet must be `residual + product` exactly: the output and every gradient,
+    /// bit for bit, for a residual that is also the product's input (a block's x feeding its own
+    /// branch), one whose gradient already holds another use's, and a frozen one; and the
+    /// gradients agree with finite differences.
+    @Test(arguments: [(1, 1), (3, 5), (40, 70)])
+    func aResidualAddedInsideTheProductIsTheSum(rows: Int, width: Int) {
+        withThreadCounts { threads in
+            for gelu in [false, true] {
+                for (residualIsInput, earlier, frozen) in [(true, false, false), (false, true, false), (false, false, true), (true, true, false)] {
+                    func run(_ fused: Bool) -> [[Float]] {
+                        let x = randomTensor([rows, width], seed: 61, scale: 2), w = randomTensor([width, width], seed: 62)
+                        let b = randomTensor([width], seed: 63)
+                        let r = residualIsInput ? x : randomTensor([rows, width], seed: 64)
+                        for t in [x, w, b] { t.requiresGrad = true }
+                        r.requiresGrad = !frozen
+                        if earlier { r.grad = randomTensor(r.shape, seed: 65) }
+                        let y: Tensor
+                        switch (fused, gelu) {
+                        case (true, false): y = x.linear(weight: w, bias: b, adding: r)
+                        case (true, true): y = x.geluLinear(weight: w, bias: b, adding: r)
+                        case (false, false): y = r + x.linear(weight: w, bias: b)
+                        case (false, true): y = r + x.geluLinear(weight: w, bias: b)
+                        }
+                        y.backward(seed: randomTensor(y.shape, seed: 66))
+                        return [y.scalars, x.grad?.scalars ?? [], w.grad?.scalars ?? [], b.grad?.scalars ?? [], r.grad?.scalars ?? []]
+                    }
+                    expectBitForBit(["output", "dX", "dWeight", "dBias", "dResidual"], run(true), run(false),
+                                    "\(rows)×\(width) gelu \(gelu) residual is input \(residualIsInput) earlier \(earlier) frozen \(frozen) threads \(threads)")
+                }
+            }
+        }
+        if rows * width < 100 {
+            let x = randomTensor([rows, width], seed: 67), w = randomTensor([width, width], seed: 68), b = randomTensor([width], seed: 69)
+            let r = randomTensor([rows, width], seed: 70)
+            checkGradients([x, w, b, r]) { x.linear(weight: w, bias: b, adding: r) }
+            checkGradients([x, w, b]) { x.geluLinear(weight: w, bias: b, adding: x) }
+        }
+    }
+
     @Test(arguments: [1, 5, 8, 17])
     func softmaxMatchesNaiveTwin(d: Int) {
         let x = randomTensor([4, d], seed: 9, scale: 5)

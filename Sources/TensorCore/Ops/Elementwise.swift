@@ -47,6 +47,18 @@ extension Tensor {
         }
     }
 
+    /// self += other (same shape), in place, off the tape: the residual sum inside `linear` and
+    /// `geluLinear`, the same additions as `binary(_:_:.add)`'s.
+    func addInPlace(_ other: Tensor) {
+        precondition(other.shape == shape, "addInPlace: \(other.shape) ≠ \(shape)")
+        let n = count, o = pointer, src = other.pointer
+        withExtendedLifetime(other) {
+            parallelFor(n, minPerThread: 1 << 16) { r in
+                for i in r { o[i] = o[i] + src[i] }
+            }
+        }
+    }
+
     /// Adds `scale · g`, summed over the dimensions along which `self` was broadcast.
     func accumulateReduced(_ g: Tensor, scale: Float) {
         accumulateGrad { dst, beta in

@@ -1,19 +1,32 @@
 /// Matrix products on OpenBLAS: `linear` (x·Wᵀ + b, PyTorch weight layout) and `matmul`
 /// (all transpose cases, batched).
 extension Tensor {
-    /// y = x · Wᵀ + b for x (…, in), weight (out, in), bias (out) → (…, out).
-    public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
+    /// y = x · Wᵀ + b for x (…, in), weight (out, in), bias (out) → (…, out). With `residual`
+    /// (the output's shape), y = residual + (x · Wᵀ + b), added in place as each block of the
+    /// product is done: a residual branch's last product then never exists as a tensor of its
+    /// own, which the sum would keep alive for the backward pass (one float per token and
+    /// channel, twice per transformer block). The same values as `residual + linear(…)`, bit
+    /// for bit.
+    public func linear(weight: Tensor, bias: Tensor? = nil, adding residual: Tensor? = nil) -> Tensor {
         Profiler.measure(.gemm, .forward) {
             precondition(weight.rank == 2, "linear weight must be (out, in), got \(weight.shape)")
             let inF = weight.shape[1], outF = weight.shape[0]
             precondition(dim(-1) == inF, "linear: input \(shape) does not end in \(inF)")
             if let bias { precondition(bias.shape == [outF], "linear bias \(bias.shape) ≠ [\(outF)]") }
             let rows = count / max(inF, 1)
-            if BF16.isOn && rows > 0 && inF > 0 && outF > 0 { return linearBF16(weight: weight, bias: bias, rows: rows) }
-            let out = Tensor(uninitialized: Array(shape.dropLast()) + [outF])
+            let outShape = Array(shape.dropLast()) + [outF]
+            if let residual { precondition(residual.shape == outShape, "linear: residual \(residual.shape) ≠ output \(outShape)") }
+            if BF16.isOn && rows > 0 && inF > 0 && outF > 0 {
+                let y = linearBF16(weight: weight, bias: bias, rows: rows)
+                return residual.map { $0 + y } ?? y
+            }
+            let out = Tensor(uninitialized: outShape)
             gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: pointer, lda: inF,
                  b: weight.pointer, ldb: inF, bias: bias?.pointer, c: out.pointer, ldc: outF)
-            return out.recording("linear", .gemm, [self, weight] + (bias.map { [$0] } ?? [])) { g in
+            if let residual { out.addInPlace(residual) }
+            return out.recording("linear", .gemm, [self, weight] + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])) { g in
+                // The residual's gradient first, where the separate sum's backward gave it.
+                if let residual, residual.requiresGrad { residual.accumulateReduced(g, scale: 1) }
                 let gp = g.pointer
                 if self.requiresGrad {
                     self.accumulateGrad { dx, beta in
@@ -40,13 +53,15 @@ extension Tensor {
     /// the same Φ(x) anyway. That drops a quarter of what a transformer block keeps for its
     /// backward (4 of 16 floats per token and channel at MLP ratio 4) for no extra pass over
     /// memory. The results are those of `gelu().linear(…)`, bit for bit: the same kernels on
-    /// the same values. In bf16 it is that composition.
-    public func geluLinear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
-        if BF16.isOn { return gelu().linear(weight: weight, bias: bias) }
+    /// the same values. In bf16 it is that composition. `residual` as in `linear`.
+    public func geluLinear(weight: Tensor, bias: Tensor? = nil, adding residual: Tensor? = nil) -> Tensor {
+        if BF16.isOn { return gelu().linear(weight: weight, bias: bias, adding: residual) }
         precondition(weight.rank == 2, "linear weight must be (out, in), got \(weight.shape)")
         let inF = weight.shape[1], outF = weight.shape[0]
         precondition(dim(-1) == inF, "linear: input \(shape) does not end in \(inF)")
         if let bias { precondition(bias.shape == [outF], "linear bias \(bias.shape) ≠ [\(outF)]") }
+        let outShape = Array(shape.dropLast()) + [outF]
+        if let residual { precondition(residual.shape == outShape, "linear: residual \(residual.shape) ≠ output \(outShape)") }
         let rows = count / max(inF, 1), n = count, x = pointer
         let activated = Profiler.measure(.activation, .forward) {
             let a = Tensor(uninitialized: shape), y = a.pointer
@@ -55,12 +70,16 @@ extension Tensor {
             }
             return a
         }
-        let out = Tensor(uninitialized: Array(shape.dropLast()) + [outF])
+        let out = Tensor(uninitialized: outShape)
         Profiler.measure(.gemm, .forward) {
             gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: activated.pointer, lda: inF,
                  b: weight.pointer, ldb: inF, bias: bias?.pointer, c: out.pointer, ldc: outF)
         }
-        return out.recording("gelu+linear", nil, [self, weight] + (bias.map { [$0] } ?? [])) { g in
+        if let residual { Profiler.measure(.elementwise, .forward) { out.addInPlace(residual) } }
+        return out.recording("gelu+linear", nil, [self, weight] + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])) { g in
+            if let residual, residual.requiresGrad {
+                Profiler.measure(.elementwise, .backward) { residual.accumulateReduced(g, scale: 1) }
+            }
             let gp = g.pointer
             // dA = dY·W, the GELU output's gradient, turned into dX in place below.
             let dA = self.requiresGrad ? Tensor(uninitialized: self.shape) : nil
