@@ -13,9 +13,11 @@
 /// probabilities (its backward makes them again), but a Swin-style block's backward holds one
 /// float per probability for its learned position bias's gradient while it runs. With
 /// recomputation (`StepMemory.recompute`) a block keeps only its input, and one block at a time holds its
-/// insides and their gradients. Gradients: clipping by the global norm holds all of them at
-/// once; without it each is applied and dropped as soon as it is complete (`AdamW.minimize`),
-/// so the step peaks at the end of the forward pass with weights, moments and activations.
+/// insides and their gradients. Gradients: without clipping each is applied and dropped as soon
+/// as it is complete (`AdamW.minimize`), so the step peaks at the end of the forward pass with
+/// weights, moments and activations. Clipping by the global norm holds all of them until the
+/// update, but they grow while the backward pass frees the activations (the tape keeps no
+/// tensor whose values no backward reads), so the step peaks with the larger of the two.
 /// `mimserve-bench train`
 /// prints this estimate beside the measured peak RSS, and a test holds every preset within 30%
 /// of it (Tests/TrainerTests/CostEstimateTests.swift); on a 2-core AMD EPYC every preset came
@@ -25,7 +27,8 @@ public struct CostEstimate: Sendable, Codable, Equatable {
     /// The weights, float32 (a fine-tune also holds its pretraining model's untrained decoder),
     /// and in bf16 their bf16 copies.
     public var weightBytes: Int
-    /// AdamW's two moments, and the gradients when the step holds them all at once.
+    /// AdamW's two moments, and the gradients when the step holds them all at once (which
+    /// then share the peak with the activations: `peakBytes` counts the larger of the two).
     public var optimizerBytes: Int
     /// What one step keeps for its backward pass at the job's batch, plus the working set of the backward.
     public var activationBytes: Int
@@ -115,8 +118,9 @@ extension ModelConfig {
         let copies = step.bf16 ? weights / 2 : 0
         let activations = savedPerSample * n * floatBytes
         let prefetch = Double(CostEstimate.prefetchDepth) * n * 3 * Double(imageSize) * Double(imageSize) * floatBytes
-        let optimizer = (step.holdsAllGradients ? 3 : 2) * weights
-        let peak = Double(CostEstimate.baselineBytes) + weights + idleWeights + copies + optimizer + activations + prefetch
+        let gradients = step.holdsAllGradients ? weights : 0, optimizer = 2 * weights + gradients
+        let peak = Double(CostEstimate.baselineBytes) + weights + idleWeights + copies + optimizer
+            + max(activations, gradients) - gradients + prefetch
         func bytes(_ x: Double) -> Int { x < 9e18 ? Int(x) : Int.max }
         return CostEstimate(
             parameters: bytes(params), weightBytes: bytes(weights + idleWeights + copies), optimizerBytes: bytes(optimizer),

@@ -1,21 +1,66 @@
 /// Reverse-mode autodiff on a define-by-run tape.
 ///
-/// Each differentiable op that sees an input requiring grad attaches a `Node` to its output,
-/// holding the inputs and a hand-written backward that accumulates into their gradients.
+/// Each differentiable op that sees an input requiring grad attaches a `Node` to its output's
+/// vertex, holding its inputs' vertices and a hand-written backward that accumulates into their
+/// gradients. The backward closure captures the input tensors whose values it reads and only
+/// the vertices of the others, so an input whose values no backward reads (the operands of a
+/// sum, the source of a gather) is freed as soon as the forward pass is done with it.
 /// `backward()` walks the graph from a scalar in reverse topological order.
 final class Node {
-    let inputs: [Tensor]
+    let inputs: [Vertex]
     /// Receives the output tensor's gradient.
     let backward: (Tensor) -> Void
     let name: StaticString
     /// What the backward pass counts as in a profile; nil when it times its own parts.
     let kind: Profiler.Kind?
 
-    init(_ name: StaticString, _ kind: Profiler.Kind?, inputs: [Tensor], backward: @escaping (Tensor) -> Void) {
+    init(_ name: StaticString, _ kind: Profiler.Kind?, inputs: [Vertex], backward: @escaping (Tensor) -> Void) {
         self.name = name
         self.kind = kind
         self.inputs = inputs
         self.backward = backward
+    }
+}
+
+/// A tensor's place on the tape (`Tensor.vertex`): what the backward pass needs of it besides
+/// its values.
+final class Vertex {
+    let shape: [Int]
+    let count: Int
+    var grad: Tensor?
+    var requiresGrad = false
+    /// The op that produced the tensor (nil for leaves and for outputs made without grad).
+    var node: Node?
+    /// A leaf that requires grad (a parameter), for `backward(leafReady:)`; weak, so the tape
+    /// does not keep a leaf's values alive either.
+    weak var leaf: Tensor?
+
+    init(shape: [Int], count: Int) {
+        self.shape = shape
+        self.count = count
+    }
+
+    /// Gives `body` the gradient buffer and the GEMM-style `beta`: 0 when the buffer is new
+    /// (contents undefined, must be overwritten), 1 when it holds a gradient to add to.
+    func accumulateGrad(_ body: (UnsafeMutablePointer<Float>, Float) -> Void) {
+        if let g = grad {
+            body(g.pointer, 1)
+        } else {
+            let g = Tensor(uninitialized: shape)
+            body(g.pointer, 0)
+            grad = g
+        }
+    }
+
+    /// Adds `values` (same element count) into the gradient.
+    func accumulateGrad(adding values: UnsafePointer<Float>) {
+        accumulateGrad { g, beta in
+            if beta == 0 {
+                g.update(from: values, count: count)
+            } else {
+                for i in 0..<count { g[i] += values[i] }
+            }
+        }
     }
 }
 
@@ -40,33 +85,20 @@ extension Tensor {
     @discardableResult
     func recording(_ name: StaticString, _ kind: Profiler.Kind?, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> Void) -> Tensor {
         if Tensor.needsGrad(inputs) {
-            requiresGrad = true
-            node = Node(name, kind, inputs: inputs, backward: backward)
+            vertex.requiresGrad = true
+            vertex.node = Node(name, kind, inputs: inputs.map(\.vertex), backward: backward)
         }
         return self
     }
 
-    /// Gives `body` this tensor's gradient buffer and the GEMM-style `beta`: 0 when the buffer
-    /// is new (contents undefined, must be overwritten), 1 when it holds a gradient to add to.
+    /// `Vertex.accumulateGrad(_:)` on this tensor's gradient.
     func accumulateGrad(_ body: (UnsafeMutablePointer<Float>, Float) -> Void) {
-        if let g = grad {
-            body(g.pointer, 1)
-        } else {
-            let g = Tensor(uninitialized: shape)
-            body(g.pointer, 0)
-            grad = g
-        }
+        vertex.accumulateGrad(body)
     }
 
     /// Adds `values` (same element count) into the gradient.
     func accumulateGrad(adding values: UnsafePointer<Float>) {
-        accumulateGrad { g, beta in
-            if beta == 0 {
-                g.update(from: values, count: count)
-            } else {
-                for i in 0..<count { g[i] += values[i] }
-            }
-        }
+        vertex.accumulateGrad(adding: values)
     }
 
     /// Backpropagates from this scalar (or from `seed`, a gradient of the same shape).
@@ -82,16 +114,16 @@ extension Tensor {
         }
         guard requiresGrad else { return }
         // Iterative post-order DFS: parents before children in `order` reversed.
-        var order: [Tensor] = []
+        var order: [Vertex] = []
         var visited = Set<ObjectIdentifier>()
-        var stack: [(Tensor, Int)] = [(self, 0)]
-        visited.insert(ObjectIdentifier(self))
-        while let (t, i) = stack.popLast() {
-            guard let node = t.node, i < node.inputs.count else {
-                order.append(t)
+        var stack: [(Vertex, Int)] = [(vertex, 0)]
+        visited.insert(ObjectIdentifier(vertex))
+        while let (v, i) = stack.popLast() {
+            guard let node = v.node, i < node.inputs.count else {
+                order.append(v)
                 continue
             }
-            stack.append((t, i + 1))
+            stack.append((v, i + 1))
             let child = node.inputs[i]
             if child.requiresGrad && visited.insert(ObjectIdentifier(child)).inserted {
                 stack.append((child, 0))
@@ -105,7 +137,7 @@ extension Tensor {
         }
         for t in order.reversed() {
             guard let node = t.node else {
-                if let leafReady, t.grad != nil { leafReady(t) }
+                if let leafReady, t.grad != nil, let leaf = t.leaf { leafReady(leaf) }
                 continue
             }
             t.node = nil

@@ -7,12 +7,25 @@ public final class Tensor: @unchecked Sendable {
     public let shape: [Int]
     public let count: Int
     public let storage: Storage
+    /// This tensor's place on the tape: its gradient, the op that made it. The tape holds
+    /// vertices, not tensors, so an op whose backward reads no input values (a sum, a gather)
+    /// keeps its inputs' vertices only, and their values are freed once nothing else needs them.
+    let vertex: Vertex
     /// Accumulated gradient, same shape. Created by `backward()` for tensors that require grad.
-    public var grad: Tensor?
+    public var grad: Tensor? {
+        get { vertex.grad }
+        set { vertex.grad = newValue }
+    }
     /// Leaf parameters set this; op outputs inherit it from their inputs while grad mode is on.
-    public var requiresGrad: Bool
+    public var requiresGrad: Bool {
+        get { vertex.requiresGrad }
+        set {
+            vertex.requiresGrad = newValue
+            vertex.leaf = newValue ? self : nil
+        }
+    }
     /// The op that produced this tensor (nil for leaves and for outputs made without grad).
-    var node: Node?
+    var node: Node? { vertex.node }
     /// A weight's values rounded to bf16, kept by `AdamW` while it updates in bf16 (and by
     /// the inference service for a bf16 model) so that `linear` does not round the weight
     /// again for each GEMM. Whoever writes the values of a tensor that has one must refresh it
@@ -25,7 +38,7 @@ public final class Tensor: @unchecked Sendable {
         self.shape = shape
         self.count = shape.reduce(1, *)
         self.storage = BufferPool.shared.storage(count: count)
-        self.requiresGrad = false
+        self.vertex = Vertex(shape: shape, count: count)
     }
 
     /// A view with a new shape on the same storage (used by `reshaped`).
@@ -33,7 +46,7 @@ public final class Tensor: @unchecked Sendable {
         self.shape = shape
         self.count = other.count
         self.storage = other.storage
-        self.requiresGrad = false
+        self.vertex = Vertex(shape: shape, count: other.count)
     }
 
     public convenience init(zeros shape: [Int]) {

@@ -81,6 +81,34 @@ import TestSupport
         #expect(x.grad?.scalars == [5, 7, 9])
     }
 
+    /// The tape holds vertices, not tensors: an op whose backward reads no values of an input (a
+    /// gather, a sum, a reshape, a residual added inside a product) lets those values go once the
+    /// forward pass is done with them, and one that reads them (GELU, a product) keeps them.
+    /// The gradients are the same as ever (finite differences).
+    @Test func theTapeKeepsOnlyTheValuesABackwardReads() {
+        let x = Tensor([1, 2, 3, -1, 0.5, 4], shape: [3, 2])
+        let w = Tensor([0.5, -1, 2, 0.25], shape: [2, 2])
+        let swap = RowIndex([2, 0, 1], sourceRows: 3)
+        weak var gathered: Tensor?, activated: Tensor?, summand: Tensor?, residual: Tensor?, squared: Tensor?
+        func loss() -> Tensor {
+            let a = x.linear(weight: w)  // only gathered
+            let b = a.gatherRows(swap, shape: [3, 2])  // GELU reads it
+            let s = b.gelu()  // only summed
+            let r = s + x.linear(weight: w).reshaped([3, 2])  // only the next product's residual
+            let d = x.linear(weight: w, adding: r)  // squared: the product reads it
+            (gathered, activated, summand, residual, squared) = (a, b, s, r, d)
+            return (d * d).sum()
+        }
+        checkGradients([x, w], eps: 1e-3) {
+            let y = loss()
+            if GradMode.isEnabled {
+                #expect(gathered == nil && summand == nil && residual == nil)
+                #expect(activated != nil && squared != nil)
+            }
+            return y
+        }
+    }
+
     @Test func noGradModeRecordsNothing() {
         let x = Tensor([1, 2], shape: [2])
         x.requiresGrad = true

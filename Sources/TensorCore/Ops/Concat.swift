@@ -21,9 +21,10 @@ extension Tensor {
                 for o in 0..<outer { (out.pointer + o * total + offset).update(from: p.pointer + o * w, count: w) }
                 offset += w
             }
+            let vertices = parts.map(\.vertex)  // the backward reads no values of the parts
             return out.recording("concat", .memory, parts) { g in
                 var offset = 0
-                for (p, w) in zip(parts, widths) {
+                for (p, w) in zip(vertices, widths) {
                     if p.requiresGrad {
                         p.accumulateGrad { dp, beta in
                             for o in 0..<outer {
@@ -60,9 +61,10 @@ extension Tensor {
             outShape[ax] = length
             let out = Tensor(uninitialized: outShape)
             for o in 0..<outer { (out.pointer + o * w).update(from: pointer + o * total + off, count: w) }
+            let v = vertex
             return out.recording("slice", .memory, [self]) { g in
-                self.accumulateGrad { dx, beta in
-                    if beta == 0 { dx.update(repeating: 0, count: self.count) }
+                v.accumulateGrad { dx, beta in
+                    if beta == 0 { dx.update(repeating: 0, count: v.count) }
                     for o in 0..<outer {
                         let src = g.pointer + o * w, dst = dx + o * total + off
                         for j in 0..<w { dst[j] += src[j] }

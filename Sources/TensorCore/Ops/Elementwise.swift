@@ -29,18 +29,22 @@ extension Tensor {
                     }
                 }
             }
+            // Each side's gradient reads the other side's values only for a product: a sum or
+            // a difference keeps neither operand alive, a product only what the other needs.
+            let (va, vb) = (a.vertex, b.vertex)
+            let (aValues, bValues) = kind == .mul ? (b.requiresGrad ? a : nil, a.requiresGrad ? b : nil) : (nil, nil)
             return out.recording("binary", .elementwise, [a, b]) { g in
-                if a.requiresGrad {
+                if va.requiresGrad {
                     switch kind {
-                    case .add, .sub: a.accumulateReduced(g, scale: 1)
-                    case .mul: a.accumulateReduced(Tensor.binary(g.detached(), b.detached(), .mul), scale: 1)
+                    case .add, .sub: va.accumulateReduced(g, scale: 1)
+                    case .mul: va.accumulateReduced(Tensor.binary(g.detached(), bValues!.detached(), .mul), scale: 1)
                     }
                 }
-                if b.requiresGrad {
+                if vb.requiresGrad {
                     switch kind {
-                    case .add: b.accumulateReduced(g, scale: 1)
-                    case .sub: b.accumulateReduced(g, scale: -1)
-                    case .mul: b.accumulateReduced(Tensor.binary(g.detached(), a.detached(), .mul), scale: 1)
+                    case .add: vb.accumulateReduced(g, scale: 1)
+                    case .sub: vb.accumulateReduced(g, scale: -1)
+                    case .mul: vb.accumulateReduced(Tensor.binary(g.detached(), aValues!.detached(), .mul), scale: 1)
                     }
                 }
             }
@@ -61,22 +65,7 @@ extension Tensor {
 
     /// Adds `scale · g`, summed over the dimensions along which `self` was broadcast.
     func accumulateReduced(_ g: Tensor, scale: Float) {
-        accumulateGrad { dst, beta in
-            if g.shape == shape {
-                let n = count, src = g.pointer
-                if beta == 0 {
-                    for i in 0..<n { dst[i] = scale * src[i] }
-                } else {
-                    for i in 0..<n { dst[i] += scale * src[i] }
-                }
-            } else if scale == 1 {
-                Broadcast.reduce(g.pointer, from: g.shape, into: dst, to: shape, beta: beta)
-            } else {
-                let tmp = Tensor(uninitialized: shape)
-                Broadcast.reduce(g.pointer, from: g.shape, into: tmp.pointer, to: shape, beta: 0)
-                for i in 0..<count { let v = scale * tmp.pointer[i]; dst[i] = beta == 0 ? v : dst[i] + v }
-            }
-        }
+        vertex.accumulateReduced(g, scale: scale)
     }
 
     public static func + (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .add) }
@@ -89,8 +78,9 @@ extension Tensor {
             let out = Tensor(uninitialized: shape)
             let x = pointer, y = out.pointer
             for i in 0..<count { y[i] = x[i] * s + t }
+            let v = vertex
             return out.recording("affine", .elementwise, [self]) { g in
-                self.accumulateReduced(g, scale: s)
+                v.accumulateReduced(g, scale: s)
             }
         }
     }
@@ -124,8 +114,31 @@ extension Tensor {
             }
             precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) (\(count)) to \(newShape)")
             let out = Tensor(sharing: self, shape: newShape)
+            let v = vertex
             return out.recording("reshape", .memory, [self]) { g in
-                self.accumulateGrad(adding: g.pointer)
+                v.accumulateGrad(adding: g.pointer)
+            }
+        }
+    }
+}
+
+extension Vertex {
+    /// Adds `scale · g`, summed over the dimensions along which this tensor was broadcast.
+    func accumulateReduced(_ g: Tensor, scale: Float) {
+        accumulateGrad { dst, beta in
+            if g.shape == shape {
+                let n = count, src = g.pointer
+                if beta == 0 {
+                    for i in 0..<n { dst[i] = scale * src[i] }
+                } else {
+                    for i in 0..<n { dst[i] += scale * src[i] }
+                }
+            } else if scale == 1 {
+                Broadcast.reduce(g.pointer, from: g.shape, into: dst, to: shape, beta: beta)
+            } else {
+                let tmp = Tensor(uninitialized: shape)
+                Broadcast.reduce(g.pointer, from: g.shape, into: tmp.pointer, to: shape, beta: 0)
+                for i in 0..<count { let v = scale * tmp.pointer[i]; dst[i] = beta == 0 ? v : dst[i] + v }
             }
         }
     }

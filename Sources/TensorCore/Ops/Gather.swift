@@ -46,9 +46,10 @@ extension Tensor {
                          "gatherRows: output \(outShape) is not \(batch) × \(index.count) rows of \(r)")
             let out = Tensor(uninitialized: outShape)
             copyRows(from: pointer, to: out.pointer, index.indices, r, batch: batch, sourceRows: index.sourceRows)
+            let v = vertex  // the backward reads no values of self
             return out.recording("gatherRows", .memory, [self]) { g in
-                self.accumulateGrad { dx, beta in
-                    if beta == 0 { dx.update(repeating: 0, count: self.count) }
+                v.accumulateGrad { dx, beta in
+                    if beta == 0 { dx.update(repeating: 0, count: v.count) }
                     addRowsBack(g.pointer, into: dx, index, r, batch: batch)
                 }
             }
@@ -65,11 +66,12 @@ extension Tensor {
                          "scatterRows: output \(outShape) is not \(batch) × \(index.sourceRows) rows of \(r)")
             let out = Tensor(zeros: outShape)
             addRowsBack(pointer, into: out.pointer, index, r, batch: batch)
+            let v = vertex  // the backward reads no values of self
             return out.recording("scatterRows", .memory, [self]) { g in
-                self.accumulateGrad { dx, beta in
-                    let tmp = beta == 0 ? nil : Tensor(uninitialized: self.shape)
+                v.accumulateGrad { dx, beta in
+                    let tmp = beta == 0 ? nil : Tensor(uninitialized: v.shape)
                     copyRows(from: g.pointer, to: tmp?.pointer ?? dx, index.indices, r, batch: batch, sourceRows: index.sourceRows)
-                    if let tmp { for i in 0..<self.count { dx[i] += tmp.pointer[i] } }
+                    if let tmp { for i in 0..<v.count { dx[i] += tmp.pointer[i] } }
                 }
             }
         }

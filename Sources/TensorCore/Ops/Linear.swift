@@ -24,9 +24,10 @@ extension Tensor {
             gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: pointer, lda: inF,
                  b: weight.pointer, ldb: inF, bias: bias?.pointer, c: out.pointer, ldc: outF)
             if let residual { out.addInPlace(residual) }
+            let residualVertex = residual?.vertex  // its values are not read again
             return out.recording("linear", .gemm, [self, weight] + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])) { g in
                 // The residual's gradient first, where the separate sum's backward gave it.
-                if let residual, residual.requiresGrad { residual.accumulateReduced(g, scale: 1) }
+                if let residualVertex, residualVertex.requiresGrad { residualVertex.accumulateReduced(g, scale: 1) }
                 let gp = g.pointer
                 if self.requiresGrad {
                     self.accumulateGrad { dx, beta in
@@ -76,9 +77,10 @@ extension Tensor {
                  b: weight.pointer, ldb: inF, bias: bias?.pointer, c: out.pointer, ldc: outF)
         }
         if let residual { Profiler.measure(.elementwise, .forward) { out.addInPlace(residual) } }
+        let residualVertex = residual?.vertex  // its values are not read again
         return out.recording("gelu+linear", nil, [self, weight] + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])) { g in
-            if let residual, residual.requiresGrad {
-                Profiler.measure(.elementwise, .backward) { residual.accumulateReduced(g, scale: 1) }
+            if let residualVertex, residualVertex.requiresGrad {
+                Profiler.measure(.elementwise, .backward) { residualVertex.accumulateReduced(g, scale: 1) }
             }
             let gp = g.pointer
             // dA = dY·W, the GELU output's gradient, turned into dX in place below.

@@ -9,12 +9,13 @@ extension Tensor {
             let outShape = keepDims ? kept : shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
             let out = Tensor(uninitialized: outShape)
             Broadcast.reduce(pointer, from: shape, into: out.pointer, to: kept, beta: 0)
+            let v = vertex
             return out.recording("sum", .elementwise, [self]) { g in
                 // Broadcast g (seen with kept dims) back over the input shape.
-                self.accumulateGrad { dx, beta in
+                v.accumulateGrad { dx, beta in
                     let src = g.pointer
-                    let strides = Broadcast.strides(of: kept, in: self.shape)
-                    Broadcast.forEachRun(self.shape, [strides]) { o, offs, n, inner in
+                    let strides = Broadcast.strides(of: kept, in: v.shape)
+                    Broadcast.forEachRun(v.shape, [strides]) { o, offs, n, inner in
                         for i in 0..<n {
                             let v = src[offs[0] + i * inner[0]]
                             dx[o + i] = beta == 0 ? v : dx[o + i] + v
