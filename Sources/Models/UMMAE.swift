@@ -33,26 +33,34 @@ struct GapBias {
         var feats: [Float] = []
         var idx = [Int32](repeating: 0, count: B * nW * H * n * n)
         var tokenPos = [Int](repeating: 0, count: 2 * n)
-        for b in 0..<B {
-            for w in 0..<nW {
-                for t in 0..<n {  // stage token → its top-left stage-0 token's position
-                    let s = Int(layout.partition.indices[w * n + t]), (y, x) = ((s / g) << stage, (s % g) << stage)
-                    tokenPos[2 * t] = Int(positions[2 * (b * g0 * g0 + y * g0 + x)])
-                    tokenPos[2 * t + 1] = Int(positions[2 * (b * g0 * g0 + y * g0 + x) + 1])
-                }
-                let base = (b * nW + w) * H * n * n
-                for i in 0..<n {
-                    for j in 0..<n {
-                        let dy = tokenPos[2 * j] - tokenPos[2 * i], dx = tokenPos[2 * j + 1] - tokenPos[2 * i + 1]  // key − query
-                        let key = (dy + span) * side + dx + span
-                        if gapID[key] < 0 {
-                            gapID[key] = Int32(feats.count / 2)
-                            for d in [Double(dy) / scale, Double(dx) / scale] {
-                                feats.append(Float((d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0)) * Foundation_log1p(abs(d))))
+        var pairs = [Int32](repeating: 0, count: n * n)  // one window's (i, j) → first MLP output row
+        // Rebuilt every step (the positions are the step's mask): each window's pairs are found
+        // once, then written head by head in contiguous runs.
+        idx.withUnsafeMutableBufferPointer { idx in
+            for b in 0..<B {
+                for w in 0..<nW {
+                    for t in 0..<n {  // stage token → its top-left stage-0 token's position
+                        let s = Int(layout.partition.indices[w * n + t]), (y, x) = ((s / g) << stage, (s % g) << stage)
+                        tokenPos[2 * t] = Int(positions[2 * (b * g0 * g0 + y * g0 + x)])
+                        tokenPos[2 * t + 1] = Int(positions[2 * (b * g0 * g0 + y * g0 + x) + 1])
+                    }
+                    for i in 0..<n {
+                        for j in 0..<n {
+                            let dy = tokenPos[2 * j] - tokenPos[2 * i], dx = tokenPos[2 * j + 1] - tokenPos[2 * i + 1]  // key − query
+                            let key = (dy + span) * side + dx + span
+                            if gapID[key] < 0 {
+                                gapID[key] = Int32(feats.count / 2)
+                                for d in [Double(dy) / scale, Double(dx) / scale] {
+                                    feats.append(Float((d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0)) * Foundation_log1p(abs(d))))
+                                }
                             }
+                            pairs[i * n + j] = gapID[key] * Int32(H)
                         }
-                        let id = Int(gapID[key]) * H
-                        for h in 0..<H { idx[base + (h * n + i) * n + j] = Int32(id + h) }
+                    }
+                    let base = (b * nW + w) * H * n * n
+                    for h in 0..<H {
+                        let run = base + h * n * n
+                        for k in 0..<(n * n) { idx[run + k] = pairs[k] + Int32(h) }
                     }
                 }
             }
