@@ -135,19 +135,19 @@ extension Tensor {
         } else {
             accumulateGrad { g, beta in g[0] = beta == 0 ? 1 : g[0] + 1 }
         }
-        for t in order.reversed() {
-            guard let node = t.node else {
-                if let leafReady, t.grad != nil, let leaf = t.leaf { leafReady(leaf) }
+        for v in order.reversed() {
+            guard let node = v.node else {
+                if let leafReady, v.grad != nil, let leaf = v.leaf { leafReady(leaf) }
                 continue
             }
-            t.node = nil
-            if let g = t.grad {
+            v.node = nil  // releases the closure, and with it the values only it kept
+            if let g = v.grad {
                 if let kind = node.kind, kind != .recompute {
                     Profiler.measure(kind, .backward) { node.backward(g) }
                 } else {
                     node.backward(g)  // times its own parts (`Tensor.recomputed`, `geluLinear`)
                 }
-                t.grad = nil  // intermediate: its gradient is consumed
+                v.grad = nil  // intermediate: its gradient is consumed
             }
         }
     }
