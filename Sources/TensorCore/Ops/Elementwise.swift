@@ -63,11 +63,6 @@ extension Tensor {
         }
     }
 
-    /// Adds `scale · g`, summed over the dimensions along which `self` was broadcast.
-    func accumulateReduced(_ g: Tensor, scale: Float) {
-        vertex.accumulateReduced(g, scale: scale)
-    }
-
     public static func + (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .add) }
     public static func - (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .sub) }
     public static func * (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .mul) }
