@@ -67,13 +67,16 @@ function show(value) {
 
 /**
  * Reads an input as the field's JSON type; throws a sentence for the user. Ranges are the
- * server's to check: it names the field and says what the field takes.
+ * server's to check: it names the field and says what the field takes. A blank input is
+ * undefined (the default: nothing is sent); "none" is null (no value, e.g. no clipping), as is
+ * a select's "none".
  */
 function parse(field, input) {
   if (field.type === 'boolean') return input.checked;
   const text = input.value.trim();
-  if (text === '' || text.toLowerCase() === 'none' || text.toLowerCase() === 'null') return null;
-  if (field.choices) return text;
+  if (field.choices) return text === '' ? null : text;
+  if (text === '') return undefined;
+  if (text.toLowerCase() === 'none' || text.toLowerCase() === 'null') return null;
   const number = (s) => {
     const v = Number(s);
     if (s === '' || !Number.isFinite(v)) throw new Error(`expected a number, got “${s}”`);
@@ -214,7 +217,10 @@ function render(main, methodsDoc, datasets, from, mode) {
 
   function matchesDefault(name) {
     const c = controls.get(name);
-    try { return same(parse(c.field, c.input), c.defaultValue ?? null); } catch { return false; }
+    try {
+      const value = parse(c.field, c.input);
+      return value === undefined || same(value, c.defaultValue ?? null);
+    } catch { return false; }
   }
 
   /**
@@ -307,9 +313,9 @@ function render(main, methodsDoc, datasets, from, mode) {
     for (const [name, c] of controls) {
       let value;
       try { value = parse(c.field, c.input); } catch (err) { problems.push({ field: name, reason: err.message }); continue; }
-      if (c.field.group === 'request') { if (value !== null) body[name] = value; continue; }
       // A cleared field means "the preset's value"; only real changes are sent.
-      if (value === null && c.defaultValue !== null) continue;
+      if (value === undefined) continue;
+      if (c.field.group === 'request') { body[name] = value; continue; }
       if (!same(value, c.defaultValue ?? null)) overrides[name] = value;
     }
     if (Object.keys(overrides).length) body.overrides = overrides;
@@ -369,14 +375,24 @@ function render(main, methodsDoc, datasets, from, mode) {
   fillFields();
   describeDataset();
   // A pretraining job's settings are no fine-tune's: fine-tuning from one starts from the recipe.
-  if (from && from.config && !(tuning && from.task !== 'finetune')) prefill(from.config);
+  if (from && !(tuning && from.task !== 'finetune')) prefill(from);
 
-  /** Copies a job's resolved config into the fields (a clone), marking the changed ones. */
-  function prefill(config) {
-    const values = { ...(config.training || {}), ...(config.model || {}), ...(config.finetune || {}) };
+  /**
+   * Puts a job's settings into the fields (a clone), marking those that differ from the defaults.
+   * The job's request as it was sent, when the server kept it: what it left to the preset and
+   * recipe stays at their defaults, so a learning rate scaled by batch or a warm-up that is a
+   * share of the steps is derived again from whatever the clone changes. Else (older jobs) the
+   * resolved configuration, every value as it was.
+   */
+  function prefill(job) {
+    const r = job.request;
+    const values = r ? { ...r, ...(r.overrides || {}) }
+      : { ...(job.config?.training || {}), ...(job.config?.model || {}), ...(job.config?.finetune || {}) };
     for (const [name, c] of controls) {
       if (!(name in values)) continue;
-      setValue(c.field, c.input, values[name]);
+      // A value set to none (no clipping) reads "none", which a blank input would not say.
+      if (values[name] === null && !c.field.choices && c.field.type !== 'boolean') c.input.value = 'none';
+      else setValue(c.field, c.input, values[name]);
       c.wrap.classList.toggle('changed', !matchesDefault(name));
     }
   }

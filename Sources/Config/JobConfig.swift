@@ -146,6 +146,10 @@ public struct JobConfig: Codable, Sendable, Equatable {
     public var task: JobTask?
     /// The fine-tuning settings; present exactly when `task` is `finetune`.
     public var finetune: FinetuneConfig?
+    /// The request as the client sent it, kept so that a clone can send it again and have what
+    /// it left out (a learning rate scaled by batch, warm-up as a share of the steps) derived
+    /// afresh from whatever it changes; nil for jobs stored before it was kept.
+    public var request: JobRequest?
 
     public init(method: Method, preset: String, dataset: String, model: ModelConfig, training: TrainingConfig,
                 initFrom: CheckpointReference? = nil, finetune: FinetuneConfig? = nil) {
@@ -160,7 +164,7 @@ public struct JobConfig: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case method, preset, dataset, model, training, task, finetune
+        case method, preset, dataset, model, training, task, finetune, request
         case initFrom = "init"
     }
 

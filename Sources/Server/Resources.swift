@@ -31,7 +31,10 @@ struct JobResource: Encodable {
     let dataset: String
     /// pretrain or finetune.
     let task: JobTask
+    /// The resolved configuration (without `request`, which is shown on its own).
     let config: JobConfig?
+    /// The request as submitted; nil for jobs submitted before requests were kept.
+    let request: JobRequest?
     /// The cost model's estimate for this job's configuration and batch.
     let estimate: CostEstimate?
     let step: Int
@@ -55,7 +58,9 @@ struct JobResource: Encodable {
 
     init(_ j: JobRecord) {
         id = j.id; state = j.state; method = j.method; preset = j.preset; dataset = j.datasetID
-        config = try? JobConfig.decode(j.configJSON)
+        let stored = try? JobConfig.decode(j.configJSON)
+        request = stored?.request
+        config = stored.map { var c = $0; c.request = nil; return c }
         task = config?.jobTask ?? .pretrain
         estimate = config?.estimate
         step = j.step; totalSteps = j.totalSteps; loss = j.loss; lr = j.lr; imagesPerS = j.imagesPerS; etaS = j.etaS
@@ -65,7 +70,7 @@ struct JobResource: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, method, preset, dataset, task, config, estimate, step, loss, lr, error, actions
+        case id, state, method, preset, dataset, task, config, request, estimate, step, loss, lr, error, actions
         case totalSteps = "total_steps", imagesPerS = "images_per_s", etaS = "eta_s", peakRSSMB = "peak_rss_mb"
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at", updatedAt = "updated_at"
         case worker, interruptions
@@ -77,6 +82,7 @@ struct JobResource: Encodable {
         try c.encode(id, forKey: .id); try c.encode(state, forKey: .state); try c.encode(method, forKey: .method)
         try c.encode(preset, forKey: .preset); try c.encode(dataset, forKey: .dataset); try c.encode(task, forKey: .task)
         try c.encode(config, forKey: .config)
+        try c.encode(request, forKey: .request)
         try c.encode(estimate, forKey: .estimate)
         try c.encode(step, forKey: .step); try c.encode(totalSteps, forKey: .totalSteps); try c.encode(loss, forKey: .loss)
         try c.encode(lr, forKey: .lr); try c.encode(imagesPerS, forKey: .imagesPerS); try c.encode(etaS, forKey: .etaS)

@@ -16,11 +16,12 @@ extension APIRoutes {
             var initCheckpoint: Result<InitCheckpoint, FieldError>?
             if let ref = body.initFrom { initCheckpoint = try await core.blocking { try core.initCheckpoint(ref) } }
             let found = initCheckpoint
-            let config = try JobConfig.resolve(body, datasetExists: core.datasetExists, datasetClasses: core.datasetClasses,
+            var config = try JobConfig.resolve(body, datasetExists: core.datasetExists, datasetClasses: core.datasetClasses,
                                                precisions: Precision.supported,
                                                maxJobMemory: core.configuration.jobMemoryLimit,
                                                maxJobDisk: core.configuration.maxJobDisk,
                                                findCheckpoint: { _ in found! })
+            config.request = body
             let key = request.headers[.init("Idempotency-Key")!]
             if let key, key.isEmpty || key.count > 255 {
                 throw APIError.invalid("Idempotency-Key", "must be 1–255 characters")

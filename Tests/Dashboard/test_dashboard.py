@@ -457,10 +457,59 @@ def test_finetune_trains_a_classifier_on_the_encoder_of_another(tab, server):
     expect(page.locator("#evaluations")).to_contain_text("accuracy chart")
     page.locator("#accuracy").scroll_into_view_if_needed()
     tab.shot("06e-finetune-job")
+    # Its clone asks for what it asked for: the recipe's rates, warm-up and evaluation interval
+    # are derived again, not copied as overrides.
+    tab.goto(f"new?from={job_id}")
+    expect(page.locator("#f-eval_every")).to_have_value("3")
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/jobs")) as posted:
+        page.click("#f-submit")
+    again = posted.value.post_data_json
+    assert again["overrides"] == {"eval_every": 3, "eval_images": 200}, again
+    assert again["task"] == "finetune" and again["init"] == {"job": source["id"], "step": source["step"]}, again
+    page.wait_for_url(re.compile(r".*#/jobs/[^/?]+$"))
+    clone_id = page.url.rsplit("/", 1)[-1]
     assert tab.unexpected_errors() == [], tab.errors
     # The tests after this one count the jobs there are.
     tab.goto("jobs")
-    server.call("DELETE", f"/v1/jobs/{job_id}")
+    server.wait_for_state(clone_id, TERMINAL)
+    for job in (job_id, clone_id):
+        server.call("DELETE", f"/v1/jobs/{job}")
+
+
+def test_clone_sends_the_request_again(tab, server):
+    """A clone replays what its source asked for, not everything that was derived from it: a
+    warm-up that is a share of the steps follows the clone's steps, and a value set to none
+    (SimMIM without clipping) stays none."""
+    page = tab.page
+    asked = {"method": "simmim", "preset": "tiny", "dataset": "synthetic", "total_steps": 40, "batch_size": 8, "seed": 5,
+             "overrides": {"clip_grad": None, "mask_ratio": 0.5}}
+    source = server.call("POST", "/v1/jobs", asked)
+    assert source["request"] == asked, source["request"]
+    assert source["config"]["training"].get("clip_grad") is None and "request" not in source["config"], source["config"]
+    tab.goto(f"jobs/{source['id']}")
+    page.get_by_role("link", name="Clone").click()
+    page.wait_for_url("**/#/new?*")
+    expect(page.locator("#f-clip_grad")).to_have_value("none")
+    expect(page.locator("#f-mask_ratio")).to_have_value("0.5")
+    expect(page.locator("#f-warmup_steps")).not_to_have_value(str(source["config"]["training"]["warmup_steps"]))
+    page.fill("#f-total_steps", "80")
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/jobs")) as posted:
+        page.click("#f-submit")
+    body = posted.value.post_data_json
+    assert body["overrides"] == asked["overrides"], body
+    assert (body["method"], body["preset"], body["total_steps"], body["batch_size"], body["seed"]) == ("simmim", source["preset"], 80, 8, 5), body
+    page.wait_for_url(re.compile(r".*#/jobs/[^/?]+$"))
+    clone = server.call("GET", f"/v1/jobs/{page.url.rsplit('/', 1)[-1]}")
+    recipe = next(p for m in server.call("GET", "/v1/methods")["methods"] if m["name"] == "simmim"
+                  for p in m["presets"] if p["name"] == source["preset"])["recipe"]
+    assert clone["config"]["training"]["warmup_steps"] == int(recipe["warmup_fraction"] * 80 + 0.5), clone["config"]["training"]
+    assert clone["config"]["training"].get("clip_grad") is None, clone["config"]["training"]
+    assert tab.unexpected_errors() == [], tab.errors
+    # The tests after this one count the jobs there are.
+    tab.goto("jobs")
+    for job in (source, clone):
+        server.wait_for_state(job["id"], TERMINAL)
+        server.call("DELETE", f"/v1/jobs/{job['id']}")
 
 
 def test_compare_overlays_two_methods(tab, server):

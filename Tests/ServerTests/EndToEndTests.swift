@@ -185,6 +185,28 @@ import Store
         #expect(c.status == 422 && c.isProblem && c.errorFields == ["Idempotency-Key"])
     }
 
+    /// A job shows the request it was made from, as sent (the preset's alias, what it left out
+    /// left out), beside its resolved configuration: what a clone sends again.
+    @Test func aJobShowsTheRequestItWasMadeFrom() async throws {
+        let server = try await LiveServer.start()
+        defer { Task { await server.stop() } }
+        let asked: [String: Any] = ["method": "simmim", "preset": "tiny", "total_steps": 3, "seed": 7,
+                                    "overrides": ["clip_grad": NSNull(), "mask_ratio": 0.5]]
+        let posted = try await server.request("POST", "/v1/jobs", json: asked)
+        #expect(posted.status == 201)
+        let id = try #require(posted.object["id"] as? String)
+        for job in [posted.object, try await server.get("/v1/jobs/\(id)").object,
+                    try #require((try await server.get("/v1/jobs").object["jobs"] as? [[String: Any]])?.first)] {
+            let request = try #require(job["request"] as? [String: Any])
+            let canonical = { (o: [String: Any]) in String(decoding: try JSONSerialization.data(withJSONObject: o, options: .sortedKeys), as: UTF8.self) }
+            #expect(try canonical(request) == canonical(asked))
+            let config = try #require(job["config"] as? [String: Any])
+            let training = try #require(config["training"] as? [String: Any])
+            #expect(config["request"] == nil && config["preset"] as? String != "tiny")
+            #expect((training["clip_grad"] ?? NSNull()) is NSNull && training["batch_size"] as? Int == 16)
+        }
+    }
+
     @Test func systemEndpoints() async throws {
         let server = try await LiveServer.start()
         defer { Task { await server.stop() } }
