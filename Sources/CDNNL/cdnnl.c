@@ -12,6 +12,7 @@
 
 #include <immintrin.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,15 @@ bool mims_bf16_supported(void) {
     // containing the ones below it.
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     return cpu && (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+}
+
+bool mims_bf16_available(void) {
+    if (mims_bf16_supported()) return true;
+    const char *emulate = getenv("MIMSERVE_BF16_EMULATE");
+    if (!emulate || strcmp(emulate, "1") != 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
 }
 
 static _Thread_local bool bf16_gemm;
@@ -46,7 +56,7 @@ static inline uint16_t round_one(float f) {
 // are never touched), so short rows (a 36×36 attention block, a 32-wide head) pay no scalar
 // tail.
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-static void to_bf16(const float *src, uint16_t *dst, size_t n) {
+static void to_bf16_native(const float *src, uint16_t *dst, size_t n) {
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
         __m512bh r = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
@@ -59,6 +69,29 @@ static void to_bf16(const float *src, uint16_t *dst, size_t n) {
         __m512bh r = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + i + 16), _mm512_maskz_loadu_ps(lo, src + i));
         _mm512_mask_storeu_epi16(dst + i, (__mmask32)lo | ((__mmask32)hi << 16), (__m512i)r);
     }
+}
+
+// Without the units (emulation, `mims_bf16_available`): the same rounding one float at a time,
+// subnormals flushed to zero as the instruction flushes them.
+static void to_bf16_software(const float *src, uint16_t *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, src + i, 4);
+        if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
+        float f;
+        memcpy(&f, &u, 4);
+        dst[i] = round_one(f);
+    }
+}
+
+static void to_bf16(const float *src, uint16_t *dst, size_t n) {
+    static _Atomic int native = -1;  // unknown, then whether the CPU has the convert
+    int has = atomic_load_explicit(&native, memory_order_relaxed);
+    if (has < 0) {
+        has = mims_bf16_supported();
+        atomic_store_explicit(&native, has, memory_order_relaxed);
+    }
+    if (has) to_bf16_native(src, dst, n); else to_bf16_software(src, dst, n);
 }
 
 void mims_round_to_bf16(float *x, size_t n) {

@@ -39,7 +39,7 @@ public final class InferenceService: Sendable {
         let step: Int
         /// A job trained in bf16 serves in bf16 where this CPU has the units (fp32 elsewhere,
         /// e.g. on another node of a cluster): its model was fitted to bf16 products.
-        var bf16: Bool { config.training.precision == .bf16 && BF16.supported }
+        var bf16: Bool { config.training.precision == .bf16 && BF16.available }
     }
 
     /// What may share a forward pass: the same checkpoint as asked (nil: the newest) and task.

@@ -63,7 +63,7 @@ final class TrainingRun {
         let t = config.training
         // A job submitted on another machine (a shared database) may ask for what this one lacks.
         let precision = t.precision ?? .fp32
-        guard Precision.supported.contains(precision) else { throw TrainingFailure.unsupportedPrecision(precision) }
+        guard Precision.runnable.contains(precision) else { throw TrainingFailure.unsupportedPrecision(precision) }
         let bf16 = precision == .bf16
         let backbone = try ModelRegistry.make(config.model, seed: t.seed, decoderBlocks: config.finetune == nil)
         let objective: any Objective = config.finetune.map { Finetuning(backbone: backbone, settings: $0, seed: t.seed) }

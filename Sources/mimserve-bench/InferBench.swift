@@ -27,8 +27,8 @@ struct InferBench: ParsableCommand {
     var kernels = false
 
     func run() throws {
-        guard Precision.supported.contains(precision) else {
-            throw ValidationError("this CPU runs \(Precision.supported.map(\.rawValue)) only: bf16 needs AVX512_BF16 or AMX")
+        guard Precision.runnable.contains(precision) else {
+            throw ValidationError("this CPU runs \(Precision.runnable.map(\.rawValue)) only: bf16 needs AVX512_BF16 or AMX (or MIMSERVE_BF16_EMULATE=1 for memory, not speed)")
         }
         if let threads { ComputeThreads.set(threads) }
         let photo = try [UInt8](Data(contentsOf: URL(fileURLWithPath: image ?? Self.samplePath())))
@@ -148,7 +148,7 @@ struct InferBench: ParsableCommand {
             for (task, modelMS, e2eMS) in [("reconstruct", reconstructModel, reconstructE2E), ("features", featuresModel, featuresE2E)] {
                 var r = Record()
                 r["suite"] = "infer"; r["case"] = "\(preset.model.method.rawValue)/\(preset.name)"; r["task"] = task
-                r["batch"] = batch; r["threads"] = ComputeThreads.count; r["runs"] = runs; r["precision"] = precision.rawValue
+                r["batch"] = batch; r["threads"] = ComputeThreads.count; r["runs"] = runs; r["precision"] = precision == .bf16 && BF16.emulated ? "bf16 (emulated)" : precision.rawValue
                 r["model_ms"] = modelMS
                 r["end_to_end_ms"] = e2eMS
                 r["end_to_end_per_image_ms"] = e2eMS / Double(batch)

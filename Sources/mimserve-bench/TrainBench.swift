@@ -30,8 +30,8 @@ struct TrainBench: ParsableCommand {
     var kernels = false
 
     func run() throws {
-        guard Precision.supported.contains(precision) else {
-            throw ValidationError("this CPU runs \(Precision.supported.map(\.rawValue)) only: bf16 needs AVX512_BF16 or AMX")
+        guard Precision.runnable.contains(precision) else {
+            throw ValidationError("this CPU runs \(Precision.runnable.map(\.rawValue)) only: bf16 needs AVX512_BF16 or AMX (or MIMSERVE_BF16_EMULATE=1 for memory, not speed)")
         }
         guard let m = Method(rawValue: method) else {
             throw ValidationError("unknown method '\(method)'; choose one of \(Method.allCases.map(\.rawValue))")
@@ -185,7 +185,7 @@ struct TrainStepTimer {
         rec["suite"] = "train"; rec["case"] = "\(preset.model.method.rawValue)/\(preset.name)"
         rec["method"] = preset.model.method.rawValue; rec["preset"] = preset.name
         rec["batch"] = batch; rec["threads"] = ComputeThreads.count; rec["steps"] = steps
-        rec["precision"] = precision.rawValue
+        rec["precision"] = precision == .bf16 && BF16.emulated ? "bf16 (emulated)" : precision.rawValue
         rec["recompute"] = recompute
         rec["task"] = task.rawValue
         rec["ms_per_step"] = ms

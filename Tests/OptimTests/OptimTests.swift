@@ -383,7 +383,7 @@ func minimizeUpdatesExactlyAsBackwardThenStepAndLeavesNoGradients(clip: Float?) 
 /// In bf16, each update keeps the weights' bf16 rounding (`Tensor.bf16Copy`) and `linear`
 /// reads it instead of rounding again: the run must be the one without copies, bit for bit;
 /// the copies must hold the current weights' rounding; and `linear` must really read them.
-@Test(.enabled(if: BF16.supported, "this CPU has no AVX512_BF16 or AMX"), arguments: [nil, Float(0.05)])
+@Test(.enabled(if: BF16.available, "this CPU has no AVX512_BF16 or AMX (MIMSERVE_BF16_EMULATE=1 emulates them on AVX-512)"), arguments: [nil, Float(0.05)])
 func bf16WeightCopiesChangeNothingButWhereTheRoundingIsDone(clip: Float?) throws {
     let kept = TwoLayerNet(), fresh = TwoLayerNet()
     let a = AdamW(parameters: kept.named, weightDecay: 0.05, betas: (0.9, 0.95))

@@ -14,7 +14,7 @@ import TestSupport
 /// covered by ε = 1e-5 relative on the same magnitudes, and the sum of the terms is widened by
 /// a quarter for second-order effects. The bound is derived, not tuned: a wrong index or
 /// stride, or a product left unrounded where ours rounds, lands far outside it.
-@Suite("bf16 attention", .enabled(if: BF16.supported, "this CPU has no AVX512_BF16 or AMX"))
+@Suite("bf16 attention", .enabled(if: BF16.available, "this CPU has no AVX512_BF16 or AMX (MIMSERVE_BF16_EMULATE=1 emulates them on AVX-512)"))
 struct AttentionBF16Tests {
     static let u = 0x1p-8, eps = 1e-5
 

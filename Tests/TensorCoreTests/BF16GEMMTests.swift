@@ -7,7 +7,7 @@ import TestSupport
 /// float64 product of the same rounded inputs, so the only difference left is fp32 accumulation:
 /// at most γ_k·Σ|a||b| + one final rounding per element, with γ_k = k·u / (1 − k·u), u = 2⁻²⁴
 /// (Higham, Accuracy and Stability of Numerical Algorithms, §3.1). The bound is derived, not tuned.
-@Suite("bf16 GEMM", .enabled(if: BF16.supported, "this CPU has no AVX512_BF16 or AMX"))
+@Suite("bf16 GEMM", .enabled(if: BF16.available, "this CPU has no AVX512_BF16 or AMX (MIMSERVE_BF16_EMULATE=1 emulates them on AVX-512)"))
 struct BF16GEMMTests {
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func matchesTheFloat64ProductOfRoundedInputs(transA: Bool, transB: Bool) {

@@ -11,7 +11,7 @@ import Testing
 /// bf16 follows the fp32 loss curve within 2% relative at every logged step (bf16 keeps 8 bits of
 /// mantissa, so one product is off by up to 2⁻⁹ relative, and fp32 sums keep the drift small).
 /// Measured here: at most 0.06% (MAE) to 0.75% (GreenMIM).
-@Suite("Mixed precision", .serialized, .enabled(if: BF16.supported, "this CPU has no AVX512_BF16 or AMX"))
+@Suite("Mixed precision", .serialized, .enabled(if: BF16.available, "this CPU has no AVX512_BF16 or AMX (MIMSERVE_BF16_EMULATE=1 emulates them on AVX-512)"))
 struct PrecisionTests {
     @Test(arguments: ["mae", "simmim", "ummae", "greenmim", "mixmae", "convmae"])
     func aBF16RunFollowsTheFP32LossCurve(method: String) throws {

@@ -7,8 +7,15 @@
 
 /// True when this CPU has the AVX512_BF16 dot-product instructions (or AMX) that make bf16
 /// GEMMs worth running, and oneDNN may use them (DNNL_MAX_CPU_ISA does not hold it lower);
-/// false otherwise (the bf16 path is then refused, never emulated).
+/// false otherwise (the server then refuses bf16; only tests emulate it, `mims_bf16_available`).
 bool mims_bf16_supported(void);
+
+/// True when bf16 GEMMs can run here: natively (`mims_bf16_supported`), or emulated when the
+/// environment sets MIMSERVE_BF16_EMULATE=1 and the CPU has AVX-512 (oneDNN's bf16 matmul then
+/// emulates the dot products, and operands are rounded in software, nearest even, as the
+/// hardware does). Emulation is many times slower: it exists so that the bf16 paths are tested,
+/// and their memory measured, on machines without the units. The server never offers it.
+bool mims_bf16_available(void);
 
 /// Row-major C = alpha · op(A) · op(B) + bias + beta · C with bf16 operands (rounded by
 /// `mims_bf16_pack`) and fp32 sums, by oneDNN's matmul on the calling thread alone. op(A) is
