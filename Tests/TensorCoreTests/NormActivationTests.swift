@@ -53,6 +53,10 @@ import TestSupport
         withThreadCounts { _ in checkGradients([x]) { x.gelu() } }
     }
 
+    /// The fused ops below must equal their compositions in fp32, and in bf16 where it runs
+    /// (`BF16.available`), where both round the same values for the same GEMMs.
+    let precisions = BF16.available ? [false, true] : [false]
+
     /// A block's norm and the linear layer after it keep no normalised rows, yet must be
     /// `layerNorm(…).linear(…)` exactly: the output and every gradient, bit for bit, with and
     /// without the norm's affine parameters, with gradients already there from another use, a
@@ -75,9 +79,11 @@ import TestSupport
                     y.backward(seed: randomTensor(y.shape, seed: 48))
                     return [y.scalars] + [x, w, b, nw, nb].map { $0?.grad?.scalars ?? [] }
                 }
-                let fused = run(true), composed = run(false)
-                expectBitForBit(["output", "dX", "dWeight", "dBias", "dNormWeight", "dNormBias"], fused, composed,
-                                "\(rows)×\(width)→\(out) affine \(affine) frozen \(frozenWeight) earlier \(earlierUse) threads \(threads)")
+                for bf16 in precisions {
+                    let fused = BF16.gemms(bf16) { run(true) }, composed = BF16.gemms(bf16) { run(false) }
+                    expectBitForBit(["output", "dX", "dWeight", "dBias", "dNormWeight", "dNormBias"], fused, composed,
+                                    "\(rows)×\(width)→\(out) affine \(affine) frozen \(frozenWeight) earlier \(earlierUse) threads \(threads) bf16 \(bf16)")
+                }
             }
         }
         if width > 1 && rows * width * out < 2000 {
@@ -110,9 +116,11 @@ import TestSupport
                     y.backward(seed: randomTensor(y.shape, seed: 34))
                     return [y.scalars, h.grad?.scalars ?? [], w.grad?.scalars ?? [], b?.grad?.scalars ?? []]
                 }
-                let fused = run(true), composed = run(false)
-                expectBitForBit(["output", "dHidden", "dWeight", "dBias"], fused, composed,
-                                "\(rows)×\(hidden)→\(out) bias \(withBias) frozen \(frozenWeight) earlier \(earlierUse) threads \(threads)")
+                for bf16 in precisions {
+                    let fused = BF16.gemms(bf16) { run(true) }, composed = BF16.gemms(bf16) { run(false) }
+                    expectBitForBit(["output", "dHidden", "dWeight", "dBias"], fused, composed,
+                                    "\(rows)×\(hidden)→\(out) bias \(withBias) frozen \(frozenWeight) earlier \(earlierUse) threads \(threads) bf16 \(bf16)")
+                }
             }
         }
         if rows * hidden * out < 2000 {
@@ -148,8 +156,10 @@ import TestSupport
                         y.backward(seed: randomTensor(y.shape, seed: 66))
                         return [y.scalars, x.grad?.scalars ?? [], w.grad?.scalars ?? [], b.grad?.scalars ?? [], r.grad?.scalars ?? []]
                     }
-                    expectBitForBit(["output", "dX", "dWeight", "dBias", "dResidual"], run(true), run(false),
-                                    "\(rows)×\(width) gelu \(gelu) residual is input \(residualIsInput) earlier \(earlier) frozen \(frozen) threads \(threads)")
+                    for bf16 in precisions {
+                        expectBitForBit(["output", "dX", "dWeight", "dBias", "dResidual"], BF16.gemms(bf16) { run(true) }, BF16.gemms(bf16) { run(false) },
+                                        "\(rows)×\(width) gelu \(gelu) residual is input \(residualIsInput) earlier \(earlier) frozen \(frozen) threads \(threads) bf16 \(bf16)")
+                    }
                 }
             }
         }

@@ -9,6 +9,12 @@ import CDNNL
 /// (B, H, L, dh) per part, and each thread runs one batched oneDNN matmul per kind of product
 /// over a chunk of (entry, head) pairs: with every head's matrix dense, oneDNN's batched bf16
 /// kernels run those shapes at several times the rate of separate calls.
+///
+/// As in fp32, the B×H×L×L probabilities are never stored: a chunk's scores and probabilities
+/// live in its thread's scratch, the forward keeps each row's maximum and reciprocal sum, and
+/// the backward makes the chunk's scores again (the same batched product on the same operands,
+/// so the same bits) and the probabilities from them. What the backward reads is the rounded
+/// head-major q, k, v, so the fp32 qkv rows are not kept either.
 extension Tensor {
     static func attentionBF16(qkv: Tensor, heads H: Int, bias: Tensor?, biasBatches: Int, mask: Tensor?,
                               maskBatches: Int, scale: Float) -> Tensor {
@@ -17,61 +23,71 @@ extension Tensor {
         let heads = headMajor(qkv.pointer, parts: 3, B: B, L: L, H: H, dh: dh)
         let q = heads.pointer, k = q + B * H * block, v = k + B * H * block
         let out = Tensor(uninitialized: [B, L, D])
-        let probs = Tensor(uninitialized: [B, H, L, L])
-        let pAll = probs.pointer, o = out.pointer
-        let pb = BF16Matrix(uninitializedRows: B * H * L, cols: L)
+        let stats = Tensor(uninitialized: [B, H, L, 2])  // each row's maximum and 1/sum
+        let o = out.pointer, st = stats.pointer
         let biasP = bias?.pointer, maskP = mask?.pointer
+        let biasAt = { (u: Int) in biasP.map { $0 + ((u / H % biasBatches) * H + u % H) * LL } }
+        let maskAt = { (u: Int) in maskP.map { $0 + (u / H % maskBatches) * LL } }
         FLOPCounter.add(4 * B * H * LL * dh)
         let plan = AttentionChunks(B: B, H: H, L: L)
-        plan.run { c in
-            let hm = c.headOffset * block, sc = c.headOffset * LL
-            // S = scale·Q·Kᵀ
-            batchedBF16(c, L, L, dh, scale, q + hm, (H * block, block, dh, 1), k + hm, (H * block, block, 1, dh),
-                        pAll + sc, (H * LL, LL, L, 1))
-            for u in c.units {
-                let p = pAll + u * LL, b = u / H, h = u % H
-                softmaxBlock(p, L, bias: biasP.map { $0 + ((b % biasBatches) * H + h) * LL },
-                             mask: maskP.map { $0 + (b % maskBatches) * LL })
-                mims_bf16_pack(p, 1, LL, LL, pb.mutablePointer + u * LL)
+        do {
+            let scores = plan.scratch(LL), rounded = plan.roundedScratch(L)
+            plan.run { t, c in
+                let p = scores.pointer + t * plan.largestChunk * LL, pb = rounded.mutablePointer + t * plan.largestChunk * LL
+                let hm = c.headOffset * block
+                // S = scale·Q·Kᵀ, then P in place, rounded for the product with V
+                batchedBF16(c, L, L, dh, scale, q + hm, (H * block, block, dh, 1), k + hm, (H * block, block, 1, dh),
+                            p, c.scoreStrides(L))
+                for (i, u) in c.units.enumerated() {
+                    softmaxBlock(p + i * LL, L, bias: biasAt(u), mask: maskAt(u), stats: st + u * 2 * L)
+                }
+                mims_bf16_pack(p, 1, c.count * LL, c.count * LL, pb)
+                // O = P·V, written straight into (B, L, D)
+                batchedBF16(c, L, dh, L, 1, pb, c.scoreStrides(L), v + hm, (H * block, block, dh, 1),
+                            o + c.b * L * D + c.h * dh, (L * D, dh, D, 1))
             }
-            // O = P·V, written straight into (B, L, D)
-            batchedBF16(c, L, dh, L, 1, pb.pointer + sc, (H * LL, LL, L, 1), v + hm, (H * block, block, dh, 1),
-                        o + c.b * L * D + c.h * dh, (L * D, dh, D, 1))
         }
-        withExtendedLifetime(pb) {}
+        let qkvVertex = qkv.vertex  // the backward reads the rounded heads, not these values
         return out.recording("attention", .attention, [qkv] + (bias.map { [$0] } ?? [])) { g in
-            _ = (probs, mask)  // P is read (and overwritten by dS) below
+            _ = (stats, mask)
             FLOPCounter.add(8 * B * H * LL * dh)
             let gO = headMajor(g.pointer, parts: 1, B: B, L: L, H: H, dh: dh)
             let dHeads = Tensor(uninitialized: [3, B, H, L, dh])  // dQ, dK, dV, head-major
-            let dPAll = Tensor(uninitialized: [B, H, L, L])
-            let sb = BF16Matrix(uninitializedRows: B * H * L, cols: L)  // P, then dS, in bf16
-            let dq = dHeads.pointer, dk = dq + B * H * block, dv = dk + B * H * block
-            let go = gO.pointer, dPp = dPAll.pointer, s = sb.mutablePointer
-            plan.run { c in
-                let hm = c.headOffset * block, sc = c.headOffset * LL
-                for u in c.units { mims_bf16_pack(pAll + u * LL, 1, LL, LL, s + u * LL) }
+            let dq = dHeads.pointer, dk = dq + B * H * block, dv = dk + B * H * block, go = gO.pointer
+            // A learned bias's gradient sums dS over the entries that share it, after the chunks.
+            let scoreGrads = bias?.requiresGrad == true ? Tensor(uninitialized: [B, H, L, L]) : nil
+            let scores = plan.scratch(2 * LL), rounded = plan.roundedScratch(L)  // P and dP; P, then dS
+            plan.run { t, c in
+                let p = scores.pointer + t * plan.largestChunk * 2 * LL, dP = p + c.count * LL
+                let s = rounded.mutablePointer + t * plan.largestChunk * LL
+                let hm = c.headOffset * block, n = c.count * LL
+                // S again, and P from it with the forward's row statistics
+                batchedBF16(c, L, L, dh, scale, q + hm, (H * block, block, dh, 1), k + hm, (H * block, block, 1, dh),
+                            p, c.scoreStrides(L))
+                for (i, u) in c.units.enumerated() {
+                    softmaxBlockReplay(p + i * LL, L, bias: biasAt(u), mask: maskAt(u), stats: st + u * 2 * L)
+                }
+                mims_bf16_pack(p, 1, n, n, s)
                 // dV = Pᵀ·dO ; dP = dO·Vᵀ
-                batchedBF16(c, L, dh, L, 1, s + sc, (H * LL, LL, 1, L), go + hm, (H * block, block, dh, 1),
+                let transposed = c.scoreStrides(L, transposed: true)
+                batchedBF16(c, L, dh, L, 1, s, transposed, go + hm, (H * block, block, dh, 1),
                             dv + hm, (H * block, block, dh, 1))
                 batchedBF16(c, L, L, dh, 1, go + hm, (H * block, block, dh, 1), v + hm, (H * block, block, 1, dh),
-                            dPp + sc, (H * LL, LL, L, 1))
-                // dS = P ⊙ (dP − rowsum(dP ⊙ P)), written over P (the bias gradient reads it).
-                for u in c.units {
-                    let p = pAll + u * LL, dP = dPp + u * LL
-                    for r in 0..<L { softmaxBackwardRow(p + r * L, dP + r * L, p + r * L, L, 0) }
-                    mims_bf16_pack(p, 1, LL, LL, s + u * LL)
-                }
+                            dP, c.scoreStrides(L))
+                // dS = P ⊙ (dP − rowsum(dP ⊙ P)), written over P.
+                for r in 0..<(c.count * L) { softmaxBackwardRow(p + r * L, dP + r * L, p + r * L, L, 0) }
+                mims_bf16_pack(p, 1, n, n, s)
+                if let scoreGrads { (scoreGrads.pointer + c.headOffset * LL).update(from: p, count: n) }
                 // dQ = scale·dS·K ; dK = scale·dSᵀ·Q
-                batchedBF16(c, L, dh, L, scale, s + sc, (H * LL, LL, L, 1), k + hm, (H * block, block, dh, 1),
+                batchedBF16(c, L, dh, L, scale, s, c.scoreStrides(L), k + hm, (H * block, block, dh, 1),
                             dq + hm, (H * block, block, dh, 1))
-                batchedBF16(c, L, dh, L, scale, s + sc, (H * LL, LL, 1, L), q + hm, (H * block, block, dh, 1),
+                batchedBF16(c, L, dh, L, scale, s, transposed, q + hm, (H * block, block, dh, 1),
                             dk + hm, (H * block, block, dh, 1))
             }
-            withExtendedLifetime((heads, gO, dPAll, sb)) {}
-            if qkv.requiresGrad {
+            withExtendedLifetime((heads, gO, scores, rounded)) {}
+            if qkvVertex.requiresGrad {
                 // Back from head-major (3, B, H, L, dh) into the (B, L, 3D) rows.
-                qkv.accumulateGrad { dst, beta in
+                qkvVertex.accumulateGrad { dst, beta in
                     parallelFor(3 * B * H) { units in
                         for unit in units {
                             let part = unit / (B * H), b = unit / H % B, h = unit % H
@@ -90,7 +106,7 @@ extension Tensor {
                 }
             }
             withExtendedLifetime(dHeads) {}
-            if let bias { accumulateBiasGradient(bias, biasBatches: biasBatches, scores: probs) }
+            if let bias, let scoreGrads { accumulateBiasGradient(bias, biasBatches: biasBatches, scores: scoreGrads) }
         }
     }
 
@@ -121,6 +137,13 @@ struct AttentionChunks {
         var headOffset: Int { b * H + h }
         /// Every (entry, head) pair of the chunk, in (B, H) order.
         var units: [Int] { (b..<b + entries).flatMap { e in (e * H + h)..<(e * H + h + heads) } }
+        /// How many pairs the chunk has.
+        var count: Int { entries * heads }
+        /// Strides (entry, head, row, column) of the chunk's L×L blocks laid out densely in
+        /// scratch, in (B, H) order; `transposed` reads each block transposed.
+        func scoreStrides(_ L: Int, transposed: Bool = false) -> BatchedStrides {
+            (heads * L * L, L * L, transposed ? 1 : L, transposed ? L : 1)
+        }
     }
 
     let perThread: [[Chunk]]
@@ -145,9 +168,19 @@ struct AttentionChunks {
         }
     }
 
-    func run(_ body: (Chunk) -> Void) {
+    /// The most (entry, head) pairs of any chunk: a thread's scratch holds that many blocks.
+    var largestChunk: Int { perThread.joined().map(\.count).max() ?? 0 }
+
+    /// fp32 scratch of `floatsPerPair` floats per pair of the largest chunk, for each thread.
+    func scratch(_ floatsPerPair: Int) -> Tensor { Tensor(uninitialized: [perThread.count, max(1, largestChunk * floatsPerPair)]) }
+
+    /// bf16 scratch of one L×L block per pair of the largest chunk, for each thread.
+    func roundedScratch(_ L: Int) -> BF16Matrix { BF16Matrix(uninitializedRows: max(1, perThread.count * largestChunk * L), cols: L) }
+
+    /// Runs `body(thread, chunk)` for every chunk, each thread's chunks in order on that thread.
+    func run(_ body: (Int, Chunk) -> Void) {
         DispatchApply.run(perThread.count) { t in
-            for c in perThread[t] where c.entries > 0 && c.heads > 0 { body(c) }
+            for c in perThread[t] where c.entries > 0 && c.heads > 0 { body(t, c) }
         }
     }
 }

@@ -14,47 +14,33 @@ extension Tensor {
     /// keeping the norm's output for the backward pass: only `self` (which the block keeps
     /// anyway, as the residual stream) and each row's mean and 1/σ are kept, and the backward
     /// normalises again for the linear layer's weight gradient, the same operations on the same
-    /// values. The results are the composition's, bit for bit. In bf16 it is that composition.
+    /// values. The results are the composition's, bit for bit, in fp32 and in bf16.
     public func layerNormLinear(normWeight: Tensor?, normBias: Tensor?, eps: Float, weight: Tensor, bias: Tensor?) -> Tensor {
-        if BF16.isOn { return layerNorm(weight: normWeight, bias: normBias, eps: eps).linear(weight: weight, bias: bias) }
         precondition(weight.rank == 2, "linear weight must be (out, in), got \(weight.shape)")
         let inF = weight.shape[1], outF = weight.shape[0]
         precondition(dim(-1) == inF, "linear: input \(shape) does not end in \(inF)")
         if let bias { precondition(bias.shape == [outF], "linear bias \(bias.shape) ≠ [\(outF)]") }
         let rows = count / max(inF, 1)
         let (normed, stats) = Profiler.measure(.norm, .forward) { layerNormForward(weight: normWeight, bias: normBias, eps: eps) }
+        let products = LinearProducts(weight: weight, bias: bias, rows: rows)
         let out = Tensor(uninitialized: Array(shape.dropLast()) + [outF])
-        Profiler.measure(.gemm, .forward) {
-            gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: normed.pointer, lda: inF,
-                 b: weight.pointer, ldb: inF, bias: bias?.pointer, c: out.pointer, ldc: outF)
-        }
+        Profiler.measure(.gemm, .forward) { products.forward(normed.pointer, into: out.pointer) }
         let inputs = [self, weight] + [normWeight, normBias, bias].compactMap { $0 }
         return out.recording("layerNorm+linear", nil, inputs) { g in
-            let gp = g.pointer
-            if weight.requiresGrad {
-                let again = Tensor(uninitialized: self.shape)
-                Profiler.measure(.norm, .backward) {
-                    self.layerNormApply(stats: stats, weight: normWeight, bias: normBias, into: again.pointer)
-                }
-                Profiler.measure(.gemm, .backward) {
-                    weight.accumulateGrad { dw, beta in
-                        gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: gp, lda: outF,
-                             b: again.pointer, ldb: inF, beta: beta, c: dw, ldc: inF)
+            let dy = Profiler.measure(.gemm, .backward) { products.gradient(g) }
+            do {  // the norm's output again, for the weight's gradient only (freed before dN exists)
+                let again = weight.requiresGrad ? Tensor(uninitialized: self.shape) : nil
+                if let again {
+                    Profiler.measure(.norm, .backward) {
+                        self.layerNormApply(stats: stats, weight: normWeight, bias: normBias, into: again.pointer)
                     }
                 }
-            }
-            Profiler.measure(.gemm, .backward) {
-                if let bias, bias.requiresGrad {
-                    bias.accumulateGrad { db, beta in columnSums(gp, rows: rows, cols: outF, into: db, beta: beta) }
-                }
+                Profiler.measure(.gemm, .backward) { products.parameterGradients(dy, input: again?.pointer) }
             }
             guard self.requiresGrad || normWeight?.requiresGrad == true || normBias?.requiresGrad == true else { return }
             // dN = dY·W, the norm's output gradient.
             let dN = Tensor(uninitialized: self.shape)
-            Profiler.measure(.gemm, .backward) {
-                gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: gp, lda: outF,
-                     b: weight.pointer, ldb: inF, c: dN.pointer, ldc: inF)
-            }
+            Profiler.measure(.gemm, .backward) { products.inputGradient(dy, into: dN.pointer, beta: 0) }
             Profiler.measure(.norm, .backward) {
                 self.layerNormBackward(dN.pointer, stats: stats, weight: normWeight, bias: normBias)
             }

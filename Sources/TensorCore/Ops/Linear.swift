@@ -16,34 +16,19 @@ extension Tensor {
             let rows = count / max(inF, 1)
             let outShape = Array(shape.dropLast()) + [outF]
             if let residual { precondition(residual.shape == outShape, "linear: residual \(residual.shape) ≠ output \(outShape)") }
-            if BF16.isOn && rows > 0 && inF > 0 && outF > 0 {
-                let y = linearBF16(weight: weight, bias: bias, rows: rows)
-                return residual.map { $0 + y } ?? y
-            }
+            let products = LinearProducts(weight: weight, bias: bias, rows: rows)
             let out = Tensor(uninitialized: outShape)
-            gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: pointer, lda: inF,
-                 b: weight.pointer, ldb: inF, bias: bias?.pointer, c: out.pointer, ldc: outF)
+            products.forward(pointer, into: out.pointer)
             if let residual { out.addInPlace(residual) }
             let residualVertex = residual?.vertex  // its values are not read again
             return out.recording("linear", .gemm, [self, weight] + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])) { g in
                 // The residual's gradient first, where the separate sum's backward gave it.
                 if let residualVertex, residualVertex.requiresGrad { residualVertex.accumulateReduced(g, scale: 1) }
-                let gp = g.pointer
+                let dy = products.gradient(g)
                 if self.requiresGrad {
-                    self.accumulateGrad { dx, beta in
-                        gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: gp, lda: outF,
-                             b: weight.pointer, ldb: inF, beta: beta, c: dx, ldc: inF)
-                    }
+                    self.accumulateGrad { dx, beta in products.inputGradient(dy, into: dx, beta: beta) }
                 }
-                if weight.requiresGrad {
-                    weight.accumulateGrad { dw, beta in
-                        gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: gp, lda: outF,
-                             b: self.pointer, ldb: inF, beta: beta, c: dw, ldc: inF)
-                    }
-                }
-                if let bias, bias.requiresGrad {
-                    bias.accumulateGrad { db, beta in columnSums(gp, rows: rows, cols: outF, into: db, beta: beta) }
-                }
+                products.parameterGradients(dy, input: self.pointer)
             }
         }
     }
@@ -56,7 +41,6 @@ extension Tensor {
     /// memory. The results are those of `gelu().linear(…)`, bit for bit: the same kernels on
     /// the same values. In bf16 it is that composition. `residual` as in `linear`.
     public func geluLinear(weight: Tensor, bias: Tensor? = nil, adding residual: Tensor? = nil) -> Tensor {
-        if BF16.isOn { return gelu().linear(weight: weight, bias: bias, adding: residual) }
         precondition(weight.rank == 2, "linear weight must be (out, in), got \(weight.shape)")
         let inF = weight.shape[1], outF = weight.shape[0]
         precondition(dim(-1) == inF, "linear: input \(shape) does not end in \(inF)")
@@ -71,25 +55,20 @@ extension Tensor {
             }
             return a
         }
+        let products = LinearProducts(weight: weight, bias: bias, rows: rows)
         let out = Tensor(uninitialized: outShape)
-        Profiler.measure(.gemm, .forward) {
-            gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: activated.pointer, lda: inF,
-                 b: weight.pointer, ldb: inF, bias: bias?.pointer, c: out.pointer, ldc: outF)
-        }
+        Profiler.measure(.gemm, .forward) { products.forward(activated.pointer, into: out.pointer) }
         if let residual { Profiler.measure(.elementwise, .forward) { out.addInPlace(residual) } }
         let residualVertex = residual?.vertex  // its values are not read again
         return out.recording("gelu+linear", nil, [self, weight] + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])) { g in
             if let residualVertex, residualVertex.requiresGrad {
                 Profiler.measure(.elementwise, .backward) { residualVertex.accumulateReduced(g, scale: 1) }
             }
-            let gp = g.pointer
+            let dy = Profiler.measure(.gemm, .backward) { products.gradient(g) }
             // dA = dY·W, the GELU output's gradient, turned into dX in place below.
             let dA = self.requiresGrad ? Tensor(uninitialized: self.shape) : nil
             if let dA {
-                Profiler.measure(.gemm, .backward) {
-                    gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: gp, lda: outF,
-                         b: weight.pointer, ldb: inF, c: dA.pointer, ldc: inF)
-                }
+                Profiler.measure(.gemm, .backward) { products.inputGradient(dy, into: dA.pointer, beta: 0) }
             }
             // GELU(x) again for dW, and dX = dA ⊙ GELU′(x), in one pass over x.
             let a = weight.requiresGrad ? Tensor(uninitialized: self.shape) : nil
@@ -124,54 +103,7 @@ extension Tensor {
                 }
             }
             if let dA, self.grad == nil { self.grad = dA }
-            Profiler.measure(.gemm, .backward) {
-                if let a {
-                    weight.accumulateGrad { dw, beta in
-                        gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: gp, lda: outF,
-                             b: a.pointer, ldb: inF, beta: beta, c: dw, ldc: inF)
-                    }
-                }
-                if let bias, bias.requiresGrad {
-                    bias.accumulateGrad { db, beta in columnSums(gp, rows: rows, cols: outF, into: db, beta: beta) }
-                }
-            }
-        }
-    }
-
-    /// `linear` with bf16 GEMMs: the bias is added inside the forward GEMM, and the output
-    /// gradient is rounded once for both backward GEMMs (dx = dy·W, dW = dyᵀ·x).
-    private func linearBF16(weight: Tensor, bias: Tensor?, rows: Int) -> Tensor {
-        let inF = weight.shape[1], outF = weight.shape[0]
-        let out = Tensor(uninitialized: Array(shape.dropLast()) + [outF])
-        // The optimizer's copy when it keeps one (the weight cannot change before the backward
-        // pass below has read it: an update waits for every use's backward).
-        func roundedWeight() -> BF16Matrix {
-            if let copy = weight.bf16Copy {
-                precondition(copy.rows == outF && copy.cols == inF, "bf16 copy \(copy.rows)×\(copy.cols) of a \(weight.shape) weight")
-                return copy
-            }
-            return BF16Matrix(weight.pointer, rows: outF, cols: inF)
-        }
-        gemm(transA: false, transB: true, a: BF16Matrix(pointer, rows: rows, cols: inF),
-             b: roundedWeight(), bias: bias?.pointer, c: out.pointer, ldc: outF)
-        return out.recording("linear", .gemm, [self, weight] + (bias.map { [$0] } ?? [])) { g in
-            let gp = g.pointer
-            let gb = BF16Matrix(gp, rows: rows, cols: outF)
-            if self.requiresGrad {
-                let wb = roundedWeight()
-                self.accumulateGrad { dx, beta in
-                    gemm(transA: false, transB: false, a: gb, b: wb, beta: beta, c: dx, ldc: inF)
-                }
-            }
-            if weight.requiresGrad {
-                let xb = BF16Matrix(self.pointer, rows: rows, cols: inF)
-                weight.accumulateGrad { dw, beta in
-                    gemm(transA: true, transB: false, a: gb, b: xb, beta: beta, c: dw, ldc: inF)
-                }
-            }
-            if let bias, bias.requiresGrad {
-                bias.accumulateGrad { db, beta in columnSums(gp, rows: rows, cols: outF, into: db, beta: beta) }
-            }
+            Profiler.measure(.gemm, .backward) { products.parameterGradients(dy, input: a?.pointer) }
         }
     }
 
@@ -238,6 +170,92 @@ func columnSums(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: Uns
         for r in 0..<rows {
             let row = src + r * cols
             for c in cr { dst[c] += row[c] }
+        }
+    }
+}
+
+/// The three products of a linear layer, y = x·Wᵀ + b over `rows` rows, in the precision its
+/// forward pass ran in: fp32, or bf16 operands with fp32 sums when GEMMs run in bf16 (`BF16`),
+/// decided once at the forward pass. In bf16 the weight is read from the optimizer's bf16 copy
+/// when it keeps one (the weight cannot change before the backward pass has read it: an update
+/// waits for every use's backward), the bias is added inside the forward GEMM as in fp32, and
+/// the output gradient is rounded once for both backward products. Every op built on a linear
+/// layer (`linear`, `geluLinear`, `layerNormLinear`) computes through it, so each keeps in bf16
+/// just what it keeps in fp32.
+struct LinearProducts {
+    let weight: Tensor
+    let bias: Tensor?
+    let rows: Int, inF: Int, outF: Int
+    let bf16: Bool
+
+    init(weight: Tensor, bias: Tensor?, rows: Int) {
+        self.weight = weight
+        self.bias = bias
+        self.rows = rows
+        inF = weight.shape[1]
+        outF = weight.shape[0]
+        bf16 = BF16.isOn && rows > 0 && inF > 0 && outF > 0
+    }
+
+    /// The weight as the bf16 products read it.
+    private func roundedWeight() -> BF16Matrix {
+        if let copy = weight.bf16Copy {
+            precondition(copy.rows == outF && copy.cols == inF, "bf16 copy \(copy.rows)×\(copy.cols) of a \(weight.shape) weight")
+            return copy
+        }
+        return BF16Matrix(weight.pointer, rows: outF, cols: inF)
+    }
+
+    /// y = x·Wᵀ + b for the rows × inF input at `x`.
+    func forward(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        if bf16 {
+            gemm(transA: false, transB: true, a: BF16Matrix(x, rows: rows, cols: inF), b: roundedWeight(),
+                 bias: bias?.pointer, c: y, ldc: outF)
+        } else {
+            gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x, lda: inF,
+                 b: weight.pointer, ldb: inF, bias: bias?.pointer, c: y, ldc: outF)
+        }
+    }
+
+    /// The output gradient dY as both backward products read it (rounded once in bf16).
+    struct Gradient {
+        let values: Tensor
+        let rounded: BF16Matrix?
+    }
+
+    func gradient(_ g: Tensor) -> Gradient {
+        Gradient(values: g, rounded: bf16 ? BF16Matrix(g.pointer, rows: rows, cols: outF) : nil)
+    }
+
+    /// dX = dY·W into `dx`, or added to it with beta 1.
+    func inputGradient(_ dy: Gradient, into dx: UnsafeMutablePointer<Float>, beta: Float) {
+        if let gb = dy.rounded {
+            gemm(transA: false, transB: false, a: gb, b: roundedWeight(), beta: beta, c: dx, ldc: inF)
+        } else {
+            gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: dy.values.pointer, lda: outF,
+                 b: weight.pointer, ldb: inF, beta: beta, c: dx, ldc: inF)
+        }
+    }
+
+    /// dW += dYᵀ·x and db += Σ dY, for those of the two that require a gradient. `x` is the
+    /// layer's input, needed only when the weight requires one.
+    func parameterGradients(_ dy: Gradient, input x: UnsafePointer<Float>?) {
+        if weight.requiresGrad {
+            guard let x else { preconditionFailure("the weight gradient of a linear layer needs its input") }
+            let xb = dy.rounded.map { _ in BF16Matrix(x, rows: rows, cols: inF) }
+            let gp = dy.values.pointer
+            weight.accumulateGrad { dw, beta in
+                if let gb = dy.rounded, let xb {
+                    gemm(transA: true, transB: false, a: gb, b: xb, beta: beta, c: dw, ldc: inF)
+                } else {
+                    gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: gp, lda: outF,
+                         b: x, ldb: inF, beta: beta, c: dw, ldc: inF)
+                }
+            }
+        }
+        if let bias, bias.requiresGrad {
+            let gp = dy.values.pointer
+            bias.accumulateGrad { db, beta in columnSums(gp, rows: rows, cols: outF, into: db, beta: beta) }
         }
     }
 }
