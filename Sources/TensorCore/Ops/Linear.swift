@@ -39,7 +39,7 @@ extension Tensor {
     /// the same Φ(x) anyway. That drops a quarter of what a transformer block keeps for its
     /// backward (4 of 16 floats per token and channel at MLP ratio 4) for no extra pass over
     /// memory. The results are those of `gelu().linear(…)`, bit for bit: the same kernels on
-    /// the same values. In bf16 it is that composition. `residual` as in `linear`.
+    /// the same values, in fp32 and in bf16 (`LinearProducts`). `residual` as in `linear`.
     public func geluLinear(weight: Tensor, bias: Tensor? = nil, adding residual: Tensor? = nil) -> Tensor {
         precondition(weight.rank == 2, "linear weight must be (out, in), got \(weight.shape)")
         let inF = weight.shape[1], outF = weight.shape[0]
