@@ -196,9 +196,21 @@ export function mount(main, { id }) {
       h('p', {}, `method ${c.method ?? job.method} · preset `, h('span', { class: 'mono' }, c.preset ?? job.preset), ` · dataset ${c.dataset ?? job.dataset}`),
       c.init ? h('p', { id: 'config-init' }, 'Started from the weights of job ',
         h('a', { href: `#/jobs/${encodeURIComponent(c.init.job)}`, class: 'mono' }, c.init.job), ` at step ${c.init.step}`) : null,
+      requested(job.request),
       h('div', { class: 'two-col' }, kvTable(c.model, 'Model'), kvTable(c.training, 'Training')),
       c.finetune ? h('div', { class: 'two-col' }, kvTable(c.finetune, 'Fine-tuning')) : null,
       h('details', {}, h('summary', {}, 'JSON'), h('pre', { class: 'json' }, JSON.stringify(c, null, 2))));
+  }
+
+  /** What the request itself set (the rest is the preset's or its recipe's, or derived). */
+  function requested(r) {
+    if (!r) return null;
+    const set = [...['total_steps', 'batch_size', 'seed'].filter((k) => k in r).map((k) => [k, r[k]]), ...Object.entries(r.overrides || {})];
+    const text = (v) => (v === null ? 'none' : Array.isArray(v) ? v.join(', ') : String(v));
+    return h('p', { id: 'config-request' }, set.length
+      ? ['Set in the request: ', ...set.map(([k, v], i) => [i ? ', ' : '', h('span', { class: 'mono' }, `${k} ${text(v)}`)]),
+        '. Everything else is the preset\'s or its recipe\'s.']
+      : 'The request set nothing: every value is the preset\'s or its recipe\'s.');
   }
 
   function setJob(next) {

@@ -487,6 +487,7 @@ def test_clone_sends_the_request_again(tab, server):
     assert source["request"] == asked, source["request"]
     assert source["config"]["training"].get("clip_grad") is None and "request" not in source["config"], source["config"]
     tab.goto(f"jobs/{source['id']}")
+    expect(page.locator("#config-request")).to_contain_text("total_steps 40, batch_size 8, seed 5, clip_grad none, mask_ratio 0.5")
     page.get_by_role("link", name="Clone").click()
     page.wait_for_url("**/#/new?*")
     expect(page.locator("#f-clip_grad")).to_have_value("none")
