@@ -147,6 +147,8 @@ struct AttentionChunks {
     }
 
     let perThread: [[Chunk]]
+    /// The most (entry, head) pairs of any chunk: a thread's scratch holds that many blocks.
+    let largestChunk: Int
 
     init(B: Int, H: Int, L: Int, threads: Int = ComputeThreads.count) {
         if B >= threads {
@@ -166,10 +168,8 @@ struct AttentionChunks {
                 return (0..<B).map { Chunk(b: $0, entries: 1, h: lo, heads: hi - lo, H: H) }
             }
         }
+        largestChunk = perThread.joined().map(\.count).max() ?? 0
     }
-
-    /// The most (entry, head) pairs of any chunk: a thread's scratch holds that many blocks.
-    var largestChunk: Int { perThread.joined().map(\.count).max() ?? 0 }
 
     /// fp32 scratch of `floatsPerPair` floats per pair of the largest chunk, for each thread.
     func scratch(_ floatsPerPair: Int) -> Tensor { Tensor(uninitialized: [perThread.count, max(1, largestChunk * floatsPerPair)]) }
