@@ -25,7 +25,7 @@
 public struct CostEstimate: Sendable, Codable, Equatable {
     public var parameters: Int
     /// The weights, float32 (a fine-tune also holds its pretraining model's untrained decoder),
-    /// and in bf16 their bf16 copies.
+    /// and in bf16 without recomputation their bf16 copies.
     public var weightBytes: Int
     /// AdamW's two moments, and the gradients when the step holds them all at once (which
     /// then share the peak with the activations: `peakBytes` counts the larger of the two).
@@ -73,7 +73,8 @@ public struct StepMemory: Sendable, Equatable {
     /// Blocks are recomputed in the backward pass (`"recompute": true`).
     public var recompute: Bool
     /// GEMMs run in bf16 (`"precision": "bf16"`): the optimizer keeps each weight matrix
-    /// rounded to bf16 beside it, half the weights' size again.
+    /// rounded to bf16 beside it, half the weights' size again, unless blocks are recomputed
+    /// (GEMMs then round each weight as they read it).
     public var bf16: Bool
 
     public init(holdsAllGradients: Bool = true, recompute: Bool = false, bf16: Bool = false) {
@@ -115,7 +116,7 @@ extension ModelConfig {
         savedPerSample += biasGradientScores + (step.recompute ? largestBlock : 0)
         let floatBytes = Double(MemoryLayout<Float>.size), n = Double(batch)
         let weights = params * floatBytes, idleWeights = idleParams * floatBytes
-        let copies = step.bf16 ? weights / 2 : 0
+        let copies = step.bf16 && !step.recompute ? weights / 2 : 0
         let activations = savedPerSample * n * floatBytes
         let prefetch = Double(CostEstimate.prefetchDepth) * n * 3 * Double(imageSize) * Double(imageSize) * floatBytes
         let gradients = step.holdsAllGradients ? weights : 0, optimizer = 2 * weights + gradients

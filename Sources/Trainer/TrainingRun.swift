@@ -70,6 +70,8 @@ final class TrainingRun {
             ?? Pretraining(model: backbone, batchSize: t.batchSize)
         let optimizer = AdamW(parameters: objective.namedParameters(), weightDecay: t.weightDecay, betas: (t.beta1, t.beta2),
                               noDecay: objective.noDecay, lrScale: objective.lrScale)
+        // Recomputing trades speed for memory: GEMMs then round each weight as they read it.
+        optimizer.keepsBF16Copies = !(t.recompute ?? false)
         let schedule = WarmupCosineSchedule(baseLR: t.baseLR, minLR: t.minLR, warmupSteps: t.warmupSteps, totalSteps: t.totalSteps)
         // Masks draw from their own stream so data order and masks are independent.
         var rng = RandomGenerator(seed: t.seed ^ 0x6D61_736B_7374_726D)

@@ -161,6 +161,7 @@ struct TrainStepTimer {
         let clipGrad = finetune ? nil : r.clipGrad
         let opt = AdamW(parameters: classifier?.namedParameters() ?? model.namedParameters(), weightDecay: r.weightDecay,
                         betas: (r.beta1, r.beta2), noDecay: classifier?.excludedFromWeightDecay ?? model.excludedFromWeightDecay)
+        opt.keepsBF16Copies = !recompute  // as a job's run (TrainingRun)
         var rng = RandomGenerator(seed: 1)
         let size = preset.model.imageSize
         let images = Init.normal([batch, 3, size, size], std: 1, rng: &rng)

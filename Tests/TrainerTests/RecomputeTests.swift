@@ -2,6 +2,7 @@ import Config
 import Foundation
 import Models
 import Store
+import TensorCore
 import Testing
 @testable import Trainer
 
@@ -18,6 +19,21 @@ struct RecomputeTests {
         let overrides: [String: JSONValue] = ["checkpoint_every": .number(12)]
         let kept = try h.submit(method, steps: 12, batch: 4, overrides: overrides)
         let recomputed = try h.submit(method, steps: 12, batch: 4, overrides: overrides.merging(["recompute": .bool(true)]) { a, _ in a })
+        for id in [kept, recomputed] { #expect(try h.wait(id, for: [.succeeded, .failed], timeout: 120).state == .succeeded) }
+        try expectSameRun(h, kept, recomputed)
+    }
+
+    /// In bf16 a recomputing run drops the optimizer's bf16 weight copies and rounds each weight
+    /// where a GEMM reads it: the same bits, so still the same run.
+    @Test(.enabled(if: BF16.available, "this CPU has no AVX512_BF16 or AMX (MIMSERVE_BF16_EMULATE=1 emulates them on AVX-512)"),
+          arguments: ["mae", "simmim"])
+    func aRecomputingBF16RunIsTheSameRun(method: String) throws {
+        let h = try Harness()
+        try h.pool.start()
+        defer { h.pool.shutdown() }
+        let overrides: [String: JSONValue] = ["checkpoint_every": .number(8), "precision": .string("bf16")]
+        let kept = try h.submit(method, steps: 8, batch: 4, overrides: overrides)
+        let recomputed = try h.submit(method, steps: 8, batch: 4, overrides: overrides.merging(["recompute": .bool(true)]) { a, _ in a })
         for id in [kept, recomputed] { #expect(try h.wait(id, for: [.succeeded, .failed], timeout: 120).state == .succeeded) }
         try expectSameRun(h, kept, recomputed)
     }
