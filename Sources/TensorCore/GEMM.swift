@@ -190,8 +190,14 @@ public struct BF16Matrix {
     /// Rounds elements `range` of the dense rows × cols matrix at `source` into the same
     /// positions here (an optimizer refreshing the part of a weight it just updated).
     public func round(from source: UnsafePointer<Float>, range: Range<Int>) {
+        round(source + range.lowerBound, into: range)
+    }
+
+    /// Rounds the `range.count` floats at `values` into elements `range` (a matrix rounded a
+    /// piece at a time, as its values are made).
+    public func round(_ values: UnsafePointer<Float>, into range: Range<Int>) {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows * cols, "range \(range) outside \(rows)×\(cols)")
-        mims_bf16_pack(source + range.lowerBound, 1, range.count, range.count, mutablePointer + range.lowerBound)
+        mims_bf16_pack(values, 1, range.count, range.count, mutablePointer + range.lowerBound)
     }
 
     var pointer: UnsafePointer<UInt16> { UnsafePointer(mutablePointer) }

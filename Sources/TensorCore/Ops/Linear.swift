@@ -70,40 +70,34 @@ extension Tensor {
             if let dA {
                 Profiler.measure(.gemm, .backward) { products.inputGradient(dy, into: dA.pointer, beta: 0) }
             }
-            // GELU(x) again for dW, and dX = dA ⊙ GELU′(x), in one pass over x.
-            let a = weight.requiresGrad ? Tensor(uninitialized: self.shape) : nil
+            // GELU(x) again for dW, and dX = dA ⊙ GELU′(x), in one pass over x. A bf16 product
+            // reads GELU(x) rounded, so there the pass rounds it as it goes, a piece at a time
+            // (the same bits as rounding it whole), and holds no fp32 copy of the activation:
+            // four floats per token and channel less at the peak of a block's backward pass.
+            let a = weight.requiresGrad && !products.bf16 ? Tensor(uninitialized: self.shape) : nil
+            let rounded = weight.requiresGrad && products.bf16 ? BF16Matrix(uninitializedRows: rows, cols: inF) : nil
             Profiler.measure(.activation, .backward) {
-                // Without an earlier gradient to add to, dA becomes dX in place. The in-place
-                // loops name one pointer: with two that alias, the vectorised loop's overlap
-                // check fails and every element runs scalar (6× slower).
-                let ap = a?.pointer, da = dA?.pointer, earlier = self.grad?.pointer
+                let da = dA?.pointer, earlier = self.grad?.pointer
                 parallelFor(n, minPerThread: 1 << 15) { r in
-                    // d/dx x·Φ(x) = Φ(x) + x·φ(x), as `gelu`'s backward writes it.
-                    switch (ap, da, earlier) {
-                    case let (ap?, da?, dx?):
-                        for i in r {
-                            let cdf = FastMath.normalCDF(x[i])
-                            ap[i] = x[i] * cdf
-                            dx[i] += da[i] * (cdf + x[i] * FastMath.normalPDF(x[i]))
+                    guard let rounded else {
+                        geluBackward(r, x: x, activation: a?.pointer, from: 0, da: da, earlier: earlier)
+                        return
+                    }
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4096) { piece in
+                        var lo = r.lowerBound
+                        while lo < r.upperBound {
+                            let part = lo..<min(lo + piece.count, r.upperBound)
+                            geluBackward(part, x: x, activation: piece.baseAddress!, from: lo, da: da, earlier: earlier)
+                            rounded.round(piece.baseAddress!, into: part)
+                            lo = part.upperBound
                         }
-                    case let (ap?, d?, nil):
-                        for i in r {
-                            let cdf = FastMath.normalCDF(x[i])
-                            ap[i] = x[i] * cdf
-                            d[i] = d[i] * (cdf + x[i] * FastMath.normalPDF(x[i]))
-                        }
-                    case let (nil, da?, dx?):
-                        for i in r { dx[i] += da[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
-                    case let (nil, d?, nil):
-                        for i in r { d[i] = d[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
-                    case let (ap?, nil, _):
-                        for i in r { ap[i] = x[i] * FastMath.normalCDF(x[i]) }
-                    case (nil, nil, _): break
                     }
                 }
             }
             if let dA, self.grad == nil { self.grad = dA }
-            Profiler.measure(.gemm, .backward) { products.parameterGradients(dy, input: a?.pointer) }
+            Profiler.measure(.gemm, .backward) {
+                if let rounded { products.parameterGradients(dy, roundedInput: rounded) } else { products.parameterGradients(dy, input: a?.pointer) }
+            }
         }
     }
 
@@ -240,16 +234,29 @@ struct LinearProducts {
     /// dW += dYᵀ·x and db += Σ dY, for those of the two that require a gradient. `x` is the
     /// layer's input, needed only when the weight requires one.
     func parameterGradients(_ dy: Gradient, input x: UnsafePointer<Float>?) {
+        parameterGradients(dy, input: x, rounded: nil)
+    }
+
+    /// As `parameterGradients(_:input:)` in bf16, with the input already rounded (`rows` × `inF`),
+    /// as the rounding of those values would make it.
+    func parameterGradients(_ dy: Gradient, roundedInput: BF16Matrix) {
+        precondition(bf16 && roundedInput.rows == rows && roundedInput.cols == inF, "a rounded input is for a bf16 product of its shape")
+        parameterGradients(dy, input: nil, rounded: roundedInput)
+    }
+
+    private func parameterGradients(_ dy: Gradient, input x: UnsafePointer<Float>?, rounded: BF16Matrix?) {
         if weight.requiresGrad {
-            guard let x else { preconditionFailure("the weight gradient of a linear layer needs its input") }
-            let xb = dy.rounded.map { _ in BF16Matrix(x, rows: rows, cols: inF) }
+            guard x != nil || rounded != nil else { preconditionFailure("the weight gradient of a linear layer needs its input") }
+            let xb = dy.rounded.map { _ in rounded ?? BF16Matrix(x!, rows: rows, cols: inF) }
             let gp = dy.values.pointer
             weight.accumulateGrad { dw, beta in
                 if let gb = dy.rounded, let xb {
                     gemm(transA: true, transB: false, a: gb, b: xb, beta: beta, c: dw, ldc: inF)
-                } else {
+                } else if let x {
                     gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: gp, lda: outF,
                          b: x, ldb: inF, beta: beta, c: dw, ldc: inF)
+                } else {
+                    preconditionFailure("an input rounded to bf16 for an fp32 product")
                 }
             }
         }
@@ -257,5 +264,36 @@ struct LinearProducts {
             let gp = dy.values.pointer
             bias.accumulateGrad { db, beta in columnSums(gp, rows: rows, cols: outF, into: db, beta: beta) }
         }
+    }
+}
+
+/// `geluLinear`'s backward pass over elements `r` of its input `x`: GELU(x) into `activation`
+/// (element i at `activation[i - start]`) when it is wanted, and dX = dA ⊙ GELU′(x), added to
+/// `earlier` when there is an earlier gradient, else written over dA in place. The in-place
+/// loops name one pointer: with two that alias, the vectorised loop's overlap check fails and
+/// every element runs scalar (6× slower).
+private func geluBackward(_ r: Range<Int>, x: UnsafePointer<Float>, activation: UnsafeMutablePointer<Float>?, from start: Int,
+                          da: UnsafeMutablePointer<Float>?, earlier: UnsafeMutablePointer<Float>?) {
+    // d/dx x·Φ(x) = Φ(x) + x·φ(x), as `gelu`'s backward writes it.
+    switch (activation, da, earlier) {
+    case let (ap?, da?, dx?):
+        for i in r {
+            let cdf = FastMath.normalCDF(x[i])
+            ap[i - start] = x[i] * cdf
+            dx[i] += da[i] * (cdf + x[i] * FastMath.normalPDF(x[i]))
+        }
+    case let (ap?, d?, nil):
+        for i in r {
+            let cdf = FastMath.normalCDF(x[i])
+            ap[i - start] = x[i] * cdf
+            d[i] = d[i] * (cdf + x[i] * FastMath.normalPDF(x[i]))
+        }
+    case let (nil, da?, dx?):
+        for i in r { dx[i] += da[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
+    case let (nil, d?, nil):
+        for i in r { d[i] = d[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
+    case let (ap?, nil, _):
+        for i in r { ap[i - start] = x[i] * FastMath.normalCDF(x[i]) }
+    case (nil, nil, _): break
     }
 }
