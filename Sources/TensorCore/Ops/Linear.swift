@@ -246,17 +246,17 @@ struct LinearProducts {
 
     private func parameterGradients(_ dy: Gradient, input x: UnsafePointer<Float>?, rounded: BF16Matrix?) {
         if weight.requiresGrad {
-            guard x != nil || rounded != nil else { preconditionFailure("the weight gradient of a linear layer needs its input") }
-            let xb = dy.rounded.map { _ in rounded ?? BF16Matrix(x!, rows: rows, cols: inF) }
-            let gp = dy.values.pointer
-            weight.accumulateGrad { dw, beta in
-                if let gb = dy.rounded, let xb {
-                    gemm(transA: true, transB: false, a: gb, b: xb, beta: beta, c: dw, ldc: inF)
-                } else if let x {
+            if let gb = dy.rounded {
+                guard let xb = rounded ?? x.map({ BF16Matrix($0, rows: rows, cols: inF) }) else {
+                    preconditionFailure("the weight gradient of a linear layer needs its input")
+                }
+                weight.accumulateGrad { dw, beta in gemm(transA: true, transB: false, a: gb, b: xb, beta: beta, c: dw, ldc: inF) }
+            } else {
+                guard let x else { preconditionFailure("the weight gradient of a linear layer needs its input") }
+                let gp = dy.values.pointer
+                weight.accumulateGrad { dw, beta in
                     gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: gp, lda: outF,
                          b: x, ldb: inF, beta: beta, c: dw, ldc: inF)
-                } else {
-                    preconditionFailure("an input rounded to bf16 for an fp32 product")
                 }
             }
         }
