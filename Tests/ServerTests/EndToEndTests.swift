@@ -2,6 +2,7 @@ import Config
 import Crypto
 import Hummingbird
 import Foundation
+import TestSupport
 import ImageData
 import Testing
 @testable import Server

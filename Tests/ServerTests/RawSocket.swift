@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -134,12 +135,5 @@ final class RawSocket: @unchecked Sendable {
             if parts.count == 2 { h[parts[0].lowercased()] = parts[1].trimmingCharacters(in: .whitespaces) }
         }
         return (status, h, String(text[end.upperBound...]))
-    }
-}
-
-/// Runs blocking work on a Dispatch thread and awaits it.
-func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { c in
-        DispatchQueue.global().async { c.resume(with: Result { try body() }) }
     }
 }

@@ -14,13 +14,13 @@ import Testing
 @Suite("Mixed precision", .serialized, .enabled(if: BF16.available, "this CPU has no AVX512_BF16 or AMX (MIMSERVE_BF16_EMULATE=1 emulates them on AVX-512)"))
 struct PrecisionTests {
     @Test(arguments: ["mae", "simmim", "ummae", "greenmim", "mixmae", "convmae"])
-    func aBF16RunFollowsTheFP32LossCurve(method: String) throws {
+    func aBF16RunFollowsTheFP32LossCurve(method: String) async throws {
         let h = try Harness(realData: true)
         try h.pool.start()
         defer { h.pool.shutdown() }
         let fp32 = try h.submit(method, steps: 300, batch: 16, overrides: ["precision": .string("fp32")])
         let bf16 = try h.submit(method, steps: 300, batch: 16, overrides: ["precision": .string("bf16")])
-        for id in [fp32, bf16] { #expect(try h.wait(id, for: [.succeeded, .failed], timeout: 600).state == .succeeded) }
+        for job in try await h.ended([fp32, bf16], timeout: 600) { #expect(job.state == .succeeded) }
         let a = try h.store.metrics(jobID: fp32), b = try h.store.metrics(jobID: bf16)
         #expect(a.map(\.step) == Array(1...300) && b.map(\.step) == a.map(\.step))
         if method == "simmim" {

@@ -12,14 +12,14 @@ import Testing
 @Suite("Recomputation", .serialized)
 struct RecomputeTests {
     @Test(arguments: ["mae", "simmim", "ummae", "greenmim", "mixmae", "convmae"])
-    func aRecomputingRunIsTheSameRun(method: String) throws {
+    func aRecomputingRunIsTheSameRun(method: String) async throws {
         let h = try Harness()
         try h.pool.start()
         defer { h.pool.shutdown() }
         let overrides: [String: JSONValue] = ["checkpoint_every": .number(12)]
         let kept = try h.submit(method, steps: 12, batch: 4, overrides: overrides)
         let recomputed = try h.submit(method, steps: 12, batch: 4, overrides: overrides.merging(["recompute": .bool(true)]) { a, _ in a })
-        for id in [kept, recomputed] { #expect(try h.wait(id, for: [.succeeded, .failed], timeout: 120).state == .succeeded) }
+        for job in try await h.ended([kept, recomputed], timeout: 120) { #expect(job.state == .succeeded) }
         try expectSameRun(h, kept, recomputed)
     }
 
@@ -27,20 +27,20 @@ struct RecomputeTests {
     /// where a GEMM reads it: the same bits, so still the same run.
     @Test(.enabled(if: BF16.available, "this CPU has no AVX512_BF16 or AMX (MIMSERVE_BF16_EMULATE=1 emulates them on AVX-512)"),
           arguments: ["mae", "simmim"])
-    func aRecomputingBF16RunIsTheSameRun(method: String) throws {
+    func aRecomputingBF16RunIsTheSameRun(method: String) async throws {
         let h = try Harness()
         try h.pool.start()
         defer { h.pool.shutdown() }
         let overrides: [String: JSONValue] = ["checkpoint_every": .number(8), "precision": .string("bf16")]
         let kept = try h.submit(method, steps: 8, batch: 4, overrides: overrides)
         let recomputed = try h.submit(method, steps: 8, batch: 4, overrides: overrides.merging(["recompute": .bool(true)]) { a, _ in a })
-        for id in [kept, recomputed] { #expect(try h.wait(id, for: [.succeeded, .failed], timeout: 120).state == .succeeded) }
+        for job in try await h.ended([kept, recomputed], timeout: 120) { #expect(job.state == .succeeded) }
         try expectSameRun(h, kept, recomputed)
     }
 
     /// Fine-tuning draws drop-path samples inside the blocks; the recomputation replays them.
     @Test(arguments: ["mae", "simmim", "convmae"])
-    func aRecomputingFineTuneReplaysItsDropPath(method: String) throws {
+    func aRecomputingFineTuneReplaysItsDropPath(method: String) async throws {
         let h = try Harness()
         try h.pool.start()
         defer { h.pool.shutdown() }
@@ -48,12 +48,12 @@ struct RecomputeTests {
         let kept = try h.submit(method, steps: 10, batch: 4, overrides: overrides, task: "finetune")
         let recomputed = try h.submit(method, steps: 10, batch: 4, overrides: overrides.merging(["recompute": .bool(true)]) { a, _ in a },
                                       task: "finetune")
-        for id in [kept, recomputed] { #expect(try h.wait(id, for: [.succeeded, .failed], timeout: 120).state == .succeeded) }
+        for job in try await h.ended([kept, recomputed], timeout: 120) { #expect(job.state == .succeeded) }
         try expectSameRun(h, kept, recomputed)
         // With the draws not replayed the runs part at once; without any drop path a replay
         // could not go wrong. A rate of 0.5 drops some branch in every step of four samples.
         let other = try h.submit(method, steps: 10, batch: 4, overrides: overrides.merging(["drop_path": .number(0)]) { _, b in b }, task: "finetune")
-        #expect(try h.wait(other, for: [.succeeded, .failed], timeout: 120).state == .succeeded)
+        #expect(try await h.ended([other], timeout: 120).first?.state == .succeeded)
         #expect(try h.store.metrics(jobID: other).first?.loss != h.store.metrics(jobID: kept).first?.loss)
     }
 

@@ -37,7 +37,7 @@ final class SeededBatches: TrainingBatches {
     func close() {}
 }
 
-struct Harness {
+struct Harness: Sendable {
     let dir: URL
     let store: Store
     let bus: EventBus
@@ -88,6 +88,13 @@ struct Harness {
 
     /// Polls until the job is in one of `states` (or fails the test after `timeout`).
     @discardableResult
+    /// Each job once it has ended (succeeded, failed or cancelled), waited for off the
+    /// cooperative pool (`offThread`): for the long runs, which would otherwise hold one of its
+    /// threads for minutes.
+    func ended(_ ids: [String], timeout: TimeInterval) async throws -> [JobRecord] {
+        try await offThread { try ids.map { try wait($0, for: [.succeeded, .failed, .cancelled], timeout: timeout) } }
+    }
+
     func wait(_ id: String, for states: Set<JobState>, timeout: TimeInterval = 60) throws -> JobRecord {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
