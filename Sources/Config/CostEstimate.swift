@@ -51,8 +51,12 @@ public struct CostEstimate: Sendable, Codable, Equatable {
 extension CostEstimate {
     /// Resident memory of the process before any model exists (runtime, libraries, loader threads).
     static let baselineBytes = 30 << 20
-    /// Floats kept per token and channel by one block, for MLP ratio r.
-    static func savedPerTokenWidth(_ r: Int) -> Double { 10 + Double(r) }
+    /// Floats kept per token and channel by one block, for MLP ratio r, with the gradients its
+    /// backward holds while it runs. A convolutional block (ConvMAE's first stages) keeps no q,
+    /// k, v or attention output: its input, the masked 1×1 conv output, the depthwise conv
+    /// output, the residual stream between its halves and the MLP's hidden layer, and two
+    /// gradient maps in flight.
+    static func savedPerTokenWidth(_ r: Int, attention: Bool = true) -> Double { (attention ? 10 : 6) + Double(r) }
     /// Floats per pixel of the batch that the step keeps around the model (input, target, prediction, loss terms).
     static let savedPerPixel = 6.0
     /// Batches the loader holds ahead.
@@ -105,7 +109,7 @@ extension ModelConfig {
             let c = Double(s.width), r = Double(s.mlpRatio), t = Double(s.tokens), b = Double(s.blocks)
             // qkv (3C² + 3C), proj (C² + C), fc1 (rC² + rC), fc2 (rC² + C), two norms (4C).
             params += b * ((4 + 2 * r) * c * c + (9 + r) * c + Double(s.heads) * Double(s.positionTable))
-            let block = t * c * CostEstimate.savedPerTokenWidth(s.mlpRatio)
+            let block = t * c * CostEstimate.savedPerTokenWidth(s.mlpRatio, attention: s.heads > 0)
             // Recomputed: each block keeps its input; one at a time holds its insides and, while
             // its backward runs, about as much again in gradients.
             savedPerSample += step.recompute ? b * t * c : b * block
