@@ -86,15 +86,16 @@ struct Harness: Sendable {
         return id
     }
 
-    /// Polls until the job is in one of `states` (or fails the test after `timeout`).
-    @discardableResult
     /// Each job once it has ended (succeeded, failed or cancelled), waited for off the
     /// cooperative pool (`offThread`): for the long runs, which would otherwise hold one of its
     /// threads for minutes.
+    @discardableResult
     func ended(_ ids: [String], timeout: TimeInterval) async throws -> [JobRecord] {
         try await offThread { try ids.map { try wait($0, for: [.succeeded, .failed, .cancelled], timeout: timeout) } }
     }
 
+    /// Polls until the job is in one of `states` (or fails the test after `timeout`).
+    @discardableResult
     func wait(_ id: String, for states: Set<JobState>, timeout: TimeInterval = 60) throws -> JobRecord {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {

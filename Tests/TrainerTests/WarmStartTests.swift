@@ -45,7 +45,7 @@ import Testing
         try h.pool.start()
         defer { h.pool.shutdown() }
         let source = try h.submit(steps: 4, overrides: ["checkpoint_every": .number(4)])
-        _ = try h.wait(source, for: [.succeeded])
+        try h.wait(source, for: [.succeeded])
         let warm = try h.submit(steps: 4, initFrom: CheckpointReference(job: source, step: 3))
         let job = try h.wait(warm, for: [.failed])
         #expect(job.error?.hasPrefix("init: job \(source)'s checkpoint at step 3 is gone") == true, "\(job.error ?? "")")
