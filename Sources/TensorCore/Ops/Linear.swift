@@ -35,10 +35,9 @@ extension Tensor {
 
     /// `gelu().linear(weight:bias:)`, the second half of an MLP, without keeping the GELU's
     /// output for the backward pass: only `self` (the hidden layer before GELU) is kept, and the
-    /// backward makes GELU(self) again in the pass that applies GELU's derivative, which reads
-    /// the same Φ(x) anyway. That drops a quarter of what a transformer block keeps for its
-    /// backward (4 of 16 floats per token and channel at MLP ratio 4) for no extra pass over
-    /// memory. The results are those of `gelu().linear(…)`, bit for bit: the same kernels on
+    /// backward makes GELU(self) again for the weight gradient. That drops a quarter of what a
+    /// transformer block keeps for its backward (4 of 16 floats per token and channel at MLP
+    /// ratio 4) for one more pass of GELU over the hidden layer. The results are those of `gelu().linear(…)`, bit for bit: the same kernels on
     /// the same values, in fp32 and in bf16 (`LinearProducts`). `residual` as in `linear`.
     public func geluLinear(weight: Tensor, bias: Tensor? = nil, adding residual: Tensor? = nil) -> Tensor {
         precondition(weight.rank == 2, "linear weight must be (out, in), got \(weight.shape)")
@@ -65,39 +64,46 @@ extension Tensor {
                 Profiler.measure(.elementwise, .backward) { residualVertex.accumulateReduced(g, scale: 1) }
             }
             let dy = Profiler.measure(.gemm, .backward) { products.gradient(g) }
-            // dA = dY·W, the GELU output's gradient, turned into dX in place below.
-            let dA = self.requiresGrad ? Tensor(uninitialized: self.shape) : nil
-            if let dA {
-                Profiler.measure(.gemm, .backward) { products.inputGradient(dy, into: dA.pointer, beta: 0) }
-            }
-            // GELU(x) again for dW, and dX = dA ⊙ GELU′(x), in one pass over x. A bf16 product
-            // reads GELU(x) rounded, so there the pass rounds it as it goes, a piece at a time
-            // (the same bits as rounding it whole), and holds no fp32 copy of the activation:
-            // four floats per token and channel less at the peak of a block's backward pass.
-            let a = weight.requiresGrad && !products.bf16 ? Tensor(uninitialized: self.shape) : nil
-            let rounded = weight.requiresGrad && products.bf16 ? BF16Matrix(uninitializedRows: rows, cols: inF) : nil
-            Profiler.measure(.activation, .backward) {
-                let da = dA?.pointer, earlier = self.grad?.pointer
-                parallelFor(n, minPerThread: 1 << 15) { r in
-                    guard let rounded else {
-                        geluBackward(r, x: x, activation: a?.pointer, from: 0, da: da, earlier: earlier)
-                        return
-                    }
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4096) { piece in
-                        var lo = r.lowerBound
-                        while lo < r.upperBound {
-                            let part = lo..<min(lo + piece.count, r.upperBound)
-                            geluBackward(part, x: x, activation: piece.baseAddress!, from: lo, da: da, earlier: earlier)
-                            rounded.round(piece.baseAddress!, into: part)
-                            lo = part.upperBound
+            // dW = dYᵀ·GELU(x) first, with GELU(x) made again and dropped before dA = dY·W exists,
+            // so the two are never held together: a block's backward then peaks lower by the
+            // activation (in bf16 its rounded copy, made a piece at a time with no fp32 copy: the
+            // same bits as rounding it whole), for one more pass of GELU over x.
+            if weight.requiresGrad && products.bf16 {
+                let rounded = BF16Matrix(uninitializedRows: rows, cols: inF)
+                Profiler.measure(.activation, .backward) {
+                    parallelFor(n, minPerThread: 1 << 15) { r in
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: 4096) { piece in
+                            var lo = r.lowerBound
+                            while lo < r.upperBound {
+                                let part = lo..<min(lo + piece.count, r.upperBound)
+                                geluValues(part, x: x, into: piece.baseAddress!)
+                                rounded.round(piece.baseAddress!, into: part)
+                                lo = part.upperBound
+                            }
                         }
                     }
                 }
+                Profiler.measure(.gemm, .backward) { products.parameterGradients(dy, roundedInput: rounded) }
+            } else if weight.requiresGrad {
+                let a = Tensor(uninitialized: self.shape)
+                withExtendedLifetime(a) {
+                    let ap = a.pointer
+                    Profiler.measure(.activation, .backward) {
+                        parallelFor(n, minPerThread: 1 << 15) { r in geluValues(r, x: x, into: ap + r.lowerBound) }
+                    }
+                    Profiler.measure(.gemm, .backward) { products.parameterGradients(dy, input: ap) }
+                }
+            } else {
+                Profiler.measure(.gemm, .backward) { products.parameterGradients(dy, input: nil) }
             }
-            if let dA, self.grad == nil { self.grad = dA }
-            Profiler.measure(.gemm, .backward) {
-                if let rounded { products.parameterGradients(dy, roundedInput: rounded) } else { products.parameterGradients(dy, input: a?.pointer) }
+            // dX = dA ⊙ GELU′(x), with dA = dY·W turned into dX in place, or added to an earlier gradient.
+            guard self.requiresGrad else { return }
+            let dA = Tensor(uninitialized: self.shape), da = dA.pointer, earlier = self.grad?.pointer
+            Profiler.measure(.gemm, .backward) { products.inputGradient(dy, into: da, beta: 0) }
+            Profiler.measure(.activation, .backward) {
+                parallelFor(n, minPerThread: 1 << 15) { r in geluGradient(r, x: x, da: da, earlier: earlier) }
             }
+            if self.grad == nil { self.grad = dA }
         }
     }
 
@@ -267,37 +273,26 @@ struct LinearProducts {
     }
 }
 
-/// `geluLinear`'s backward pass over elements `r` of its input `x`: GELU(x) into `activation`
-/// (element i at `activation[i - start]`) when it is wanted, and dX = dA ⊙ GELU′(x), added to
-/// `earlier` when there is an earlier gradient, else written over dA in place. The loops must
-/// vectorise (GELU's backward is 5–20× slower scalar, a tenth of a ViT-B step): each runs over
-/// offsets from pointers moved to the range's start, since a checked index subtraction in the
-/// loop body keeps LLVM from vectorising it, and the in-place loops name one pointer, since with
-/// two that alias the vectorised loop's overlap check fails and every element runs scalar.
-private func geluBackward(_ r: Range<Int>, x: UnsafePointer<Float>, activation: UnsafeMutablePointer<Float>?, from start: Int,
-                          da: UnsafeMutablePointer<Float>?, earlier: UnsafeMutablePointer<Float>?) {
-    // d/dx x·Φ(x) = Φ(x) + x·φ(x), as `gelu`'s backward writes it.
-    let n = r.count, x = x + r.lowerBound
-    let ap = activation.map { $0 + (r.lowerBound - start) }, da = da.map { $0 + r.lowerBound }
-    switch (ap, da, earlier.map { $0 + r.lowerBound }) {
-    case let (ap?, da?, dx?):
-        for i in 0..<n {
-            let cdf = FastMath.normalCDF(x[i])
-            ap[i] = x[i] * cdf
-            dx[i] += da[i] * (cdf + x[i] * FastMath.normalPDF(x[i]))
-        }
-    case let (ap?, d?, nil):
-        for i in 0..<n {
-            let cdf = FastMath.normalCDF(x[i])
-            ap[i] = x[i] * cdf
-            d[i] = d[i] * (cdf + x[i] * FastMath.normalPDF(x[i]))
-        }
-    case let (nil, da?, dx?):
-        for i in 0..<n { dx[i] += da[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
-    case let (nil, d?, nil):
-        for i in 0..<n { d[i] = d[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
-    case let (ap?, nil, _):
-        for i in 0..<n { ap[i] = x[i] * FastMath.normalCDF(x[i]) }
-    case (nil, nil, _): break
+// `geluLinear`'s backward passes over elements `r` of its input `x`. Their loops must vectorise
+// (scalar, GELU's backward took a tenth of a ViT-B step): each runs over offsets from pointers
+// moved to the range's start, since a checked index subtraction in a loop body keeps LLVM from
+// vectorising it, and the in-place loop names one pointer, since with two that alias the
+// vectorised loop's overlap check fails and every element runs scalar.
+
+/// GELU(x[i]) into `out[i - r.lowerBound]`, as `gelu` makes it.
+private func geluValues(_ r: Range<Int>, x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+    let x = x + r.lowerBound
+    for i in 0..<r.count { out[i] = x[i] * FastMath.normalCDF(x[i]) }
+}
+
+/// dX = dA ⊙ GELU′(x): added to `earlier` when there is an earlier gradient, else written over
+/// dA in place. d/dx x·Φ(x) = Φ(x) + x·φ(x), as `gelu`'s backward writes it.
+private func geluGradient(_ r: Range<Int>, x: UnsafePointer<Float>, da: UnsafeMutablePointer<Float>,
+                          earlier: UnsafeMutablePointer<Float>?) {
+    let x = x + r.lowerBound, da = da + r.lowerBound
+    if let dx = earlier.map({ $0 + r.lowerBound }) {
+        for i in 0..<r.count { dx[i] += da[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
+    } else {
+        for i in 0..<r.count { da[i] = da[i] * (FastMath.normalCDF(x[i]) + x[i] * FastMath.normalPDF(x[i])) }
     }
 }
