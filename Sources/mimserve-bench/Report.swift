@@ -20,6 +20,7 @@ struct Record {
             case let d as Double: v = d.isFinite ? String(format: "%.4g", d) : "null"
             case let f as Float: v = String(format: "%.4g", Double(f))
             case let i as Int: v = String(i)
+            case let a as [Float]: v = "[" + a.map { $0.isFinite ? String(format: "%.6g", Double($0)) : "null" }.joined(separator: ",") + "]"
             case let s as String: v = "\"\(s)\""
             default: v = "\"\(value)\""
             }

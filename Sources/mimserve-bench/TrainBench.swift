@@ -28,11 +28,14 @@ struct TrainBench: ParsableCommand {
     var profile = false
     @Flag(help: "After the timed steps, time each GEMM shape of a step in OpenBLAS, oneDNN's sgemm and oneDNN's matmul primitive, alternated, and the step's GEMMs in each and in the fastest per shape.")
     var kernels = false
+    @Flag(help: "With --precision bf16: run the same steps (same seed, batch and masks) in fp32 first, print both loss curves and the largest relative gap between them at any step.")
+    var curve = false
 
     func run() throws {
         guard Precision.runnable.contains(precision) else {
             throw ValidationError("this CPU runs \(Precision.runnable.map(\.rawValue)) only: bf16 needs AVX512_BF16 or AMX (or MIMSERVE_BF16_EMULATE=1 for memory, not speed)")
         }
+        guard !curve || precision == .bf16 else { throw ValidationError("--curve compares a bf16 run with fp32: add --precision bf16") }
         guard let m = Method(rawValue: method) else {
             throw ValidationError("unknown method '\(method)'; choose one of \(Method.allCases.map(\.rawValue))")
         }
@@ -42,11 +45,22 @@ struct TrainBench: ParsableCommand {
         let timer = TrainStepTimer(preset: p, batch: batch ?? p.recipe.defaultBatchSize, warmup: warmup, steps: steps,
                                    precision: precision, recompute: recompute, profile: profile, kernels: kernels, task: task)
         var (r, profiled, shapes) = try timer.run()
+        if curve {
+            // The same run in fp32, after the bf16 one so that the peak RSS above is bf16's.
+            var reference = timer
+            reference.precision = .fp32
+            reference.profile = false
+            reference.kernels = false
+            let fp32 = try reference.run().0["losses"] as! [Float], ours = r["losses"] as! [Float]
+            r["fp32_losses"] = fp32
+            r["max_relative_loss_gap"] = zip(ours, fp32).map { abs(Double($0) / Double($1) - 1) }.max() ?? .nan
+        }
         r["peak_gflops"] = peak
         r["peak_ratio"] = (r["gflops"] as! Double) / peak
         Report.emit(r)
         Report.table([r], columns: ["method", "preset", "task", "precision", "batch", "threads", "ms_per_step", "images_per_s", "gflops",
-                                    "peak_ratio", "peak_rss_mb", "pool_peak_live_mb", "pool_held_mb", "estimated_peak_rss_mb", "fresh_allocs_per_step"])
+                                    "peak_ratio", "peak_rss_mb", "pool_peak_live_mb", "pool_held_mb", "estimated_peak_rss_mb", "fresh_allocs_per_step"]
+                                   + (curve ? ["max_relative_loss_gap"] : []))
         if let profiled {
             let rows = StepProfile.records(profiled, base: r)
             rows.forEach(Report.emit)
@@ -166,6 +180,7 @@ struct TrainStepTimer {
         let size = preset.model.imageSize
         let images = Init.normal([batch, 3, size, size], std: 1, rng: &rng)
         let targets = (0..<batch).flatMap { i in (0..<Self.classes).map { Float($0 == i % Self.classes ? 1 : 0) } }
+        var losses: [Float] = []
         func step() {
             let bf16 = precision == .bf16
             let loss = BF16.gemms(bf16) {
@@ -174,6 +189,7 @@ struct TrainStepTimer {
                     return model.forward(images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng)).loss
                 }
             }
+            losses.append(loss.item)
             try? BF16.gemms(bf16) { try opt.minimize(loss, lr: 1e-4, clipGrad: clipGrad) }
         }
         for _ in 0..<warmup { step() }
@@ -206,6 +222,7 @@ struct TrainStepTimer {
         rec["estimated_peak_rss_mb"] = Double(estimate.peakBytes) / 1048576
         rec["estimated_gflop_per_image"] = estimate.flopsPerStep / Double(batch) / 1e9
         rec["fresh_allocs_per_step"] = Double(BufferPool.shared.statistics.freshAllocations - allocs) / Double(steps)
+        rec["losses"] = losses  // every step's, warm-up included
         let shapes = kernels ? GEMMShapes.record { step() } : [:]
         guard profile else { return (rec, nil, shapes) }
         // Separate steps: the spans' clock reads must not touch the figures above.
