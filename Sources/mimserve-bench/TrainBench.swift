@@ -28,7 +28,7 @@ struct TrainBench: ParsableCommand {
     var profile = false
     @Flag(help: "After the timed steps, time each GEMM shape of a step in OpenBLAS, oneDNN's sgemm and oneDNN's matmul primitive, alternated, and the step's GEMMs in each and in the fastest per shape.")
     var kernels = false
-    @Flag(help: "With --precision bf16: run the same steps (same seed, batch and masks) in fp32 first, print both loss curves and the largest relative gap between them at any step.")
+    @Flag(help: "With --precision bf16: run the same steps (same seed, batch and masks) again in fp32, and print both loss curves and the largest relative gap between them at any step.")
     var curve = false
 
     func run() throws {

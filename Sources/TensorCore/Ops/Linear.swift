@@ -37,8 +37,9 @@ extension Tensor {
     /// output for the backward pass: only `self` (the hidden layer before GELU) is kept, and the
     /// backward makes GELU(self) again for the weight gradient. That drops a quarter of what a
     /// transformer block keeps for its backward (4 of 16 floats per token and channel at MLP
-    /// ratio 4) for one more pass of GELU over the hidden layer. The results are those of `gelu().linear(…)`, bit for bit: the same kernels on
-    /// the same values, in fp32 and in bf16 (`LinearProducts`). `residual` as in `linear`.
+    /// ratio 4) for one more pass of GELU over the hidden layer. The results are those of
+    /// `gelu().linear(…)`, bit for bit: the same kernels on the same values, in fp32 and in bf16
+    /// (`LinearProducts`). `residual` as in `linear`.
     public func geluLinear(weight: Tensor, bias: Tensor? = nil, adding residual: Tensor? = nil) -> Tensor {
         precondition(weight.rank == 2, "linear weight must be (out, in), got \(weight.shape)")
         let inF = weight.shape[1], outF = weight.shape[0]
