@@ -14,7 +14,7 @@ import Testing
         try h.pool.start()
         defer { h.pool.shutdown() }
         let id = try h.submit(method.rawValue, steps: 4, overrides: ["checkpoint_every": .number(2)])
-        let job = try h.wait(id, for: [.succeeded, .failed])
+        let job = try await h.wait(id, for: [.succeeded, .failed])
         #expect(job.state == .succeeded, "\(method): \(job.error ?? "")")
         #expect(try h.store.checkpoints(jobID: id).map(\.step) == [2, 4])
 
@@ -45,7 +45,7 @@ import Testing
         try h.pool.start()
         defer { h.pool.shutdown() }
         let id = try h.submit(method.rawValue, steps: 2)
-        #expect(try h.wait(id, for: [.succeeded, .failed]).state == .succeeded)
+        #expect(try await h.wait(id, for: [.succeeded, .failed]).state == .succeeded)
         let gate = Gate()
         let inference = InferenceService(store: h.store, checkpoints: h.pool.options.checkpoints, maxConcurrent: 1,
                                          onAdmitted: { gate.pass() })
@@ -95,7 +95,7 @@ import Testing
         try h.pool.start()
         defer { h.pool.shutdown() }
         let id = try h.submit("mae", steps: 2)
-        #expect(try h.wait(id, for: [.succeeded, .failed]).state == .succeeded)
+        #expect(try await h.wait(id, for: [.succeeded, .failed]).state == .succeeded)
         let gate = Gate()
         let inference = InferenceService(store: h.store, checkpoints: h.pool.options.checkpoints, maxConcurrent: 2, maxBatch: 1,
                                          onAdmitted: { gate.pass() })

@@ -87,14 +87,14 @@ import Testing
     /// Every method's encoder fine-tunes on labelled images from the real loader: the job
     /// succeeds, scores top-1 on its held-out images at every eval_every and at the end, and its
     /// checkpoints hold the encoder and the head, not the decoder.
-    @Test(arguments: Method.allCases) func everyMethodFineTunesAndIsScored(method: Method) throws {
+    @Test(arguments: Method.allCases) func everyMethodFineTunesAndIsScored(method: Method) async throws {
         let h = try Harness(realData: true)
         try h.pool.start()
         defer { h.pool.shutdown() }
         let id = try h.submit(method.rawValue, steps: 6, batch: 8, overrides: [
             "eval_every": .number(4), "eval_images": .number(12), "val_fraction": .number(0.1), "checkpoint_every": .number(3),
         ], task: "finetune")
-        let job = try h.wait(id, for: [.succeeded, .failed])
+        let job = try await h.wait(id, for: [.succeeded, .failed])
         #expect(job.state == .succeeded, "\(job.error ?? "")")
         let s = try scores(h, id)
         #expect(s.map(\.step) == [4, 6] && s.allSatisfy { $0.score.images == 12 && $0.score.classes == 10 && (0...1).contains($0.score.top1) })
@@ -105,7 +105,7 @@ import Testing
 
     /// The acceptance test of resume for fine-tuning, with mixup, CutMix and drop path on: 16
     /// steps straight equal 8, pause, resume, 8 more — losses, scores, weights and moments.
-    @Test func aResumedFineTuneEqualsTheUninterruptedOne() throws {
+    @Test func aResumedFineTuneEqualsTheUninterruptedOne() async throws {
         let pauseAt = Mutex<(id: String?, pool: TrainerPool?)>((nil, nil))
         let h = try Harness(realData: true, observer: { id, step, _, _ in
             let (target, pool) = pauseAt.withLock { ($0.id, $0.pool) }
@@ -119,14 +119,14 @@ import Testing
             "mixup": .number(0.8), "cutmix": .number(1), "drop_path": .number(0.3),
         ]
         let straight = try h.submit("mae", steps: 16, batch: 8, overrides: overrides, task: "finetune")
-        try h.wait(straight, for: [.succeeded])
+        try await h.wait(straight, for: [.succeeded])
         let interrupted = try h.submit("mae", steps: 16, batch: 8, overrides: overrides, task: "finetune")
         pauseAt.withLock { $0.id = interrupted }
-        let paused = try h.wait(interrupted, for: [.paused, .succeeded])
+        let paused = try await h.wait(interrupted, for: [.paused, .succeeded])
         #expect(paused.state == .paused && paused.step == 8)
         pauseAt.withLock { $0.id = nil }
         try h.pool.resume(interrupted)
-        try h.wait(interrupted, for: [.succeeded])
+        try await h.wait(interrupted, for: [.succeeded])
         let a = try h.store.metrics(jobID: straight).map(\.loss), b = try h.store.metrics(jobID: interrupted).map(\.loss)
         #expect(a.count == 16 && a == b, "first difference at step \((a.indices.first { a[$0] != b[$0] } ?? -1) + 1)")
         let sa = try scores(h, straight), sb = try scores(h, interrupted)
@@ -139,15 +139,15 @@ import Testing
     /// A fine-tune with init starts from the pretraining checkpoint's encoder: at a learning rate
     /// of 1e-30 its first checkpoint holds the source's encoder weights (see WarmStartTests for
     /// the bound), and the head it added.
-    @Test func initStartsFromThePretrainedEncoder() throws {
+    @Test func initStartsFromThePretrainedEncoder() async throws {
         let h = try Harness(realData: true)
         try h.pool.start()
         defer { h.pool.shutdown() }
         let source = try h.submit("simmim", steps: 4, overrides: ["checkpoint_every": .number(4)])
-        try h.wait(source, for: [.succeeded])
+        try await h.wait(source, for: [.succeeded])
         let still: [String: JSONValue] = ["base_lr": .number(1e-30), "min_lr": .number(0), "warmup_steps": .number(0)]
         let tuned = try h.submit("simmim", steps: 1, overrides: still, initFrom: CheckpointReference(job: source), task: "finetune")
-        let job = try h.wait(tuned, for: [.succeeded, .failed])
+        let job = try await h.wait(tuned, for: [.succeeded, .failed])
         #expect(job.state == .succeeded, "\(job.error ?? "")")
         let want = try checkpoint(h, source).weights, got = try checkpoint(h, tuned).weights
         var worst: Float = 0, compared = 0
@@ -163,7 +163,7 @@ import Testing
     /// 200 held-out images ends well above chance. Chance is 1/10 (binomial σ ≈ 0.021 on 200);
     /// the bar is chance plus 6 σ, which a classifier that learned nothing passes with
     /// probability below 1e-8.
-    @Test func fineTuningLearnsTheClasses() throws {
+    @Test func fineTuningLearnsTheClasses() async throws {
         let h = try Harness(realData: true, syntheticCount: 4000)
         try h.pool.start()
         defer { h.pool.shutdown() }
@@ -171,7 +171,7 @@ import Testing
             "val_fraction": .number(0.05), "eval_images": .number(200), "eval_every": .number(50),
             "drop_path": .number(0), "crop_scale_min": .number(0.35), "warmup_steps": .number(20),
         ], task: "finetune")
-        let job = try h.wait(id, for: [.succeeded, .failed], timeout: 600)
+        let job = try await h.wait(id, for: [.succeeded, .failed], timeout: 600)
         #expect(job.state == .succeeded, "\(job.error ?? "")")
         let top1 = try #require(try scores(h, id).last).score.top1
         #expect(top1 >= 0.1 + 6 * (0.1 * 0.9 / 200).squareRoot(), "top-1 \(top1)")

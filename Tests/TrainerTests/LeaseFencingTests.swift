@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 import Store
 @testable import Trainer
+import TestSupport
 
 @Suite("Trainer: leases") struct LeaseFencingTests {
     struct Snapshot: Equatable {
@@ -23,7 +24,7 @@ import Store
     /// Another trainer takes the job between two steps (as after this one's lease expired): the
     /// run stops before its next step and writes nothing more: no metrics, no checkpoint (row or
     /// file), no state change, no event.
-    @Test func aRunThatLostItsLeaseStopsWithoutWriting() throws {
+    @Test func aRunThatLostItsLeaseStopsWithoutWriting() async throws {
         struct Shared {
             var target: String?
             var store: Store?
@@ -59,11 +60,11 @@ import Store
         let id = try h.submit(steps: 40, overrides: ["checkpoint_every": .number(4)])
         shared.withLock { $0.target = id }
         let deadline = Date().addingTimeInterval(60)
-        while shared.withLock({ $0.thief == nil }) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        try await offThread { while shared.withLock({ $0.thief == nil }) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) } }
         let thief = try #require(shared.withLock { $0.thief })
         #expect(thief.jobID == id && thief.owner == "another-worker")
         let taken = try #require(shared.withLock { $0.taken })
-        while h.pool.runningJobs.contains(id) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        try await offThread { while h.pool.runningJobs.contains(id) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) } }
         #expect(!h.pool.runningJobs.contains(id))
         #expect(shared.withLock { $0.stepsAfter } == 0)
         #expect(try Self.snapshot(h.store, h.dir, id) == taken)

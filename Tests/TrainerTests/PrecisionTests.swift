@@ -48,7 +48,7 @@ struct PrecisionTests {
         try h.pool.start()
         defer { h.pool.shutdown() }
         let id = try h.submit("mae", steps: 2, batch: 4, overrides: ["precision": .string("bf16"), "checkpoint_every": .number(2)])
-        #expect(try h.wait(id, for: [.succeeded, .failed]).state == .succeeded)
+        #expect(try await h.wait(id, for: [.succeeded, .failed]).state == .succeeded)
         var bytes = [UInt8]()
         for y in 0..<40 { for x in 0..<48 { bytes += [UInt8(x * 5), UInt8(y * 6), 90] } }
         let png = try PNGEncoder.encode(bytes: bytes, width: 48, height: 40, channels: 3)

@@ -86,23 +86,28 @@ struct Harness: Sendable {
         return id
     }
 
-    /// Each job once it has ended (succeeded, failed or cancelled), waited for off the
-    /// cooperative pool (`offThread`): for the long runs, which would otherwise hold one of its
-    /// threads for minutes.
+    /// Each job once it has ended (succeeded, failed or cancelled).
     @discardableResult
     func ended(_ ids: [String], timeout: TimeInterval) async throws -> [JobRecord] {
-        try await offThread { try ids.map { try wait($0, for: [.succeeded, .failed, .cancelled], timeout: timeout) } }
+        var jobs: [JobRecord] = []
+        for id in ids { jobs.append(try await wait(id, for: [.succeeded, .failed, .cancelled], timeout: timeout)) }
+        return jobs
     }
 
-    /// Polls until the job is in one of `states` (or fails the test after `timeout`).
+    /// The job once it is in one of `states` (or fails the test after `timeout`), polled off the
+    /// cooperative pool (`offThread`): a test waiting there for a job would hold one of its
+    /// threads, a thread per core, which the live servers other suites run in this process need.
     @discardableResult
-    func wait(_ id: String, for states: Set<JobState>, timeout: TimeInterval = 60) throws -> JobRecord {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let job = try store.job(id), states.contains(job.state) { return job }
-            Thread.sleep(forTimeInterval: 0.01)
+    func wait(_ id: String, for states: Set<JobState>, timeout: TimeInterval = 60) async throws -> JobRecord {
+        let store = store
+        return try await offThread {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if let job = try store.job(id), states.contains(job.state) { return job }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            throw TimeoutError(description: "job \(id) did not reach \(states) in \(timeout) s (is \(String(describing: try store.job(id)?.state)))")
         }
-        throw TimeoutError(description: "job \(id) did not reach \(states) in \(timeout) s (is \(String(describing: try store.job(id)?.state)))")
     }
 }
 

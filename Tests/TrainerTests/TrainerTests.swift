@@ -6,6 +6,7 @@ import Testing
 import Store
 import TensorCore
 @testable import Trainer
+import TestSupport
 
 @Suite("Job configuration") struct JobConfigTests {
     @Test func defaultsComeFromThePresetAndItsRecipe() throws {
@@ -53,7 +54,7 @@ import TensorCore
         try h.pool.start()
         defer { h.pool.shutdown() }
         let id = try h.submit(steps: 23, overrides: ["checkpoint_every": .number(5), "keep_checkpoints": .number(2)])
-        let job = try h.wait(id, for: [.succeeded, .failed])
+        let job = try await h.wait(id, for: [.succeeded, .failed])
         #expect(job.state == .succeeded && job.step == 23 && job.error == nil && job.finishedAt != nil)
         let metrics = try h.store.metrics(jobID: id)
         #expect(metrics.map(\.step) == Array(1...23))
@@ -78,12 +79,12 @@ import TensorCore
         #expect(states == [.running, .succeeded] && metricSteps == Array(1...23))
     }
 
-    @Test func deletingAJobRemovesEveryFileItWrote() throws {
+    @Test func deletingAJobRemovesEveryFileItWrote() async throws {
         let h = try Harness()
         try h.pool.start()
         defer { h.pool.shutdown() }
         let id = try h.submit(steps: 6, overrides: ["checkpoint_every": .number(2)])
-        try h.wait(id, for: [.succeeded])
+        try await h.wait(id, for: [.succeeded])
         let folder = h.pool.options.checkpoints.url(id)
         // A file a crash left unrecorded goes too.
         try Data([1]).write(to: folder.appendingPathComponent("step-00000099.safetensors.tmp"))
@@ -98,7 +99,7 @@ import TensorCore
 
     /// The acceptance test of resume: 40 steps straight equal 20, pause, resume, 20 more, for
     /// both methods, with images from the real loader (shuffles and augmentations included).
-    @Test(arguments: ["mae", "simmim"]) func resumedCurveEqualsTheUninterruptedOne(method: String) throws {
+    @Test(arguments: ["mae", "simmim"]) func resumedCurveEqualsTheUninterruptedOne(method: String) async throws {
         let pauseAt = Mutex<(id: String?, pool: TrainerPool?)>((nil, nil))
         let h = try Harness(realData: true, observer: { id, step, _, _ in
             let (target, pool) = pauseAt.withLock { ($0.id, $0.pool) }
@@ -109,15 +110,15 @@ import TensorCore
         defer { h.pool.shutdown() }
         let overrides: [String: JSONValue] = ["checkpoint_every": .number(7)]
         let straight = try h.submit(method, steps: 40, overrides: overrides)
-        try h.wait(straight, for: [.succeeded])
+        try await h.wait(straight, for: [.succeeded])
         let interrupted = try h.submit(method, steps: 40, overrides: overrides)
         pauseAt.withLock { $0.id = interrupted }
-        let paused = try h.wait(interrupted, for: [.paused, .succeeded])
+        let paused = try await h.wait(interrupted, for: [.paused, .succeeded])
         #expect(paused.state == .paused && paused.step == 20)
         #expect(try h.store.latestCheckpoint(jobID: interrupted)?.step == 20)
         pauseAt.withLock { $0.id = nil }
         try h.pool.resume(interrupted)
-        try h.wait(interrupted, for: [.succeeded])
+        try await h.wait(interrupted, for: [.succeeded])
         let a = try h.store.metrics(jobID: straight).map(\.loss), b = try h.store.metrics(jobID: interrupted).map(\.loss)
         #expect(a.count == 40 && a == b, "first difference at step \((a.indices.first { a[$0] != b[$0] } ?? -1) + 1)")
         // The final weights and both AdamW moments are the same to the bit.
@@ -131,41 +132,41 @@ import TensorCore
         #expect(ends[0].weights.count == ends[1].weights.count && ends[0].moments.count == ends[1].moments.count)
     }
 
-    @Test func aNonFiniteLossFailsTheJobAndThePoolGoesOn() throws {
+    @Test func aNonFiniteLossFailsTheJobAndThePoolGoesOn() async throws {
         // Seed 1's images turn NaN at step 3; seed 2's never do. One pool runs both, in order.
         let h = try Harness(poisoned: [1: [3]])
         let bad = try h.submit(steps: 10, seed: 1)
         let good = try h.submit(steps: 5, seed: 2)
         try h.pool.start()
         defer { h.pool.shutdown() }
-        let failed = try h.wait(bad, for: [.failed, .succeeded])
+        let failed = try await h.wait(bad, for: [.failed, .succeeded])
         #expect(failed.state == .failed)
         #expect(failed.error?.contains("step 3") == true, "\(failed.error ?? "no error")")
         #expect(try h.store.metricCount(jobID: bad) == 2)
         // The same pool, with the same slot, goes on to train the next job to the end.
-        #expect(try h.wait(good, for: [.succeeded, .failed]).state == .succeeded)
+        #expect(try await h.wait(good, for: [.succeeded, .failed]).state == .succeeded)
         #expect(try h.store.metricCount(jobID: good) == 5)
         #expect(h.pool.aliveSlots == 1)
     }
 
-    @Test func cancelQueuedAndRunningJobs() throws {
+    @Test func cancelQueuedAndRunningJobs() async throws {
         let h = try Harness()
         let running = try h.submit(steps: 100_000)
         let queued = try h.submit(steps: 10)
         try h.pool.start()
         defer { h.pool.shutdown() }
-        try h.wait(running, for: [.running])
+        try await h.wait(running, for: [.running])
         #expect(throws: StoreError.self) { try h.pool.pause(queued) }
         #expect(try h.pool.cancel(queued).state == .cancelled)
         try h.pool.cancel(running)
-        let done = try h.wait(running, for: [.cancelled])
+        let done = try await h.wait(running, for: [.cancelled])
         #expect(done.step < 100_000)
         #expect(throws: StoreError.self) { try h.pool.cancel(running) }
         #expect(throws: StoreError.self) { try h.pool.resume(running) }
     }
 
     /// A cancel honoured at any moment after submission: queued, mid-claim or running.
-    @Test func aCancelRightAfterSubmissionIsNeverLost() throws {
+    @Test func aCancelRightAfterSubmissionIsNeverLost() async throws {
         let h = try Harness()
         try h.pool.start()
         defer { h.pool.shutdown() }
@@ -175,54 +176,55 @@ import TensorCore
             try h.pool.cancel(id)
             ids.append(id)
         }
-        let ends = try ids.map { try h.wait($0, for: [.cancelled, .succeeded, .failed]) }
+        var ends: [JobRecord] = []
+        for id in ids { ends.append(try await h.wait(id, for: [.cancelled, .succeeded, .failed])) }
         #expect(ends.filter { $0.state != .cancelled }.map(\.id) == [])
         #expect(ends.allSatisfy { $0.step < 1_000 })
     }
 
     /// The narrowest window, forced: the cancel lands after the claim, before the slot registers the job.
-    @Test func aCancelBetweenClaimAndStartIsHonoured() throws {
+    @Test func aCancelBetweenClaimAndStartIsHonoured() async throws {
         let pool = Mutex<TrainerPool?>(nil)
         let h = try Harness(claimed: { id in _ = try? pool.withLock { $0 }?.cancel(id) })
         pool.withLock { $0 = h.pool }
         let id = try h.submit(steps: 1_000)
         try h.pool.start()
         defer { h.pool.shutdown() }
-        let end = try h.wait(id, for: [.cancelled, .succeeded, .failed])
+        let end = try await h.wait(id, for: [.cancelled, .succeeded, .failed])
         #expect(end.state == .cancelled && end.step < 1_000, "\(end.state) at step \(end.step)")
     }
 
     /// A cancel written by another process sharing the database (another API node) reaches the
     /// trainer within a step: the request lives on the job's row, not in this pool's memory.
-    @Test func aCancelFromAnotherProcessIsHonoured() throws {
+    @Test func aCancelFromAnotherProcessIsHonoured() async throws {
         let h = try Harness()
         let id = try h.submit(steps: 100_000)
         try h.pool.start()
         defer { h.pool.shutdown() }
-        try h.wait(id, for: [.running])
+        try await h.wait(id, for: [.running])
         let other = try Store(path: h.store.path, migrations: h.store.migrations)
         guard case .requested = try other.requestStop(id, .cancel) else { Issue.record("not requested"); return }
-        let end = try h.wait(id, for: [.cancelled, .succeeded, .failed])
+        let end = try await h.wait(id, for: [.cancelled, .succeeded, .failed])
         #expect(end.state == .cancelled && end.step < 100_000)
     }
 
     /// `--trainer-nice`: the slot's thread trains at the given nice value.
-    @Test func aSlotTrainsAtItsNiceValue() throws {
+    @Test func aSlotTrainsAtItsNiceValue() async throws {
         let seen = Mutex<Set<Int32>>([])
         let h = try Harness(nice: 5, observer: { _, _, _, _ in seen.withLock { _ = $0.insert(ThreadPriority.current) } })
         let id = try h.submit(steps: 3)
         try h.pool.start()
         defer { h.pool.shutdown() }
-        try h.wait(id, for: [.succeeded])
+        try await h.wait(id, for: [.succeeded])
         #expect(seen.withLock { $0 } == [5])
     }
 
-    @Test func shutdownCheckpointsAndRequeues() throws {
+    @Test func shutdownCheckpointsAndRequeues() async throws {
         let h = try Harness()
         let id = try h.submit(steps: 100_000, overrides: ["checkpoint_every": .number(100_000)])
         try h.pool.start()
-        try h.wait(id, for: [.running])
-        while try h.store.metricCount(jobID: id) < 3 { Thread.sleep(forTimeInterval: 0.01) }
+        try await h.wait(id, for: [.running])
+        try await offThread { while try h.store.metricCount(jobID: id) < 3 { Thread.sleep(forTimeInterval: 0.01) } }
         h.pool.shutdown()
         let job = try #require(try h.store.job(id))
         #expect(job.state == .queued)
@@ -231,12 +233,12 @@ import TensorCore
         #expect(h.pool.aliveSlots == 0)
     }
 
-    @Test func aDamagedCheckpointFallsBackToAnOlderOne() throws {
+    @Test func aDamagedCheckpointFallsBackToAnOlderOne() async throws {
         let h = try Harness()
         try h.pool.start()
         defer { h.pool.shutdown() }
         let id = try h.submit(steps: 30, overrides: ["checkpoint_every": .number(10)])
-        try h.wait(id, for: [.succeeded])
+        try await h.wait(id, for: [.succeeded])
         let run = TrainingRun(job: try #require(try h.store.job(id)), config: try JobConfig.decode(try h.store.job(id)!.configJSON),
                               store: h.store, bus: h.bus, options: h.pool.options, lease: nil, stopRequested: { nil })
         let final = try #require(try h.store.latestCheckpoint(jobID: id))

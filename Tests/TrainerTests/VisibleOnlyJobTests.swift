@@ -29,12 +29,12 @@ import Store
     }
 
     @Test(arguments: ["ummae", "greenmim"])
-    func aTinyJobTrainsToTheEnd(method: String) throws {
+    func aTinyJobTrainsToTheEnd(method: String) async throws {
         let h = try Harness()
         try h.pool.start()
         defer { h.pool.shutdown() }
         let id = try h.submit(method, steps: 6, overrides: ["checkpoint_every": .number(3)])
-        let job = try h.wait(id, for: [.succeeded, .failed])
+        let job = try await h.wait(id, for: [.succeeded, .failed])
         #expect(job.state == .succeeded && job.step == 6, "\(job.error ?? "")")
         #expect(try h.store.metrics(jobID: id).allSatisfy { $0.loss.isFinite })
         #expect(try !h.store.checkpoints(jobID: id).isEmpty)

@@ -15,17 +15,17 @@ import Testing
     /// 1e-30, its one step moves no weight by more than 1e-29 (AdamW's update is lr × m̂/(√v̂+ε),
     /// |m̂/(√v̂+ε)| ≤ 1/(1−β₁) ≈ 10 at the first step), so its checkpoint holds the source's weights.
     /// The same job from the seed alone does not.
-    @Test func aWarmStartBeginsWithTheSourceCheckpointsWeights() throws {
+    @Test func aWarmStartBeginsWithTheSourceCheckpointsWeights() async throws {
         let h = try Harness()
         try h.pool.start()
         defer { h.pool.shutdown() }
         let source = try h.submit(steps: 12, seed: 1, overrides: ["checkpoint_every": .number(6)])
-        try h.wait(source, for: [.succeeded])
+        try await h.wait(source, for: [.succeeded])
         let still: [String: JSONValue] = ["base_lr": .number(1e-30), "min_lr": .number(0), "warmup_steps": .number(0)]
         let warm = try h.submit(steps: 1, seed: 2, overrides: still, initFrom: CheckpointReference(job: source, step: 12))
         let cold = try h.submit(steps: 1, seed: 2, overrides: still)
-        try h.wait(warm, for: [.succeeded])
-        try h.wait(cold, for: [.succeeded])
+        try await h.wait(warm, for: [.succeeded])
+        try await h.wait(cold, for: [.succeeded])
         let want = try weights(h, source, step: 12), got = try weights(h, warm, step: 1), fresh = try weights(h, cold, step: 1)
         #expect(Set(got.keys) == Set(want.keys))
         var worst: Float = 0, freshWorst: Float = 0
@@ -40,14 +40,14 @@ import Testing
     }
 
     /// A source checkpoint gone by the time the job runs fails it with a reason naming init.
-    @Test func aMissingSourceFailsTheJobNamingInit() throws {
+    @Test func aMissingSourceFailsTheJobNamingInit() async throws {
         let h = try Harness()
         try h.pool.start()
         defer { h.pool.shutdown() }
         let source = try h.submit(steps: 4, overrides: ["checkpoint_every": .number(4)])
-        try h.wait(source, for: [.succeeded])
+        try await h.wait(source, for: [.succeeded])
         let warm = try h.submit(steps: 4, initFrom: CheckpointReference(job: source, step: 3))
-        let job = try h.wait(warm, for: [.failed])
+        let job = try await h.wait(warm, for: [.failed])
         #expect(job.error?.hasPrefix("init: job \(source)'s checkpoint at step 3 is gone") == true, "\(job.error ?? "")")
     }
 }
