@@ -11,12 +11,28 @@ import TestSupport
 @Suite("Cluster: API node, workers and leases", .serialized,
        .enabled(if: freshPostgresLocation() != nil, "MIMSERVE_TEST_POSTGRES is unset: no PostgreSQL server for these tests (make test starts one)"))
 struct ClusterTests {
-    static func wait(_ what: String, timeout: TimeInterval = 120, _ done: () async throws -> Bool) async throws {
+    /// Polls `done` until it holds; after `timeout` fails with `what` and what `state` says of
+    /// the moment (so a failure on a starved machine tells which party held on to what).
+    static func wait(_ what: String, timeout: TimeInterval = 120, state: () async throws -> String = { "" },
+                     _ done: () async throws -> Bool) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while try await !done() {
-            if Date() > deadline { throw Failure("timed out waiting for \(what)") }
+            if Date() > deadline { throw Failure("timed out waiting for \(what) \(try await state())") }
             try await Task.sleep(for: .milliseconds(50))
         }
+    }
+
+    /// The job's row and state events, and each worker's gauges: what `wait` reports on a timeout.
+    static func situation(_ store: Store, _ id: String, _ workers: [(String, MIMServeProcess)]) async throws -> String {
+        let job = try store.job(id)
+        var lines = ["job: \(job.map { "\($0.state.rawValue) at step \($0.step), lease \($0.worker ?? "none"), interrupted \($0.interruptions)×" } ?? "gone")"]
+        for e in try store.events(jobID: id) where e.kind == .state {
+            lines.append("event \(e.createdAt.timeIntervalSince1970): \(e.dataJSON)")
+        }
+        for (name, w) in workers {
+            lines.append("worker \(name) (pid \(w.pid)): training \((try? await w.jobsTraining()).map(String.init) ?? "?") jobs, \((try? await w.stepsDone()).map(String.init) ?? "?") steps done")
+        }
+        return "\n" + lines.joined(separator: "\n")
     }
 
     /// Worker A is frozen (SIGSTOP) past its lease: worker B takes the job and finishes it from
@@ -49,17 +65,23 @@ struct ClusterTests {
         #expect(try await b.stepsDone() == 0)
         a.signal(SIGSTOP)
         let frozenAt = try #require(try store.job(id)).step
-        try await Self.wait("B to take the job") { try await b.stepsDone() > 0 }
+        try await Self.wait("B to take the job", state: { try await Self.situation(store, id, [("A", a), ("B", b)]) }) {
+            try await b.stepsDone() > 0
+        }
         let takeovers = try store.events(jobID: id).filter { $0.kind == .state && $0.dataJSON.contains("lease expired") }
         #expect(takeovers.count == 1)
 
         a.signal(SIGCONT)
         // A's heartbeat, its next step or its next write learns the job is gone, and its slot lets
         // go of it; from then on, while B trains on, A must not take a single step.
-        try await Self.wait("A to let go of the job") { try await a.jobsTraining() == 0 }
+        try await Self.wait("A to let go of the job", state: { try await Self.situation(store, id, [("A", a), ("B", b)]) }) {
+            try await a.jobsTraining() == 0
+        }
         let aSteps = try await a.stepsDone()
         let bSteps = try await b.stepsDone()
-        try await Self.wait("B to train 20 more steps") { try await b.stepsDone() >= bSteps + 20 }
+        try await Self.wait("B to train 20 more steps", state: { try await Self.situation(store, id, [("A", a), ("B", b)]) }) {
+            try await b.stepsDone() >= bSteps + 20
+        }
         #expect(try await a.stepsDone() == aSteps)
         #expect(try await a.status("/readyz") == 200)
         _ = try await api.request("POST", "/v1/jobs/\(id)/cancel")
