@@ -57,9 +57,11 @@ struct ClusterTests {
         let id = try await api.submit(steps: 200_000, overrides: ["checkpoint_every": 50])
         try await Self.wait("a checkpoint by A") { try store.latestCheckpoint(jobID: id) != nil }
 
-        // B's lease is long: on a starved machine a 2 s lease of B's could lapse too, and A, thawed,
-        // could then claim the job back, legitimately, and never let go of it here.
-        let b = try MIMServeProcess.worker(dataDir: dataDir, database: location, leaseSeconds: 30)
+        // B's lease is long: should it lapse, A, thawed, could claim the job back, legitimately, and
+        // never let go of it here. A 2 s lease did lapse on a starved machine, and so, it seems, did
+        // a 30 s one in a CI run where this test took 308 s instead of 5 (everything about 60×
+        // slower, its renewals every 10 s among them). B is never frozen: its lease need not lapse.
+        let b = try MIMServeProcess.worker(dataDir: dataDir, database: location, leaseSeconds: 600)
         defer { b.stop() }
         #expect(try await b.status("/readyz") == 200)
         #expect(try await b.stepsDone() == 0)
