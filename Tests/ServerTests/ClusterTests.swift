@@ -65,9 +65,10 @@ struct ClusterTests {
         defer { b.stop() }
         #expect(try await b.status("/readyz") == 200)
         #expect(try await b.stepsDone() == 0)
+        let situation = { try await Self.situation(store, id, [("A", a), ("B", b)]) }
         a.signal(SIGSTOP)
         let frozenAt = try #require(try store.job(id)).step
-        try await Self.wait("B to take the job", state: { try await Self.situation(store, id, [("A", a), ("B", b)]) }) {
+        try await Self.wait("B to take the job", state: situation) {
             try await b.stepsDone() > 0
         }
         let takeovers = try store.events(jobID: id).filter { $0.kind == .state && $0.dataJSON.contains("lease expired") }
@@ -76,12 +77,12 @@ struct ClusterTests {
         a.signal(SIGCONT)
         // A's heartbeat, its next step or its next write learns the job is gone, and its slot lets
         // go of it; from then on, while B trains on, A must not take a single step.
-        try await Self.wait("A to let go of the job", state: { try await Self.situation(store, id, [("A", a), ("B", b)]) }) {
+        try await Self.wait("A to let go of the job", state: situation) {
             try await a.jobsTraining() == 0
         }
         let aSteps = try await a.stepsDone()
         let bSteps = try await b.stepsDone()
-        try await Self.wait("B to train 20 more steps", state: { try await Self.situation(store, id, [("A", a), ("B", b)]) }) {
+        try await Self.wait("B to train 20 more steps", state: situation) {
             try await b.stepsDone() >= bSteps + 20
         }
         #expect(try await a.stepsDone() == aSteps)
