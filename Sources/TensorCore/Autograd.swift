@@ -52,6 +52,17 @@ final class Vertex {
         }
     }
 
+    /// Accumulates `g`, an op's output gradient that its backward hands over: when this vertex
+    /// has no gradient yet, `g` becomes it as it is (reshaped), instead of a copy. The walk
+    /// drops each op's output gradient once the op's backward has run, so the caller must be
+    /// that backward, and must not write into any gradient that is `g` before it returns: no
+    /// other input of the op may be this vertex while the op writes its gradient. A residual
+    /// sum then passes one buffer down the residual stream instead of copying it at every block.
+    func take(_ g: Tensor) {
+        precondition(g.count == count, "take: \(g.shape) for a gradient of \(shape)")
+        if grad == nil { grad = g.shape == shape ? g : Tensor(sharing: g, shape: shape) } else { accumulateGrad(adding: g.pointer) }
+    }
+
     /// Adds `values` (same element count) into the gradient.
     func accumulateGrad(adding values: UnsafePointer<Float>) {
         accumulateGrad { g, beta in
@@ -113,11 +124,20 @@ extension Tensor {
             precondition(count == 1, "backward() without a seed needs a scalar, got shape \(shape)")
         }
         guard requiresGrad else { return }
+        if let seed { precondition(seed.shape == shape, "seed shape \(seed.shape) ≠ \(shape)") }
+        Tensor.backward(from: vertex, seed: seed.map { ($0, false) }, leafReady: leafReady)
+    }
+
+    /// The walk of `backward(seed:leafReady:)` from a vertex, so a caller can let go of the
+    /// root tensor's values first (no backward reads a graph's output). A seed that is
+    /// `disposable` (the caller drops it afterwards) becomes the root's gradient as it is,
+    /// instead of a copy.
+    static func backward(from root: Vertex, seed: (values: Tensor, disposable: Bool)?, leafReady: ((Tensor) -> Void)? = nil) {
         // Iterative post-order DFS: parents before children in `order` reversed.
         var order: [Vertex] = []
         var visited = Set<ObjectIdentifier>()
-        var stack: [(Vertex, Int)] = [(vertex, 0)]
-        visited.insert(ObjectIdentifier(vertex))
+        var stack: [(Vertex, Int)] = [(root, 0)]
+        visited.insert(ObjectIdentifier(root))
         while let (v, i) = stack.popLast() {
             guard let node = v.node, i < node.inputs.count else {
                 order.append(v)
@@ -129,11 +149,10 @@ extension Tensor {
                 stack.append((child, 0))
             }
         }
-        if let seed {
-            precondition(seed.shape == shape, "seed shape \(seed.shape) ≠ \(shape)")
-            accumulateGrad(adding: seed.pointer)
+        if let (values, disposable) = seed {
+            if disposable && root.grad == nil { root.grad = values } else { root.accumulateGrad(adding: values.pointer) }
         } else {
-            accumulateGrad { g, beta in g[0] = beta == 0 ? 1 : g[0] + 1 }
+            root.accumulateGrad { g, beta in g[0] = beta == 0 ? 1 : g[0] + 1 }
         }
         for v in order.reversed() {
             guard let node = v.node else {

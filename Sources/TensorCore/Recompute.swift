@@ -17,10 +17,17 @@ extension Tensor {
         return out.recording("recompute", .recompute, [self] + parameters) { g in
             let x = self.detached()
             x.requiresGrad = self.requiresGrad
-            let again = GradMode.$enabled.withValue(true) {
-                Profiler.measure(.recompute, .backward) { body(x, true) }
+            // Only the output's vertex is kept: no backward reads the block's output, so its
+            // values go before the walk, and g, which the walk's caller drops after this, is
+            // the output's gradient as it is rather than a copy.
+            let root: Vertex? = GradMode.$enabled.withValue(true) {
+                Profiler.measure(.recompute, .backward) {
+                    let again = body(x, true)
+                    precondition(again.shape == g.shape, "a recomputed body gave \(again.shape), its first run \(g.shape)")
+                    return again.requiresGrad ? again.vertex : nil
+                }
             }
-            again.backward(seed: g)
+            if let root { Tensor.backward(from: root, seed: (g, true)) }
             if let dx = x.grad {
                 if self.grad == nil { self.grad = dx } else { withExtendedLifetime(dx) { self.accumulateGrad(adding: dx.pointer) } }
             }

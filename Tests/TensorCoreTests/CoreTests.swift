@@ -109,6 +109,27 @@ import TestSupport
         }
     }
 
+    /// Where it can, a backward hands its output gradient to one input as that input's own
+    /// (`Vertex.take`): a sum or difference to its left side, a reshape to its input, a product
+    /// to the residual added inside it, a recomputed block's output gradient to the block's
+    /// last op. Later ops then add into that buffer in place, so every case where one tensor
+    /// sits on two sides (x + x, x − x, a residual that is also the product's input, a block
+    /// that returns its input) must still give the right gradients (finite differences).
+    @Test func handedOverGradientsStayRightWhenATensorIsUsedTwice() {
+        let x = Tensor([1, 2, 3, -1, 0.5, 4].map { $0 / 4 }, shape: [3, 2])
+        let w = Tensor([0.5, -1, 2, 0.25], shape: [2, 2])
+        // Each case alone, so the op under test is the first to give x a gradient.
+        let cases: [() -> Tensor] = [
+            { x + x },
+            { ((x + x) - x).reshaped([6]).reshaped([3, 2]) + x * x },
+            { x.linear(weight: w, adding: x) },  // the residual is the product's input
+            { x.geluLinear(weight: w, adding: x) },
+            { x.recomputed(parameters: [w]) { t, _ in t + t.linear(weight: w) } },
+            { x.recomputed(parameters: []) { t, _ in t } + x.linear(weight: w) },  // a block that returns its input
+        ]
+        for f in cases { checkGradients([x, w], eps: 1e-3, f) }
+    }
+
     @Test func noGradModeRecordsNothing() {
         let x = Tensor([1, 2], shape: [2])
         x.requiresGrad = true

@@ -32,19 +32,21 @@ extension Tensor {
             // Each side's gradient reads the other side's values only for a product: a sum or
             // a difference keeps neither operand alive, a product only what the other needs.
             let (va, vb) = (a.vertex, b.vertex)
+            // a's gradient can be g itself (`Vertex.take`): g is only read after that, unless b is a too.
+            let aTakesG = a.shape == outShape && va !== vb
             let (aValues, bValues) = kind == .mul ? (b.requiresGrad ? a : nil, a.requiresGrad ? b : nil) : (nil, nil)
             return out.recording("binary", .elementwise, [a, b]) { g in
                 if va.requiresGrad {
                     switch kind {
-                    case .add, .sub: va.accumulateReduced(g, scale: 1)
-                    case .mul: va.accumulateReduced(Tensor.binary(g.detached(), bValues!.detached(), .mul), scale: 1)
+                    case .add, .sub: if aTakesG { va.take(g) } else { va.accumulateReduced(g, scale: 1) }
+                    case .mul: va.accumulateProduct(g, bValues!)
                     }
                 }
                 if vb.requiresGrad {
                     switch kind {
                     case .add: vb.accumulateReduced(g, scale: 1)
                     case .sub: vb.accumulateReduced(g, scale: -1)
-                    case .mul: vb.accumulateReduced(Tensor.binary(g.detached(), aValues!.detached(), .mul), scale: 1)
+                    case .mul: vb.accumulateProduct(g, aValues!)
                     }
                 }
             }
@@ -111,13 +113,20 @@ extension Tensor {
             let out = Tensor(sharing: self, shape: newShape)
             let v = vertex
             return out.recording("reshape", .memory, [self]) { g in
-                v.accumulateGrad(adding: g.pointer)
+                v.take(g)
             }
         }
     }
 }
 
 extension Vertex {
+    /// Adds g ⊙ other (broadcast), summed over the dimensions along which this tensor was
+    /// broadcast: a product's gradient. The product is a new tensor, so it is handed over.
+    func accumulateProduct(_ g: Tensor, _ other: Tensor) {
+        let product = Tensor.binary(g.detached(), other.detached(), .mul)
+        if product.shape == shape { take(product) } else { accumulateReduced(product, scale: 1) }
+    }
+
     /// Adds `scale · g`, summed over the dimensions along which this tensor was broadcast.
     func accumulateReduced(_ g: Tensor, scale: Float) {
         accumulateGrad { dst, beta in

@@ -23,7 +23,7 @@ extension Tensor {
             let residualVertex = residual?.vertex  // its values are not read again
             return out.recording("linear", .gemm, [self, weight] + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])) { g in
                 // The residual's gradient first, where the separate sum's backward gave it.
-                if let residualVertex, residualVertex.requiresGrad { residualVertex.accumulateReduced(g, scale: 1) }
+                if let residualVertex, residualVertex.requiresGrad { passGradient(g, to: residualVertex, writing: [self, weight, bias]) }
                 let dy = products.gradient(g)
                 if self.requiresGrad {
                     self.accumulateGrad { dx, beta in products.inputGradient(dy, into: dx, beta: beta) }
@@ -48,21 +48,26 @@ extension Tensor {
         let outShape = Array(shape.dropLast()) + [outF]
         if let residual { precondition(residual.shape == outShape, "linear: residual \(residual.shape) ≠ output \(outShape)") }
         let rows = count / max(inF, 1), n = count, x = pointer
-        let activated = Profiler.measure(.activation, .forward) {
-            let a = Tensor(uninitialized: shape), y = a.pointer
-            parallelFor(n, minPerThread: 1 << 15) { r in
-                for i in r { y[i] = x[i] * FastMath.normalCDF(x[i]) }
-            }
-            return a
-        }
         let products = LinearProducts(weight: weight, bias: bias, rows: rows)
         let out = Tensor(uninitialized: outShape)
-        Profiler.measure(.gemm, .forward) { products.forward(activated.pointer, into: out.pointer) }
+        if products.bf16 {
+            // The product reads GELU(x) rounded: made a piece at a time into the bf16 operand,
+            // with no fp32 GELU(x) beside x (a recomputed Swin-B block's forward peaked there).
+            let rounded = Profiler.measure(.activation, .forward) { roundedGELU(x, rows: rows, cols: inF) }
+            Profiler.measure(.gemm, .forward) { products.forward(rounded: rounded, into: out.pointer) }
+        } else {
+            let activated = Profiler.measure(.activation, .forward) {
+                let a = Tensor(uninitialized: shape), y = a.pointer
+                parallelFor(n, minPerThread: 1 << 15) { r in geluValues(r, x: x, into: y + r.lowerBound) }
+                return a
+            }
+            Profiler.measure(.gemm, .forward) { products.forward(activated.pointer, into: out.pointer) }
+        }
         if let residual { Profiler.measure(.elementwise, .forward) { out.addInPlace(residual) } }
         let residualVertex = residual?.vertex  // its values are not read again
         return out.recording("gelu+linear", nil, [self, weight] + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])) { g in
             if let residualVertex, residualVertex.requiresGrad {
-                Profiler.measure(.elementwise, .backward) { residualVertex.accumulateReduced(g, scale: 1) }
+                Profiler.measure(.elementwise, .backward) { passGradient(g, to: residualVertex, writing: [self, weight, bias]) }
             }
             let dy = Profiler.measure(.gemm, .backward) { products.gradient(g) }
             // dW = dYᵀ·GELU(x) first, with GELU(x) made again and dropped before dA = dY·W exists,
@@ -70,20 +75,7 @@ extension Tensor {
             // activation (in bf16 its rounded copy, made a piece at a time with no fp32 copy: the
             // same bits as rounding it whole), for one more pass of GELU over x.
             if weight.requiresGrad && products.bf16 {
-                let rounded = BF16Matrix(uninitializedRows: rows, cols: inF)
-                Profiler.measure(.activation, .backward) {
-                    parallelFor(n, minPerThread: 1 << 15) { r in
-                        withUnsafeTemporaryAllocation(of: Float.self, capacity: 4096) { piece in
-                            var lo = r.lowerBound
-                            while lo < r.upperBound {
-                                let part = lo..<min(lo + piece.count, r.upperBound)
-                                geluValues(part, x: x, into: piece.baseAddress!)
-                                rounded.round(piece.baseAddress!, into: part)
-                                lo = part.upperBound
-                            }
-                        }
-                    }
-                }
+                let rounded = Profiler.measure(.activation, .backward) { roundedGELU(x, rows: rows, cols: inF) }
                 Profiler.measure(.gemm, .backward) { products.parameterGradients(dy, roundedInput: rounded) }
             } else if weight.requiresGrad {
                 let a = Tensor(uninitialized: self.shape)
@@ -164,6 +156,16 @@ extension Tensor {
     }
 }
 
+/// A product's output gradient `g` to the residual added inside it: handed over (`Vertex.take`)
+/// unless the residual is also one of the tensors whose gradients the product then writes.
+private func passGradient(_ g: Tensor, to residual: Vertex, writing others: [Tensor?]) {
+    if others.contains(where: { $0?.vertex === residual }) {
+        residual.accumulateReduced(g, scale: 1)
+    } else {
+        residual.take(g)
+    }
+}
+
 /// dst[c] = beta·dst[c] + Σ_r src[r, c], parallel over column blocks.
 func columnSums(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>, beta: Float) {
     parallelFor(cols, minPerThread: 64) { cr in
@@ -210,12 +212,17 @@ struct LinearProducts {
     /// y = x·Wᵀ + b for the rows × inF input at `x`.
     func forward(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         if bf16 {
-            gemm(transA: false, transB: true, a: BF16Matrix(x, rows: rows, cols: inF), b: roundedWeight(),
-                 bias: bias?.pointer, c: y, ldc: outF)
+            forward(rounded: BF16Matrix(x, rows: rows, cols: inF), into: y)
         } else {
             gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x, lda: inF,
                  b: weight.pointer, ldb: inF, bias: bias?.pointer, c: y, ldc: outF)
         }
+    }
+
+    /// As `forward(_:into:)` in bf16, with the input already rounded (`rows` × `inF`).
+    func forward(rounded x: BF16Matrix, into y: UnsafeMutablePointer<Float>) {
+        precondition(bf16 && x.rows == rows && x.cols == inF, "a rounded input is for a bf16 product of its shape")
+        gemm(transA: false, transB: true, a: x, b: roundedWeight(), bias: bias?.pointer, c: y, ldc: outF)
     }
 
     /// The output gradient dY as both backward products read it (rounded once in bf16).
@@ -279,6 +286,24 @@ struct LinearProducts {
 // moved to the range's start, since a checked index subtraction in a loop body keeps LLVM from
 // vectorising it, and the in-place loop names one pointer, since with two that alias the
 // vectorised loop's overlap check fails and every element runs scalar.
+
+/// GELU of the rows × cols values at `x`, rounded to bf16 a piece at a time: the same bits as
+/// rounding an fp32 GELU(x), without one.
+private func roundedGELU(_ x: UnsafePointer<Float>, rows: Int, cols: Int) -> BF16Matrix {
+    let rounded = BF16Matrix(uninitializedRows: rows, cols: cols)
+    parallelFor(rows * cols, minPerThread: 1 << 15) { r in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 4096) { piece in
+            var lo = r.lowerBound
+            while lo < r.upperBound {
+                let part = lo..<min(lo + piece.count, r.upperBound)
+                geluValues(part, x: x, into: piece.baseAddress!)
+                rounded.round(piece.baseAddress!, into: part)
+                lo = part.upperBound
+            }
+        }
+    }
+    return rounded
+}
 
 /// GELU(x[i]) into `out[i - r.lowerBound]`, as `gelu` makes it.
 private func geluValues(_ r: Range<Int>, x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
