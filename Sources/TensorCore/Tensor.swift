@@ -16,6 +16,17 @@ public final class Tensor: @unchecked Sendable {
         get { vertex.grad }
         set { vertex.grad = newValue }
     }
+    /// Where `backward()` writes this tensor's gradient when it has none yet (the buffer is
+    /// then `grad`), instead of a new buffer: set by an optimizer that keeps its parameters'
+    /// gradients in place from step to step (`AdamW.holdsGradientBuffers`). A gradient read
+    /// before `grad` is dropped and the next backward pass starts is overwritten by it.
+    public var gradientBuffer: Tensor? {
+        get { vertex.gradientBuffer }
+        set {
+            if let newValue { precondition(newValue.shape == shape, "gradient buffer \(newValue.shape) for \(shape)") }
+            vertex.gradientBuffer = newValue
+        }
+    }
     /// Leaf parameters set this; op outputs inherit it from their inputs while grad mode is on.
     public var requiresGrad: Bool {
         get { vertex.requiresGrad }

@@ -72,6 +72,8 @@ final class TrainingRun {
                               noDecay: objective.noDecay, lrScale: objective.lrScale)
         // Recomputing trades speed for memory: GEMMs then round each weight as they read it.
         optimizer.keepsBF16Copies = !(t.recompute ?? false)
+        // A clipping recipe's step holds every gradient at its peak; recomputing, little else.
+        optimizer.holdsGradientBuffers = (t.recompute ?? false) && t.clipGrad != nil
         let schedule = WarmupCosineSchedule(baseLR: t.baseLR, minLR: t.minLR, warmupSteps: t.warmupSteps, totalSteps: t.totalSteps)
         // Masks draw from their own stream so data order and masks are independent.
         var rng = RandomGenerator(seed: t.seed ^ 0x6D61_736B_7374_726D)

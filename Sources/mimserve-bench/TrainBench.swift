@@ -176,6 +176,7 @@ struct TrainStepTimer {
         let opt = AdamW(parameters: classifier?.namedParameters() ?? model.namedParameters(), weightDecay: r.weightDecay,
                         betas: (r.beta1, r.beta2), noDecay: classifier?.excludedFromWeightDecay ?? model.excludedFromWeightDecay)
         opt.keepsBF16Copies = !recompute  // as a job's run (TrainingRun)
+        opt.holdsGradientBuffers = recompute && clipGrad != nil
         var rng = RandomGenerator(seed: 1)
         let size = preset.model.imageSize
         let images = Init.normal([batch, 3, size, size], std: 1, rng: &rng)

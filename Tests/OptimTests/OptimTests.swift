@@ -380,6 +380,33 @@ func minimizeUpdatesExactlyAsBackwardThenStepAndLeavesNoGradients(clip: Float?) 
     #expect(fused.w1.scalars != TwoLayerNet().w1.scalars)
 }
 
+/// Gradients written into buffers that live with the optimizer (`holdsGradientBuffers`) give
+/// the run without them, bit for bit, with and without clipping (the buffer is overwritten,
+/// never added to, at each step's first gradient); the gradients are those buffers; and
+/// turning it off lets them go.
+@Test(arguments: [nil, Float(0.05)])
+func gradientBuffersChangeNothingButWhereGradientsLive(clip: Float?) throws {
+    let held = TwoLayerNet(), fresh = TwoLayerNet()
+    let a = AdamW(parameters: held.named, weightDecay: 0.05, betas: (0.9, 0.95))
+    let b = AdamW(parameters: fresh.named, weightDecay: 0.05, betas: (0.9, 0.95))
+    a.holdsGradientBuffers = true
+    for step in 0..<5 {
+        let lr = Float(step + 1) * 1e-2
+        try a.minimize(held.loss(), lr: lr, clipGrad: clip)
+        try b.minimize(fresh.loss(), lr: lr, clipGrad: clip)
+        #expect(held.parameters.allSatisfy { $0.grad == nil })
+    }
+    for (x, y) in zip(held.parameters, fresh.parameters) { #expect(x.scalars == y.scalars) }
+    held.loss().backward()
+    for p in held.parameters {
+        let buffer = try #require(p.gradientBuffer)
+        #expect(p.grad?.pointer == buffer.pointer)
+    }
+    a.zeroGrad()
+    a.holdsGradientBuffers = false
+    #expect(held.parameters.allSatisfy { $0.gradientBuffer == nil } && fresh.parameters.allSatisfy { $0.gradientBuffer == nil })
+}
+
 /// In bf16, each update keeps the weights' bf16 rounding (`Tensor.bf16Copy`) and `linear`
 /// reads it instead of rounding again: the run must be the one without copies, bit for bit;
 /// the copies must hold the current weights' rounding; and `linear` must really read them.

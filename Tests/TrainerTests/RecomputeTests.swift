@@ -8,7 +8,8 @@ import Testing
 
 /// `"recompute": true` changes what a step keeps in memory, not what it computes: each block
 /// runs again in the backward pass on the same input, with the same random draws, so a job's
-/// losses and final weights are exactly those of the same job without it.
+/// losses and final weights are exactly those of the same job without it. (A recipe that clips,
+/// SimMIM's, also writes its gradients into buffers that stay, `AdamW.holdsGradientBuffers`.)
 @Suite("Recomputation", .serialized)
 struct RecomputeTests {
     @Test(arguments: ["mae", "simmim", "ummae", "greenmim", "mixmae", "convmae"])
