@@ -109,6 +109,8 @@ public final class ConvMAE: Module, MIMModel, NoiseMaskedPredictor, @unchecked S
 
     public func forward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput { noiseMaskedForward(images, mask: spec) }
 
+    public func trainingLoss(_ images: Tensor, mask spec: MaskSpec) -> Tensor { noiseMaskedTrainingLoss(images, mask: spec) }
+
     public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction { forwardReconstruction(images, mask: spec) }
 
     /// Every stage densely (no mask), the ViT stage over all tokens with the fusion terms, as

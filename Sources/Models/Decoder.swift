@@ -60,11 +60,29 @@ struct MAEDecoder {
     /// Embedded rows (R, Dd) and the mask token as row R, placed by `placement` ((B·T) rows of
     /// those R + 1) → predictions (B, U², q²·3).
     func callAsFunction(rows: Tensor, placement: RowIndex) -> Tensor {
+        let T = posEmbed.shape[1]
+        let out = pred(norm(blocks(placed(rows, placement))))  // (B, T, q²·3)
+        return classToken ? out.slice(axis: 1, start: 1, length: T - 1) : out
+    }
+
+    /// As `callAsFunction(rows:placement:)` for the decoder tokens `scored` alone (rows of the
+    /// B·T tokens, class rows included): their predictions (S, q²·3), all a loss that scores
+    /// only them reads. The last block attends over every token and runs its MLP on the scored
+    /// rows alone (`TransformerBlock.callAsFunction(_:keepingRows:)`), and so do the final norm
+    /// and `pred`: a loss on 3 tokens of 4 (MAE, UM-MAE) skips a quarter of that work.
+    func callAsFunction(rows: Tensor, placement: RowIndex, predicting scored: RowIndex) -> Tensor {
+        let x = placed(rows, placement)
+        guard let last = blocks.items.last else { return pred(norm(x.gatherRows(scored, shape: [scored.count, x.dim(-1)]))) }
+        let h = blocks.items.dropLast().reduce(x) { h, block in block(h) }
+        return pred(norm(last(h, keepingRows: scored)))
+    }
+
+    /// The decoder's input (B, T, Dd): the rows (R, Dd) and the mask token as row R placed by
+    /// `placement`, plus the position table.
+    private func placed(_ rows: Tensor, _ placement: RowIndex) -> Tensor {
         let Dd = rows.dim(-1), T = posEmbed.shape[1]
         let all = Tensor.concat([rows, maskToken.reshaped([1, Dd])], axis: 0)  // (R + 1, Dd)
-        let x = all.gatherRows(placement, shape: [placement.count / T, T, Dd]) + posEmbed  // (B, T, Dd)
-        let out = pred(norm(blocks(x)))  // (B, T, q²·3)
-        return classToken ? out.slice(axis: 1, start: 1, length: T - 1) : out
+        return all.gatherRows(placement, shape: [placement.count / T, T, Dd]) + posEmbed
     }
 }
 

@@ -173,16 +173,31 @@ public final class GreenMIM: Module, MIMModel, UnitPredictor, @unchecked Sendabl
         decoder(rows: decoder.embedRows(latent), placement: placement)
     }
 
-    public func forward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput {
+    /// The encoder's latents of the visible units, the decoder's placement and the loss mask
+    /// (B, U²): the masked units.
+    func encodeVisible(_ images: Tensor, mask spec: MaskSpec) -> (latent: Tensor, placement: RowIndex, lossMask: Tensor) {
         let B = images.shape[0]
         let (masked, order) = batchMask(spec)
         let layout = GreenLayout(config: config, maskedUnits: masked)
         let latent = encoder(images, layout: layout)
-        let pred = decode(latent, placement: placement(masked: masked, noiseOrder: order, batch: B))
         let lossMask = Tensor((0..<B).flatMap { _ in masked.map { $0 ? Float(1) : 0 } }, shape: [B, unitCount])
+        return (latent, placement(masked: masked, noiseOrder: order, batch: B), lossMask)
+    }
+
+    public func forward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput {
+        let (latent, placement, lossMask) = encodeVisible(images, mask: spec)
+        let pred = decode(latent, placement: placement)
         let loss = unitLoss(pred, images: images, mask: lossMask)
         return MIMOutput(loss: loss, prediction: pred, latent: latent,
-                         mask: lossMask.reshaped([B, config.unitGrid, config.unitGrid]))
+                         mask: lossMask.reshaped([images.shape[0], config.unitGrid, config.unitGrid]))
+    }
+
+    /// The loss of `forward`, predicting the masked units alone.
+    public func trainingLoss(_ images: Tensor, mask spec: MaskSpec) -> Tensor {
+        let (latent, placement, lossMask) = encodeVisible(images, mask: spec)
+        let scored = scoredRows(lossMask)
+        let pred = decoder(rows: decoder.embedRows(latent), placement: placement, predicting: scored.tokens)
+        return scoredUnitLoss(pred, images: images, scored: scored.targets)
     }
 
     public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction { forwardReconstruction(images, mask: spec) }

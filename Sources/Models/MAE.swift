@@ -65,6 +65,8 @@ public final class MAE: Module, MIMModel, NoiseMaskedPredictor, @unchecked Senda
 
     public func forward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput { noiseMaskedForward(images, mask: spec) }
 
+    public func trainingLoss(_ images: Tensor, mask spec: MaskSpec) -> Tensor { noiseMaskedTrainingLoss(images, mask: spec) }
+
     public func reconstruct(_ images: Tensor, mask spec: MaskSpec) -> Reconstruction { forwardReconstruction(images, mask: spec) }
 
     public func encode(_ images: Tensor, pool: Pooling) -> Tensor {

@@ -16,6 +16,10 @@ public protocol MIMModel: Module {
     /// One pretraining forward pass on normalised images (B, 3, H, W): loss on the tape.
     func forward(_ images: Tensor, mask: MaskSpec) -> MIMOutput
 
+    /// `forward(images, mask:).loss` for a training step, which reads nothing else: a method may
+    /// skip what only the rest needs (predictions the loss does not score).
+    func trainingLoss(_ images: Tensor, mask: MaskSpec) -> Tensor
+
     /// The prediction in normalised pixel space (B, 3, H, W) and the pixel mask (B, 1, H, W).
     func reconstruct(_ images: Tensor, mask: MaskSpec) -> Reconstruction
 
@@ -48,6 +52,8 @@ public struct Reconstruction {
 
 extension MIMModel {
     public var masksPerSample: Bool { true }
+
+    public func trainingLoss(_ images: Tensor, mask: MaskSpec) -> Tensor { forward(images, mask: mask).loss }
 
     /// Encoder features without masking and without gradients: (B, D) pooled or (B, L, D) with `.none`.
     public func features(_ images: Tensor, pool: Pooling) -> Tensor {

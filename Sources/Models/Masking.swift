@@ -156,4 +156,15 @@ extension NoiseMaskedPredictor {
         let pred = decode(latent, shuffle: s)
         return MIMOutput(loss: unitLoss(pred, images: images, mask: s.mask), prediction: pred, latent: latent, mask: s.mask)
     }
+
+    /// `MIMModel.trainingLoss` for a `.noise` mask: the loss of `noiseMaskedForward`, predicting
+    /// the masked units alone (`MAEDecoder.callAsFunction(rows:placement:predicting:)`).
+    func noiseMaskedTrainingLoss(_ images: Tensor, mask spec: MaskSpec) -> Tensor {
+        guard case let .noise(noise, keep) = spec else { preconditionFailure("\(config.method) masks by noise (B7)") }
+        let s = shuffle(noise: noise, keep: keep)
+        let latent = encode(images, shuffle: s)
+        let scored = scoredRows(s.mask)
+        let pred = decoder(rows: decoder.embedRows(latent), placement: s.unshuffle, predicting: scored.tokens)
+        return scoredUnitLoss(pred, images: images, scored: scored.targets)
+    }
 }

@@ -18,6 +18,36 @@ extension UnitPredictor {
         return Tensor.maskedMSE(pred, target: target, mask: mask)
     }
 
+    /// The units a 0/1 mask (B, U²) scores: their decoder token rows (of the B·T tokens, past
+    /// MAE's class rows) and their target rows (of the B·U² units), in raster order per sample.
+    func scoredRows(_ mask: Tensor) -> (tokens: RowIndex, targets: RowIndex) {
+        let (B, units) = (mask.shape[0], unitCount)
+        precondition(mask.count == B * units, "a unit mask (B, \(units)), got \(mask.shape)")
+        let c = decoder.classToken ? 1 : 0, T = c + units
+        var tokens: [Int32] = [], targets: [Int32] = []
+        for b in 0..<B {
+            for u in 0..<units {
+                let m = mask.pointer[b * units + u]
+                precondition(m == 0 || m == 1, "a unit mask holds 0 or 1, got \(m)")
+                if m == 1 {
+                    tokens.append(Int32(b * T + c + u))
+                    targets.append(Int32(b * units + u))
+                }
+            }
+        }
+        return (RowIndex(tokens, sourceRows: B * T), RowIndex(targets, sourceRows: B * units))
+    }
+
+    /// `unitLoss` for predictions of the scored units alone, (S, q²·3) for the target rows
+    /// `scored` (`scoredRows`): the same mean over the same units, in the same order.
+    func scoredUnitLoss(_ pred: Tensor, images: Tensor, scored: RowIndex) -> Tensor {
+        let target = GradMode.withoutGrad {
+            let all = self.target(images)
+            return all.gatherRows(scored, shape: [scored.count, all.dim(-1)])
+        }
+        return Tensor.maskedMSE(pred, target: target, mask: Tensor(repeating: 1, shape: [scored.count]))
+    }
+
     /// Predictions (B, U², q²·3) as an image (B, 3, H, W) with the pixel mask of `units`
     /// (B, U, U). Norm-pixel predictions are de-normalised with each target unit's own
     /// statistics (the MAE demo), which the note says.

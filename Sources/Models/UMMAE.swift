@@ -276,12 +276,14 @@ public final class UMMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable {
         return RowIndex(idx, sourceRows: B * n + 1)
     }
 
-    /// Latents (B, M², C_last), M = U/4 → (B, U², q²·3).
-    func decode(_ latent: Tensor, placement: RowIndex) -> Tensor {
+    /// Latents (B, M², C_last), M = U/4 → (B, U², q²·3), or with `scored` the predictions of
+    /// those decoder tokens alone (S, q²·3).
+    func decode(_ latent: Tensor, placement: RowIndex, predicting scored: RowIndex? = nil) -> Tensor {
         let (B, M, Dd) = (latent.shape[0], config.unitGrid / 4, config.decoderDim)
         let expanded = decoder.embed(latent)  // (B, M², 4Dd)
             .gatherRows(shuffle, rowLength: 1, batch: B, shape: [B * 4 * M * M, Dd])  // (B·Ug², Dd), group-raster
-        return decoder(rows: expanded, placement: placement)
+        guard let scored else { return decoder(rows: expanded, placement: placement) }
+        return decoder(rows: expanded, placement: placement, predicting: scored)
     }
 
     func masks(_ spec: MaskSpec) -> (primary: Tensor, secondary: Tensor) {
@@ -289,7 +291,9 @@ public final class UMMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable {
         return (primary, secondary)
     }
 
-    public func forward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput {
+    /// The encoder's latents of the compacted visible units, the compaction, and the loss mask
+    /// (B, U²): the primary-masked units.
+    func encodeVisible(_ images: Tensor, mask spec: MaskSpec) -> (latent: Tensor, compaction: UMCompaction, lossMask: Tensor) {
         let (primary, secondary) = masks(spec)
         let B = images.shape[0]
         precondition(primary.shape == [B, config.unitGrid, config.unitGrid], "UM-MAE mask \(primary.shape) for batch \(B)")
@@ -301,9 +305,22 @@ public final class UMMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable {
             x = x * (Tensor(repeating: 1, shape: s.shape) - s) + patchEmbed.norm(token) * s  // e·(1−s) + LN(t)·s
         }
         let latent = encode(x, grid: Gc, positions: compaction.positions)
+        return (latent, compaction, primary.reshaped([B, unitCount]).detached())
+    }
+
+    public func forward(_ images: Tensor, mask spec: MaskSpec) -> MIMOutput {
+        let (latent, compaction, lossMask) = encodeVisible(images, mask: spec)
         let pred = decode(latent, placement: placement(compaction))
-        let lossMask = primary.reshaped([B, unitCount]).detached()
-        return MIMOutput(loss: unitLoss(pred, images: images, mask: lossMask), prediction: pred, latent: latent, mask: primary)
+        return MIMOutput(loss: unitLoss(pred, images: images, mask: lossMask), prediction: pred, latent: latent,
+                         mask: masks(spec).primary)
+    }
+
+    /// The loss of `forward`, predicting the primary-masked units alone.
+    public func trainingLoss(_ images: Tensor, mask spec: MaskSpec) -> Tensor {
+        let (latent, compaction, lossMask) = encodeVisible(images, mask: spec)
+        let scored = scoredRows(lossMask)
+        let pred = decode(latent, placement: placement(compaction), predicting: scored.tokens)
+        return scoredUnitLoss(pred, images: images, scored: scored.targets)
     }
 
     /// Everything the encoder did not see (primary and secondary units) is the masked area.

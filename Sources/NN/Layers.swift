@@ -136,4 +136,21 @@ public final class TransformerBlock: Module, ResidualBlock, @unchecked Sendable 
             return h.plusBranch(droppingPath: dropPathRate) { mlp(h, normalizedBy: norm2, adding: $0) }
         }
     }
+
+    /// Only the rows `kept` of this block's output, (K, D) for x (B, T, D), where nothing reads
+    /// the others (a decoder's last block under a loss on some tokens): attention over every
+    /// token, then the MLP half on the kept rows alone. Each kept row is what `self(x)` gives
+    /// it, but for the GEMMs' row count. Where drop path is drawing (per sample), the whole
+    /// output is made and the rows gathered from it.
+    public func callAsFunction(_ x: Tensor, keepingRows kept: RowIndex) -> Tensor {
+        let D = x.dim(-1)
+        guard dropPathRate == 0 || StochasticDepth.current == nil else {
+            return self(x).gatherRows(kept, shape: [kept.count, D])
+        }
+        return recomputable(x) { [self] x in
+            let h = attn(x, normalizedBy: norm1, adding: x)
+            let rows = h.gatherRows(kept, shape: [kept.count, D])
+            return mlp(rows, normalizedBy: norm2, adding: rows)
+        }
+    }
 }

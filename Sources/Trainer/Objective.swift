@@ -42,7 +42,7 @@ final class Pretraining: Objective {
 
     func loss(_ batch: TrainingBatch, rng: inout RandomGenerator) throws -> Tensor {
         let mask = model.sampleMask(batch: batchSize, ratio: nil, rng: &rng)
-        return model.forward(batch.images, mask: mask).loss
+        return model.trainingLoss(batch.images, mask: mask)
     }
 
     func stateDict() -> [String: Tensor] { model.stateDict() }

@@ -222,8 +222,8 @@ struct CompareBench: ParsableCommand {
         var rng = RandomGenerator(seed: 1)
         let images = Init.normal([batch, 3, config.imageSize, config.imageSize], std: 1, rng: &rng)
         func step() {
-            let out = model.forward(images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng))
-            try? opt.minimize(out.loss, lr: 1e-4, clipGrad: recipe.clipGrad)
+            let loss = model.trainingLoss(images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng))
+            try? opt.minimize(loss, lr: 1e-4, clipGrad: recipe.clipGrad)
         }
         for _ in 0..<warmup { step() }
         let allocs = BufferPool.shared.statistics.freshAllocations

@@ -56,8 +56,8 @@ struct DataBench: ParsableCommand {
         for i in 0..<(warmup + steps) {
             let start = DispatchTime.now().uptimeNanoseconds
             let data = try loader.next()
-            let out = model.forward(data.images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng))
-            try opt.minimize(out.loss, lr: 1e-4, clipGrad: recipe.clipGrad)
+            let loss = model.trainingLoss(data.images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng))
+            try opt.minimize(loss, lr: 1e-4, clipGrad: recipe.clipGrad)
             if i >= warmup {
                 waits.append(data.dataWaitSeconds)
                 totals.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)

@@ -187,7 +187,7 @@ struct TrainStepTimer {
             let loss = BF16.gemms(bf16) {
                 Recompute.blocks(recompute) {
                     if let classifier { return Tensor.softTargetCrossEntropy(classifier(images), targets: targets) }
-                    return model.forward(images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng)).loss
+                    return model.trainingLoss(images, mask: model.sampleMask(batch: batch, ratio: nil, rng: &rng))
                 }
             }
             losses.append(loss.item)

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 @testable import NN
 import TensorCore
+import TestSupport
 
 @Suite("Modules, names and layers") struct ModuleTests {
     @Test func parameterNamesAreDottedAndStable() {
@@ -88,5 +89,29 @@ import TensorCore
             #expect(p.grad != nil, "no gradient for \(name)")
             #expect(p.grad?.scalars.contains { $0 != 0 } ?? false, "zero gradient for \(name)")
         }
+    }
+
+    /// A block asked for some rows of its output (a decoder's last block under a loss on some
+    /// tokens) gives those rows of its whole output and gradients that agree with finite
+    /// differences, recomputed or not; while drop path draws, it gives the same rows bit for bit.
+    @Test func aBlockKeepingSomeRowsGivesThoseRowsOfItsOutput() {
+        var rng = RandomGenerator(seed: 4)
+        let block = TransformerBlock(8, heads: 2, eps: 1e-6, rng: &rng)
+        let x = Init.normal([2, 5, 8], std: 1, rng: &rng)
+        let kept = RowIndex([0, 3, 4, 6, 9], sourceRows: 10)
+        let whole = block(x).gatherRows(kept, shape: [5, 8]).scalars, some = block(x, keepingRows: kept)
+        #expect(some.shape == [5, 8])
+        // Only the MLP's row count differs: a float32 sum of 32 terms regrouped.
+        #expect(zip(whole, some.scalars).allSatisfy { abs($0 - $1) <= 32 * Float.ulpOfOne * max(1, abs($0)) })
+        for recompute in [false, true] {
+            checkGradients([x, block.mlp.fc1.weight, block.attn.qkv.weight], eps: 1e-3) {
+                Recompute.blocks(recompute) { block(x, keepingRows: kept) }
+            }
+        }
+        block.dropPathRate = 0.5
+        var a = RandomGenerator(seed: 5), b = RandomGenerator(seed: 5)
+        let drawn = StochasticDepth.training(rng: &a) { block(x, keepingRows: kept) }
+        let reference = StochasticDepth.training(rng: &b) { block(x).gatherRows(kept, shape: [5, 8]) }
+        #expect(drawn.scalars == reference.scalars)
     }
 }
