@@ -56,14 +56,18 @@ final class Vertex {
 
     /// Accumulates `g`, an op's output gradient that its backward hands over: when this vertex
     /// has no gradient yet (nor a buffer of its own for one), `g` becomes it as it is
-    /// (reshaped), instead of a copy. The walk
-    /// drops each op's output gradient once the op's backward has run, so the caller must be
-    /// that backward, and must not write into any gradient that is `g` before it returns: no
-    /// other input of the op may be this vertex while the op writes its gradient. A residual
-    /// sum then passes one buffer down the residual stream instead of copying it at every block.
+    /// (reshaped), instead of a copy. The walk drops each op's output gradient once the op's
+    /// backward has run, so the caller must be that backward, and must not write into any
+    /// gradient that is `g` before it returns: no other input of the op may be this vertex
+    /// while the op writes its gradient. A residual sum then passes one buffer down the
+    /// residual stream instead of copying it at every block.
     func take(_ g: Tensor) {
         precondition(g.count == count, "take: \(g.shape) for a gradient of \(shape)")
-        if grad == nil && gradientBuffer == nil { grad = g.shape == shape ? g : Tensor(sharing: g, shape: shape) } else { accumulateGrad(adding: g.pointer) }
+        if grad == nil && gradientBuffer == nil {
+            grad = g.shape == shape ? g : Tensor(sharing: g, shape: shape)
+        } else {
+            accumulateGrad(adding: g.pointer)
+        }
     }
 
     /// Adds `values` (same element count) into the gradient.
