@@ -380,22 +380,30 @@ func minimizeUpdatesExactlyAsBackwardThenStepAndLeavesNoGradients(clip: Float?) 
     #expect(fused.w1.scalars != TwoLayerNet().w1.scalars)
 }
 
+/// Two identical nets, each with an AdamW that `configure` may set apart, trained by
+/// `minimize` for the same five steps (GEMMs in bf16 or not).
+private func twinRuns(clip: Float?, bf16: Bool, _ configure: (AdamW, AdamW) -> Void) throws
+    -> (TwoLayerNet, AdamW, TwoLayerNet, AdamW) {
+    let first = TwoLayerNet(), second = TwoLayerNet()
+    let a = AdamW(parameters: first.named, weightDecay: 0.05, betas: (0.9, 0.95))
+    let b = AdamW(parameters: second.named, weightDecay: 0.05, betas: (0.9, 0.95))
+    configure(a, b)
+    for step in 0..<5 {
+        let lr = Float(step + 1) * 1e-2
+        try BF16.gemms(bf16) { try a.minimize(first.loss(), lr: lr, clipGrad: clip) }
+        try BF16.gemms(bf16) { try b.minimize(second.loss(), lr: lr, clipGrad: clip) }
+    }
+    return (first, a, second, b)
+}
+
 /// Gradients written into buffers that live with the optimizer (`holdsGradientBuffers`) give
 /// the run without them, bit for bit, with and without clipping (the buffer is overwritten,
 /// never added to, at each step's first gradient); the gradients are those buffers; and
 /// turning it off lets them go.
 @Test(arguments: [nil, Float(0.05)])
 func gradientBuffersChangeNothingButWhereGradientsLive(clip: Float?) throws {
-    let held = TwoLayerNet(), fresh = TwoLayerNet()
-    let a = AdamW(parameters: held.named, weightDecay: 0.05, betas: (0.9, 0.95))
-    let b = AdamW(parameters: fresh.named, weightDecay: 0.05, betas: (0.9, 0.95))
-    a.holdsGradientBuffers = true
-    for step in 0..<5 {
-        let lr = Float(step + 1) * 1e-2
-        try a.minimize(held.loss(), lr: lr, clipGrad: clip)
-        try b.minimize(fresh.loss(), lr: lr, clipGrad: clip)
-        #expect(held.parameters.allSatisfy { $0.grad == nil })
-    }
+    let (held, a, fresh, _) = try twinRuns(clip: clip, bf16: false) { a, _ in a.holdsGradientBuffers = true }
+    #expect(held.parameters.allSatisfy { $0.grad == nil })
     for (x, y) in zip(held.parameters, fresh.parameters) { #expect(x.scalars == y.scalars) }
     held.loss().backward()
     for p in held.parameters {
@@ -412,15 +420,7 @@ func gradientBuffersChangeNothingButWhereGradientsLive(clip: Float?) throws {
 /// the copies must hold the current weights' rounding; and `linear` must really read them.
 @Test(.enabled(if: BF16.available, "this CPU has no AVX512_BF16 or AMX (MIMSERVE_BF16_EMULATE=1 emulates them on AVX-512)"), arguments: [nil, Float(0.05)])
 func bf16WeightCopiesChangeNothingButWhereTheRoundingIsDone(clip: Float?) throws {
-    let kept = TwoLayerNet(), fresh = TwoLayerNet()
-    let a = AdamW(parameters: kept.named, weightDecay: 0.05, betas: (0.9, 0.95))
-    let b = AdamW(parameters: fresh.named, weightDecay: 0.05, betas: (0.9, 0.95))
-    b.keepsBF16Copies = false
-    for step in 0..<5 {
-        let lr = Float(step + 1) * 1e-2
-        try BF16.gemms(true) { try a.minimize(kept.loss(), lr: lr, clipGrad: clip) }
-        try BF16.gemms(true) { try b.minimize(fresh.loss(), lr: lr, clipGrad: clip) }
-    }
+    let (kept, a, fresh, _) = try twinRuns(clip: clip, bf16: true) { _, b in b.keepsBF16Copies = false }
     for (x, y) in zip(kept.parameters, fresh.parameters) { #expect(x.scalars == y.scalars) }
     #expect(fresh.w1.bf16Copy == nil && kept.b1.bf16Copy == nil)
     for w in [kept.w1, kept.w2] {
