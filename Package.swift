@@ -40,7 +40,9 @@ let package = Package(
         .target(name: "CThreads"),
         // bf16 GEMMs through oneDNN's matmul (Debian's libdnnl-dev); see Sources/CDNNL/cdnnl.c.
         .target(name: "CDNNL", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
-        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CThreads", "CDNNL"], swiftSettings: cpuFlags),
+        // Register-blocked AVX-512 products for attention heads; see Sources/CKernels/head_gemm.c.
+        .target(name: "CKernels"),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CThreads", "CDNNL", "CKernels"], swiftSettings: cpuFlags),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: cpuFlags),
         .target(name: "Optim", dependencies: ["TensorCore", "NN"], swiftSettings: cpuFlags),
         // Job requests, model and training configuration, presets, the cost model and the job

@@ -68,9 +68,11 @@ import TestSupport
     /// magnitudes involved, derived there). The shapes cover one entry's heads split over the
     /// threads, many entries per thread (B = 10, L = 64), masks, per-entry biases, 32-wide
     /// heads and 130-token heads, whose products are big enough to go to oneDNN's sgemm
-    /// (`SGEMMKernel.oneDNNFrom`); the q, k, v gradient is added to one already there, and with qkv frozen the bias
-    /// still gets its gradient.
-    @Test(arguments: [(3, 5, 2, 4, true), (1, 9, 4, 8, false), (10, 64, 4, 8, true), (1, 50, 3, 32, false), (2, 130, 2, 32, true)])
+    /// (`SGEMMKernel.oneDNNFrom`), and Swin-sized 36-token windows with 64-wide heads; the q, k,
+    /// v gradient is added to one already there, and with qkv frozen the bias still gets its
+    /// gradient. Both ways of multiplying a head's blocks (`HeadProducts`) are held to it.
+    @Test(arguments: [(3, 5, 2, 4, true), (1, 9, 4, 8, false), (10, 64, 4, 8, true), (1, 50, 3, 32, false), (2, 130, 2, 32, true),
+                      (3, 36, 2, 64, true)])
     func matchesTheFloat64TwinWithinFP32Bounds(B: Int, L: Int, H: Int, dh: Int, masked: Bool) {
         let D = H * dh
         let qkv = randomTensor([B, L, 3 * D], seed: 21)
@@ -89,12 +91,12 @@ import TestSupport
                 if err > bound { break }
             }
         }
-        withThreadCounts { threads in
+        for products in HeadProducts.supported { withThreadCounts { threads in
             let x = qkv.copy(), b = bias.copy()
             x.requiresGrad = true
             b.requiresGrad = true
             x.grad = earlier.copy()
-            let y = Tensor.attention(qkv: x, heads: H, bias: b, mask: mask)
+            let y = Tensor.attention(qkv: x, heads: H, bias: b, mask: mask, products: products)
             y.backward(seed: seed)
             check("out", y, twin.out, threads: threads)
             check("dqkv", x.grad!, twin.dqkv, plus: earlier, threads: threads)
@@ -102,9 +104,52 @@ import TestSupport
 
             let frozen = qkv.copy(), learning = bias.copy()
             learning.requiresGrad = true
-            Tensor.attention(qkv: frozen, heads: H, bias: learning, mask: mask).backward(seed: seed)
+            Tensor.attention(qkv: frozen, heads: H, bias: learning, mask: mask, products: products).backward(seed: seed)
             #expect(frozen.grad == nil)
             check("dbias, qkv frozen", learning.grad!, twin.dbias, threads: threads)
+        } }
+    }
+
+    /// Each way of multiplying a head's blocks against float64 products, on shapes that cover
+    /// the register-blocked kernel's edges: rows that leave a partial block, columns that end
+    /// inside a 16-float vector or span several 64-column panels, either operand transposed and
+    /// read with a row stride wider than its width. Each element is held to the summation bound
+    /// of its own terms, γ_k·Σ|a·b| with γ_k = k·u/(1 − k·u), plus one rounding for alpha.
+    @Test(arguments: [(1, 1, 1), (7, 17, 5), (13, 36, 32), (36, 36, 32), (50, 64, 50), (11, 130, 9), (197, 32, 197), (5, 200, 64)])
+    func headProductsMatchFloat64(m: Int, n: Int, k: Int) {
+        var rng = RandomGenerator(seed: UInt64(m * 1000 + n * 10 + k))
+        let u = Double(Float.ulpOfOne) / 2, gamma = Double(k) * u / (1 - Double(k) * u)
+        for products in HeadProducts.supported {
+            for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+                let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 5, ldc = n + 2
+                let a = (0..<((transA ? k : m) * lda)).map { _ in rng.uniform() * 2 - 1 }
+                let b = (0..<((transB ? n : k) * ldb)).map { _ in rng.uniform() * 2 - 1 }
+                var c = [Float](repeating: .nan, count: m * ldc)
+                let packed = [Float](repeating: 0, count: k * n)
+                let alpha: Float = 0.3
+                packed.withUnsafeBufferPointer { pk in
+                    products.run(transA, transB, m, n, k, alpha, a, lda, b, ldb, &c, ldc,
+                                 packed: UnsafeMutablePointer(mutating: pk.baseAddress!))
+                }
+                var worst = 0.0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var sum = 0.0, magnitude = 0.0
+                        for p in 0..<k {
+                            let x = Double(transA ? a[p * lda + i] : a[i * lda + p])
+                            let y = Double(transB ? b[j * ldb + p] : b[p * ldb + j])
+                            sum += x * y
+                            magnitude += abs(x * y)
+                        }
+                        let want = Double(alpha) * sum
+                        let bound = Double(alpha) * gamma * magnitude + u * abs(want) + Double(Float.leastNormalMagnitude)
+                        worst = max(worst, abs(Double(c[i * ldc + j]) - want) / bound)
+                    }
+                }
+                #expect(worst <= 1, "\(products) \(m)×\(n)×\(k) transA \(transA) transB \(transB): error \(worst) of the bound")
+                // Columns past n in each row of C are left alone.
+                #expect((0..<m).allSatisfy { i in c[(i * ldc + n)..<(i * ldc + ldc)].allSatisfy(\.isNaN) })
+            }
         }
     }
 

@@ -1,3 +1,6 @@
+import CKernels
+import Glibc
+
 /// Fused multi-head self-attention on a packed qkv tensor.
 ///
 /// Legend: B batch (windows or groups count here too), L tokens, H heads, dh head width,
@@ -15,8 +18,9 @@ extension Tensor {
     /// - bias: (Mb, H, L, L) or (H, L, L), differentiable; entry b uses bias[b mod Mb].
     /// - mask: (Mm, L, L), constant; entry b uses mask[b mod Mm] (e.g. Swin's shift mask
     ///   with Mm = windows per image, GreenMIM's per-group block-diagonal mask).
+    /// - products: which code multiplies each head's blocks in fp32 (tests compare the two).
     public static func attention(qkv: Tensor, heads: Int, bias: Tensor? = nil, mask: Tensor? = nil,
-                                 scale: Float? = nil) -> Tensor {
+                                 scale: Float? = nil, products: HeadProducts = .current) -> Tensor {
         Profiler.measure(.attention, .forward) {
             precondition(qkv.rank == 3 && qkv.shape[2] % (3 * heads) == 0,
                          "attention: qkv must be (B, L, 3·D) with D divisible by heads=\(heads), got \(qkv.shape)")
@@ -51,15 +55,16 @@ extension Tensor {
             FLOPCounter.add(4 * B * H * L * L * dh)
             let threads = min(ComputeThreads.count, B * H)
             do {
-                let scratch = Tensor(uninitialized: [threads, LL])  // one head's scores, per thread
+                // One head's scores and, for the register-blocked products, a right operand; per thread.
+                let scratch = Tensor(uninitialized: [threads, LL + L * dh])
                 DispatchApply.run(threads) { t in
-                    let p = scratch.pointer + t * LL
+                    let p = scratch.pointer + t * (LL + L * dh), rhs = p + LL
                     for u in B * H * t / threads..<B * H * (t + 1) / threads {
                         let b = u / H, h = u % H
                         let qb = q + b * L * ld + h * dh, kb = qb + D, vb = qb + 2 * D
-                        sgemmCall(false, true, L, L, dh, scale, qb, ld, kb, ld, nil, 0, p, L)
+                        products.run(false, true, L, L, dh, scale, qb, ld, kb, ld, p, L, packed: rhs)
                         softmaxBlock(p, L, bias: biasAt(b, h), mask: maskAt(b), stats: st + u * 2 * L)
-                        sgemmCall(false, false, L, dh, L, 1, p, L, vb, ld, nil, 0, o + b * L * D + h * dh, D)
+                        products.run(false, false, L, dh, L, 1, p, L, vb, ld, o + b * L * D + h * dh, D, packed: rhs)
                     }
                 }
             }
@@ -72,28 +77,28 @@ extension Tensor {
                 let dqkvT = qkv.grad
                 let dq = Tensor(uninitialized: qkv.shape)  // every element is written below
                 let dqp = dq.pointer
-                let scratch = Tensor(uninitialized: [threads, 2, LL])
+                let scratch = Tensor(uninitialized: [threads, 2 * LL + L * dh])
                 // A learned bias's gradient sums dS over the entries that share it, after the split.
                 let learnsBias = bias?.requiresGrad == true
                 let scoreGrads = learnsBias ? Tensor(uninitialized: [B, H, L, L]) : nil
                 DispatchApply.run(threads) { t in
-                    let p = scratch.pointer + t * 2 * LL, dP = p + LL
+                    let p = scratch.pointer + t * (2 * LL + L * dh), dP = p + LL, rhs = dP + LL
                     for u in B * H * t / threads..<B * H * (t + 1) / threads {
                         let b = u / H, h = u % H
                         let off = b * L * ld + h * dh
                         let qb = q + off, kb = qb + D, vb = qb + 2 * D
                         let dQ = dqp + off, dK = dQ + D, dV = dQ + 2 * D
                         let gO = gp + b * L * D + h * dh
-                        sgemmCall(false, true, L, L, dh, scale, qb, ld, kb, ld, nil, 0, p, L)
+                        products.run(false, true, L, L, dh, scale, qb, ld, kb, ld, p, L, packed: rhs)
                         softmaxBlockReplay(p, L, bias: biasAt(b, h), mask: maskAt(b), stats: st + u * 2 * L)
                         // dV = Pᵀ·dO ; dP = dO·Vᵀ
-                        sgemmCall(true, false, L, dh, L, 1, p, L, gO, D, nil, 0, dV, ld)
-                        sgemmCall(false, true, L, L, dh, 1, gO, D, vb, ld, nil, 0, dP, L)
+                        products.run(true, false, L, dh, L, 1, p, L, gO, D, dV, ld, packed: rhs)
+                        products.run(false, true, L, L, dh, 1, gO, D, vb, ld, dP, L, packed: rhs)
                         // dS = P ⊙ (dP − rowsum(dP ⊙ P)), written over P (P is not needed after).
                         for r in 0..<L { softmaxBackwardRow(p + r * L, dP + r * L, p + r * L, L, 0) }
                         // dQ = scale·dS·K ; dK = scale·dSᵀ·Q
-                        sgemmCall(false, false, L, dh, L, scale, p, L, kb, ld, nil, 0, dQ, ld)
-                        sgemmCall(true, false, L, dh, L, scale, p, L, qb, ld, nil, 0, dK, ld)
+                        products.run(false, false, L, dh, L, scale, p, L, kb, ld, dQ, ld, packed: rhs)
+                        products.run(true, false, L, dh, L, scale, p, L, qb, ld, dK, ld, packed: rhs)
                         scoreGrads.map { $0.pointer.advanced(by: u * LL).update(from: p, count: LL) }
                     }
                 }
@@ -130,5 +135,46 @@ extension Tensor {
                 }
             }
         }
+    }
+}
+
+/// What multiplies one attention head's blocks in fp32. A head's products are small (a Swin
+/// window's QKᵀ is 36×36×32), and a library GEMM spends much of such a call packing and
+/// dispatching: OpenBLAS ran Swin-B's window heads at about 50 GFLOP/s on two cores. The
+/// register-blocked kernel (`mims_head_gemm`, AVX-512) keeps a block of the result in registers
+/// and reads the left operand in place; the right one is first copied into a small per-thread
+/// block. `MIMSERVE_HEAD_GEMM=library` keeps the library (for comparisons),
+/// and CPUs without AVX-512 always do.
+public enum HeadProducts: String, Sendable, CaseIterable {
+    /// `sgemmCall`: OpenBLAS, or oneDNN from `SGEMMKernel.oneDNNFrom` multiply-adds.
+    case library
+    /// `mims_head_gemm`.
+    case registerBlocked = "register-blocked"
+
+    public static let supported: [HeadProducts] = mims_head_gemm_supported() ? [.library, .registerBlocked] : [.library]
+    public static let current: HeadProducts = {
+        let asked = getenv("MIMSERVE_HEAD_GEMM").flatMap { HeadProducts(rawValue: String(cString: $0)) }
+        return asked.flatMap { supported.contains($0) ? $0 : nil } ?? supported.last!
+    }()
+
+    /// Row-major C = alpha · op(A) · op(B), as `sgemmCall` with beta 0. `packed` has room for
+    /// op(B), k·n floats.
+    @inline(__always)
+    func run(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+             _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+             _ c: UnsafeMutablePointer<Float>, _ ldc: Int, packed: UnsafeMutablePointer<Float>) {
+        guard self == .registerBlocked else {
+            sgemmCall(transA, transB, m, n, k, alpha, a, lda, b, ldb, nil, 0, c, ldc)
+            return
+        }
+        // op(B) is read once per block of rows, so it is first copied dense (k rows of n): in
+        // place, rows a few KB apart (a head inside a (B, L, 3D) qkv row) share a handful of
+        // L1 sets, and the re-reads missed.
+        if transB {
+            mims_transpose(b, n, k, ldb, packed)
+        } else {
+            for p in 0..<k { (packed + p * n).update(from: b + p * ldb, count: n) }
+        }
+        mims_head_gemm(m, n, k, alpha, a, transA ? 1 : lda, transA ? lda : 1, packed, n, c, ldc)
     }
 }

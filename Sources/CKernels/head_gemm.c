@@ -1,0 +1,131 @@
+// Small fp32 products for attention heads (docs/architecture.md#attention).
+//
+// A head's products are small (36×36×32 in a Swin window, 50×50×64 in ViT's encoder), so a
+// library GEMM spends much of each call on packing and dispatch: OpenBLAS ran them at a quarter
+// of its large-matrix rate. Here a block of C stays in registers (up to 24 vectors of 16
+// floats) while the sum over p streams one row of B and broadcasts one element of A per row.
+// Rows of C that do not fill a vector end in masked loads and stores, so any n runs without a
+// scalar tail or padding. Compiled for AVX-512 by function attribute, chosen at run time.
+
+#include "ckernels.h"
+
+#include <immintrin.h>
+
+bool mims_head_gemm_supported(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+#define AVX512 __attribute__((target("avx512f"), always_inline)) static inline
+
+// One mr × (nv·16) block of C; the last vector keeps the lanes in `tail`.
+AVX512 void block(const int mr, const int nv, __mmask16 tail, long k, float alpha, const float *a,
+                  long a_row, long a_col, const float *b, long ldb, float *c, long ldc) {
+    __m512 acc[12][4];
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+    for (long p = 0; p < k; p++) {
+        const float *brow = b + p * ldb;
+        __m512 bv[4];
+        for (int v = 0; v < nv; v++)
+            bv[v] = v == nv - 1 ? _mm512_maskz_loadu_ps(tail, brow + 16 * v) : _mm512_loadu_ps(brow + 16 * v);
+        const float *ap = a + p * a_col;
+        for (int r = 0; r < mr; r++) {
+            __m512 av = _mm512_set1_ps(ap[r * a_row]);
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+    }
+    __m512 scale = _mm512_set1_ps(alpha);
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++) {
+            __m512 x = _mm512_mul_ps(acc[r][v], scale);
+            if (v == nv - 1) _mm512_mask_storeu_ps(c + r * ldc + 16 * v, tail, x);
+            else _mm512_storeu_ps(c + r * ldc + 16 * v, x);
+        }
+}
+
+// Rows per block for nv vectors per row: at most 24 accumulators. Measured on Zen 5 (one core):
+// 12 rows of two vectors ran at a third of the rate of 10 (the compiler spills), 8 and 6 rows
+// 5-15 % below 10.
+static int rows_for(int nv) { return nv == 1 ? 8 : (nv == 2 ? 10 : (nv == 3 ? 8 : 6)); }
+
+#define ROWS(NV, M)                                                                               \
+    case M: block(M, NV, tail, k, alpha, a, a_row, a_col, b, ldb, c, ldc); break;
+#define PANEL(NV)                                                                                 \
+    __attribute__((target("avx512f"))) static void panel##NV(int mr, __mmask16 tail, long k,      \
+        float alpha, const float *a, long a_row, long a_col, const float *b, long ldb, float *c,  \
+        long ldc) {                                                                               \
+        switch (mr) {                                                                             \
+            ROWS(NV, 1) ROWS(NV, 2) ROWS(NV, 3) ROWS(NV, 4) ROWS(NV, 5) ROWS(NV, 6)               \
+            ROWS(NV, 7) ROWS(NV, 8) ROWS(NV, 9) ROWS(NV, 10) ROWS(NV, 11) ROWS(NV, 12)            \
+        }                                                                                         \
+    }
+PANEL(1)
+PANEL(2)
+PANEL(3)
+PANEL(4)
+
+__attribute__((target("avx512f")))
+void mims_head_gemm(long m, long n, long k, float alpha, const float *a, long a_row, long a_col,
+                    const float *b, long ldb, float *c, long ldc) {
+    for (long j = 0; j < n; j += 64) {
+        long width = n - j < 64 ? n - j : 64;
+        int nv = (int)((width + 15) / 16);
+        int rest = (int)(width - 16 * (nv - 1));
+        __mmask16 tail = (__mmask16)((1u << rest) - 1);
+        int rows = rows_for(nv);
+        for (long i = 0; i < m; i += rows) {
+            int mr = (int)(m - i < rows ? m - i : rows);
+            const float *ai = a + i * a_row;
+            float *ci = c + i * ldc + j;
+            const float *bj = b + j;
+            switch (nv) {
+            case 1: panel1(mr, tail, k, alpha, ai, a_row, a_col, bj, ldb, ci, ldc); break;
+            case 2: panel2(mr, tail, k, alpha, ai, a_row, a_col, bj, ldb, ci, ldc); break;
+            case 3: panel3(mr, tail, k, alpha, ai, a_row, a_col, bj, ldb, ci, ldc); break;
+            default: panel4(mr, tail, k, alpha, ai, a_row, a_col, bj, ldb, ci, ldc); break;
+            }
+        }
+    }
+}
+
+// Transposes the 16×16 block of `rows` (≤ 16) rows of `cols` (≤ 16) floats at src (row stride
+// ld) into dst (row stride ldd): unpacks within 128-bit lanes, then 128-bit lane shuffles.
+__attribute__((target("avx512f"))) static void transpose16(const float *src, long ld, int rows, int cols,
+                                                           float *dst, long ldd) {
+    __mmask16 colMask = (__mmask16)((1u << cols) - 1), rowMask = (__mmask16)((1u << rows) - 1);
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(colMask, src + i * ld) : _mm512_setzero_ps();
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    // r[4g + c] now holds, in each 128-bit lane l, column 4l + c of rows 4g…4g+3.
+    for (int c = 0; c < 4; c++) {
+        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
+        t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
+        t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+        t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+        r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
+    }
+    for (int j = 0; j < cols; j++) _mm512_mask_storeu_ps(dst + j * ldd, rowMask, r[j]);
+}
+
+__attribute__((target("avx512f")))
+void mims_transpose(const float *src, long rows, long cols, long ld, float *dst) {
+    for (long i = 0; i < rows; i += 16)
+        for (long j = 0; j < cols; j += 16)
+            transpose16(src + i * ld + j, ld, rows - i < 16 ? (int)(rows - i) : 16,
+                        cols - j < 16 ? (int)(cols - j) : 16, dst + j * rows + i, rows);
+}
