@@ -129,3 +129,8 @@ void mims_transpose(const float *src, long rows, long cols, long ld, float *dst)
             transpose16(src + i * ld + j, ld, rows - i < 16 ? (int)(rows - i) : 16,
                         cols - j < 16 ? (int)(cols - j) : 16, dst + j * rows + i, rows);
 }
+
+void mims_prefetch_block(const float *src, long rows, long cols, long ld) {
+    for (long i = 0; i < rows; i++)
+        for (long j = 0; j < cols; j += 16) __builtin_prefetch(src + i * ld + j, 0, 3);
+}

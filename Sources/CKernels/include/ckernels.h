@@ -20,4 +20,9 @@ void mims_head_gemm(long m, long n, long k, float alpha, const float *a, long a_
 /// strided block, dense.
 void mims_transpose(const float *src, long rows, long cols, long ld, float *dst);
 
+/// Asks the CPU to bring the rows×cols block at `src` (row stride ld) into cache: the next
+/// head's rows while this one is multiplied, which no hardware prefetcher guesses (a few dozen
+/// 128-byte pieces, kilobytes apart).
+void mims_prefetch_block(const float *src, long rows, long cols, long ld);
+
 #endif

@@ -59,9 +59,11 @@ extension Tensor {
                 let scratch = Tensor(uninitialized: [threads, LL + L * dh])
                 DispatchApply.run(threads) { t in
                     let p = scratch.pointer + t * (LL + L * dh), rhs = p + LL
-                    for u in B * H * t / threads..<B * H * (t + 1) / threads {
+                    let units = B * H * t / threads..<B * H * (t + 1) / threads
+                    for u in units {
                         let b = u / H, h = u % H
                         let qb = q + b * L * ld + h * dh, kb = qb + D, vb = qb + 2 * D
+                        if u + 1 < units.upperBound { prefetchHead(q + ((u + 1) / H) * L * ld + (u + 1) % H * dh, L, dh, D) }
                         products.run(false, true, L, L, dh, scale, qb, ld, kb, ld, p, L, packed: rhs)
                         softmaxBlock(p, L, bias: biasAt(b, h), mask: maskAt(b), stats: st + u * 2 * L)
                         products.run(false, false, L, dh, L, 1, p, L, vb, ld, o + b * L * D + h * dh, D, packed: rhs)
@@ -78,28 +80,60 @@ extension Tensor {
                 let dq = Tensor(uninitialized: qkv.shape)  // every element is written below
                 let dqp = dq.pointer
                 let scratch = Tensor(uninitialized: [threads, 2 * LL + L * dh])
-                // A learned bias's gradient sums dS over the entries that share it, after the split.
-                let learnsBias = bias?.requiresGrad == true
-                let scoreGrads = learnsBias ? Tensor(uninitialized: [B, H, L, L]) : nil
-                DispatchApply.run(threads) { t in
-                    let p = scratch.pointer + t * (2 * LL + L * dh), dP = p + LL, rhs = dP + LL
-                    for u in B * H * t / threads..<B * H * (t + 1) / threads {
-                        let b = u / H, h = u % H
-                        let off = b * L * ld + h * dh
-                        let qb = q + off, kb = qb + D, vb = qb + 2 * D
-                        let dQ = dqp + off, dK = dQ + D, dV = dQ + 2 * D
-                        let gO = gp + b * L * D + h * dh
-                        products.run(false, true, L, L, dh, scale, qb, ld, kb, ld, p, L, packed: rhs)
-                        softmaxBlockReplay(p, L, bias: biasAt(b, h), mask: maskAt(b), stats: st + u * 2 * L)
-                        // dV = Pᵀ·dO ; dP = dO·Vᵀ
-                        products.run(true, false, L, dh, L, 1, p, L, gO, D, dV, ld, packed: rhs)
-                        products.run(false, true, L, L, dh, 1, gO, D, vb, ld, dP, L, packed: rhs)
-                        // dS = P ⊙ (dP − rowsum(dP ⊙ P)), written over P (P is not needed after).
-                        for r in 0..<L { softmaxBackwardRow(p + r * L, dP + r * L, p + r * L, L, 0) }
-                        // dQ = scale·dS·K ; dK = scale·dSᵀ·Q
-                        products.run(false, false, L, dh, L, scale, p, L, kb, ld, dQ, ld, packed: rhs)
-                        products.run(true, false, L, dh, L, scale, p, L, qb, ld, dK, ld, packed: rhs)
-                        scoreGrads.map { $0.pointer.advanced(by: u * LL).update(from: p, count: LL) }
+                // One head's backward; leaves dS in its block `p`.
+                func head(_ b: Int, _ h: Int, _ p: UnsafeMutablePointer<Float>, next: (b: Int, h: Int)?) {
+                    if let next {
+                        prefetchHead(q + next.b * L * ld + next.h * dh, L, dh, D)
+                        mims_prefetch_block(gp + next.b * L * D + next.h * dh, L, dh, D)
+                    }
+                    let dP = p + LL, rhs = dP + LL
+                    let off = b * L * ld + h * dh
+                    let qb = q + off, kb = qb + D, vb = qb + 2 * D
+                    let dQ = dqp + off, dK = dQ + D, dV = dQ + 2 * D
+                    let gO = gp + b * L * D + h * dh
+                    products.run(false, true, L, L, dh, scale, qb, ld, kb, ld, p, L, packed: rhs)
+                    softmaxBlockReplay(p, L, bias: biasAt(b, h), mask: maskAt(b), stats: st + (b * H + h) * 2 * L)
+                    // dV = Pᵀ·dO ; dP = dO·Vᵀ
+                    products.run(true, false, L, dh, L, 1, p, L, gO, D, dV, ld, packed: rhs)
+                    products.run(false, true, L, L, dh, 1, gO, D, vb, ld, dP, L, packed: rhs)
+                    // dS = P ⊙ (dP − rowsum(dP ⊙ P)), written over P (P is not needed after).
+                    for r in 0..<L { softmaxBackwardRow(p + r * L, dP + r * L, p + r * L, L, 0) }
+                    // dQ = scale·dS·K ; dK = scale·dSᵀ·Q
+                    products.run(false, false, L, dh, L, scale, p, L, kb, ld, dQ, ld, packed: rhs)
+                    products.run(true, false, L, dh, L, scale, p, L, qb, ld, dK, ld, packed: rhs)
+                }
+                if let bias, bias.requiresGrad {
+                    // A learned bias's gradient sums dS over the entries that share it. The
+                    // entries (cycles of Mb) fall into at most 8 runs, each summed in order into
+                    // its own partial block by one thread, and the partials are then added in
+                    // run order: the same sums however many threads, without a B×H×L×L buffer
+                    // of score gradients (10.6 MB in Swin-B's first stage at batch 8).
+                    let cycles = B / biasBatches, runs = min(cycles, 8), units = biasBatches * H
+                    let partials = Tensor(uninitialized: [runs, units, LL])
+                    let slots = runs * units, workers = min(threads, slots)
+                    DispatchApply.run(workers) { t in
+                        let p = scratch.pointer + t * (2 * LL + L * dh)
+                        for slot in slots * t / workers..<slots * (t + 1) / workers {
+                            let run = slot / units, mb = slot % units / H, h = slot % H
+                            let sum = partials.pointer + slot * LL
+                            let inRun = cycles * run / runs..<cycles * (run + 1) / runs
+                            for cycle in inRun {
+                                head(cycle * biasBatches + mb, h, p,
+                                     next: cycle + 1 < inRun.upperBound ? ((cycle + 1) * biasBatches + mb, h) : nil)
+                                if cycle == inRun.lowerBound {
+                                    sum.update(from: p, count: LL)
+                                } else {
+                                    for i in 0..<LL { sum[i] += p[i] }
+                                }
+                            }
+                        }
+                    }
+                    accumulateBiasGradient(bias, runs: partials)
+                } else {
+                    DispatchApply.run(threads) { t in
+                        let p = scratch.pointer + t * (2 * LL + L * dh)
+                        let units = B * H * t / threads..<B * H * (t + 1) / threads
+                        for u in units { head(u / H, u % H, p, next: u + 1 < units.upperBound ? ((u + 1) / H, (u + 1) % H) : nil) }
                     }
                 }
                 if let dqkvT {
@@ -108,7 +142,28 @@ extension Tensor {
                 } else if qkv.requiresGrad {
                     qkv.grad = dq
                 }
-                if let bias, let scoreGrads { accumulateBiasGradient(bias, biasBatches: biasBatches, scores: scoreGrads) }
+            }
+        }
+    }
+
+    /// dBias[unit] (+)= Σ over runs r, in order, of partial[r, unit], from partial sums of
+    /// score gradients (runs, Mb·H, L·L).
+    static func accumulateBiasGradient(_ bias: Tensor, runs partials: Tensor) {
+        let runs = partials.shape[0], units = partials.shape[1], LL = partials.shape[2], src = partials.pointer
+        precondition(units * LL == bias.count, "bias \(bias.shape) against partial sums \(partials.shape)")
+        bias.accumulateGrad { db, beta in
+            parallelFor(units) { range in
+                for unit in range {
+                    let dst = db + unit * LL
+                    for r in 0..<runs {
+                        let s = src + (r * units + unit) * LL
+                        if r == 0 && beta == 0 {
+                            dst.update(from: s, count: LL)
+                        } else {
+                            for i in 0..<LL { dst[i] += s[i] }
+                        }
+                    }
+                }
             }
         }
     }
@@ -136,6 +191,13 @@ extension Tensor {
             }
         }
     }
+}
+
+/// Prefetches one head's q, k and v rows (L rows of dh floats at `qb`, `qb + D`, `qb + 2D`,
+/// row stride 3D).
+@inline(__always)
+private func prefetchHead(_ qb: UnsafePointer<Float>, _ L: Int, _ dh: Int, _ D: Int) {
+    for part in 0..<3 { mims_prefetch_block(qb + part * D, L, dh, 3 * D) }
 }
 
 /// What multiplies one attention head's blocks in fp32. A head's products are small (a Swin
