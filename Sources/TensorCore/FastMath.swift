@@ -74,6 +74,15 @@ extension SIMD8 where Scalar == Float {
     }
 }
 
+extension SIMD16 where Scalar == Float {
+    /// 16 floats from `p`, which need no alignment.
+    @inlinable @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
+
+    @inlinable @inline(__always)
+    func store(_ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: self, as: SIMD16<Float>.self) }
+}
+
 /// Sum of `n` floats with 8 independent accumulators (reductions do not vectorise by themselves).
 @inlinable
 func simdSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
