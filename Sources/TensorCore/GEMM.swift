@@ -281,10 +281,14 @@ public func naiveGemm(
     }
 }
 
-/// `concurrentPerform` without the Sendable dance for pointer-capturing closures.
+/// Runs `body(0)…body(iterations − 1)` in parallel: on `ComputePool`'s awake threads, or through
+/// `concurrentPerform` (without the Sendable dance for pointer-capturing closures) when the pool
+/// is taken.
 enum DispatchApply {
     static func run(_ iterations: Int, _ body: (Int) -> Void) {
         withoutActuallyEscaping(body) { body in
+            if iterations == 1 { return body(0) }
+            if ComputePool.shared.run(iterations, body) { return }
             let box = UncheckedBox(body)
             DispatchQueue.concurrentPerform(iterations: iterations) { box.value($0) }
         }

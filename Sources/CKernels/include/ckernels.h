@@ -25,4 +25,12 @@ void mims_transpose(const float *src, long rows, long cols, long ld, float *dst)
 /// 128-byte pieces, kilobytes apart).
 void mims_prefetch_block(const float *src, long rows, long cols, long ld);
 
+/// One spin-wait hint (x86 `pause`): lets the other hyperthread run and saves power while a
+/// thread polls for work.
+static inline void mims_spin_pause(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #endif
