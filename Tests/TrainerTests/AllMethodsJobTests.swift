@@ -112,6 +112,11 @@ import Testing
         gate.open()
         let first = try await held, alone = try await second.value
         #expect(first.features == alone.features)
+        // A slot is freed just after its batch delivers its results (`handOff`), so a request
+        // can return a moment before its slot is counted free: wait for that state (a deadline
+        // only bounds a failure).
+        let deadline = ContinuousClock.now + .seconds(30)
+        while inference.inFlight != 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
         #expect(inference.batchCounts == .init(batches: 2, requests: 2) && inference.inFlight == 0)
     }
 }
