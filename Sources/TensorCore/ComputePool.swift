@@ -8,7 +8,7 @@ import Synchronization
 /// small batch, one attention call of a Swin stage at batch 2). `concurrentPerform` puts its
 /// worker threads to sleep after each and wakes them through the kernel for the next: a
 /// UM-MAE step at batch 2 made about 800 context switches and 1 600 futex calls. Here one
-/// worker per other core spins on a ticket word for a while after a region ends, so the next
+/// worker per other core spins on a ticket word for about 50 µs after a region ends, so the next
 /// region starts without a system call (ViT-B's step at batch 8 took 9 % less time); a worker idle for longer than that sleeps on a
 /// semaphore, so an idle server burns nothing.
 ///
@@ -21,9 +21,10 @@ import Synchronization
 final class ComputePool: @unchecked Sendable {
     static let shared = ComputePool(workers: max(0, ProcessInfoCores.active - 1))
 
-    /// Pause instructions a worker spins through before it sleeps: a few hundred microseconds
-    /// on the EPYC machines, longer than most gaps between a step's regions.
-    private static let spinLimit = 20_000
+    /// Pause instructions a worker spins through before it sleeps: about 50 µs on the Zen 5
+    /// EPYC (25 ns a pause), longer than most gaps between a step's regions. 20 000 (0.5 ms)
+    /// timed the same steps within the noise, and burns ten times longer after the last one.
+    private static let spinLimit = 2_000
 
     private final class Worker: Sendable {
         let asleep = Atomic<Bool>(false)
