@@ -8,9 +8,9 @@ import Synchronization
 /// small batch, one attention call of a Swin stage at batch 2). `concurrentPerform` puts its
 /// worker threads to sleep after each and wakes them through the kernel for the next: a
 /// UM-MAE step at batch 2 made about 800 context switches and 1 600 futex calls. Here one
-/// worker per other core spins on a ticket word for about 50 µs after a region ends, so the next
-/// region starts without a system call (ViT-B's step at batch 8 took 9 % less time); a worker idle for longer than that sleeps on a
-/// semaphore, so an idle server burns nothing.
+/// worker per other core spins on a ticket word for about 50 µs after a region ends, so the
+/// next region starts without a system call (ViT-B's step at batch 8 took 9 % less time); a
+/// worker idle for longer than that sleeps on a semaphore, so an idle server burns nothing.
 ///
 /// A region is published as one 64-bit ticket word: generation (32 bits), iteration count
 /// (16) and next iteration (16). Every thread, the caller included, claims iterations by
