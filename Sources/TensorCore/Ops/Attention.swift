@@ -203,17 +203,23 @@ private func prefetchHead(_ qb: UnsafePointer<Float>, _ L: Int, _ dh: Int, _ D: 
 /// What multiplies one attention head's blocks in fp32. A head's products are small (a Swin
 /// window's QKᵀ is 36×36×32), and a library GEMM spends much of such a call packing and
 /// dispatching: OpenBLAS ran Swin-B's window heads at about 50 GFLOP/s on two cores. The
-/// register-blocked kernel (`mims_head_gemm`, AVX-512) keeps a block of the result in registers
-/// and reads the left operand in place; the right one is first copied into a small per-thread
-/// block. `MIMSERVE_HEAD_GEMM=library` keeps the library (for comparisons),
-/// and CPUs without AVX-512 always do.
+/// register-blocked kernel (`mims_head_gemm`) keeps a block of the result in registers and reads
+/// the left operand in place; the right one is first copied into a small per-thread block. It
+/// runs with AVX-512 or with AVX2 and FMA (there only for heads the library gives OpenBLAS),
+/// and both widths give the same bits. `MIMSERVE_HEAD_GEMM=library|avx2|avx512` picks one (for
+/// comparisons); by default the widest this CPU runs, and the library on CPUs with neither.
 public enum HeadProducts: String, Sendable, CaseIterable {
     /// `sgemmCall`: OpenBLAS, or oneDNN from `SGEMMKernel.oneDNNFrom` multiply-adds.
     case library
-    /// `mims_head_gemm`.
-    case registerBlocked = "register-blocked"
+    /// `mims_head_gemm` with 8-float vectors.
+    case avx2
+    /// `mims_head_gemm` with 16-float vectors.
+    case avx512
 
-    public static let supported: [HeadProducts] = mims_head_gemm_supported() ? [.library, .registerBlocked] : [.library]
+    /// Floats per vector of the register-blocked kernel; 0 for the library.
+    var width: Int32 { switch self { case .library: 0; case .avx2: 8; case .avx512: 16 } }
+
+    public static let supported: [HeadProducts] = allCases.filter { $0 == .library || mims_head_gemm_supported($0.width) }
     public static let current: HeadProducts = {
         let asked = getenv("MIMSERVE_HEAD_GEMM").flatMap { HeadProducts(rawValue: String(cString: $0)) }
         return asked.flatMap { supported.contains($0) ? $0 : nil } ?? supported.last!
@@ -225,7 +231,9 @@ public enum HeadProducts: String, Sendable, CaseIterable {
     func run(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
              _ c: UnsafeMutablePointer<Float>, _ ldc: Int, packed: UnsafeMutablePointer<Float>) {
-        guard self == .registerBlocked else {
+        // With AVX2, oneDNN's sgemm ran ViT-B's 197-token decoder heads 15 % faster than
+        // this kernel (`core --attention-only`, Zen 3); heads from `oneDNNFrom` up go there.
+        guard self == .avx512 || (self == .avx2 && m * n * k < SGEMMKernel.oneDNNFrom) else {
             sgemmCall(transA, transB, m, n, k, alpha, a, lda, b, ldb, nil, 0, c, ldc)
             return
         }
@@ -233,10 +241,10 @@ public enum HeadProducts: String, Sendable, CaseIterable {
         // place, rows a few KB apart (a head inside a (B, L, 3D) qkv row) share a handful of
         // L1 sets, and the re-reads missed.
         if transB {
-            mims_transpose(b, n, k, ldb, packed)
+            mims_transpose(width, b, n, k, ldb, packed)
         } else {
             for p in 0..<k { (packed + p * n).update(from: b + p * ldb, count: n) }
         }
-        mims_head_gemm(m, n, k, alpha, a, transA ? 1 : lda, transA ? lda : 1, packed, n, c, ldc)
+        mims_head_gemm(width, m, n, k, alpha, a, transA ? 1 : lda, transA ? lda : 1, packed, n, c, ldc)
     }
 }
