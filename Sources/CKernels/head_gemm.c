@@ -22,7 +22,7 @@ bool mims_head_gemm_supported(int width) {
 #define AVX512 __attribute__((target("avx512f"), always_inline)) static inline
 
 // One mr × (nv·16) block of C; the last vector keeps the lanes in `tail`.
-AVX512 void block(const int mr, const int nv, __mmask16 tail, long k, float alpha, const float *a,
+AVX512 void block16(const int mr, const int nv, __mmask16 tail, long k, float alpha, const float *a,
                   long a_row, long a_col, const float *b, long ldb, float *c, long ldc) {
     __m512 acc[12][4];
     for (int r = 0; r < mr; r++)
@@ -52,21 +52,23 @@ AVX512 void block(const int mr, const int nv, __mmask16 tail, long k, float alph
 // 5-15 % below 10.
 static int rows_for(int nv) { return nv == 1 ? 8 : (nv == 2 ? 10 : (nv == 3 ? 8 : 6)); }
 
-#define ROWS(NV, M)                                                                               \
-    case M: block(M, NV, tail, k, alpha, a, a_row, a_col, b, ldb, c, ldc); break;
-#define PANEL(NV)                                                                                 \
-    __attribute__((target("avx512f"))) static void panel##NV(int mr, __mmask16 tail, long k,      \
-        float alpha, const float *a, long a_row, long a_col, const float *b, long ldb, float *c,  \
-        long ldc) {                                                                               \
+// One function per vector count, switching to a block whose row count is a constant, so each
+// block compiles with its accumulators in registers.
+#define ROWS(BLOCK, NV, M)                                                                        \
+    case M: BLOCK(M, NV, tail, k, alpha, a, a_row, a_col, b, ldb, c, ldc); break;
+#define PANEL(NAME, ISA, BLOCK, TAIL, NV)                                                         \
+    __attribute__((target(ISA))) static void NAME(int mr, TAIL tail, long k, float alpha,         \
+        const float *a, long a_row, long a_col, const float *b, long ldb, float *c, long ldc) {   \
         switch (mr) {                                                                             \
-            ROWS(NV, 1) ROWS(NV, 2) ROWS(NV, 3) ROWS(NV, 4) ROWS(NV, 5) ROWS(NV, 6)               \
-            ROWS(NV, 7) ROWS(NV, 8) ROWS(NV, 9) ROWS(NV, 10) ROWS(NV, 11) ROWS(NV, 12)            \
+            ROWS(BLOCK, NV, 1) ROWS(BLOCK, NV, 2) ROWS(BLOCK, NV, 3) ROWS(BLOCK, NV, 4)           \
+            ROWS(BLOCK, NV, 5) ROWS(BLOCK, NV, 6) ROWS(BLOCK, NV, 7) ROWS(BLOCK, NV, 8)           \
+            ROWS(BLOCK, NV, 9) ROWS(BLOCK, NV, 10) ROWS(BLOCK, NV, 11) ROWS(BLOCK, NV, 12)        \
         }                                                                                         \
     }
-PANEL(1)
-PANEL(2)
-PANEL(3)
-PANEL(4)
+PANEL(panel1, "avx512f", block16, __mmask16, 1)
+PANEL(panel2, "avx512f", block16, __mmask16, 2)
+PANEL(panel3, "avx512f", block16, __mmask16, 3)
+PANEL(panel4, "avx512f", block16, __mmask16, 4)
 
 __attribute__((target("avx512f")))
 static void head_gemm16(long m, long n, long k, float alpha, const float *a, long a_row, long a_col,
@@ -170,19 +172,8 @@ AVX2 void block8(const int mr, const int nv, __m256i tail, long k, float alpha, 
 
 // At most 12 accumulators, leaving registers for B's vectors and A's broadcast: 12 rows of one
 // vector, 6 of two (the classic Haswell 6×16 block).
-#define ROWS8(NV, M)                                                                              \
-    case M: block8(M, NV, tail, k, alpha, a, a_row, a_col, b, ldb, c, ldc); break;
-#define PANEL8(NV)                                                                                \
-    __attribute__((target("avx2,fma"))) static void panel8_##NV(int mr, __m256i tail, long k,    \
-        float alpha, const float *a, long a_row, long a_col, const float *b, long ldb, float *c,  \
-        long ldc) {                                                                               \
-        switch (mr) {                                                                             \
-            ROWS8(NV, 1) ROWS8(NV, 2) ROWS8(NV, 3) ROWS8(NV, 4) ROWS8(NV, 5) ROWS8(NV, 6)         \
-            ROWS8(NV, 7) ROWS8(NV, 8) ROWS8(NV, 9) ROWS8(NV, 10) ROWS8(NV, 11) ROWS8(NV, 12)      \
-        }                                                                                         \
-    }
-PANEL8(1)
-PANEL8(2)
+PANEL(panel8_1, "avx2,fma", block8, __m256i, 1)
+PANEL(panel8_2, "avx2,fma", block8, __m256i, 2)
 
 __attribute__((target("avx2,fma")))
 static void head_gemm8(long m, long n, long k, float alpha, const float *a, long a_row, long a_col,
