@@ -114,8 +114,9 @@ import TestSupport
     /// Each way of multiplying a head's blocks against float64 products, on shapes that cover
     /// the register-blocked kernel's edges at each vector width this CPU runs: rows that leave
     /// a partial block, columns that end inside a vector or span several panels, either operand
-    /// transposed and read with a row stride wider than its width. Each element is held to the summation bound
-    /// of its own terms, γ_k·Σ|a·b| with γ_k = k·u/(1 − k·u), plus one rounding for alpha.
+    /// transposed and read with a row stride wider than its width. Each element is held to the
+    /// summation bound of its own terms, γ_k·Σ|a·b| with γ_k = k·u/(1 − k·u), plus one rounding
+    /// for alpha.
     @Test(arguments: [(1, 1, 1), (7, 17, 5), (13, 36, 32), (36, 36, 32), (50, 64, 50), (11, 130, 9), (197, 32, 197), (5, 200, 64)])
     func headProductsMatchFloat64(m: Int, n: Int, k: Int) {
         var rng = RandomGenerator(seed: UInt64(m * 1000 + n * 10 + k))

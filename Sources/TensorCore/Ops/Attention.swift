@@ -219,7 +219,8 @@ public enum HeadProducts: String, Sendable, CaseIterable {
     /// Floats per vector of the register-blocked kernel; 0 for the library.
     var width: Int32 { switch self { case .library: 0; case .avx2: 8; case .avx512: 16 } }
 
-    public static let supported: [HeadProducts] = allCases.filter { $0 == .library || mims_head_gemm_supported($0.width) }
+    public static let supported: [HeadProducts] =
+        allCases.filter { $0 == .library || mims_head_gemm_supported($0.width) }
     public static let current: HeadProducts = {
         let asked = getenv("MIMSERVE_HEAD_GEMM").flatMap { HeadProducts(rawValue: String(cString: $0)) }
         return asked.flatMap { supported.contains($0) ? $0 : nil } ?? supported.last!
