@@ -44,7 +44,9 @@ import TestSupport
             guard step == 6 else { return }
             // What an expired lease leads to: taken back to the queue, claimed by someone else.
             _ = try? store.transition(id, to: .queued, from: [.running])
-            let thief = try? store.claimNext(owner: "another-worker")
+            // The other trainer never renews, so its lease must outlast the test: with the
+            // default 30 s, a slow CI machine let it expire, and this pool took the job back.
+            let thief = try? store.claimNext(owner: "another-worker", leaseSeconds: 3600)
             let taken = try? Self.snapshot(store, dir, id)
             shared.withLock {
                 $0.taken = taken
