@@ -78,9 +78,9 @@ extension SwinEncoder {
     /// window attention, sparse patch merging).
     /// images (B, 3, H, W) → the final stage's visible tokens (B, N_last, C_last), raster order.
     public func callAsFunction(_ images: Tensor, layout: GreenLayout) -> Tensor {
-        let tokens = patchEmbed(images)  // (B, G², C)
-        let (B, C) = (tokens.shape[0], tokens.shape[2])
-        var x = tokens.gatherRows(layout.embedGather, batch: B, shape: [B, layout.stages[0].visible.count, C])  // (B, N_0, C)
+        let B = images.shape[0]
+        var x = patchEmbed(images, tokens: layout.embedGather, batch: B)  // (B·N_0, C)
+        x = x.reshaped([B, layout.stages[0].visible.count, x.shape[1]])
         for (stage, plan) in zip(layers.items, layout.stages) {
             for (i, block) in stage.blocks.items.enumerated() {
                 x = block(visible: x, plan: i % 2 == 1 ? plan.shifted : plan.plain)

@@ -55,7 +55,11 @@ public final class MAE: Module, MIMModel, NoiseMaskedPredictor, @unchecked Senda
 
     func encode(_ images: Tensor, shuffle s: NoiseShuffle) -> Tensor {
         let B = images.shape[0], D = config.embedDim
-        let x = embed(images).gatherRows(s.visible, shape: [B, s.keep, D])  // (B, keep, D) in noise order
+        // The kept tokens alone are embedded, each with its position row.
+        let L = config.grid * config.grid
+        let positions = RowIndex(s.visible.indices.map { $0 % Int32(L) }, sourceRows: L)
+        let x = (patchEmbed(images, tokens: s.visible) + patchPos.gatherRows(positions, shape: [B * s.keep, D]))
+            .reshaped([B, s.keep, D])  // (B, keep, D) in noise order
         return norm(blocks(prependClass(x)))  // (B, 1 + keep, D)
     }
 

@@ -246,6 +246,11 @@ public final class NormedPatchEmbed: Module, @unchecked Sendable {
 
     /// (B, 3, H, W) → (B, G·G, C).
     public func callAsFunction(_ images: Tensor) -> Tensor { norm(embed(images)) }
+
+    /// The rows `tokens` of `self(images)` alone, as `PatchEmbed`'s (the norm is per token).
+    public func callAsFunction(_ images: Tensor, tokens: RowIndex, batch: Int = 1) -> Tensor {
+        norm(embed(images, tokens: tokens, batch: batch))
+    }
 }
 
 extension SwinStage {

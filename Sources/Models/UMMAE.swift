@@ -299,7 +299,7 @@ public final class UMMAE: Module, MIMModel, UnitPredictor, @unchecked Sendable {
         precondition(primary.shape == [B, config.unitGrid, config.unitGrid], "UM-MAE mask \(primary.shape) for batch \(B)")
         let compaction = UMCompaction(primary: primary, secondary: secondary, tokensPerUnit: config.unitTokens)
         let Gc = compaction.compactGrid, C = config.embedDim
-        var x = patchEmbed(images).gatherRows(compaction.gather, shape: [B, Gc * Gc, C])  // (B, Gc², C), compacted
+        var x = patchEmbed(images, tokens: compaction.gather).reshaped([B, Gc * Gc, C])  // (B, Gc², C), compacted
         if let token = visMaskToken {
             let s = compaction.secondaryTokens  // (B, Gc², 1)
             x = x * (Tensor(repeating: 1, shape: s.shape) - s) + patchEmbed.norm(token) * s  // e·(1−s) + LN(t)·s
