@@ -23,6 +23,58 @@ import TensorCore
         #expect(Patches.unpatchify(p, patch: 2, imageSize: 4).scalars == img.scalars)
     }
 
+    /// Embedding the kept tokens alone gives each the convolution's product over its patch and
+    /// the weight the gradient of those tokens, against float64 sums (batched index or not).
+    @Test(arguments: [1, 2])
+    func keptTokensEmbedAlone(batch: Int) throws {
+        let (B, C, S, p, D) = (2, 3, 16, 4, 6), g = S / p, K = C * p * p
+        var rng = RandomGenerator(seed: UInt64(7 + batch))
+        let embed = PatchEmbed(patch: p, dim: D, xavier: false, rng: &rng)
+        let images = Tensor((0..<(B * C * S * S)).map { _ in rng.uniform() * 2 - 1 }, shape: [B, C, S, S])
+        // Batched: 5 tokens of each sample; otherwise 7 rows of the whole batch, one twice.
+        let rows: [Int] = batch == 1 ? [3, 17, 0, 31, 17, 22, 9] : [15, 2, 7, 0, 11]
+        let tokens = RowIndex(rows, sourceRows: batch == 1 ? B * g * g : g * g)
+        let out = embed(images, tokens: tokens, batch: batch == 1 ? 1 : B)
+        let n = out.shape[0]
+        #expect(out.shape == [batch == 1 ? rows.count : B * rows.count, D])
+        let weights = (0..<n * D).map { _ in rng.uniform() * 2 - 1 }
+        (out * Tensor(weights, shape: [n, D])).sum().backward()
+        // Token row o → (sample, grid position), and its patch as K values in (c, py, px) order.
+        func patch(_ o: Int) -> [Double] {
+            let r = batch == 1 ? rows[o] : (o / rows.count) * g * g + rows[o % rows.count]
+            let (b, t) = (r / (g * g), r % (g * g))
+            return (0..<K).map { k in
+                let (c, py, px) = (k / (p * p), k / p % p, k % p)
+                return Double(images.pointer[((b * C + c) * S + (t / g) * p + py) * S + (t % g) * p + px])
+            }
+        }
+        let u = Double(Float.ulpOfOne) / 2
+        func gamma(_ m: Int) -> Double { Double(m) * u / (1 - Double(m) * u) }
+        let w = embed.weight.scalars.map(Double.init), bias = embed.bias.scalars.map(Double.init)
+        var worst = 0.0
+        for o in 0..<n {
+            let x = patch(o)
+            for d in 0..<D {
+                let terms = (0..<K).map { w[d * K + $0] * x[$0] }
+                let want = bias[d] + terms.reduce(0, +)
+                let bound = gamma(K + 1) * (abs(bias[d]) + terms.map(abs).reduce(0, +)) + u * abs(want) + 1e-30
+                worst = max(worst, abs(Double(out.pointer[o * D + d]) - want) / bound)
+            }
+        }
+        #expect(worst <= 1, "output error \(worst) of the bound")
+        let dw = try #require(embed.weight.grad).scalars
+        var worstGrad = 0.0
+        for d in 0..<D {
+            for k in 0..<K {
+                let terms = (0..<n).map { Double(weights[$0 * D + d]) * patch($0)[k] }
+                let want = terms.reduce(0, +)
+                let bound = gamma(n) * terms.map(abs).reduce(0, +) + u * abs(want) + 1e-30
+                worstGrad = max(worstGrad, abs(Double(dw[d * K + k]) - want) / bound)
+            }
+        }
+        #expect(worstGrad <= 1, "weight gradient error \(worstGrad) of the bound")
+    }
+
     @Test func normPixelTargetUsesUnbiasedVariance() {
         let p = Tensor([1, 2, 3, 4], shape: [1, 1, 4])
         let t = Patches.normalizedTarget(p)
